@@ -1,0 +1,1 @@
+//! Benchmarks for wsgi-gateway live in benches/ and compare.sh.

@@ -1,0 +1,127 @@
+//! The one `Request` every front end produces, and its `Body`.
+
+use std::any::Any;
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+/// HTTP version of the request (the only two the gateway speaks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// How the request body is delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Where a request came from: a socket peer, or nothing the front end can name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    Unix,
+    /// A front end that reports the address as text (CGI `REMOTE_ADDR`, ISAPI server variables).
+    Named { addr: String, port: Option<String> },
+}
+
+/// A request head in the front end's terms, mapped once into WSGI terms by the core.
+#[derive(Debug)]
+pub struct Request {
+    pub method: Bytes,
+    /// The raw request-target (`REQUEST_URI`).
+    pub target: Bytes,
+    /// Still percent-encoded; the core decodes it into `PATH_INFO`.
+    pub path: Bytes,
+    pub query: Bytes,
+    pub version: Version,
+    /// In arrival order; names as sent. Values trimmed of OWS.
+    pub headers: Vec<(Bytes, Bytes)>,
+    /// `Content-Length` as the client declared it (`None` for chunked or absent).
+    pub content_length: Option<u64>,
+    pub peer: Peer,
+    /// (SERVER_NAME, SERVER_PORT) when no Host header says otherwise.
+    pub server_name: String,
+    pub server_port: String,
+    pub scheme: Scheme,
+    /// Set only by a front end that authenticated the client (IIS, a CGI host); never from a header.
+    pub remote_user: Option<Bytes>,
+    pub auth_type: Option<Bytes>,
+    /// Percent-decoded bytes of the mount point (`SCRIPT_NAME`); already removed from `path`.
+    pub script_name: Bytes,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// Decoded request body bytes as the front end delivers them. `read` may block; the front end
+/// releases the GIL around any wait (see `python::without_gil`).
+pub trait BodyReader: Send {
+    /// Fill `buf` with decoded body bytes; `Ok(0)` only at the end of the body.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Bytes still to come when the front end knows it (Content-Length bodies).
+    fn remaining(&self) -> Option<u64>;
+    /// Lets the front end take its reader back after the call (to reuse the connection).
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+/// The request body: empty, already in memory, or streamed by the front end.
+pub enum Body {
+    Empty,
+    Buffered(Bytes),
+    Stream(Box<dyn BodyReader>),
+}
+
+impl Body {
+    /// Turns any body into a reader the `wsgi.input` object can drive.
+    pub fn into_reader(self) -> Box<dyn BodyReader> {
+        match self {
+            Body::Empty => Box::new(BufferedBody(Bytes::new())),
+            Body::Buffered(bytes) => Box::new(BufferedBody(bytes)),
+            Body::Stream(reader) => reader,
+        }
+    }
+}
+
+/// A body that is already entirely in memory.
+pub struct BufferedBody(pub Bytes);
+
+impl BodyReader for BufferedBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.0.len());
+        buf[..n].copy_from_slice(&self.0.split_to(n));
+        Ok(n)
+    }
+    fn remaining(&self) -> Option<u64> {
+        Some(self.0.len() as u64)
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
