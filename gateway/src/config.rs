@@ -1,0 +1,330 @@
+//! One configuration for every front end: command-line flags, `WSGI_GATEWAY_*` environment
+//! variables and a TOML file, in that order of precedence.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::python::interpreter::AppSpec;
+use crate::trust::{IpRange, TrustPolicy};
+
+#[derive(Parser, Debug)]
+#[command(name = "wsgi-gateway", version, about = "Run Python WSGI applications (PEP 3333) from a Rust core")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve a WSGI app over HTTP/1.1 (the default command).
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Underscores {
+    Drop,
+    Refuse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+/// Settings shared by every front end that runs an app.
+#[derive(Args, Debug, Clone)]
+pub struct AppArgs {
+    /// The WSGI app as module[:callable] (callable defaults to `application`); none = welcome page.
+    #[arg(value_name = "APP", env = "WSGI_GATEWAY_APP")]
+    pub app: Option<String>,
+    /// Change to this directory before importing the app (it goes first on sys.path).
+    #[arg(long, value_name = "DIR", env = "WSGI_GATEWAY_CHDIR")]
+    pub chdir: Option<PathBuf>,
+    /// Extra sys.path entry (repeatable).
+    #[arg(long, value_name = "DIR", env = "WSGI_GATEWAY_PYTHONPATH", value_delimiter = ':')]
+    pub pythonpath: Vec<PathBuf>,
+    /// A virtualenv whose packages the app imports (default: $VIRTUAL_ENV).
+    #[arg(long, value_name = "DIR", env = "WSGI_GATEWAY_VENV")]
+    pub venv: Option<PathBuf>,
+    /// Load the app from a PasteDeploy ini file (INI[#NAME]) instead of APP.
+    #[arg(long, value_name = "INI[#NAME]", env = "WSGI_GATEWAY_PASTE")]
+    pub paste: Option<String>,
+    /// Read settings from a TOML file (keys named like the long options).
+    #[arg(long, value_name = "FILE", env = "WSGI_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Error log: a file path or `-` for stderr.
+    #[arg(long, value_name = "PATH", default_value = "-", env = "WSGI_GATEWAY_ERROR_LOG")]
+    pub error_log: String,
+    #[arg(long, value_enum, default_value = "info", env = "WSGI_GATEWAY_LOG_LEVEL")]
+    pub log_level: LogLevel,
+    /// Mount point: SCRIPT_NAME, removed from the front of PATH_INFO.
+    #[arg(long, value_name = "PREFIX", default_value = "", env = "WSGI_GATEWAY_SCRIPT_NAME")]
+    pub script_name: String,
+    /// Peers (IPs, CIDR ranges, or `*`) whose X-Forwarded-*/Forwarded and identity headers are believed.
+    #[arg(long, value_name = "LIST", default_value = "", env = "WSGI_GATEWAY_FORWARDED_ALLOW_IPS")]
+    pub forwarded_allow_ips: String,
+    /// Another identity header to strip from untrusted peers (repeatable).
+    #[arg(long, value_name = "NAME", env = "WSGI_GATEWAY_IDENTITY_HEADER", value_delimiter = ',')]
+    pub identity_header: Vec<String>,
+    /// Header names containing `_`: drop them, or refuse the request with 400.
+    #[arg(long, value_enum, default_value = "drop", env = "WSGI_GATEWAY_HEADER_UNDERSCORES")]
+    pub header_underscores: Underscores,
+    /// Show tracebacks in 500 responses (never in production).
+    #[arg(long, env = "WSGI_GATEWAY_DEBUG")]
+    pub debug: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Address to listen on: HOST:PORT, [V6]:PORT or unix:PATH (repeatable).
+    #[arg(long, short = 'b', value_name = "ADDR", env = "WSGI_GATEWAY_BIND", value_delimiter = ',')]
+    pub bind: Vec<String>,
+    /// Python worker threads.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
+    pub threads: u32,
+    /// Access log (Apache combined + duration in µs): a file path or `-` for stdout.
+    #[arg(long, value_name = "PATH", env = "WSGI_GATEWAY_ACCESS_LOG")]
+    pub access_log: Option<String>,
+    /// Longest request line (414 beyond).
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(64..), env = "WSGI_GATEWAY_LIMIT_REQUEST_LINE")]
+    pub limit_request_line: u64,
+    /// Most header fields in a request (431 beyond).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_LIMIT_REQUEST_FIELDS")]
+    pub limit_request_fields: u64,
+    /// Longest header field line (431 beyond).
+    #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u64).range(16..), env = "WSGI_GATEWAY_LIMIT_REQUEST_FIELD_SIZE")]
+    pub limit_request_field_size: u64,
+    /// Largest request head in bytes (431 beyond).
+    #[arg(long, default_value_t = 262144, value_parser = clap::value_parser!(u64).range(256..), env = "WSGI_GATEWAY_LIMIT_REQUEST_HEAD")]
+    pub limit_request_head: u64,
+    /// Largest request body in bytes (413 beyond); 0 = unlimited.
+    #[arg(long, default_value_t = 1 << 30, env = "WSGI_GATEWAY_MAX_BODY_SIZE")]
+    pub max_body_size: u64,
+    /// Seconds a client has to send a whole request head (408 after).
+    #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_HEADER_TIMEOUT")]
+    pub header_timeout: Duration,
+    /// Seconds an idle keep-alive connection is kept open.
+    #[arg(long, default_value = "15", value_parser = parse_seconds, env = "WSGI_GATEWAY_KEEPALIVE_TIMEOUT")]
+    pub keepalive_timeout: Duration,
+    /// Seconds of silence allowed while reading a request body.
+    #[arg(long, default_value = "60", value_parser = parse_seconds, env = "WSGI_GATEWAY_BODY_TIMEOUT")]
+    pub body_timeout: Duration,
+    /// Seconds a client may stop reading the response before the connection is dropped.
+    #[arg(long, default_value = "60", value_parser = parse_seconds, env = "WSGI_GATEWAY_WRITE_TIMEOUT")]
+    pub write_timeout: Duration,
+    /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
+    #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
+    pub graceful_timeout: Duration,
+    /// Most open client connections.
+    #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_MAX_CONNECTIONS")]
+    pub max_connections: u64,
+    /// Listen backlog.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), env = "WSGI_GATEWAY_BACKLOG")]
+    pub backlog: u32,
+    /// Requests that may wait for a worker (503 beyond).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_QUEUE_SIZE")]
+    pub queue_size: u64,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0 * 365.0) {
+        return Err(format!("{text:?}: expected seconds greater than 0"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A configuration error, worded for the operator; the binary exits with status 2.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a parse produced: settings, or text to print and exit 0 (`--help`, `--version`).
+pub enum Parsed {
+    Run(Cli),
+    Print(String),
+}
+
+const SUBCOMMANDS: [&str; 2] = ["serve", "help"];
+
+/// Parses argv (CLI > env > `--config` file). With no subcommand, `serve` is meant.
+pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ConfigError> {
+    let mut argv = argv;
+    let first = argv.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    if !SUBCOMMANDS.contains(&first) && !matches!(first, "-h" | "--help" | "-V" | "--version") {
+        argv.insert(1.min(argv.len()), OsString::from("serve"));
+    }
+    let matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => return clap_outcome(e, None),
+    };
+    let Some(("serve", sub)) = matches.subcommand() else {
+        return Cli::from_arg_matches(&matches).map(Parsed::Run).map_err(|e| ConfigError(clap_text(&e)));
+    };
+    let Some(file) = sub.get_one::<PathBuf>("config").cloned() else {
+        return Cli::from_arg_matches(&matches).map(Parsed::Run).map_err(|e| ConfigError(clap_text(&e)));
+    };
+    // Settings from the file go in front of the real arguments, but only for options that the
+    // command line and the environment left unset.
+    let (from_file, app) = file_args(&file, sub)?;
+    let mut merged: Vec<OsString> = argv[..2].to_vec();
+    merged.extend(from_file);
+    merged.extend(argv[2..].iter().cloned());
+    merged.extend(app);
+    match Cli::command().try_get_matches_from(&merged) {
+        Ok(m) => Cli::from_arg_matches(&m).map(Parsed::Run).map_err(|e| ConfigError(clap_text(&e))),
+        Err(e) => clap_outcome(e, Some(&file)),
+    }
+}
+
+fn clap_text(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    first.trim_start_matches("error: ").to_string()
+}
+
+fn clap_outcome(e: clap::Error, file: Option<&PathBuf>) -> Result<Parsed, ConfigError> {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            Ok(Parsed::Print(e.to_string()))
+        }
+        _ => Err(ConfigError(match file {
+            Some(f) => format!("{} (with settings from {})", clap_text(&e), f.display()),
+            None => clap_text(&e),
+        })),
+    }
+}
+
+/// Turns the TOML file into arguments for the options not already set.
+fn file_args(file: &PathBuf, given: &ArgMatches) -> Result<(Vec<OsString>, Option<OsString>), ConfigError> {
+    let name = file.display();
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError(format!("--config {name}: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        match line {
+            Some(l) => ConfigError(format!("--config {name}: line {l}: {}", e.message())),
+            None => ConfigError(format!("--config {name}: {}", e.message())),
+        }
+    })?;
+    let cmd = Cli::command();
+    let serve = cmd.find_subcommand("serve").ok_or_else(|| ConfigError("internal: no serve command".into()))?;
+    let mut out = Vec::new();
+    for (key, value) in &table {
+        let id = key.replace('-', "_");
+        let Some(arg) = serve.get_arguments().find(|a| a.get_id().as_str() == id) else {
+            return Err(ConfigError(format!("--config {name}: unknown key {key:?}")));
+        };
+        if id == "config" {
+            return Err(ConfigError(format!("--config {name}: key \"config\" cannot name another file")));
+        }
+        if matches!(given.value_source(&id), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+            continue;
+        }
+        let flag = format!("--{}", arg.get_long().unwrap_or(&id));
+        let positional = arg.get_long().is_none();
+        let takes_value = arg.get_num_args().is_none_or(|n| n.takes_values());
+        let scalar = |v: &toml::Value| -> Result<String, ConfigError> {
+            match v {
+                toml::Value::String(s) => Ok(s.clone()),
+                toml::Value::Integer(i) => Ok(i.to_string()),
+                toml::Value::Float(f) => Ok(f.to_string()),
+                _ => Err(ConfigError(format!("--config {name}: key {key:?} must be a string or number"))),
+            }
+        };
+        match value {
+            toml::Value::Boolean(b) if !takes_value => {
+                if *b {
+                    out.push(OsString::from(flag));
+                }
+            }
+            toml::Value::Array(items) => {
+                for item in items {
+                    out.push(OsString::from(&flag));
+                    out.push(OsString::from(scalar(item)?));
+                }
+            }
+            v if positional => {
+                out.push(OsString::from("--app-from-config"));
+                out.push(OsString::from(scalar(v)?));
+            }
+            v => {
+                if !takes_value {
+                    return Err(ConfigError(format!("--config {name}: key {key:?} must be true or false")));
+                }
+                out.push(OsString::from(flag));
+                out.push(OsString::from(scalar(v)?));
+            }
+        }
+    }
+    // The positional APP cannot be injected as a flag; the caller appends it after the CLI args.
+    let mut fixed = Vec::with_capacity(out.len());
+    let mut app = None;
+    let mut it = out.into_iter();
+    while let Some(a) = it.next() {
+        if a == "--app-from-config" {
+            app = it.next();
+        } else {
+            fixed.push(a);
+        }
+    }
+    Ok((fixed, app))
+}
+
+impl AppArgs {
+    pub fn app_spec(&self) -> AppSpec {
+        AppSpec {
+            app: self.app.clone(),
+            paste: self.paste.clone(),
+            chdir: self.chdir.clone(),
+            pythonpath: self.pythonpath.clone(),
+            venv: self.venv.clone().or_else(|| std::env::var_os("VIRTUAL_ENV").map(PathBuf::from)),
+        }
+    }
+
+    pub fn trust_policy(&self) -> Result<TrustPolicy, ConfigError> {
+        let trusted = self
+            .forwarded_allow_ips
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| IpRange::parse(s).map_err(|e| ConfigError(format!("--forwarded-allow-ips: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut identity_headers = Vec::new();
+        for h in &self.identity_header {
+            let h = h.trim();
+            if h.is_empty() || !h.bytes().all(crate::responder::is_tchar) {
+                return Err(ConfigError(format!("--identity-header {h:?}: not a header name")));
+            }
+            identity_headers.push(h.to_ascii_lowercase());
+        }
+        Ok(TrustPolicy {
+            trusted,
+            identity_headers,
+            refuse_underscores: self.header_underscores == Underscores::Refuse,
+        })
+    }
+
+    /// The mount point, validated: empty, or `/x` without a trailing `/`.
+    pub fn script_name(&self) -> Result<String, ConfigError> {
+        let s = self.script_name.trim_end_matches('/');
+        if !s.is_empty() && !s.starts_with('/') {
+            return Err(ConfigError(format!("--script-name {s:?}: must start with '/'")));
+        }
+        Ok(s.to_string())
+    }
+}

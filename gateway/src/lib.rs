@@ -1,8 +1,9 @@
 //! wsgi-gateway: front end → `Request` → pool → WSGI call → responder → front end.
 
-
+pub mod config;
 pub mod http;
-
-pub mod python {}
+pub mod pool;
+pub mod python;
 pub mod request;
-
+pub mod responder;
+pub mod trust;

@@ -82,7 +82,7 @@ impl Scheme {
 
 /// Decoded request body bytes as the front end delivers them. `read` may block; the front end
 /// releases the GIL around any wait (see `python::without_gil`).
-pub trait BodyReader: Send {
+pub trait BodyReader: Send + Sync {
     /// Fill `buf` with decoded body bytes; `Ok(0)` only at the end of the body.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Bytes still to come when the front end knows it (Content-Length bodies).

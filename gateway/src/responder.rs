@@ -1,0 +1,267 @@
+//! The `Responder` every front end implements, and the one place the app's status line and
+//! headers are validated. The core decides *what* is sent; a responder only frames it.
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// How many body bytes the response will carry, as far as the core knows at `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLength {
+    /// Exactly this many bytes (the app's Content-Length, or computed from a single chunk).
+    Known(u64),
+    /// Unknown up front: the front end delimits it (chunked, close, or its own framing).
+    Unknown,
+}
+
+/// A validated response head, ready to be framed.
+#[derive(Debug)]
+pub struct ResponseHead<'a> {
+    pub code: u16,
+    /// `"200 OK"` as the app gave it (validated).
+    pub status: &'a [u8],
+    /// The app's headers, validated, as `Name: value\r\n` lines (hop-by-hop ones removed).
+    pub header_block: &'a [u8],
+    pub length: BodyLength,
+    /// The app's own Content-Length is inside `header_block`.
+    pub app_content_length: bool,
+    /// False for HEAD requests and 1xx/204/304: no body bytes go out.
+    pub body_allowed: bool,
+    pub has_date: bool,
+    pub has_server: bool,
+    /// The app asked for `Connection: close`.
+    pub close: bool,
+}
+
+/// A front end's way of putting a response on its wire. Calls arrive in the order
+/// `start`, `write`*, then `finish` or `abort`. Writes may block; a responder releases the GIL
+/// around any wait (`python::without_gil`).
+pub trait Responder: Send + Sync {
+    fn start(&mut self, head: &ResponseHead<'_>) -> io::Result<()>;
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()>;
+    /// Send `len` bytes of the open file `fd` from `offset` if the front end can do it without
+    /// copying through Python; `Ok(false)` means "not supported, send it with `write`".
+    fn send_file(&mut self, _fd: RawFd, _offset: u64, _len: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+    /// The response is complete.
+    fn finish(&mut self) -> io::Result<()>;
+    /// The response cannot be completed: it must not look complete to the client.
+    fn abort(&mut self);
+    /// Body bytes that went out (for the access log).
+    fn body_bytes_sent(&self) -> u64;
+}
+
+/// Why an app's status or headers were refused (raised to the app as `ValueError`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidResponse(pub String);
+
+/// Validates `"NNN Reason"` and returns the code.
+pub fn parse_status(status: &str) -> Result<u16, InvalidResponse> {
+    let bytes = status.as_bytes();
+    let bad = || InvalidResponse(format!("invalid status {status:?}: expected \"NNN Reason\""));
+    if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    if bytes.len() > 3 && bytes[3] != b' ' {
+        return Err(bad());
+    }
+    if bytes.iter().any(|&b| is_ctl(b) && b != b'\t') || status.chars().any(|c| c as u32 > 0xFF) {
+        return Err(InvalidResponse(format!(
+            "invalid status {status:?}: control or non-latin-1 character"
+        )));
+    }
+    let code = u16::from(bytes[0] - b'0') * 100
+        + u16::from(bytes[1] - b'0') * 10
+        + u16::from(bytes[2] - b'0');
+    if code < 100 {
+        return Err(bad());
+    }
+    Ok(code)
+}
+
+fn is_ctl(b: u8) -> bool {
+    b < 0x20 || b == 0x7F
+}
+
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// What a header means to the framing layer.
+enum HeaderRole {
+    Plain,
+    ContentLength,
+    Date,
+    Server,
+    /// `Connection` / `Keep-Alive`: consumed by the gateway.
+    ConnectionControl,
+    /// Hop-by-hop headers an app must not set (PEP 3333).
+    Forbidden,
+}
+
+fn header_role(name: &str) -> HeaderRole {
+    const FORBIDDEN: [&str; 6] = [
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-authenticate",
+        "proxy-authorization",
+    ];
+    if name.eq_ignore_ascii_case("content-length") {
+        HeaderRole::ContentLength
+    } else if name.eq_ignore_ascii_case("date") {
+        HeaderRole::Date
+    } else if name.eq_ignore_ascii_case("server") {
+        HeaderRole::Server
+    } else if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive") {
+        HeaderRole::ConnectionControl
+    } else if FORBIDDEN.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+        HeaderRole::Forbidden
+    } else {
+        HeaderRole::Plain
+    }
+}
+
+/// The app's headers, validated and serialised once.
+#[derive(Debug, Default)]
+pub struct HeaderBlock {
+    pub block: Vec<u8>,
+    pub content_length: Option<u64>,
+    pub has_date: bool,
+    pub has_server: bool,
+    pub close: bool,
+}
+
+impl HeaderBlock {
+    /// Validates one `(name, value)` pair and appends it. `code` decides whether a
+    /// Content-Length may be sent at all (never on 1xx/204).
+    pub fn push(&mut self, name: &str, value: &str, code: u16) -> Result<(), InvalidResponse> {
+        if name.is_empty() || !name.bytes().all(is_tchar) {
+            return Err(InvalidResponse(format!("invalid header name {name:?}")));
+        }
+        if value.bytes().any(|b| is_ctl(b) && b != b'\t') || value.chars().any(|c| c as u32 > 0xFF)
+        {
+            return Err(InvalidResponse(format!(
+                "invalid value for header {name:?}: {value:?} (control or non-latin-1 character)"
+            )));
+        }
+        match header_role(name) {
+            HeaderRole::Forbidden => {
+                return Err(InvalidResponse(format!(
+                    "hop-by-hop header {name:?} is not allowed from a WSGI application"
+                )))
+            }
+            HeaderRole::ConnectionControl => {
+                if name.eq_ignore_ascii_case("connection")
+                    && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+                {
+                    self.close = true;
+                }
+                return Ok(());
+            }
+            HeaderRole::ContentLength => {
+                let v = value.trim_matches([' ', '\t']);
+                let n = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+                    v.parse::<u64>().ok()
+                } else {
+                    None
+                };
+                let Some(n) = n else {
+                    return Err(InvalidResponse(format!("invalid Content-Length {value:?}")));
+                };
+                if self.content_length.is_some_and(|old| old != n) {
+                    return Err(InvalidResponse(
+                        "two different Content-Length headers".to_string(),
+                    ));
+                }
+                if self.content_length.is_some() {
+                    return Ok(());
+                }
+                self.content_length = Some(n);
+                if (100..200).contains(&code) || code == 204 {
+                    return Ok(());
+                }
+            }
+            HeaderRole::Date => self.has_date = true,
+            HeaderRole::Server => self.has_server = true,
+            HeaderRole::Plain => {}
+        }
+        push_latin1(&mut self.block, name);
+        self.block.extend_from_slice(b": ");
+        push_latin1(&mut self.block, value.trim_matches([' ', '\t']));
+        self.block.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+}
+
+/// Appends a string whose characters are all ≤ U+00FF as latin-1 bytes.
+pub fn push_latin1(out: &mut Vec<u8>, s: &str) {
+    if s.is_ascii() {
+        out.extend_from_slice(s.as_bytes());
+    } else {
+        // Validation already refused characters above U+00FF.
+        out.extend(s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')));
+    }
+}
+
+/// Whether a response with this status to this method may carry body bytes.
+pub fn body_allowed(code: u16, is_head: bool) -> bool {
+    !(is_head || (100..200).contains(&code) || code == 204 || code == 304)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(parse_status("200 OK"), Ok(200));
+        assert_eq!(parse_status("404 Not Found"), Ok(404));
+        assert_eq!(parse_status("599"), Ok(599));
+        assert_eq!(parse_status("200 Ok\tfine"), Ok(200));
+        for bad in ["abc", "20 OK", "2000 OK", "200OK", "200 OK\r\n", "099 x", "", "200 \u{1F600}"] {
+            assert!(parse_status(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn headers_validated_and_serialised() {
+        let mut h = HeaderBlock::default();
+        h.push("Content-Type", "text/plain", 200).unwrap();
+        h.push("Content-Length", "13", 200).unwrap();
+        h.push("X-Latin", "caf\u{e9}", 200).unwrap();
+        assert_eq!(h.content_length, Some(13));
+        assert_eq!(
+            h.block,
+            b"Content-Type: text/plain\r\nContent-Length: 13\r\nX-Latin: caf\xe9\r\n"
+        );
+        assert!(h.push("X-Bad", "a\r\nSet-Cookie: x", 200).is_err());
+        assert!(h.push("Bad Name", "x", 200).is_err());
+        assert!(h.push("", "x", 200).is_err());
+        assert!(h.push("X-Wide", "\u{263A}", 200).is_err());
+        assert!(h.push("Transfer-Encoding", "chunked", 200).is_err());
+        assert!(h.push("Upgrade", "h2c", 200).is_err());
+        assert!(h.push("Content-Length", "-1", 200).is_err());
+        assert!(h.push("Content-Length", "14", 200).is_err());
+    }
+
+    #[test]
+    fn connection_close_is_consumed() {
+        let mut h = HeaderBlock::default();
+        h.push("Connection", "Close", 200).unwrap();
+        h.push("Keep-Alive", "timeout=5", 200).unwrap();
+        assert!(h.close);
+        assert!(h.block.is_empty());
+    }
+
+    #[test]
+    fn no_content_length_on_204() {
+        let mut h = HeaderBlock::default();
+        h.push("Content-Length", "0", 204).unwrap();
+        assert!(h.block.is_empty());
+        assert!(!body_allowed(204, false));
+        assert!(!body_allowed(200, true));
+        assert!(body_allowed(200, false));
+    }
+}

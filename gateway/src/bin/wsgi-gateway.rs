@@ -1,1 +1,163 @@
-fn main() {}
+//! `wsgi-gateway`: parse the configuration, load the app, run a front end.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use wsgi_gateway::config::{self, AppArgs, Command, LogLevel, Parsed, ServeArgs};
+use wsgi_gateway::http::{self, head::HeadLimits, listener, Settings, Shared};
+use wsgi_gateway::pool::Pool;
+use wsgi_gateway::python::call::WsgiApp;
+use wsgi_gateway::python::environ::{EnvironBuilder, FrontEndKind};
+use wsgi_gateway::python::errors::WsgiErrors;
+use wsgi_gateway::python::file_wrapper::FileWrapper;
+use wsgi_gateway::python::interpreter;
+
+/// A start-up failure: reported as one line, exit status 2.
+struct Fatal(String);
+
+impl<E: std::fmt::Display> From<E> for Fatal {
+    fn from(e: E) -> Fatal {
+        Fatal(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match config::parse(std::env::args_os().collect()) {
+        Ok(Parsed::Run(cli)) => cli,
+        Ok(Parsed::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(&e.0),
+    };
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fatal(msg)) => fail(&msg),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("wsgi-gateway: error: {msg}");
+    ExitCode::from(2)
+}
+
+fn init_logging(app: &AppArgs) -> Result<(), Fatal> {
+    let level = match app.log_level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+    };
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_target(false);
+    if app.error_log == "-" {
+        builder.with_writer(std::io::stderr).init();
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&app.error_log)
+            .map_err(|e| Fatal(format!("--error-log {}: {e}", app.error_log)))?;
+        builder.with_writer(std::sync::Mutex::new(file)).init();
+    }
+    Ok(())
+}
+
+/// Loads the app and the environ builder for a front end (under the GIL).
+fn load(app: &AppArgs, kind: FrontEndKind) -> Result<WsgiApp, Fatal> {
+    let policy = app.trust_policy()?;
+    let spec = app.app_spec();
+    interpreter::start();
+    Python::attach(|py| {
+        let callable = interpreter::load_app(py, &spec)?;
+        let errors = Bound::new(py, WsgiErrors::new())?.into_any();
+        let wrapper = py.get_type::<FileWrapper>().into_any();
+        let environ = EnvironBuilder::new(py, kind, policy, errors, wrapper)?;
+        Ok(WsgiApp { app: callable, environ, debug: app.debug })
+    })
+}
+
+fn serve(args: ServeArgs) -> Result<(), Fatal> {
+    init_logging(&args.app)?;
+    let script_name = args.app.script_name()?;
+    let settings = Settings {
+        limits: HeadLimits {
+            max_request_line: to_usize(args.limit_request_line),
+            max_headers: to_usize(args.limit_request_fields),
+            max_field_size: to_usize(args.limit_request_field_size),
+            max_head_size: to_usize(args.limit_request_head),
+        },
+        max_body: args.max_body_size,
+        header_timeout: args.header_timeout,
+        keepalive_timeout: args.keepalive_timeout,
+        body_timeout: args.body_timeout,
+        write_timeout: args.write_timeout,
+        graceful_timeout: args.graceful_timeout,
+        max_connections: to_usize(args.max_connections),
+        backlog: args.backlog,
+        queue_size: to_usize(args.queue_size),
+        threads: args.threads as usize,
+        script_name,
+    };
+    let app = load(&args.app, FrontEndKind { multithread: true, multiprocess: false, run_once: false })?;
+
+    let binds = if args.bind.is_empty() { vec!["127.0.0.1:8000".to_string()] } else { args.bind.clone() };
+    let listeners = binds
+        .iter()
+        .map(|b| listener::bind(b, settings.backlog))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Fatal)?;
+    let access_log = match &args.access_log {
+        Some(path) => Some(
+            http::access_log::AccessLog::open(path).map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
+        ),
+        None => None,
+    };
+
+    let (signal_rx, signal_tx) = std::os::unix::net::UnixStream::pair()?;
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::low_level::pipe::register(sig, signal_tx.try_clone()?)?;
+    }
+
+    let poll = mio::Poll::new()?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(usize::MAX - 1))?);
+    let (returns_tx, returns_rx) = crossbeam_channel::unbounded();
+    let threads = settings.threads;
+    let queue = settings.queue_size;
+    let shared = Arc::new(Shared {
+        app,
+        settings,
+        returns: returns_tx,
+        waker,
+        in_flight: AtomicUsize::new(0),
+        stopping: AtomicBool::new(false),
+        access_log,
+    });
+    let for_workers = shared.clone();
+    let pool = Pool::new(
+        threads,
+        queue,
+        Arc::new(move |py: Python<'_>, job| http::connection::serve(py, &for_workers, job)),
+    )?;
+    for l in &listeners {
+        tracing::info!(
+            "wsgi-gateway {} listening on {} ({} threads)",
+            env!("CARGO_PKG_VERSION"),
+            l.display,
+            threads
+        );
+    }
+    let reactor = listener::Reactor::new(poll, listeners, shared, returns_rx, signal_rx)?;
+    reactor.run(&pool)?;
+    // Workers still inside a stuck app must not hold the exit hostage (graceful timeout passed).
+    std::process::exit(0);
+}
+
+fn to_usize(n: impl TryInto<usize>) -> usize {
+    n.try_into().unwrap_or(usize::MAX)
+}

@@ -1,4 +1,134 @@
-//! The standalone HTTP/1.1 front end: parsing, framing and the listener.
+//! The standalone HTTP/1.1 front end. The reactor (`listener`) owns idle and half-read
+//! connections; a complete request head moves its connection to a worker (`connection`),
+//! which runs the app and then hands the connection back.
 
+pub mod access_log;
+pub mod body;
 pub mod chunked;
+pub mod connection;
+pub mod date;
 pub mod head;
+pub mod io;
+pub mod listener;
+pub mod response;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::python::call::WsgiApp;
+use crate::request::{Peer, Scheme};
+use head::{Head, HeadLimits};
+use io::ConnIo;
+
+/// HTTP front-end settings (from `config::ServeArgs`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub limits: HeadLimits,
+    /// 0 = unlimited.
+    pub max_body: u64,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub body_timeout: Duration,
+    pub write_timeout: Duration,
+    pub graceful_timeout: Duration,
+    pub max_connections: usize,
+    pub backlog: u32,
+    pub queue_size: usize,
+    pub threads: usize,
+    /// Mount point, e.g. `/app` (empty for the root).
+    pub script_name: String,
+}
+
+/// What a listener tells the app about itself.
+#[derive(Debug)]
+pub struct ListenerInfo {
+    pub server_name: String,
+    pub server_port: String,
+    pub scheme: Scheme,
+}
+
+/// A client connection, owned by the reactor or by one worker at a time.
+pub struct Conn {
+    pub io: Arc<ConnIo>,
+    pub peer: Peer,
+    pub listener: Arc<ListenerInfo>,
+}
+
+/// A parsed request head and its connection, on its way to a worker.
+pub struct Job {
+    pub conn: Conn,
+    pub head: Head,
+    /// Bytes after the head (body start, maybe pipelined requests).
+    pub rest: Bytes,
+    pub received: Instant,
+}
+
+/// A connection a worker is done with, back to the reactor.
+pub enum Returned {
+    /// Wait for the next request; the bytes are the start of it, if any arrived.
+    KeepAlive(Conn, Bytes),
+    /// Closing: discard what the client still sends, then close (avoids an RST eating the
+    /// response we just wrote).
+    Linger(Conn),
+}
+
+/// Everything workers and the reactor share.
+pub struct Shared {
+    pub app: WsgiApp,
+    pub settings: Settings,
+    pub returns: crossbeam_channel::Sender<Returned>,
+    pub waker: Arc<mio::Waker>,
+    /// Connections currently owned by workers or queued for them.
+    pub in_flight: AtomicUsize,
+    pub stopping: AtomicBool,
+    pub access_log: Option<access_log::AccessLog>,
+}
+
+impl Shared {
+    pub fn give_back(&self, r: Returned) {
+        self.in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if self.returns.send(r).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The canonical reason phrase for statuses the server itself produces.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// A complete error response from the server itself; it always closes the connection.
+pub fn error_response(status: u16) -> Vec<u8> {
+    let reason = reason(status);
+    let body = format!("{status} {reason}\n");
+    let mut out = Vec::with_capacity(200);
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nServer: wsgi-gateway\r\nDate: ",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    date::push_date(&mut out);
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out
+}

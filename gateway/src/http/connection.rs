@@ -1,0 +1,164 @@
+//! A worker serving one connection: requests already parsed (the one handed over, then any
+//! pipelined ones), each through the WSGI call, then the connection goes back to the reactor.
+
+use std::io::IoSlice;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use pyo3::prelude::*;
+
+use super::access_log::Entry;
+use super::body::HttpBody;
+use super::head::{parse_head, Head};
+use super::response::HttpResponder;
+use super::{error_response, Conn, Job, Returned, Settings, Shared};
+use crate::request::{Framing, Peer, Request};
+use crate::trust::TrustPolicy;
+
+/// Checks that need no Python, done before a request reaches the app. `Err` = answer this
+/// status and close.
+pub fn precheck(head: &Head, settings: &Settings, policy: &TrustPolicy) -> Result<(), (u16, &'static str)> {
+    if head.method.as_ref() == b"CONNECT" {
+        return Err((501, "CONNECT is not supported by a WSGI gateway"));
+    }
+    if let Framing::Length(n) = head.framing {
+        if settings.max_body > 0 && n > settings.max_body {
+            return Err((413, "request body larger than --max-body-size"));
+        }
+    }
+    if policy.refused_header(&head.headers).is_some() {
+        return Err((400, "header name with '_' refused (--header-underscores refuse)"));
+    }
+    if !settings.script_name.is_empty() && split_mount(&head.path, &settings.script_name).is_none() {
+        return Err((404, "path outside --script-name"));
+    }
+    Ok(())
+}
+
+/// The path below the mount point, or `None` when the path is outside it.
+fn split_mount(path: &Bytes, mount: &str) -> Option<Bytes> {
+    let m = mount.as_bytes();
+    if !path.starts_with(m) {
+        return None;
+    }
+    let rest = path.slice(m.len()..);
+    (rest.is_empty() || rest.starts_with(b"/")).then_some(rest)
+}
+
+fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
+    let mut headers = head.headers;
+    if let Some(authority) = head.authority {
+        // An absolute-form target overrides Host (RFC 9112 §3.2.2).
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"host"));
+        headers.push((Bytes::from_static(b"Host"), authority));
+    }
+    let content_length = match head.framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    let (path, script_name) = if settings.script_name.is_empty() {
+        (head.path, Bytes::new())
+    } else {
+        let rest = split_mount(&head.path, &settings.script_name).unwrap_or_default();
+        (rest, Bytes::copy_from_slice(settings.script_name.as_bytes()))
+    };
+    Request {
+        method: head.method,
+        target: head.target,
+        path,
+        query: head.query,
+        version: head.version,
+        headers,
+        content_length,
+        peer: conn.peer.clone(),
+        server_name: conn.listener.server_name.clone(),
+        server_port: conn.listener.server_port.clone(),
+        scheme: conn.listener.scheme,
+        remote_user: None,
+        auth_type: None,
+        script_name,
+    }
+}
+
+/// Writes a server-generated error response and hands the connection back to close it.
+pub fn reject(shared: &Shared, conn: Conn, status: u16, why: &str) {
+    tracing::info!("{status} for {}: {why}", peer_text(&conn.peer));
+    let resp = error_response(status);
+    let _ = conn.io.write_all(&mut [IoSlice::new(&resp)]);
+    conn.io.stream.shutdown_write();
+    shared.give_back(Returned::Linger(conn));
+}
+
+pub fn peer_text(peer: &Peer) -> String {
+    match peer {
+        Peer::Tcp(a) => a.ip().to_string(),
+        Peer::Unix => "unix".to_string(),
+        Peer::Named { addr, .. } => addr.clone(),
+    }
+}
+
+fn header<'a>(req: &'a Request, name: &[u8]) -> Option<&'a [u8]> {
+    req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
+}
+
+/// Serves the job's request and any complete pipelined requests behind it.
+pub fn serve(py: Python<'_>, shared: &Shared, job: Job) {
+    let Job { conn, mut head, mut rest, mut received } = job;
+    let settings = &shared.settings;
+    loop {
+        if let Err((status, why)) = precheck(&head, settings, shared.app.environ.policy()) {
+            return reject(shared, conn, status, why);
+        }
+        conn.io.next_request();
+        let close_requested = head.close || shared.stopping.load(Ordering::Acquire);
+        let framing = head.framing;
+        let expect = head.expect_continue;
+        let req = to_request(head, &conn, settings);
+        let body = HttpBody::new(conn.io.clone(), rest, framing, expect, settings.max_body);
+        let responder = HttpResponder::new(conn.io.clone(), req.version, close_requested);
+        let outcome = shared.app.call(py, &req, Box::new(body), Box::new(responder));
+
+        if let Some(log) = &shared.access_log {
+            log.log(&Entry {
+                remote: &peer_text(&req.peer),
+                method: &req.method,
+                target: &req.target,
+                version: req.version.as_str(),
+                status: outcome.status,
+                bytes: outcome.body_bytes,
+                referer: header(&req, b"referer"),
+                user_agent: header(&req, b"user-agent"),
+                duration: received.elapsed(),
+            });
+        }
+
+        let body = outcome.reader.and_then(|r| r.into_any().downcast::<HttpBody>().ok());
+        let reusable = outcome.reusable && !conn.io.close_after() && !close_requested;
+        let leftover = match body {
+            Some(b) if reusable => {
+                let too_large = b.too_large;
+                let left = b.finish();
+                if too_large {
+                    tracing::info!("{}: chunked body over --max-body-size", peer_text(&conn.peer));
+                }
+                left
+            }
+            _ => None,
+        };
+        let Some(leftover) = leftover else {
+            conn.io.stream.shutdown_write();
+            return shared.give_back(Returned::Linger(conn));
+        };
+        // A complete pipelined request is served now, without a trip through the reactor.
+        match parse_head(&leftover, &settings.limits) {
+            Ok(Some(next)) => {
+                rest = leftover.slice(next.head_len..);
+                head = next;
+                received = Instant::now();
+            }
+            Ok(None) => return shared.give_back(Returned::KeepAlive(conn, leftover)),
+            Err(e) => return reject(shared, conn, e.status, e.reason),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! HTTP/1.1 response framing: status line, the app's headers, Date/Server, then
+//! Content-Length, chunked or close-delimited bodies. The head goes out with the first chunk
+//! in one vectored write, and a chunk is written straight from the app's `bytes`.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+
+use super::date::push_date;
+use super::io::ConnIo;
+use crate::request::Version;
+use crate::responder::{BodyLength, Responder, ResponseHead};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Length,
+    Chunked,
+    /// HTTP/1.0 without a known length: the body ends when the connection closes.
+    Close,
+    NoBody,
+}
+
+pub struct HttpResponder {
+    io: Arc<ConnIo>,
+    version: Version,
+    /// The request asked to close (or the server is stopping).
+    client_close: bool,
+    head: Vec<u8>,
+    head_pending: bool,
+    mode: Mode,
+    keep_alive: bool,
+    sent: u64,
+    pub code: u16,
+}
+
+impl HttpResponder {
+    pub fn new(io: Arc<ConnIo>, version: Version, client_close: bool) -> HttpResponder {
+        HttpResponder {
+            io,
+            version,
+            client_close,
+            head: Vec::with_capacity(256),
+            head_pending: false,
+            mode: Mode::NoBody,
+            keep_alive: false,
+            sent: 0,
+            code: 0,
+        }
+    }
+
+    /// The connection may carry another request after this response.
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    fn flush_head(&mut self, extra: &[u8]) -> io::Result<()> {
+        if self.head_pending {
+            self.head_pending = false;
+            self.io.mark_started();
+            let head = std::mem::take(&mut self.head);
+            let r = self.io.write_all(&mut [IoSlice::new(&head), IoSlice::new(extra)]);
+            self.head = head;
+            r
+        } else if !extra.is_empty() {
+            self.io.write_all(&mut [IoSlice::new(extra)])
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Writes `n` as lower-case hex into `out`, returning the used tail.
+fn hex(n: usize, out: &mut [u8; 18]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut i = out.len() - 2;
+    out[16] = b'\r';
+    out[17] = b'\n';
+    let mut n = n;
+    loop {
+        i -= 1;
+        out[i] = DIGITS[n & 15];
+        n >>= 4;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    &out[i..]
+}
+
+impl Responder for HttpResponder {
+    fn start(&mut self, head: &ResponseHead<'_>) -> io::Result<()> {
+        self.code = head.code;
+        let h = &mut self.head;
+        h.clear();
+        h.extend_from_slice(self.version.as_str().as_bytes());
+        h.push(b' ');
+        h.extend_from_slice(head.status);
+        if head.status.len() == 3 {
+            h.extend_from_slice(b" ");
+        }
+        h.extend_from_slice(b"\r\n");
+        h.extend_from_slice(head.header_block);
+        if !head.has_server {
+            h.extend_from_slice(b"Server: wsgi-gateway\r\n");
+        }
+        if !head.has_date {
+            h.extend_from_slice(b"Date: ");
+            push_date(h);
+            h.extend_from_slice(b"\r\n");
+        }
+        let no_length_allowed = (100..200).contains(&head.code) || head.code == 204;
+        self.mode = if !head.body_allowed {
+            if let BodyLength::Known(n) = head.length {
+                if !head.app_content_length && !no_length_allowed && head.code != 304 {
+                    h.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+                }
+            }
+            Mode::NoBody
+        } else {
+            match head.length {
+                BodyLength::Known(n) => {
+                    if !head.app_content_length {
+                        h.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+                    }
+                    Mode::Length
+                }
+                BodyLength::Unknown if self.version == Version::Http11 => {
+                    h.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                    Mode::Chunked
+                }
+                BodyLength::Unknown => Mode::Close,
+            }
+        };
+        self.keep_alive = !self.client_close && !head.close && self.mode != Mode::Close;
+        self.io.set_close_after(!self.keep_alive);
+        if !self.keep_alive {
+            h.extend_from_slice(b"Connection: close\r\n");
+        } else if self.version == Version::Http10 {
+            h.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        h.extend_from_slice(b"\r\n");
+        self.head_pending = true;
+        Ok(())
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        if chunk.is_empty() || self.mode == Mode::NoBody {
+            return Ok(());
+        }
+        self.sent = self.sent.saturating_add(chunk.len() as u64);
+        let started = self.head_pending;
+        self.head_pending = false;
+        self.io.mark_started();
+        let head: &[u8] = if started { &self.head } else { &[] };
+        if self.mode == Mode::Chunked {
+            let mut size = [0u8; 18];
+            let size = hex(chunk.len(), &mut size);
+            self.io.write_all(&mut [
+                IoSlice::new(head),
+                IoSlice::new(size),
+                IoSlice::new(chunk),
+                IoSlice::new(b"\r\n"),
+            ])
+        } else {
+            self.io.write_all(&mut [IoSlice::new(head), IoSlice::new(chunk)])
+        }
+    }
+
+    fn send_file(&mut self, fd: RawFd, offset: u64, len: u64) -> io::Result<bool> {
+        if self.mode != Mode::Length {
+            return Ok(false);
+        }
+        self.flush_head(&[])?;
+        let sock = self.io.stream.as_raw_fd();
+        let mut off = i64::try_from(offset).map_err(|_| io::Error::other("file offset too large"))?;
+        let mut left = len;
+        self.io.blocking(|_| {
+            while left > 0 {
+                let count = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+                // SAFETY: both descriptors are open for the duration of the call and `off` is a
+                // valid, exclusively borrowed offset; the kernel copies file pages to the socket.
+                let n = unsafe { libc::sendfile(sock, fd, &mut off, count) };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than expected"));
+                }
+                left -= n as u64;
+            }
+            Ok(())
+        })?;
+        self.sent = len;
+        Ok(true)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        let tail: &[u8] = if self.mode == Mode::Chunked { b"0\r\n\r\n" } else { b"" };
+        self.flush_head(tail)
+    }
+
+    fn abort(&mut self) {
+        self.keep_alive = false;
+        self.io.set_close_after(true);
+        self.head_pending = false;
+        self.io.mark_started();
+    }
+
+    fn body_bytes_sent(&self) -> u64 {
+        self.sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_sizes() {
+        let mut b = [0u8; 18];
+        assert_eq!(super::hex(0, &mut b), b"0\r\n");
+        assert_eq!(super::hex(255, &mut b), b"ff\r\n");
+        assert_eq!(super::hex(65536, &mut b), b"10000\r\n");
+    }
+}

@@ -1,0 +1,228 @@
+//! The WSGI call: environ in, app called, iterable drained into the responder, `close()`
+//! always called. Runs on a worker thread that holds the GIL.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use super::environ::EnvironBuilder;
+use super::file_wrapper::FileWrapper;
+use super::input::WsgiInput;
+use super::start_response::{Outcome, ResponseState, SendError, StartResponse};
+use crate::request::{BodyReader, Request};
+use crate::responder::Responder;
+
+/// A loaded app and everything needed to call it.
+pub struct WsgiApp {
+    pub app: Py<PyAny>,
+    pub environ: EnvironBuilder,
+    /// `--debug`: tracebacks in 500 bodies.
+    pub debug: bool,
+}
+
+/// What the front end needs to know after the call.
+pub struct CallOutcome {
+    pub status: u16,
+    pub body_bytes: u64,
+    /// The response is complete and self-delimited, and nobody asked to close.
+    pub reusable: bool,
+    pub outcome: Outcome,
+    /// The front end's body reader, back for connection reuse.
+    pub reader: Option<Box<dyn BodyReader>>,
+}
+
+impl WsgiApp {
+    /// Calls the app for one request and streams its response through `responder`.
+    pub fn call(
+        &self,
+        py: Python<'_>,
+        req: &Request,
+        body: Box<dyn BodyReader>,
+        responder: Box<dyn Responder>,
+    ) -> CallOutcome {
+        let is_head = req.method.as_ref() == b"HEAD";
+        let where_ = || {
+            format!(
+                "{} {}",
+                String::from_utf8_lossy(&req.method),
+                String::from_utf8_lossy(&req.target)
+            )
+        };
+        let input = match Bound::new(py, WsgiInput::new(body)) {
+            Ok(i) => i,
+            Err(e) => {
+                let mut state = ResponseState::new(responder, is_head);
+                self.report(py, &mut state, &e, &where_());
+                return finish_outcome(state, None);
+            }
+        };
+        let sr = match Bound::new(py, StartResponse { state: ResponseState::new(responder, is_head) }) {
+            Ok(sr) => sr,
+            Err(e) => {
+                tracing::error!("{}: cannot create start_response: {e}", where_());
+                let reader = input.borrow_mut().take_reader();
+                return CallOutcome {
+                    status: 500,
+                    body_bytes: 0,
+                    reusable: false,
+                    outcome: Outcome { aborted: true, ..Outcome::default() },
+                    reader,
+                };
+            }
+        };
+        let result = self
+            .environ
+            .build(py, req, input.as_any())
+            .and_then(|environ| self.app.bind(py).call1((environ, &sr)));
+        match result {
+            Err(e) => self.report_sr(py, &sr, &e, &where_()),
+            Ok(iterable) => {
+                self.drain(py, &sr, &iterable, &where_);
+                // PEP 3333: close() on every path: normal end, app error, client gone.
+                if let Ok(true) = iterable.hasattr("close") {
+                    if let Err(e) = iterable.call_method0("close") {
+                        self.report_sr(py, &sr, &e, &where_());
+                    }
+                }
+                let mut this = sr.borrow_mut();
+                let state = &mut this.state;
+                if !state.outcome.aborted && !state.outcome.client_gone {
+                    if !state.has_status() {
+                        tracing::error!("{}: the app returned without calling start_response", where_());
+                        state.fail(None);
+                    } else if let Err(SendError::Client(e)) = state.finish() {
+                        tracing::debug!("{}: client went away: {e}", where_());
+                    }
+                }
+            }
+        }
+        let reader = input.borrow_mut().take_reader();
+        let mut this = sr.borrow_mut();
+        let state = std::mem::replace(&mut this.state, ResponseState::new(Box::new(NoResponder), false));
+        finish_outcome(state, reader)
+    }
+
+    /// Iterates the app's response into the responder until it ends, fails, or the client goes.
+    fn drain(&self, py: Python<'_>, sr: &Bound<'_, StartResponse>, iterable: &Bound<'_, PyAny>, where_: &dyn Fn() -> String) {
+        if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
+            if let Some((fd, offset, len)) = wrapper.borrow().as_regular_file(py) {
+                let mut this = sr.borrow_mut();
+                if !this.state.used_write {
+                    match this.state.send_file(fd, offset, len) {
+                        Ok(true) => return,
+                        Ok(false) => {}
+                        Err(SendError::Client(e)) => {
+                            tracing::debug!("{}: client went away: {e}", where_());
+                            return;
+                        }
+                        Err(SendError::NoStatus) => {}
+                    }
+                }
+            }
+        }
+        // PEP 3333: trust len(); a one-element response gets a computed Content-Length.
+        let single = if let Ok(list) = iterable.cast::<PyList>() {
+            list.len() == 1
+        } else if let Ok(tuple) = iterable.cast::<PyTuple>() {
+            tuple.len() == 1
+        } else {
+            false
+        };
+        let iter = match iterable.try_iter() {
+            Ok(it) => it,
+            Err(_) => {
+                let ty = iterable.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                let e = pyo3::exceptions::PyTypeError::new_err(format!(
+                    "the app returned a {ty}, which is not an iterable of bytes"
+                ));
+                self.report_sr(py, sr, &e, &where_());
+                return;
+            }
+        };
+        for item in iter {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    self.report_sr(py, sr, &e, &where_());
+                    return;
+                }
+            };
+            let Ok(chunk) = item.cast::<PyBytes>() else {
+                let ty = item.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                let e = pyo3::exceptions::PyTypeError::new_err(format!(
+                    "the app's iterable yielded a {ty}, not bytes"
+                ));
+                self.report_sr(py, sr, &e, &where_());
+                return;
+            };
+            let mut this = sr.borrow_mut();
+            let last = single && !this.state.used_write;
+            match this.state.send(chunk.as_bytes(), last) {
+                Ok(()) => {}
+                Err(SendError::Client(e)) => {
+                    tracing::debug!("{}: client went away: {e}", where_());
+                    return;
+                }
+                Err(SendError::NoStatus) => {
+                    drop(this);
+                    let e = pyo3::exceptions::PyAssertionError::new_err(
+                        "the app produced body bytes before calling start_response",
+                    );
+                    self.report_sr(py, sr, &e, &where_());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn report_sr(&self, py: Python<'_>, sr: &Bound<'_, StartResponse>, err: &PyErr, where_: &str) {
+        match sr.try_borrow_mut() {
+            Ok(mut this) => self.report(py, &mut this.state, err, where_),
+            Err(_) => tracing::error!("{where_}: {}", super::format_exception(py, err)),
+        }
+    }
+
+    /// Logs an app failure with its traceback and answers 500 (or cuts the response off).
+    fn report(&self, py: Python<'_>, state: &mut ResponseState, err: &PyErr, where_: &str) {
+        if state.outcome.client_gone {
+            tracing::debug!("{where_}: client went away");
+            return;
+        }
+        let tb = super::format_exception(py, err);
+        if state.outcome.headers_sent {
+            tracing::error!("error in WSGI app after the response started ({where_}); connection aborted:\n{tb}");
+        } else {
+            tracing::error!("error in WSGI app ({where_}):\n{tb}");
+        }
+        state.fail(self.debug.then_some(tb.as_str()));
+    }
+}
+
+fn finish_outcome(state: ResponseState, reader: Option<Box<dyn BodyReader>>) -> CallOutcome {
+    let outcome = state.outcome;
+    CallOutcome {
+        status: state.code(),
+        body_bytes: state.body_bytes_sent(),
+        reusable: !state.must_close() && outcome.headers_sent,
+        outcome,
+        reader,
+    }
+}
+
+/// Stands in for the real responder once it has been taken out of the `StartResponse`.
+struct NoResponder;
+
+impl Responder for NoResponder {
+    fn start(&mut self, _: &crate::responder::ResponseHead<'_>) -> std::io::Result<()> {
+        Err(std::io::Error::other("response already finished"))
+    }
+    fn write(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("response already finished"))
+    }
+    fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn abort(&mut self) {}
+    fn body_bytes_sent(&self) -> u64 {
+        0
+    }
+}

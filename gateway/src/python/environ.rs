@@ -1,0 +1,372 @@
+//! Building the WSGI environ: interned keys, a template dict copied per request, and the
+//! mapping of a `Request` into PEP 3333 terms (latin-1 `str` values, decoded PATH_INFO).
+
+use std::collections::HashMap;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use super::latin1;
+use crate::request::{Peer, Request, Scheme, Version};
+use crate::trust::{parse_forwarded, HeaderFate, TrustPolicy};
+
+/// Constant facts about the front end that go into every environ.
+#[derive(Clone, Copy, Debug)]
+pub struct FrontEndKind {
+    pub multithread: bool,
+    pub multiprocess: bool,
+    pub run_once: bool,
+}
+
+macro_rules! keys {
+    ($($field:ident = $text:literal),* $(,)?) => {
+        /// Interned environ keys: created once, so building an environ allocates no key strings.
+        struct Keys { $($field: Py<PyString>,)* }
+        impl Keys {
+            fn new(py: Python<'_>) -> Keys {
+                Keys { $($field: PyString::intern(py, $text).unbind(),)* }
+            }
+        }
+    };
+}
+
+keys! {
+    request_method = "REQUEST_METHOD",
+    script_name = "SCRIPT_NAME",
+    path_info = "PATH_INFO",
+    query_string = "QUERY_STRING",
+    content_type = "CONTENT_TYPE",
+    content_length = "CONTENT_LENGTH",
+    server_name = "SERVER_NAME",
+    server_port = "SERVER_PORT",
+    server_protocol = "SERVER_PROTOCOL",
+    remote_addr = "REMOTE_ADDR",
+    remote_port = "REMOTE_PORT",
+    remote_user = "REMOTE_USER",
+    auth_type = "AUTH_TYPE",
+    request_uri = "REQUEST_URI",
+    raw_uri = "RAW_URI",
+    https = "HTTPS",
+    http_host = "HTTP_HOST",
+    url_scheme = "wsgi.url_scheme",
+    input = "wsgi.input",
+}
+
+/// Header names common enough to deserve an interned `HTTP_*` key.
+const COMMON_HEADERS: [&str; 40] = [
+    "host", "user-agent", "accept", "accept-language", "accept-encoding", "accept-charset",
+    "connection", "cookie", "referer", "origin", "cache-control", "pragma", "upgrade-insecure-requests",
+    "if-modified-since", "if-none-match", "if-match", "if-unmodified-since", "if-range", "range",
+    "authorization", "x-requested-with", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+    "x-real-ip", "dnt", "te", "expect", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest",
+    "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform", "keep-alive",
+    "x-hgarg-1", "x-hgproto-1", "git-protocol", "x-csrftoken",
+];
+
+const METHODS: [&str; 9] = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "REPORT"];
+
+/// Everything needed to turn a `Request` into an environ dict, built once per front end.
+pub struct EnvironBuilder {
+    template: Py<PyDict>,
+    keys: Keys,
+    http_keys: HashMap<Vec<u8>, Py<PyString>>,
+    methods: Vec<(&'static [u8], Py<PyString>)>,
+    protocols: [Py<PyString>; 2],
+    schemes: [Py<PyString>; 2],
+    policy: TrustPolicy,
+}
+
+impl EnvironBuilder {
+    pub fn new(
+        py: Python<'_>,
+        kind: FrontEndKind,
+        policy: TrustPolicy,
+        errors: Bound<'_, PyAny>,
+        file_wrapper: Bound<'_, PyAny>,
+    ) -> PyResult<EnvironBuilder> {
+        let template = PyDict::new(py);
+        template.set_item(PyString::intern(py, "GATEWAY_INTERFACE"), "CGI/1.1")?;
+        template.set_item(
+            PyString::intern(py, "SERVER_SOFTWARE"),
+            concat!("wsgi-gateway/", env!("CARGO_PKG_VERSION")),
+        )?;
+        template.set_item(PyString::intern(py, "SCRIPT_NAME"), "")?;
+        template.set_item(PyString::intern(py, "wsgi.version"), (1, 0))?;
+        template.set_item(PyString::intern(py, "wsgi.errors"), errors)?;
+        template.set_item(PyString::intern(py, "wsgi.multithread"), kind.multithread)?;
+        template.set_item(PyString::intern(py, "wsgi.multiprocess"), kind.multiprocess)?;
+        template.set_item(PyString::intern(py, "wsgi.run_once"), kind.run_once)?;
+        template.set_item(PyString::intern(py, "wsgi.input_terminated"), true)?;
+        template.set_item(PyString::intern(py, "wsgi.file_wrapper"), file_wrapper)?;
+        let http_keys = COMMON_HEADERS
+            .iter()
+            .map(|name| {
+                let key = http_key_bytes(name.as_bytes());
+                let text = String::from_utf8_lossy(&key).into_owned();
+                (key, PyString::intern(py, &text).unbind())
+            })
+            .collect();
+        let methods = METHODS
+            .iter()
+            .map(|m| (m.as_bytes(), PyString::intern(py, m).unbind()))
+            .collect();
+        Ok(EnvironBuilder {
+            template: template.unbind(),
+            keys: Keys::new(py),
+            http_keys,
+            methods,
+            protocols: [
+                PyString::intern(py, "HTTP/1.0").unbind(),
+                PyString::intern(py, "HTTP/1.1").unbind(),
+            ],
+            schemes: [PyString::intern(py, "http").unbind(), PyString::intern(py, "https").unbind()],
+            policy,
+        })
+    }
+
+    pub fn policy(&self) -> &TrustPolicy {
+        &self.policy
+    }
+
+    /// The environ for one request. `input` becomes `wsgi.input`.
+    pub fn build<'py>(
+        &self,
+        py: Python<'py>,
+        req: &Request,
+        input: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let k = &self.keys;
+        let env = self.template.bind(py).copy()?;
+        match self.methods.iter().find(|(m, _)| *m == req.method.as_ref()) {
+            Some((_, s)) => env.set_item(&k.request_method, s)?,
+            None => env.set_item(&k.request_method, latin1(py, &req.method)?)?,
+        }
+        if !req.script_name.is_empty() {
+            env.set_item(&k.script_name, latin1(py, &req.script_name)?)?;
+        }
+        env.set_item(&k.path_info, latin1(py, &percent_decode(&req.path))?)?;
+        env.set_item(&k.query_string, latin1(py, &req.query)?)?;
+        let target = latin1(py, &req.target)?;
+        env.set_item(&k.request_uri, &target)?;
+        env.set_item(&k.raw_uri, target)?;
+        let proto = match req.version {
+            Version::Http10 => &self.protocols[0],
+            Version::Http11 => &self.protocols[1],
+        };
+        env.set_item(&k.server_protocol, proto)?;
+        match &req.peer {
+            Peer::Tcp(addr) => {
+                env.set_item(&k.remote_addr, addr.ip().to_string())?;
+                env.set_item(&k.remote_port, addr.port().to_string())?;
+            }
+            Peer::Unix => env.set_item(&k.remote_addr, "")?,
+            Peer::Named { addr, port } => {
+                env.set_item(&k.remote_addr, addr)?;
+                if let Some(port) = port {
+                    env.set_item(&k.remote_port, port)?;
+                }
+            }
+        }
+        let trusted = self.policy.peer_trusted(&req.peer);
+        let mut scheme = req.scheme;
+        let mut host: Option<Bound<'py, PyString>> = None;
+        let mut key_buf = Vec::with_capacity(64);
+        for (name, value) in &req.headers {
+            let key = match self.policy.fate(name, trusted) {
+                HeaderFate::Drop => continue,
+                HeaderFate::ContentType => k.content_type.bind(py).clone(),
+                HeaderFate::ContentLength => k.content_length.bind(py).clone(),
+                HeaderFate::Http => {
+                    key_buf.clear();
+                    push_http_key(&mut key_buf, name);
+                    match self.http_keys.get(key_buf.as_slice()) {
+                        Some(interned) => interned.bind(py).clone(),
+                        None => latin1(py, &key_buf)?,
+                    }
+                }
+            };
+            let value = latin1(py, value)?;
+            match env.get_item(&key)? {
+                Some(prev) if !key.is(k.content_type.bind(py)) && !key.is(k.content_length.bind(py)) => {
+                    let sep = if name.eq_ignore_ascii_case(b"cookie") { "; " } else { ", " };
+                    let prev: String = prev.extract()?;
+                    let joined = format!("{prev}{sep}{}", value.to_cow()?);
+                    env.set_item(&key, joined)?;
+                }
+                _ => {
+                    if key.is(k.http_host.bind(py)) {
+                        host = Some(value.clone());
+                    }
+                    env.set_item(&key, value)?;
+                }
+            }
+        }
+        if trusted {
+            self.apply_proxy_headers(py, &env, &mut scheme, &mut host)?;
+        }
+        let (server_name, server_port) = match &host {
+            Some(h) => split_host(&h.to_cow()?, scheme),
+            None => (req.server_name.clone(), req.server_port.clone()),
+        };
+        env.set_item(&k.server_name, server_name)?;
+        env.set_item(&k.server_port, server_port)?;
+        let scheme_str = match scheme {
+            Scheme::Http => &self.schemes[0],
+            Scheme::Https => &self.schemes[1],
+        };
+        env.set_item(&k.url_scheme, scheme_str)?;
+        if scheme == Scheme::Https {
+            env.set_item(&k.https, "on")?;
+        }
+        if let Some(user) = &req.remote_user {
+            env.set_item(&k.remote_user, latin1(py, user)?)?;
+        }
+        if let Some(auth) = &req.auth_type {
+            env.set_item(&k.auth_type, latin1(py, auth)?)?;
+        }
+        env.set_item(&k.input, input)?;
+        Ok(env)
+    }
+
+    /// From a trusted proxy: client address, scheme and host as the proxy saw them.
+    fn apply_proxy_headers<'py>(
+        &self,
+        py: Python<'py>,
+        env: &Bound<'py, PyDict>,
+        scheme: &mut Scheme,
+        host: &mut Option<Bound<'py, PyString>>,
+    ) -> PyResult<()> {
+        let k = &self.keys;
+        let get = |key: &str| -> PyResult<Option<String>> {
+            env.get_item(key)?.map(|v| v.extract::<String>()).transpose()
+        };
+        if let Some(fwd) = get("HTTP_FORWARDED")? {
+            let (for_, proto, fhost) = parse_forwarded(&fwd);
+            if let Some(addr) = for_ {
+                env.set_item(&k.remote_addr, addr)?;
+                env.del_item(&k.remote_port).ok();
+            }
+            match proto.as_deref() {
+                Some("https") => *scheme = Scheme::Https,
+                Some("http") => *scheme = Scheme::Http,
+                _ => {}
+            }
+            if let Some(h) = fhost {
+                let s = PyString::new(py, &h);
+                env.set_item(&k.http_host, &s)?;
+                *host = Some(s);
+            }
+        }
+        if let Some(xff) = get("HTTP_X_FORWARDED_FOR")? {
+            if let Some(client) = self.policy.forwarded_client(&xff) {
+                env.set_item(&k.remote_addr, client)?;
+                env.del_item(&k.remote_port).ok();
+            }
+        }
+        if let Some(proto) = get("HTTP_X_FORWARDED_PROTO")? {
+            match proto.trim().to_ascii_lowercase().as_str() {
+                "https" => *scheme = Scheme::Https,
+                "http" => *scheme = Scheme::Http,
+                _ => {}
+            }
+        }
+        if let Some(h) = get("HTTP_X_FORWARDED_HOST")? {
+            if let Some(first) = h.split(',').next().map(str::trim).filter(|h| !h.is_empty()) {
+                let s = PyString::new(py, first);
+                env.set_item(&k.http_host, &s)?;
+                *host = Some(s);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `HTTP_` + upper-cased name with `-` → `_`.
+fn http_key_bytes(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 5);
+    push_http_key(&mut out, name);
+    out
+}
+
+fn push_http_key(out: &mut Vec<u8>, name: &[u8]) {
+    out.extend_from_slice(b"HTTP_");
+    out.extend(name.iter().map(|&b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
+}
+
+/// Percent-decodes a path to bytes (`%2F` included); malformed escapes stay as they are.
+pub fn percent_decode(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !raw.contains(&b'%') {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// SERVER_NAME and SERVER_PORT from a Host value (`example.com:8080`, `[::1]:80`).
+fn split_host(host: &str, scheme: Scheme) -> (String, String) {
+    let default_port = match scheme {
+        Scheme::Http => "80",
+        Scheme::Https => "443",
+    };
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some((addr, after)) = rest.split_once(']') {
+            let port = after.strip_prefix(':').filter(|p| !p.is_empty()).unwrap_or(default_port);
+            return (format!("[{addr}]"), port.to_string());
+        }
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() => (name.to_string(), port.to_string()),
+        Some((name, _)) => (name.to_string(), default_port.to_string()),
+        None => (host.to_string(), default_port.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_paths_to_bytes() {
+        assert_eq!(&*percent_decode(b"/a%2Fb"), b"/a/b");
+        assert_eq!(&*percent_decode(b"/caf%C3%A9"), b"/caf\xc3\xa9");
+        assert_eq!(&*percent_decode(b"/100%"), b"/100%");
+        assert_eq!(&*percent_decode(b"/%zz%4"), b"/%zz%4");
+        assert_eq!(&*percent_decode(b"/%41%"), b"/A%");
+        assert_eq!(&*percent_decode(b"/plain"), b"/plain");
+    }
+
+    #[test]
+    fn header_keys() {
+        assert_eq!(http_key_bytes(b"X-Forwarded-For"), b"HTTP_X_FORWARDED_FOR");
+        assert_eq!(http_key_bytes(b"accept"), b"HTTP_ACCEPT");
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(split_host("example.com:8080", Scheme::Http), ("example.com".into(), "8080".into()));
+        assert_eq!(split_host("example.com", Scheme::Https), ("example.com".into(), "443".into()));
+        assert_eq!(split_host("[::1]:81", Scheme::Http), ("[::1]".into(), "81".into()));
+        assert_eq!(split_host("[::1]", Scheme::Http), ("[::1]".into(), "80".into()));
+    }
+}

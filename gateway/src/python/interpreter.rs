@@ -1,0 +1,214 @@
+//! Starting CPython, making the app's code importable (chdir, pythonpath, venv) and loading
+//! the WSGI callable (`module:callable`, a PasteDeploy ini, or the built-in welcome app).
+
+use std::path::{Path, PathBuf};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyModule};
+
+/// What to load, and from where.
+#[derive(Clone, Debug, Default)]
+pub struct AppSpec {
+    /// `module[:callable]`; `None` with no `paste` means the built-in welcome app.
+    pub app: Option<String>,
+    /// `INI[#NAME]` for PasteDeploy.
+    pub paste: Option<String>,
+    pub chdir: Option<PathBuf>,
+    pub pythonpath: Vec<PathBuf>,
+    pub venv: Option<PathBuf>,
+}
+
+/// A start-up failure, worded for the operator (printed after `wsgi-gateway: error: `).
+#[derive(Debug)]
+pub struct LoadError(pub String);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const WELCOME: &str = include_str!("../../python/welcome.py");
+
+/// Starts the interpreter (once per process); signals stay with the gateway, not Python.
+pub fn start() {
+    Python::initialize();
+}
+
+/// Prepares `sys.path` and imports the app. Returns the WSGI callable.
+pub fn load_app(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, LoadError> {
+    if let Some(dir) = &spec.chdir {
+        std::env::set_current_dir(dir).map_err(|e| {
+            LoadError(format!("--chdir {}: {e}", dir.display()))
+        })?;
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| LoadError(format!("cannot read the current directory: {e}")))?;
+    prepare_sys_path(py, &cwd, spec).map_err(|e| LoadError(describe(py, &e)))?;
+
+    let app = match (&spec.paste, &spec.app) {
+        (Some(_), Some(app)) => {
+            return Err(LoadError(format!(
+                "give either an APP ({app}) or --paste, not both"
+            )))
+        }
+        (Some(ini), None) => load_paste(py, ini, &cwd)?,
+        (None, Some(target)) => load_target(py, target)?,
+        (None, None) => load_welcome(py)?,
+    };
+    if !app.bind(py).is_callable() {
+        let ty = app.bind(py).get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        let name = spec.app.as_deref().or(spec.paste.as_deref()).unwrap_or("welcome");
+        return Err(LoadError(format!("{name} is not callable (it is a {ty})")));
+    }
+    Ok(app)
+}
+
+fn describe(py: Python<'_>, err: &PyErr) -> String {
+    let value = err.value(py).to_string();
+    let ty = err.get_type(py).name().map(|n| n.to_string()).unwrap_or_default();
+    format!("{ty}: {value}")
+}
+
+fn prepare_sys_path(py: Python<'_>, cwd: &Path, spec: &AppSpec) -> PyResult<()> {
+    let sys = py.import("sys")?;
+    let path = sys.getattr("path")?.cast_into::<PyList>()?;
+    let mut front: Vec<String> = vec![cwd.to_string_lossy().into_owned()];
+    for dir in &spec.pythonpath {
+        let abs = if dir.is_absolute() { dir.clone() } else { cwd.join(dir) };
+        front.push(abs.to_string_lossy().into_owned());
+    }
+    for (i, dir) in front.iter().enumerate() {
+        path.insert(i, dir)?;
+    }
+    if let Some(venv) = &spec.venv {
+        add_venv(py, venv, front.len())?;
+    }
+    Ok(())
+}
+
+/// Makes a venv's packages importable ahead of the base interpreter's site-packages.
+fn add_venv(py: Python<'_>, venv: &Path, at: usize) -> PyResult<()> {
+    let err = |msg: String| pyo3::exceptions::PyValueError::new_err(msg);
+    let info = py.version_info();
+    let version = (info.major, info.minor);
+    let cfg = venv.join("pyvenv.cfg");
+    let text = std::fs::read_to_string(&cfg)
+        .map_err(|e| err(format!("--venv {}: not a virtualenv ({}: {e})", venv.display(), cfg.display())))?;
+    let made_with = text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        let k = k.trim();
+        (k == "version" || k == "version_info").then(|| v.trim().to_string())
+    });
+    let ours = format!("{}.{}", version.0, version.1);
+    if let Some(made) = made_with {
+        if made != ours && !made.starts_with(&format!("{ours}.")) {
+            return Err(err(format!(
+                "--venv {}: made with Python {made}, but wsgi-gateway runs Python {ours}",
+                venv.display()
+            )));
+        }
+    }
+    let site = venv.join("lib").join(format!("python{ours}")).join("site-packages");
+    if !site.is_dir() {
+        return Err(err(format!("--venv {}: {} does not exist", venv.display(), site.display())));
+    }
+    let sys = py.import("sys")?;
+    let path = sys.getattr("path")?.cast_into::<PyList>()?;
+    let before = path.len();
+    // addsitedir also runs the venv's .pth files (editable installs, namespace packages).
+    py.import("site")?.call_method1("addsitedir", (site.to_string_lossy().into_owned(),))?;
+    let added: Vec<Bound<'_, PyAny>> = (before..path.len()).filter_map(|i| path.get_item(i).ok()).collect();
+    for _ in 0..added.len() {
+        path.del_item(before)?;
+    }
+    for (i, item) in added.into_iter().enumerate() {
+        path.insert(at + i, item)?;
+    }
+    sys.setattr("prefix", venv.to_string_lossy().into_owned())?;
+    Ok(())
+}
+
+fn load_target(py: Python<'_>, target: &str) -> Result<Py<PyAny>, LoadError> {
+    let (module, attr) = match target.split_once(':') {
+        Some((m, a)) => (m, a),
+        None => (target, "application"),
+    };
+    if module.is_empty() || attr.is_empty() {
+        return Err(LoadError(format!(
+            "APP {target:?}: expected module[:callable], e.g. myproject.wsgi:application"
+        )));
+    }
+    let m = py.import(module).map_err(|e| {
+        let missing = e.is_instance_of::<pyo3::exceptions::PyModuleNotFoundError>(py)
+            && e.value(py).getattr("name").ok().and_then(|n| n.extract::<String>().ok()).as_deref() == Some(module);
+        if missing {
+            LoadError(format!("cannot import module {module:?}: no module named {module:?} (looked in sys.path)"))
+        } else {
+            tracing::error!("importing {module} failed:\n{}", super::format_exception(py, &e));
+            LoadError(format!("importing module {module:?} failed: {}", describe(py, &e)))
+        }
+    })?;
+    let mut obj: Bound<'_, PyAny> = m.into_any();
+    for part in attr.split('.') {
+        obj = obj.getattr(part).map_err(|_| {
+            LoadError(format!("module {module:?} has no attribute {attr:?} (APP {target:?})"))
+        })?;
+    }
+    if !obj.is_callable() {
+        let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        return Err(LoadError(format!("{target} is not callable (it is a {ty})")));
+    }
+    Ok(obj.unbind())
+}
+
+fn load_paste(py: Python<'_>, spec: &str, cwd: &Path) -> Result<Py<PyAny>, LoadError> {
+    let (ini, name) = match spec.split_once('#') {
+        Some((i, n)) => (i, Some(n)),
+        None => (spec, None),
+    };
+    let path = cwd.join(ini);
+    if !path.is_file() {
+        return Err(LoadError(format!("--paste {}: no such file", path.display())));
+    }
+    let path_str = path.to_string_lossy().into_owned();
+    let text = std::fs::read_to_string(&path).map_err(|e| LoadError(format!("--paste {path_str}: {e}")))?;
+    let fail = |e: PyErr| {
+        tracing::error!("loading {path_str} failed:\n{}", super::format_exception(py, &e));
+        LoadError(format!("--paste {path_str}: {}", describe(py, &e)))
+    };
+    let deploy = py.import("paste.deploy").map_err(|_| {
+        LoadError(format!(
+            "--paste {path_str}: PasteDeploy is not installed (pip install PasteDeploy in the app's venv)"
+        ))
+    })?;
+    // Kallithea-style ini files carry their own logging configuration; apply it as gunicorn does.
+    if text.lines().any(|l| l.trim() == "[loggers]") {
+        let here = path.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let defaults = pyo3::types::PyDict::new(py);
+        defaults.set_item("__file__", &path_str).map_err(fail)?;
+        defaults.set_item("here", here).map_err(fail)?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("disable_existing_loggers", false).map_err(fail)?;
+        py.import("logging.config")
+            .and_then(|lc| lc.call_method("fileConfig", (&path_str, defaults), Some(&kwargs)))
+            .map_err(fail)?;
+    }
+    let uri = format!("config:{path_str}");
+    let kwargs = pyo3::types::PyDict::new(py);
+    if let Some(n) = name {
+        kwargs.set_item("name", n).map_err(fail)?;
+    }
+    let app = deploy.call_method("loadapp", (uri,), Some(&kwargs)).map_err(fail)?;
+    Ok(app.unbind())
+}
+
+fn load_welcome(py: Python<'_>) -> Result<Py<PyAny>, LoadError> {
+    let code = std::ffi::CString::new(WELCOME).map_err(|e| LoadError(format!("welcome app: {e}")))?;
+    let module = PyModule::from_code(py, &code, c"wsgi_gateway_welcome.py", c"wsgi_gateway_welcome")
+        .map_err(|e| LoadError(format!("welcome app: {}", describe(py, &e))))?;
+    let app = module
+        .getattr("application")
+        .map_err(|e| LoadError(format!("welcome app: {}", describe(py, &e))))?;
+    Ok(app.unbind())
+}

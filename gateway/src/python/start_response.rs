@@ -1,0 +1,328 @@
+//! `start_response` and `write()`: the app's status and headers are validated once, here, and
+//! every body byte passes through `ResponseState`, which enforces Content-Length and decides
+//! when the head goes out (with the first non-empty chunk, or at the end).
+
+use std::io;
+
+use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use crate::responder::{body_allowed, parse_status, BodyLength, HeaderBlock, Responder, ResponseHead};
+
+/// What happened to the response, for the connection and the access log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub headers_sent: bool,
+    /// The client went away (a write failed); not an app error.
+    pub client_gone: bool,
+    /// The response could not be completed and was cut off.
+    pub aborted: bool,
+    /// The app offered more bytes than its Content-Length; the rest was dropped.
+    pub truncated: bool,
+}
+
+pub struct ResponseState {
+    responder: Box<dyn Responder>,
+    is_head: bool,
+    status: Option<(u16, String)>,
+    headers: HeaderBlock,
+    sent: u64,
+    pub used_write: bool,
+    pub outcome: Outcome,
+}
+
+/// Why a body chunk could not be sent.
+pub enum SendError {
+    Client(io::Error),
+    NoStatus,
+}
+
+impl ResponseState {
+    pub fn new(responder: Box<dyn Responder>, is_head: bool) -> ResponseState {
+        ResponseState {
+            responder,
+            is_head,
+            status: None,
+            headers: HeaderBlock::default(),
+            sent: 0,
+            used_write: false,
+            outcome: Outcome::default(),
+        }
+    }
+
+    pub fn code(&self) -> u16 {
+        self.status.as_ref().map_or(0, |s| s.0)
+    }
+
+    pub fn has_status(&self) -> bool {
+        self.status.is_some()
+    }
+
+    pub fn app_content_length(&self) -> Option<u64> {
+        self.headers.content_length
+    }
+
+    pub fn body_bytes_sent(&self) -> u64 {
+        self.responder.body_bytes_sent()
+    }
+
+    /// The app asked for `Connection: close`, or the response ended in a way that leaves the
+    /// connection unusable.
+    pub fn must_close(&self) -> bool {
+        self.headers.close || self.outcome.aborted || self.outcome.client_gone || self.outcome.truncated
+    }
+
+    fn set(&mut self, status: &str, headers: &Bound<'_, PyAny>) -> PyResult<()> {
+        let code = parse_status(status).map_err(|e| PyValueError::new_err(e.0))?;
+        let mut block = HeaderBlock::default();
+        let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = headers.cast::<PyList>() {
+            list.iter().collect()
+        } else if let Ok(tuple) = headers.cast::<PyTuple>() {
+            tuple.iter().collect()
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "start_response headers must be a list of (name, value) tuples, not {}",
+                headers.get_type().name()?
+            )));
+        };
+        for item in items {
+            let pair = item.cast::<PyTuple>().map_err(|_| {
+                PyTypeError::new_err(format!("header {item} is not a (name, value) tuple"))
+            })?;
+            if pair.len() != 2 {
+                return Err(PyTypeError::new_err(format!("header {pair} is not a (name, value) pair")));
+            }
+            let name = pair.get_item(0)?;
+            let value = pair.get_item(1)?;
+            let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+                return Err(PyTypeError::new_err(format!("header {pair}: name and value must be str")));
+            };
+            block
+                .push(&name.to_cow()?, &value.to_cow()?, code)
+                .map_err(|e| PyValueError::new_err(e.0))?;
+        }
+        self.status = Some((code, status.to_string()));
+        self.headers = block;
+        Ok(())
+    }
+
+    fn start(&mut self, length: BodyLength) -> io::Result<()> {
+        let Some((code, status)) = &self.status else {
+            return Err(io::Error::other("no status"));
+        };
+        let head = ResponseHead {
+            code: *code,
+            status: status.as_bytes(),
+            header_block: &self.headers.block,
+            length,
+            app_content_length: self.headers.content_length.is_some()
+                && !((100..200).contains(code) || *code == 204),
+            body_allowed: body_allowed(*code, self.is_head),
+            has_date: self.headers.has_date,
+            has_server: self.headers.has_server,
+            close: self.headers.close,
+        };
+        self.outcome.headers_sent = true;
+        self.responder.start(&head)
+    }
+
+    fn client_error(&mut self, e: io::Error) -> SendError {
+        self.outcome.client_gone = true;
+        self.responder.abort();
+        SendError::Client(e)
+    }
+
+    /// Sends one body chunk. `last` says the app promised this is its only chunk (so the
+    /// length is known without chunked framing).
+    pub fn send(&mut self, chunk: &[u8], last: bool) -> Result<(), SendError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let Some((code, _)) = self.status else {
+            return Err(SendError::NoStatus);
+        };
+        if self.outcome.client_gone || self.outcome.aborted {
+            return Ok(());
+        }
+        if !self.outcome.headers_sent {
+            let length = match self.headers.content_length {
+                Some(n) => BodyLength::Known(n),
+                None if last => BodyLength::Known(chunk.len() as u64),
+                None => BodyLength::Unknown,
+            };
+            if let Err(e) = self.start(length) {
+                return Err(self.client_error(e));
+            }
+        }
+        if !body_allowed(code, self.is_head) {
+            return Ok(());
+        }
+        let mut chunk = chunk;
+        if let Some(limit) = self.headers.content_length {
+            let room = limit.saturating_sub(self.sent);
+            if chunk.len() as u64 > room {
+                if !self.outcome.truncated {
+                    tracing::warn!(
+                        "app sent more than its Content-Length ({limit}); the excess is dropped"
+                    );
+                }
+                self.outcome.truncated = true;
+                chunk = &chunk[..usize::try_from(room).unwrap_or(0)];
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        self.sent = self.sent.saturating_add(chunk.len() as u64);
+        if let Err(e) = self.responder.write(chunk) {
+            return Err(self.client_error(e));
+        }
+        Ok(())
+    }
+
+    /// Sends a regular file without copying it through Python; `Ok(false)` = use `send`.
+    pub fn send_file(&mut self, fd: std::os::fd::RawFd, offset: u64, len: u64) -> Result<bool, SendError> {
+        let Some((code, _)) = self.status else {
+            return Err(SendError::NoStatus);
+        };
+        if self.outcome.headers_sent || !body_allowed(code, self.is_head) {
+            return Ok(false);
+        }
+        let len = self.headers.content_length.map_or(len, |cl| cl.min(len));
+        if self.headers.content_length.is_some_and(|cl| cl > len) {
+            return Ok(false);
+        }
+        if let Err(e) = self.start(BodyLength::Known(len)) {
+            return Err(self.client_error(e));
+        }
+        match self.responder.send_file(fd, offset, len) {
+            Ok(true) => {
+                self.sent = len;
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => Err(self.client_error(e)),
+        }
+    }
+
+    /// Ends a response whose app finished normally.
+    pub fn finish(&mut self) -> Result<(), SendError> {
+        if self.outcome.client_gone || self.outcome.aborted {
+            return Ok(());
+        }
+        if !self.outcome.headers_sent {
+            let length = BodyLength::Known(self.headers.content_length.unwrap_or(0));
+            if let Err(e) = self.start(length) {
+                return Err(self.client_error(e));
+            }
+        }
+        let code = self.code();
+        if body_allowed(code, self.is_head) {
+            if let Some(cl) = self.headers.content_length {
+                if self.sent < cl {
+                    tracing::warn!(
+                        "app sent {} bytes but its Content-Length said {cl}; closing the connection",
+                        self.sent
+                    );
+                    self.abort();
+                    return Ok(());
+                }
+            }
+        }
+        if let Err(e) = self.responder.finish() {
+            return Err(self.client_error(e));
+        }
+        Ok(())
+    }
+
+    /// Cuts the response off so it cannot look complete.
+    pub fn abort(&mut self) {
+        self.outcome.aborted = true;
+        self.responder.abort();
+    }
+
+    /// An error before or during the response: a plain 500 if nothing was sent yet, else abort.
+    pub fn fail(&mut self, detail: Option<&str>) {
+        if self.outcome.headers_sent {
+            self.abort();
+            return;
+        }
+        let mut body = b"Internal Server Error\n".to_vec();
+        if let Some(detail) = detail {
+            body.extend_from_slice(b"\n");
+            body.extend_from_slice(detail.as_bytes());
+            body.push(b'\n');
+        }
+        self.status = Some((500, "500 Internal Server Error".to_string()));
+        let mut headers = HeaderBlock::default();
+        let close = self.headers.close;
+        let cl = body.len().to_string();
+        let pushed = headers
+            .push("Content-Type", "text/plain; charset=utf-8", 500)
+            .and_then(|_| headers.push("Content-Length", &cl, 500));
+        if pushed.is_err() {
+            self.abort();
+            return;
+        }
+        headers.close = close;
+        self.headers = headers;
+        self.sent = 0;
+        if self.send(&body, true).is_ok() {
+            let _ = self.finish();
+        }
+    }
+}
+
+#[pyclass(module = "wsgi_gateway")]
+pub struct StartResponse {
+    pub state: ResponseState,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__<'py>(
+        slf: Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let mut this = slf.borrow_mut();
+            let state = &mut this.state;
+            match exc_info {
+                Some(info) if state.outcome.headers_sent => {
+                    // PEP 3333: too late to change the response; re-raise the app's error.
+                    let value = info.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+                None if state.status.is_some() => {
+                    return Err(PyAssertionError::new_err(
+                        "start_response called a second time without exc_info",
+                    ))
+                }
+                _ => {}
+            }
+            let status = status.cast::<PyString>().map_err(|_| {
+                PyTypeError::new_err(format!("status must be a str, not {}", status.get_type()))
+            })?;
+            state.set(&status.to_cow()?, headers)?;
+        }
+        slf.getattr("write")
+    }
+
+    /// The legacy `write()` callable PEP 3333 returns from `start_response`.
+    fn write(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let bytes = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!("write() takes bytes, not {}", data.get_type()))
+        })?;
+        self.state.used_write = true;
+        match self.state.send(bytes.as_bytes(), false) {
+            Ok(()) => Ok(()),
+            Err(SendError::NoStatus) => Err(PyAssertionError::new_err("write() before start_response")),
+            Err(SendError::Client(e)) => Err(PyOSError::new_err(format!("client disconnected: {e}"))),
+        }
+    }
+}
