@@ -12,7 +12,11 @@ use crate::python::interpreter::AppSpec;
 use crate::trust::{IpRange, TrustPolicy};
 
 #[derive(Parser, Debug)]
-#[command(name = "wsgi-gateway", version, about = "Run Python WSGI applications (PEP 3333) from a Rust core")]
+#[command(
+    name = "wsgi-gateway",
+    version,
+    about = "Run Python WSGI applications (PEP 3333) from a Rust core"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -48,7 +52,12 @@ pub struct AppArgs {
     #[arg(long, value_name = "DIR", env = "WSGI_GATEWAY_CHDIR")]
     pub chdir: Option<PathBuf>,
     /// Extra sys.path entry (repeatable).
-    #[arg(long, value_name = "DIR", env = "WSGI_GATEWAY_PYTHONPATH", value_delimiter = ':')]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "WSGI_GATEWAY_PYTHONPATH",
+        value_delimiter = ':'
+    )]
     pub pythonpath: Vec<PathBuf>,
     /// A virtualenv whose packages the app imports (default: $VIRTUAL_ENV).
     #[arg(long, value_name = "DIR", env = "WSGI_GATEWAY_VENV")]
@@ -60,21 +69,51 @@ pub struct AppArgs {
     #[arg(long, value_name = "FILE", env = "WSGI_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Error log: a file path or `-` for stderr.
-    #[arg(long, value_name = "PATH", default_value = "-", env = "WSGI_GATEWAY_ERROR_LOG")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "-",
+        env = "WSGI_GATEWAY_ERROR_LOG"
+    )]
     pub error_log: String,
-    #[arg(long, value_enum, default_value = "info", env = "WSGI_GATEWAY_LOG_LEVEL")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "info",
+        env = "WSGI_GATEWAY_LOG_LEVEL"
+    )]
     pub log_level: LogLevel,
     /// Mount point: SCRIPT_NAME, removed from the front of PATH_INFO.
-    #[arg(long, value_name = "PREFIX", default_value = "", env = "WSGI_GATEWAY_SCRIPT_NAME")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "",
+        env = "WSGI_GATEWAY_SCRIPT_NAME"
+    )]
     pub script_name: String,
     /// Peers (IPs, CIDR ranges, or `*`) whose X-Forwarded-*/Forwarded and identity headers are believed.
-    #[arg(long, value_name = "LIST", default_value = "", env = "WSGI_GATEWAY_FORWARDED_ALLOW_IPS")]
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "",
+        env = "WSGI_GATEWAY_FORWARDED_ALLOW_IPS"
+    )]
     pub forwarded_allow_ips: String,
     /// Another identity header to strip from untrusted peers (repeatable).
-    #[arg(long, value_name = "NAME", env = "WSGI_GATEWAY_IDENTITY_HEADER", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "WSGI_GATEWAY_IDENTITY_HEADER",
+        value_delimiter = ','
+    )]
     pub identity_header: Vec<String>,
     /// Header names containing `_`: drop them, or refuse the request with 400.
-    #[arg(long, value_enum, default_value = "drop", env = "WSGI_GATEWAY_HEADER_UNDERSCORES")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "drop",
+        env = "WSGI_GATEWAY_HEADER_UNDERSCORES"
+    )]
     pub header_underscores: Underscores,
     /// Show tracebacks in 500 responses (never in production).
     #[arg(long, env = "WSGI_GATEWAY_DEBUG")]
@@ -86,7 +125,13 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub app: AppArgs,
     /// Address to listen on: HOST:PORT, [V6]:PORT or unix:PATH (repeatable).
-    #[arg(long, short = 'b', value_name = "ADDR", env = "WSGI_GATEWAY_BIND", value_delimiter = ',')]
+    #[arg(
+        long,
+        short = 'b',
+        value_name = "ADDR",
+        env = "WSGI_GATEWAY_BIND",
+        value_delimiter = ','
+    )]
     pub bind: Vec<String>,
     /// Python worker threads.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
@@ -136,7 +181,10 @@ pub struct ServeArgs {
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if !(secs > 0.0 && secs <= 86_400.0 * 365.0) {
         return Err(format!("{text:?}: expected seconds greater than 0"));
     }
@@ -155,7 +203,7 @@ impl std::fmt::Display for ConfigError {
 
 /// What a parse produced: settings, or text to print and exit 0 (`--help`, `--version`).
 pub enum Parsed {
-    Run(Cli),
+    Run(Box<Cli>),
     Print(String),
 }
 
@@ -173,10 +221,14 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ConfigError> {
         Err(e) => return clap_outcome(e, None),
     };
     let Some(("serve", sub)) = matches.subcommand() else {
-        return Cli::from_arg_matches(&matches).map(Parsed::Run).map_err(|e| ConfigError(clap_text(&e)));
+        return Cli::from_arg_matches(&matches)
+            .map(|c| Parsed::Run(Box::new(c)))
+            .map_err(|e| ConfigError(clap_text(&e)));
     };
     let Some(file) = sub.get_one::<PathBuf>("config").cloned() else {
-        return Cli::from_arg_matches(&matches).map(Parsed::Run).map_err(|e| ConfigError(clap_text(&e)));
+        return Cli::from_arg_matches(&matches)
+            .map(|c| Parsed::Run(Box::new(c)))
+            .map_err(|e| ConfigError(clap_text(&e)));
     };
     // Settings from the file go in front of the real arguments, but only for options that the
     // command line and the environment left unset.
@@ -186,7 +238,9 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ConfigError> {
     merged.extend(argv[2..].iter().cloned());
     merged.extend(app);
     match Cli::command().try_get_matches_from(&merged) {
-        Ok(m) => Cli::from_arg_matches(&m).map(Parsed::Run).map_err(|e| ConfigError(clap_text(&e))),
+        Ok(m) => Cli::from_arg_matches(&m)
+            .map(|c| Parsed::Run(Box::new(c)))
+            .map_err(|e| ConfigError(clap_text(&e))),
         Err(e) => clap_outcome(e, Some(&file)),
     }
 }
@@ -200,9 +254,9 @@ fn clap_text(e: &clap::Error) -> String {
 fn clap_outcome(e: clap::Error, file: Option<&PathBuf>) -> Result<Parsed, ConfigError> {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            Ok(Parsed::Print(e.to_string()))
-        }
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Ok(Parsed::Print(e.to_string())),
         _ => Err(ConfigError(match file {
             Some(f) => format!("{} (with settings from {})", clap_text(&e), f.display()),
             None => clap_text(&e),
@@ -211,18 +265,26 @@ fn clap_outcome(e: clap::Error, file: Option<&PathBuf>) -> Result<Parsed, Config
 }
 
 /// Turns the TOML file into arguments for the options not already set.
-fn file_args(file: &PathBuf, given: &ArgMatches) -> Result<(Vec<OsString>, Option<OsString>), ConfigError> {
+fn file_args(
+    file: &PathBuf,
+    given: &ArgMatches,
+) -> Result<(Vec<OsString>, Option<OsString>), ConfigError> {
     let name = file.display();
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError(format!("--config {name}: {e}")))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| ConfigError(format!("--config {name}: {e}")))?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
         match line {
             Some(l) => ConfigError(format!("--config {name}: line {l}: {}", e.message())),
             None => ConfigError(format!("--config {name}: {}", e.message())),
         }
     })?;
     let cmd = Cli::command();
-    let serve = cmd.find_subcommand("serve").ok_or_else(|| ConfigError("internal: no serve command".into()))?;
+    let serve = cmd
+        .find_subcommand("serve")
+        .ok_or_else(|| ConfigError("internal: no serve command".into()))?;
     let mut out = Vec::new();
     for (key, value) in &table {
         let id = key.replace('-', "_");
@@ -230,9 +292,14 @@ fn file_args(file: &PathBuf, given: &ArgMatches) -> Result<(Vec<OsString>, Optio
             return Err(ConfigError(format!("--config {name}: unknown key {key:?}")));
         };
         if id == "config" {
-            return Err(ConfigError(format!("--config {name}: key \"config\" cannot name another file")));
+            return Err(ConfigError(format!(
+                "--config {name}: key \"config\" cannot name another file"
+            )));
         }
-        if matches!(given.value_source(&id), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+        if matches!(
+            given.value_source(&id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
             continue;
         }
         let flag = format!("--{}", arg.get_long().unwrap_or(&id));
@@ -243,7 +310,9 @@ fn file_args(file: &PathBuf, given: &ArgMatches) -> Result<(Vec<OsString>, Optio
                 toml::Value::String(s) => Ok(s.clone()),
                 toml::Value::Integer(i) => Ok(i.to_string()),
                 toml::Value::Float(f) => Ok(f.to_string()),
-                _ => Err(ConfigError(format!("--config {name}: key {key:?} must be a string or number"))),
+                _ => Err(ConfigError(format!(
+                    "--config {name}: key {key:?} must be a string or number"
+                ))),
             }
         };
         match value {
@@ -264,7 +333,9 @@ fn file_args(file: &PathBuf, given: &ArgMatches) -> Result<(Vec<OsString>, Optio
             }
             v => {
                 if !takes_value {
-                    return Err(ConfigError(format!("--config {name}: key {key:?} must be true or false")));
+                    return Err(ConfigError(format!(
+                        "--config {name}: key {key:?} must be true or false"
+                    )));
                 }
                 out.push(OsString::from(flag));
                 out.push(OsString::from(scalar(v)?));
@@ -292,7 +363,10 @@ impl AppArgs {
             paste: self.paste.clone(),
             chdir: self.chdir.clone(),
             pythonpath: self.pythonpath.clone(),
-            venv: self.venv.clone().or_else(|| std::env::var_os("VIRTUAL_ENV").map(PathBuf::from)),
+            venv: self
+                .venv
+                .clone()
+                .or_else(|| std::env::var_os("VIRTUAL_ENV").map(PathBuf::from)),
         }
     }
 
@@ -302,13 +376,17 @@ impl AppArgs {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| IpRange::parse(s).map_err(|e| ConfigError(format!("--forwarded-allow-ips: {e}"))))
+            .map(|s| {
+                IpRange::parse(s).map_err(|e| ConfigError(format!("--forwarded-allow-ips: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut identity_headers = Vec::new();
         for h in &self.identity_header {
             let h = h.trim();
             if h.is_empty() || !h.bytes().all(crate::responder::is_tchar) {
-                return Err(ConfigError(format!("--identity-header {h:?}: not a header name")));
+                return Err(ConfigError(format!(
+                    "--identity-header {h:?}: not a header name"
+                )));
             }
             identity_headers.push(h.to_ascii_lowercase());
         }
@@ -323,7 +401,9 @@ impl AppArgs {
     pub fn script_name(&self) -> Result<String, ConfigError> {
         let s = self.script_name.trim_end_matches('/');
         if !s.is_empty() && !s.starts_with('/') {
-            return Err(ConfigError(format!("--script-name {s:?}: must start with '/'")));
+            return Err(ConfigError(format!(
+                "--script-name {s:?}: must start with '/'"
+            )));
         }
         Ok(s.to_string())
     }

@@ -34,7 +34,11 @@ impl<J: Send + 'static> Pool<J> {
                     .spawn(move || worker(rx, handler, busy))?,
             );
         }
-        Ok(Pool { tx: Some(tx), workers, busy })
+        Ok(Pool {
+            tx: Some(tx),
+            workers,
+            busy,
+        })
     }
 
     /// Queues a job, or hands it back when the queue is full (the front end answers 503).

@@ -36,7 +36,10 @@ pub enum Peer {
     Tcp(SocketAddr),
     Unix,
     /// A front end that reports the address as text (CGI `REMOTE_ADDR`, ISAPI server variables).
-    Named { addr: String, port: Option<String> },
+    Named {
+        addr: String,
+        port: Option<String>,
+    },
 }
 
 /// A request head in the front end's terms, mapped once into WSGI terms by the core.

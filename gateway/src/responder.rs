@@ -58,7 +58,11 @@ pub struct InvalidResponse(pub String);
 /// Validates `"NNN Reason"` and returns the code.
 pub fn parse_status(status: &str) -> Result<u16, InvalidResponse> {
     let bytes = status.as_bytes();
-    let bad = || InvalidResponse(format!("invalid status {status:?}: expected \"NNN Reason\""));
+    let bad = || {
+        InvalidResponse(format!(
+            "invalid status {status:?}: expected \"NNN Reason\""
+        ))
+    };
     if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
         return Err(bad());
     }
@@ -154,7 +158,9 @@ impl HeaderBlock {
             }
             HeaderRole::ConnectionControl => {
                 if name.eq_ignore_ascii_case("connection")
-                    && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+                    && value
+                        .split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("close"))
                 {
                     self.close = true;
                 }
@@ -201,7 +207,10 @@ pub fn push_latin1(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(s.as_bytes());
     } else {
         // Validation already refused characters above U+00FF.
-        out.extend(s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')));
+        out.extend(
+            s.chars()
+                .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')),
+        );
     }
 }
 
@@ -220,7 +229,16 @@ mod tests {
         assert_eq!(parse_status("404 Not Found"), Ok(404));
         assert_eq!(parse_status("599"), Ok(599));
         assert_eq!(parse_status("200 Ok\tfine"), Ok(200));
-        for bad in ["abc", "20 OK", "2000 OK", "200OK", "200 OK\r\n", "099 x", "", "200 \u{1F600}"] {
+        for bad in [
+            "abc",
+            "20 OK",
+            "2000 OK",
+            "200OK",
+            "200 OK\r\n",
+            "099 x",
+            "",
+            "200 \u{1F600}",
+        ] {
             assert!(parse_status(bad).is_err(), "{bad:?} accepted");
         }
     }

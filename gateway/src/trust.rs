@@ -46,12 +46,25 @@ impl IpRange {
         };
         match (self, ip) {
             (IpRange::Any, _) => true,
-            (IpRange::Net { addr: IpAddr::V4(net), prefix }, IpAddr::V4(ip)) => {
-                masked(u128::from(u32::from(*net)), u128::from(u32::from(ip)), *prefix, 32)
-            }
-            (IpRange::Net { addr: IpAddr::V6(net), prefix }, IpAddr::V6(ip)) => {
-                masked(u128::from(*net), u128::from(ip), *prefix, 128)
-            }
+            (
+                IpRange::Net {
+                    addr: IpAddr::V4(net),
+                    prefix,
+                },
+                IpAddr::V4(ip),
+            ) => masked(
+                u128::from(u32::from(*net)),
+                u128::from(u32::from(ip)),
+                *prefix,
+                32,
+            ),
+            (
+                IpRange::Net {
+                    addr: IpAddr::V6(net),
+                    prefix,
+                },
+                IpAddr::V6(ip),
+            ) => masked(u128::from(*net), u128::from(ip), *prefix, 128),
             _ => false,
         }
     }
@@ -142,7 +155,10 @@ impl TrustPolicy {
     }
 
     /// The first header name the policy refuses outright (`--header-underscores refuse`).
-    pub fn refused_header<'a>(&self, headers: &'a [(bytes::Bytes, bytes::Bytes)]) -> Option<&'a [u8]> {
+    pub fn refused_header<'a>(
+        &self,
+        headers: &'a [(bytes::Bytes, bytes::Bytes)],
+    ) -> Option<&'a [u8]> {
         if !self.refuse_underscores {
             return None;
         }
@@ -172,7 +188,9 @@ pub fn parse_forwarded(value: &str) -> (Option<String>, Option<String>, Option<S
     let last = value.rsplit(',').next().unwrap_or("");
     let (mut for_, mut proto, mut host) = (None, None, None);
     for pair in last.split(';') {
-        let Some((k, v)) = pair.split_once('=') else { continue };
+        let Some((k, v)) = pair.split_once('=') else {
+            continue;
+        };
         let v = v.trim().trim_matches('"').to_string();
         match k.trim().to_ascii_lowercase().as_str() {
             "for" => {
@@ -211,8 +229,12 @@ mod tests {
         assert!(r.contains("10.1.2.3".parse().unwrap()));
         assert!(!r.contains("11.0.0.1".parse().unwrap()));
         assert!(r.contains("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(IpRange::parse("::1").unwrap().contains("::1".parse().unwrap()));
-        assert!(IpRange::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(IpRange::parse("::1")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(IpRange::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
         assert!(IpRange::parse("10.0.0.0/33").is_err());
         assert!(IpRange::parse("example.com").is_err());
     }
@@ -220,7 +242,13 @@ mod tests {
     #[test]
     fn identity_headers_need_trust() {
         let p = policy(&["127.0.0.1"]);
-        for name in ["X-Forwarded-User", "remote-user", "X-Remote-User", "X-Forwarded-For", "Forwarded"] {
+        for name in [
+            "X-Forwarded-User",
+            "remote-user",
+            "X-Remote-User",
+            "X-Forwarded-For",
+            "Forwarded",
+        ] {
             assert_eq!(p.fate(name.as_bytes(), false), HeaderFate::Drop, "{name}");
             assert_eq!(p.fate(name.as_bytes(), true), HeaderFate::Http, "{name}");
         }
@@ -249,7 +277,8 @@ mod tests {
 
     #[test]
     fn forwarded_header() {
-        let (f, p, h) = parse_forwarded("for=1.1.1.1, for=\"[2001:db8::1]:4711\";proto=https;host=ex.com");
+        let (f, p, h) =
+            parse_forwarded("for=1.1.1.1, for=\"[2001:db8::1]:4711\";proto=https;host=ex.com");
         assert_eq!(f.as_deref(), Some("2001:db8::1"));
         assert_eq!(p.as_deref(), Some("https"));
         assert_eq!(h.as_deref(), Some("ex.com"));

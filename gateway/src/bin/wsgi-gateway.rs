@@ -54,7 +54,10 @@ fn init_logging(app: &AppArgs) -> Result<(), Fatal> {
         LogLevel::Info => tracing::Level::INFO,
         LogLevel::Debug => tracing::Level::DEBUG,
     };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_target(false);
     if app.error_log == "-" {
         builder.with_writer(std::io::stderr).init();
     } else {
@@ -78,7 +81,11 @@ fn load(app: &AppArgs, kind: FrontEndKind) -> Result<WsgiApp, Fatal> {
         let errors = Bound::new(py, WsgiErrors::new())?.into_any();
         let wrapper = py.get_type::<FileWrapper>().into_any();
         let environ = EnvironBuilder::new(py, kind, policy, errors, wrapper)?;
-        Ok(WsgiApp { app: callable, environ, debug: app.debug })
+        Ok(WsgiApp {
+            app: callable,
+            environ,
+            debug: app.debug,
+        })
     })
 }
 
@@ -104,9 +111,20 @@ fn serve(args: ServeArgs) -> Result<(), Fatal> {
         threads: args.threads as usize,
         script_name,
     };
-    let app = load(&args.app, FrontEndKind { multithread: true, multiprocess: false, run_once: false })?;
+    let app = load(
+        &args.app,
+        FrontEndKind {
+            multithread: true,
+            multiprocess: false,
+            run_once: false,
+        },
+    )?;
 
-    let binds = if args.bind.is_empty() { vec!["127.0.0.1:8000".to_string()] } else { args.bind.clone() };
+    let binds = if args.bind.is_empty() {
+        vec!["127.0.0.1:8000".to_string()]
+    } else {
+        args.bind.clone()
+    };
     let listeners = binds
         .iter()
         .map(|b| listener::bind(b, settings.backlog))
@@ -114,7 +132,8 @@ fn serve(args: ServeArgs) -> Result<(), Fatal> {
         .map_err(Fatal)?;
     let access_log = match &args.access_log {
         Some(path) => Some(
-            http::access_log::AccessLog::open(path).map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
+            http::access_log::AccessLog::open(path)
+                .map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
         ),
         None => None,
     };
@@ -125,7 +144,10 @@ fn serve(args: ServeArgs) -> Result<(), Fatal> {
     }
 
     let poll = mio::Poll::new()?;
-    let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(usize::MAX - 1))?);
+    let waker = Arc::new(mio::Waker::new(
+        poll.registry(),
+        mio::Token(usize::MAX - 1),
+    )?);
     let (returns_tx, returns_rx) = crossbeam_channel::unbounded();
     let threads = settings.threads;
     let queue = settings.queue_size;

@@ -29,29 +29,40 @@ impl AccessLog {
         let mut out: Box<dyn Write + Send> = if path == "-" {
             Box::new(std::io::stdout())
         } else {
-            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )
         };
         let (tx, rx) = unbounded::<String>();
-        std::thread::Builder::new().name("access-log".into()).spawn(move || {
-            let mut buf = Vec::with_capacity(64 * 1024);
-            while let Ok(line) = rx.recv() {
-                buf.extend_from_slice(line.as_bytes());
-                // Batch whatever else is already waiting, then write once.
-                while let Ok(line) = rx.try_recv() {
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let mut buf = Vec::with_capacity(64 * 1024);
+                while let Ok(line) = rx.recv() {
                     buf.extend_from_slice(line.as_bytes());
-                    if buf.len() > 60 * 1024 {
-                        break;
+                    // Batch whatever else is already waiting, then write once.
+                    while let Ok(line) = rx.try_recv() {
+                        buf.extend_from_slice(line.as_bytes());
+                        if buf.len() > 60 * 1024 {
+                            break;
+                        }
                     }
+                    let _ = out.write_all(&buf).and_then(|_| out.flush());
+                    buf.clear();
                 }
-                let _ = out.write_all(&buf).and_then(|_| out.flush());
-                buf.clear();
-            }
-        })?;
+            })?;
         Ok(AccessLog { tx })
     }
 
     pub fn log(&self, e: &Entry<'_>) {
-        let bytes = if e.bytes == 0 { "-".to_string() } else { e.bytes.to_string() };
+        let bytes = if e.bytes == 0 {
+            "-".to_string()
+        } else {
+            e.bytes.to_string()
+        };
         let line = format!(
             "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" {}\n",
             e.remote,
@@ -89,7 +100,13 @@ fn clf_time(t: SystemTime) -> String {
     let d = super::date::format_date(secs);
     // From "Sun, 06 Nov 1994 08:49:37 GMT": day, month, year, time.
     let s = String::from_utf8_lossy(&d);
-    format!("{}/{}/{}:{} +0000", &s[5..7], &s[8..11], &s[12..16], &s[17..25])
+    format!(
+        "{}/{}/{}:{} +0000",
+        &s[5..7],
+        &s[8..11],
+        &s[12..16],
+        &s[17..25]
+    )
 }
 
 #[cfg(test)]

@@ -48,10 +48,22 @@ impl HttpBody {
         let framing = match framing {
             crate::request::Framing::None => Framing::Length { remaining: 0 },
             crate::request::Framing::Length(n) => Framing::Length { remaining: n },
-            crate::request::Framing::Chunked => Framing::Chunked(Box::new(ChunkedDecoder::new(4096, 64 * 1024))),
+            crate::request::Framing::Chunked => {
+                Framing::Chunked(Box::new(ChunkedDecoder::new(4096, 64 * 1024)))
+            }
         };
-        let expect_continue = expect_continue && !matches!(framing, Framing::Length { remaining: 0 });
-        HttpBody { io, buffered, framing, expect_continue, max_body, received: 0, broken: false, too_large: false }
+        let expect_continue =
+            expect_continue && !matches!(framing, Framing::Length { remaining: 0 });
+        HttpBody {
+            io,
+            buffered,
+            framing,
+            expect_continue,
+            max_body,
+            received: 0,
+            broken: false,
+            too_large: false,
+        }
     }
 
     fn send_continue(&mut self) -> io::Result<()> {
@@ -79,7 +91,9 @@ impl HttpBody {
         self.send_continue()?;
         match &mut self.framing {
             Framing::Length { remaining } => {
-                let want = usize::try_from(*remaining).unwrap_or(usize::MAX).min(out.len());
+                let want = usize::try_from(*remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(out.len());
                 if want == 0 {
                     return Ok(0);
                 }
@@ -91,7 +105,10 @@ impl HttpBody {
                     // Straight from the socket into the caller's buffer: no intermediate copy.
                     let n = self.io.read(&mut out[..want])?;
                     if n == 0 {
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed the connection mid-body"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "client closed the connection mid-body",
+                        ));
                     }
                     n
                 };
@@ -101,28 +118,41 @@ impl HttpBody {
                 Ok(n)
             }
             Framing::Chunked(_) => loop {
-                let Framing::Chunked(decoder) = &mut self.framing else { return Ok(0) };
+                let Framing::Chunked(decoder) = &mut self.framing else {
+                    return Ok(0);
+                };
                 if decoder.is_done() {
                     return Ok(0);
                 }
-                let (consumed, produced) = decoder
-                    .decode(&self.buffered, out)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunked body: {}", e.reason)))?;
+                let (consumed, produced) = decoder.decode(&self.buffered, out).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("bad chunked body: {}", e.reason),
+                    )
+                })?;
                 let _ = self.buffered.split_to(consumed);
                 if produced > 0 {
                     self.received = self.received.saturating_add(produced as u64);
                     if self.max_body > 0 && self.received > self.max_body {
                         self.too_large = true;
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "request body exceeds --max-body-size"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "request body exceeds --max-body-size",
+                        ));
                     }
                     return Ok(produced);
                 }
-                let Framing::Chunked(decoder) = &self.framing else { return Ok(0) };
+                let Framing::Chunked(decoder) = &self.framing else {
+                    return Ok(0);
+                };
                 if decoder.is_done() {
                     return Ok(0);
                 }
                 if self.buffered.is_empty() && self.fill(READ_SIZE)? == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed the connection mid-body"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "client closed the connection mid-body",
+                    ));
                 }
             },
         }

@@ -18,7 +18,11 @@ use crate::trust::TrustPolicy;
 
 /// Checks that need no Python, done before a request reaches the app. `Err` = answer this
 /// status and close.
-pub fn precheck(head: &Head, settings: &Settings, policy: &TrustPolicy) -> Result<(), (u16, &'static str)> {
+pub fn precheck(
+    head: &Head,
+    settings: &Settings,
+    policy: &TrustPolicy,
+) -> Result<(), (u16, &'static str)> {
     if head.method.as_ref() == b"CONNECT" {
         return Err((501, "CONNECT is not supported by a WSGI gateway"));
     }
@@ -28,9 +32,13 @@ pub fn precheck(head: &Head, settings: &Settings, policy: &TrustPolicy) -> Resul
         }
     }
     if policy.refused_header(&head.headers).is_some() {
-        return Err((400, "header name with '_' refused (--header-underscores refuse)"));
+        return Err((
+            400,
+            "header name with '_' refused (--header-underscores refuse)",
+        ));
     }
-    if !settings.script_name.is_empty() && split_mount(&head.path, &settings.script_name).is_none() {
+    if !settings.script_name.is_empty() && split_mount(&head.path, &settings.script_name).is_none()
+    {
         return Err((404, "path outside --script-name"));
     }
     Ok(())
@@ -61,7 +69,10 @@ fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
         (head.path, Bytes::new())
     } else {
         let rest = split_mount(&head.path, &settings.script_name).unwrap_or_default();
-        (rest, Bytes::copy_from_slice(settings.script_name.as_bytes()))
+        (
+            rest,
+            Bytes::copy_from_slice(settings.script_name.as_bytes()),
+        )
     };
     Request {
         method: head.method,
@@ -99,12 +110,20 @@ pub fn peer_text(peer: &Peer) -> String {
 }
 
 fn header<'a>(req: &'a Request, name: &[u8]) -> Option<&'a [u8]> {
-    req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
+    req.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_ref())
 }
 
 /// Serves the job's request and any complete pipelined requests behind it.
-pub fn serve(py: Python<'_>, shared: &Shared, job: Job) {
-    let Job { conn, mut head, mut rest, mut received } = job;
+pub fn serve(py: Python<'_>, shared: &Shared, job: Box<Job>) {
+    let Job {
+        conn,
+        mut head,
+        mut rest,
+        mut received,
+    } = *job;
     let settings = &shared.settings;
     loop {
         if let Err((status, why)) = precheck(&head, settings, shared.app.environ.policy()) {
@@ -117,7 +136,9 @@ pub fn serve(py: Python<'_>, shared: &Shared, job: Job) {
         let req = to_request(head, &conn, settings);
         let body = HttpBody::new(conn.io.clone(), rest, framing, expect, settings.max_body);
         let responder = HttpResponder::new(conn.io.clone(), req.version, close_requested);
-        let outcome = shared.app.call(py, &req, Box::new(body), Box::new(responder));
+        let outcome = shared
+            .app
+            .call(py, &req, Box::new(body), Box::new(responder));
 
         if let Some(log) = &shared.access_log {
             log.log(&Entry {
@@ -133,14 +154,19 @@ pub fn serve(py: Python<'_>, shared: &Shared, job: Job) {
             });
         }
 
-        let body = outcome.reader.and_then(|r| r.into_any().downcast::<HttpBody>().ok());
+        let body = outcome
+            .reader
+            .and_then(|r| r.into_any().downcast::<HttpBody>().ok());
         let reusable = outcome.reusable && !conn.io.close_after() && !close_requested;
         let leftover = match body {
             Some(b) if reusable => {
                 let too_large = b.too_large;
                 let left = b.finish();
                 if too_large {
-                    tracing::info!("{}: chunked body over --max-body-size", peer_text(&conn.peer));
+                    tracing::info!(
+                        "{}: chunked body over --max-body-size",
+                        peer_text(&conn.peer)
+                    );
                 }
                 left
             }

@@ -9,7 +9,9 @@ thread_local! {
 
 /// Appends the current date, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn push_date(out: &mut Vec<u8>) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.0 != now {
@@ -21,8 +23,10 @@ pub fn push_date(out: &mut Vec<u8>) {
 
 pub fn format_date(secs: u64) -> [u8; 29] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] =
-        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
@@ -65,8 +69,14 @@ fn two(out: &mut [u8], v: u64) {
 mod tests {
     #[test]
     fn known_dates() {
-        assert_eq!(&super::format_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            &super::format_date(784_111_777),
+            b"Sun, 06 Nov 1994 08:49:37 GMT"
+        );
         assert_eq!(&super::format_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(&super::format_date(1_709_208_000), b"Thu, 29 Feb 2024 12:00:00 GMT");
+        assert_eq!(
+            &super::format_date(1_709_208_000),
+            b"Thu, 29 Feb 2024 12:00:00 GMT"
+        );
     }
 }

@@ -22,11 +22,19 @@ impl Stream {
         }
     }
 
-    pub fn set_timeouts(&self, read: std::time::Duration, write: std::time::Duration) -> io::Result<()> {
+    pub fn set_timeouts(
+        &self,
+        read: std::time::Duration,
+        write: std::time::Duration,
+    ) -> io::Result<()> {
         let (read, write) = (Some(read.max(MIN_TIMEOUT)), Some(write.max(MIN_TIMEOUT)));
         match self {
-            Stream::Tcp(s) => s.set_read_timeout(read).and_then(|_| s.set_write_timeout(write)),
-            Stream::Unix(s) => s.set_read_timeout(read).and_then(|_| s.set_write_timeout(write)),
+            Stream::Tcp(s) => s
+                .set_read_timeout(read)
+                .and_then(|_| s.set_write_timeout(write)),
+            Stream::Unix(s) => s
+                .set_read_timeout(read)
+                .and_then(|_| s.set_write_timeout(write)),
         }
     }
 
@@ -65,7 +73,10 @@ impl AsRawFd for Stream {
 const MIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);
 
 fn timed_out(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 pub struct ConnIo {
@@ -78,16 +89,25 @@ pub struct ConnIo {
 
 impl ConnIo {
     pub fn new(stream: Stream) -> ConnIo {
-        ConnIo { stream, response_started: AtomicBool::new(false), close_after: AtomicBool::new(true) }
+        ConnIo {
+            stream,
+            response_started: AtomicBool::new(false),
+            close_after: AtomicBool::new(true),
+        }
     }
 
     /// Reads at least one byte (or EOF), waiting up to the socket's read timeout.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self.stream.read_nb(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocking(|s| match s.read_nb(buf) {
-                Err(e) if timed_out(&e) => Err(io::Error::new(io::ErrorKind::TimedOut, "client sent nothing within --body-timeout")),
-                other => other,
-            }),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.blocking(|s| match s.read_nb(buf) {
+                    Err(e) if timed_out(&e) => Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client sent nothing within --body-timeout",
+                    )),
+                    other => other,
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => self.read(buf),
             other => other,
         }
@@ -112,7 +132,10 @@ impl ConnIo {
                                 Ok(n) => IoSlice::advance_slices(&mut rest, n),
                                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                                 Err(e) if timed_out(&e) => {
-                                    return Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading (--write-timeout)"))
+                                    return Err(io::Error::new(
+                                        io::ErrorKind::TimedOut,
+                                        "client stopped reading (--write-timeout)",
+                                    ))
                                 }
                                 Err(e) => return Err(e),
                             }
@@ -127,7 +150,10 @@ impl ConnIo {
     }
 
     /// Runs `f` on the socket in blocking mode (bounded by its timeouts) without the GIL.
-    pub fn blocking<T: Send>(&self, f: impl Send + FnOnce(&Stream) -> io::Result<T>) -> io::Result<T> {
+    pub fn blocking<T: Send>(
+        &self,
+        f: impl Send + FnOnce(&Stream) -> io::Result<T>,
+    ) -> io::Result<T> {
         let stream = &self.stream;
         without_gil(move || {
             stream.set_nonblocking(false)?;

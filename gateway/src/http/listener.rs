@@ -50,13 +50,20 @@ pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
                 }
                 let _ = std::fs::remove_file(&path);
             } else {
-                return Err(format!("--bind {addr}: {} exists and is not a socket", path.display()));
+                return Err(format!(
+                    "--bind {addr}: {} exists and is not a socket",
+                    path.display()
+                ));
             }
         }
-        let sock = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| format!("--bind {addr}: {e}"))?;
+        let sock = Socket::new(Domain::UNIX, Type::STREAM, None)
+            .map_err(|e| format!("--bind {addr}: {e}"))?;
         let sa = socket2::SockAddr::unix(&path).map_err(|e| format!("--bind {addr}: {e}"))?;
-        sock.bind(&sa).and_then(|_| sock.listen(backlog)).map_err(|e| format!("--bind {addr}: {e}"))?;
-        sock.set_nonblocking(true).map_err(|e| format!("--bind {addr}: {e}"))?;
+        sock.bind(&sa)
+            .and_then(|_| sock.listen(backlog))
+            .map_err(|e| format!("--bind {addr}: {e}"))?;
+        sock.set_nonblocking(true)
+            .map_err(|e| format!("--bind {addr}: {e}"))?;
         let listener: UnixListener = UnixListener::from(std::os::fd::OwnedFd::from(sock));
         return Ok(Bound {
             sock: Sock::Unix(listener, path.clone()),
@@ -72,20 +79,29 @@ pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
         Ok(sa) => sa,
         Err(_) => addr
             .to_socket_addrs()
-            .map_err(|e| format!("--bind {addr}: expected HOST:PORT, [V6]:PORT or unix:PATH ({e})"))?
+            .map_err(|e| {
+                format!("--bind {addr}: expected HOST:PORT, [V6]:PORT or unix:PATH ({e})")
+            })?
             .next()
             .ok_or_else(|| format!("--bind {addr}: the host name has no address"))?,
     };
-    let sock = Socket::new(Domain::for_address(sa), Type::STREAM, None).map_err(|e| format!("--bind {addr}: {e}"))?;
-    sock.set_reuse_address(true).map_err(|e| format!("--bind {addr}: {e}"))?;
+    let sock = Socket::new(Domain::for_address(sa), Type::STREAM, None)
+        .map_err(|e| format!("--bind {addr}: {e}"))?;
+    sock.set_reuse_address(true)
+        .map_err(|e| format!("--bind {addr}: {e}"))?;
     if sa.is_ipv6() {
         let _ = sock.set_only_v6(true);
     }
-    sock.bind(&sa.into()).map_err(|e| format!("--bind {addr}: {e}"))?;
-    sock.listen(backlog).map_err(|e| format!("--bind {addr}: {e}"))?;
-    sock.set_nonblocking(true).map_err(|e| format!("--bind {addr}: {e}"))?;
+    sock.bind(&sa.into())
+        .map_err(|e| format!("--bind {addr}: {e}"))?;
+    sock.listen(backlog)
+        .map_err(|e| format!("--bind {addr}: {e}"))?;
+    sock.set_nonblocking(true)
+        .map_err(|e| format!("--bind {addr}: {e}"))?;
     let listener: TcpListener = sock.into();
-    let local = listener.local_addr().map_err(|e| format!("--bind {addr}: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("--bind {addr}: {e}"))?;
     let host = match local {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -133,10 +149,14 @@ struct Deadlines {
 
 impl Deadlines {
     fn new(after: Duration) -> Deadlines {
-        Deadlines { after, queue: VecDeque::new() }
+        Deadlines {
+            after,
+            queue: VecDeque::new(),
+        }
     }
     fn push(&mut self, slot: usize, gen: u64) {
-        self.queue.push_back((Instant::now() + self.after, slot, gen));
+        self.queue
+            .push_back((Instant::now() + self.after, slot, gen));
     }
     fn next(&self) -> Option<Instant> {
         self.queue.front().map(|e| e.0)
@@ -171,10 +191,15 @@ impl Reactor {
                 Sock::Tcp(s) => s.as_raw_fd(),
                 Sock::Unix(s, _) => s.as_raw_fd(),
             };
-            poll.registry().register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
+            poll.registry()
+                .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
         }
         signals.set_nonblocking(true)?;
-        poll.registry().register(&mut SourceFd(&signals.as_raw_fd()), SIGNAL, Interest::READABLE)?;
+        poll.registry().register(
+            &mut SourceFd(&signals.as_raw_fd()),
+            SIGNAL,
+            Interest::READABLE,
+        )?;
         let s = &shared.settings;
         Ok(Reactor {
             header_q: Deadlines::new(s.header_timeout),
@@ -198,14 +223,20 @@ impl Reactor {
         let mut stop_deadline: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let mut timeout = [self.header_q.next(), self.idle_q.next(), self.linger_q.next()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|d| d.saturating_duration_since(now));
+            let mut timeout = [
+                self.header_q.next(),
+                self.idle_q.next(),
+                self.linger_q.next(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|d| d.saturating_duration_since(now));
             if stop_deadline.is_some() {
                 // While stopping, look at the in-flight count regularly.
-                timeout = Some(timeout.map_or(Duration::from_millis(20), |t| t.min(Duration::from_millis(20))));
+                timeout = Some(timeout.map_or(Duration::from_millis(20), |t| {
+                    t.min(Duration::from_millis(20))
+                }));
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -215,16 +246,17 @@ impl Reactor {
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => {}
-                    SIGNAL => {
-                        if self.take_signal() {
-                            if stop_deadline.is_some() {
-                                tracing::warn!("second stop signal: exiting now");
-                                return Ok(());
-                            }
-                            tracing::info!("stopping: no new connections; finishing in-flight requests");
-                            stop_deadline = Some(Instant::now() + self.shared.settings.graceful_timeout);
-                            self.begin_stop();
+                    SIGNAL if self.take_signal() => {
+                        if stop_deadline.is_some() {
+                            tracing::warn!("second stop signal: exiting now");
+                            return Ok(());
                         }
+                        tracing::info!(
+                            "stopping: no new connections; finishing in-flight requests"
+                        );
+                        stop_deadline =
+                            Some(Instant::now() + self.shared.settings.graceful_timeout);
+                        self.begin_stop();
                     }
                     Token(i) if i < self.listeners.len() => self.accept(i),
                     Token(t) if t >= CONN_BASE => self.readable(t - CONN_BASE, pool),
@@ -237,13 +269,19 @@ impl Reactor {
             self.expire();
             if let Some(deadline) = stop_deadline {
                 let busy = self.shared.in_flight.load(Ordering::Acquire);
-                let lingering = self.slots.iter().flatten().any(|s| s.state == State::Linger);
+                let lingering = self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .any(|s| s.state == State::Linger);
                 if busy == 0 && !lingering {
                     tracing::info!("stopped cleanly");
                     return Ok(());
                 }
                 if Instant::now() >= deadline {
-                    tracing::warn!("--graceful-timeout reached with {busy} request(s) still running; exiting");
+                    tracing::warn!(
+                        "--graceful-timeout reached with {busy} request(s) still running; exiting"
+                    );
                     return Ok(());
                 }
             }
@@ -270,7 +308,10 @@ impl Reactor {
             }
         }
         for i in 0..self.slots.len() {
-            if self.slots[i].as_ref().is_some_and(|s| s.state != State::Linger) {
+            if self.slots[i]
+                .as_ref()
+                .is_some_and(|s| s.state != State::Linger)
+            {
                 self.close(i);
             }
         }
@@ -278,7 +319,9 @@ impl Reactor {
 
     fn accept(&mut self, i: usize) {
         loop {
-            let Some(l) = self.listeners.get(i) else { return };
+            let Some(l) = self.listeners.get(i) else {
+                return;
+            };
             let accepted = match &l.sock {
                 Sock::Tcp(s) => s.accept().map(|(s, a)| {
                     let _ = s.set_nodelay(true);
@@ -298,14 +341,25 @@ impl Reactor {
             };
             let total = self.open + self.shared.in_flight.load(Ordering::Acquire);
             if total >= self.shared.settings.max_connections {
-                tracing::warn!("--max-connections ({}) reached; refusing a connection", self.shared.settings.max_connections);
+                tracing::warn!(
+                    "--max-connections ({}) reached; refusing a connection",
+                    self.shared.settings.max_connections
+                );
                 continue;
             }
             let s = &self.shared.settings;
-            if stream.set_nonblocking(true).is_err() || stream.set_timeouts(s.body_timeout, s.write_timeout).is_err() {
+            if stream.set_nonblocking(true).is_err()
+                || stream
+                    .set_timeouts(s.body_timeout, s.write_timeout)
+                    .is_err()
+            {
                 continue;
             }
-            let conn = Conn { io: Arc::new(ConnIo::new(stream)), peer, listener: l.info.clone() };
+            let conn = Conn {
+                io: Arc::new(ConnIo::new(stream)),
+                peer,
+                listener: l.info.clone(),
+            };
             // A new connection must send its head within the header timeout. Registering a
             // socket that already has data pending reports it on the next poll.
             self.insert(conn, BytesMut::new(), State::Reading);
@@ -324,7 +378,11 @@ impl Reactor {
         if self
             .poll
             .registry()
-            .register(&mut SourceFd(&fd), Token(CONN_BASE + idx), Interest::READABLE)
+            .register(
+                &mut SourceFd(&fd),
+                Token(CONN_BASE + idx),
+                Interest::READABLE,
+            )
             .is_err()
         {
             self.free.push(idx);
@@ -337,7 +395,12 @@ impl Reactor {
             State::Reading => self.header_q.push(idx, gen),
             State::Linger => self.linger_q.push(idx, gen),
         }
-        self.slots[idx] = Some(Slot { conn, buf, state, gen });
+        self.slots[idx] = Some(Slot {
+            conn,
+            buf,
+            state,
+            gen,
+        });
         self.open += 1;
         Some(idx)
     }
@@ -371,8 +434,13 @@ impl Reactor {
 
     /// Answers `status` and starts a lingering close.
     fn reject(&mut self, idx: usize, status: u16, why: &str) {
-        let Some(Some(slot)) = self.slots.get_mut(idx) else { return };
-        tracing::info!("{status} for {}: {why}", super::connection::peer_text(&slot.conn.peer));
+        let Some(Some(slot)) = self.slots.get_mut(idx) else {
+            return;
+        };
+        tracing::info!(
+            "{status} for {}: {why}",
+            super::connection::peer_text(&slot.conn.peer)
+        );
         let resp = error_response(status);
         let _ = match &slot.conn.io.stream {
             Stream::Tcp(s) => (&*s).write(&resp),
@@ -385,7 +453,9 @@ impl Reactor {
 
     fn readable(&mut self, idx: usize, pool: &dyn Submit) {
         loop {
-            let Some(Some(slot)) = self.slots.get_mut(idx) else { return };
+            let Some(Some(slot)) = self.slots.get_mut(idx) else {
+                return;
+            };
             if slot.state == State::Linger {
                 let mut sink = [0u8; READ_CHUNK];
                 loop {
@@ -434,14 +504,18 @@ impl Reactor {
     /// Parses what has arrived; a complete head goes to the pool. Returns whether to keep
     /// reading this connection here.
     fn try_dispatch(&mut self, idx: usize, pool: &dyn Submit) -> bool {
-        let Some(Some(slot)) = self.slots.get_mut(idx) else { return false };
+        let Some(Some(slot)) = self.slots.get_mut(idx) else {
+            return false;
+        };
         if slot.buf.is_empty() {
             return true;
         }
         let frozen = std::mem::take(&mut slot.buf).freeze();
         match parse_head(&frozen, &self.shared.settings.limits) {
             Ok(None) => {
-                slot.buf = frozen.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
+                slot.buf = frozen
+                    .try_into_mut()
+                    .unwrap_or_else(|b| BytesMut::from(&b[..]));
                 true
             }
             Err(e) => {
@@ -450,15 +524,24 @@ impl Reactor {
             }
             Ok(Some(head)) => {
                 let rest = frozen.slice(head.head_len..);
-                if let Err((status, why)) =
-                    super::connection::precheck(&head, &self.shared.settings, self.shared.app.environ.policy())
-                {
+                if let Err((status, why)) = super::connection::precheck(
+                    &head,
+                    &self.shared.settings,
+                    self.shared.app.environ.policy(),
+                ) {
                     self.reject(idx, status, why);
                     return false;
                 }
-                let Some(slot) = self.remove(idx) else { return false };
+                let Some(slot) = self.remove(idx) else {
+                    return false;
+                };
                 self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-                let job = Job { conn: slot.conn, head, rest, received: Instant::now() };
+                let job = Box::new(Job {
+                    conn: slot.conn,
+                    head,
+                    rest,
+                    received: Instant::now(),
+                });
                 if let Err(job) = pool.submit(job) {
                     self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                     tracing::warn!("all workers busy and --queue-size full: 503");
@@ -499,19 +582,25 @@ impl Reactor {
                     1 => &mut self.idle_q,
                     _ => &mut self.linger_q,
                 };
-                let Some(&(at, idx, gen)) = q.queue.front() else { break };
+                let Some(&(at, idx, gen)) = q.queue.front() else {
+                    break;
+                };
                 if at > now {
                     break;
                 }
                 q.queue.pop_front();
-                let Some(Some(slot)) = self.slots.get(idx) else { continue };
+                let Some(Some(slot)) = self.slots.get(idx) else {
+                    continue;
+                };
                 if slot.gen != gen {
                     continue;
                 }
                 match slot.state {
-                    State::Reading if !slot.buf.is_empty() => {
-                        self.reject(idx, 408, "request head not received within --header-timeout")
-                    }
+                    State::Reading if !slot.buf.is_empty() => self.reject(
+                        idx,
+                        408,
+                        "request head not received within --header-timeout",
+                    ),
                     _ => self.close(idx),
                 }
             }
@@ -521,11 +610,11 @@ impl Reactor {
 
 /// Where complete heads go (the pool; a trait so the reactor can be driven without Python).
 pub trait Submit {
-    fn submit(&self, job: Job) -> Result<(), Job>;
+    fn submit(&self, job: Box<Job>) -> Result<(), Box<Job>>;
 }
 
-impl Submit for Pool<Job> {
-    fn submit(&self, job: Job) -> Result<(), Job> {
+impl Submit for Pool<Box<Job>> {
+    fn submit(&self, job: Box<Job>) -> Result<(), Box<Job>> {
         self.try_submit(job)
     }
 }

@@ -89,7 +89,8 @@ pub struct Shared {
 
 impl Shared {
     pub fn give_back(&self, r: Returned) {
-        self.in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         if self.returns.send(r).is_ok() {
             let _ = self.waker.wake();
         }

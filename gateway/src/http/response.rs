@@ -58,7 +58,9 @@ impl HttpResponder {
             self.head_pending = false;
             self.io.mark_started();
             let head = std::mem::take(&mut self.head);
-            let r = self.io.write_all(&mut [IoSlice::new(&head), IoSlice::new(extra)]);
+            let r = self
+                .io
+                .write_all(&mut [IoSlice::new(&head), IoSlice::new(extra)]);
             self.head = head;
             r
         } else if !extra.is_empty() {
@@ -162,7 +164,8 @@ impl Responder for HttpResponder {
                 IoSlice::new(b"\r\n"),
             ])
         } else {
-            self.io.write_all(&mut [IoSlice::new(head), IoSlice::new(chunk)])
+            self.io
+                .write_all(&mut [IoSlice::new(head), IoSlice::new(chunk)])
         }
     }
 
@@ -172,7 +175,8 @@ impl Responder for HttpResponder {
         }
         self.flush_head(&[])?;
         let sock = self.io.stream.as_raw_fd();
-        let mut off = i64::try_from(offset).map_err(|_| io::Error::other("file offset too large"))?;
+        let mut off =
+            i64::try_from(offset).map_err(|_| io::Error::other("file offset too large"))?;
         let mut left = len;
         self.io.blocking(|_| {
             while left > 0 {
@@ -188,7 +192,10 @@ impl Responder for HttpResponder {
                     return Err(e);
                 }
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than expected"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shorter than expected",
+                    ));
                 }
                 left -= n as u64;
             }
@@ -199,7 +206,11 @@ impl Responder for HttpResponder {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        let tail: &[u8] = if self.mode == Mode::Chunked { b"0\r\n\r\n" } else { b"" };
+        let tail: &[u8] = if self.mode == Mode::Chunked {
+            b"0\r\n\r\n"
+        } else {
+            b""
+        };
         self.flush_head(tail)
     }
 

@@ -55,7 +55,12 @@ impl WsgiApp {
                 return finish_outcome(state, None);
             }
         };
-        let sr = match Bound::new(py, StartResponse { state: ResponseState::new(responder, is_head) }) {
+        let sr = match Bound::new(
+            py,
+            StartResponse {
+                state: ResponseState::new(responder, is_head),
+            },
+        ) {
             Ok(sr) => sr,
             Err(e) => {
                 tracing::error!("{}: cannot create start_response: {e}", where_());
@@ -64,7 +69,10 @@ impl WsgiApp {
                     status: 500,
                     body_bytes: 0,
                     reusable: false,
-                    outcome: Outcome { aborted: true, ..Outcome::default() },
+                    outcome: Outcome {
+                        aborted: true,
+                        ..Outcome::default()
+                    },
                     reader,
                 };
             }
@@ -87,7 +95,10 @@ impl WsgiApp {
                 let state = &mut this.state;
                 if !state.outcome.aborted && !state.outcome.client_gone {
                     if !state.has_status() {
-                        tracing::error!("{}: the app returned without calling start_response", where_());
+                        tracing::error!(
+                            "{}: the app returned without calling start_response",
+                            where_()
+                        );
                         state.fail(None);
                     } else if let Err(SendError::Client(e)) = state.finish() {
                         tracing::debug!("{}: client went away: {e}", where_());
@@ -97,12 +108,21 @@ impl WsgiApp {
         }
         let reader = input.borrow_mut().take_reader();
         let mut this = sr.borrow_mut();
-        let state = std::mem::replace(&mut this.state, ResponseState::new(Box::new(NoResponder), false));
+        let state = std::mem::replace(
+            &mut this.state,
+            ResponseState::new(Box::new(NoResponder), false),
+        );
         finish_outcome(state, reader)
     }
 
     /// Iterates the app's response into the responder until it ends, fails, or the client goes.
-    fn drain(&self, py: Python<'_>, sr: &Bound<'_, StartResponse>, iterable: &Bound<'_, PyAny>, where_: &dyn Fn() -> String) {
+    fn drain(
+        &self,
+        py: Python<'_>,
+        sr: &Bound<'_, StartResponse>,
+        iterable: &Bound<'_, PyAny>,
+        where_: &dyn Fn() -> String,
+    ) {
         if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
             if let Some((fd, offset, len)) = wrapper.borrow().as_regular_file(py) {
                 let mut this = sr.borrow_mut();
@@ -130,7 +150,11 @@ impl WsgiApp {
         let iter = match iterable.try_iter() {
             Ok(it) => it,
             Err(_) => {
-                let ty = iterable.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                let ty = iterable
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default();
                 let e = pyo3::exceptions::PyTypeError::new_err(format!(
                     "the app returned a {ty}, which is not an iterable of bytes"
                 ));
@@ -147,7 +171,11 @@ impl WsgiApp {
                 }
             };
             let Ok(chunk) = item.cast::<PyBytes>() else {
-                let ty = item.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                let ty = item
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default();
                 let e = pyo3::exceptions::PyTypeError::new_err(format!(
                     "the app's iterable yielded a {ty}, not bytes"
                 ));

@@ -54,16 +54,51 @@ keys! {
 
 /// Header names common enough to deserve an interned `HTTP_*` key.
 const COMMON_HEADERS: [&str; 40] = [
-    "host", "user-agent", "accept", "accept-language", "accept-encoding", "accept-charset",
-    "connection", "cookie", "referer", "origin", "cache-control", "pragma", "upgrade-insecure-requests",
-    "if-modified-since", "if-none-match", "if-match", "if-unmodified-since", "if-range", "range",
-    "authorization", "x-requested-with", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-    "x-real-ip", "dnt", "te", "expect", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest",
-    "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform", "keep-alive",
-    "x-hgarg-1", "x-hgproto-1", "git-protocol", "x-csrftoken",
+    "host",
+    "user-agent",
+    "accept",
+    "accept-language",
+    "accept-encoding",
+    "accept-charset",
+    "connection",
+    "cookie",
+    "referer",
+    "origin",
+    "cache-control",
+    "pragma",
+    "upgrade-insecure-requests",
+    "if-modified-since",
+    "if-none-match",
+    "if-match",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+    "authorization",
+    "x-requested-with",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "dnt",
+    "te",
+    "expect",
+    "sec-fetch-site",
+    "sec-fetch-mode",
+    "sec-fetch-dest",
+    "sec-fetch-user",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "keep-alive",
+    "x-hgarg-1",
+    "x-hgproto-1",
+    "git-protocol",
+    "x-csrftoken",
 ];
 
-const METHODS: [&str; 9] = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "REPORT"];
+const METHODS: [&str; 9] = [
+    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "REPORT",
+];
 
 /// Everything needed to turn a `Request` into an environ dict, built once per front end.
 pub struct EnvironBuilder {
@@ -119,7 +154,10 @@ impl EnvironBuilder {
                 PyString::intern(py, "HTTP/1.0").unbind(),
                 PyString::intern(py, "HTTP/1.1").unbind(),
             ],
-            schemes: [PyString::intern(py, "http").unbind(), PyString::intern(py, "https").unbind()],
+            schemes: [
+                PyString::intern(py, "http").unbind(),
+                PyString::intern(py, "https").unbind(),
+            ],
             policy,
         })
     }
@@ -187,8 +225,14 @@ impl EnvironBuilder {
             };
             let value = latin1(py, value)?;
             match env.get_item(&key)? {
-                Some(prev) if !key.is(k.content_type.bind(py)) && !key.is(k.content_length.bind(py)) => {
-                    let sep = if name.eq_ignore_ascii_case(b"cookie") { "; " } else { ", " };
+                Some(prev)
+                    if !key.is(k.content_type.bind(py)) && !key.is(k.content_length.bind(py)) =>
+                {
+                    let sep = if name.eq_ignore_ascii_case(b"cookie") {
+                        "; "
+                    } else {
+                        ", "
+                    };
                     let prev: String = prev.extract()?;
                     let joined = format!("{prev}{sep}{}", value.to_cow()?);
                     env.set_item(&key, joined)?;
@@ -238,7 +282,9 @@ impl EnvironBuilder {
     ) -> PyResult<()> {
         let k = &self.keys;
         let get = |key: &str| -> PyResult<Option<String>> {
-            env.get_item(key)?.map(|v| v.extract::<String>()).transpose()
+            env.get_item(key)?
+                .map(|v| v.extract::<String>())
+                .transpose()
         };
         if let Some(fwd) = get("HTTP_FORWARDED")? {
             let (for_, proto, fhost) = parse_forwarded(&fwd);
@@ -290,7 +336,13 @@ fn http_key_bytes(name: &[u8]) -> Vec<u8> {
 
 fn push_http_key(out: &mut Vec<u8>, name: &[u8]) {
     out.extend_from_slice(b"HTTP_");
-    out.extend(name.iter().map(|&b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
+    out.extend(name.iter().map(|&b| {
+        if b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_uppercase()
+        }
+    }));
 }
 
 /// Percent-decodes a path to bytes (`%2F` included); malformed escapes stay as they are.
@@ -331,7 +383,10 @@ fn split_host(host: &str, scheme: Scheme) -> (String, String) {
     };
     if let Some(rest) = host.strip_prefix('[') {
         if let Some((addr, after)) = rest.split_once(']') {
-            let port = after.strip_prefix(':').filter(|p| !p.is_empty()).unwrap_or(default_port);
+            let port = after
+                .strip_prefix(':')
+                .filter(|p| !p.is_empty())
+                .unwrap_or(default_port);
             return (format!("[{addr}]"), port.to_string());
         }
     }
@@ -364,9 +419,21 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(split_host("example.com:8080", Scheme::Http), ("example.com".into(), "8080".into()));
-        assert_eq!(split_host("example.com", Scheme::Https), ("example.com".into(), "443".into()));
-        assert_eq!(split_host("[::1]:81", Scheme::Http), ("[::1]".into(), "81".into()));
-        assert_eq!(split_host("[::1]", Scheme::Http), ("[::1]".into(), "80".into()));
+        assert_eq!(
+            split_host("example.com:8080", Scheme::Http),
+            ("example.com".into(), "8080".into())
+        );
+        assert_eq!(
+            split_host("example.com", Scheme::Https),
+            ("example.com".into(), "443".into())
+        );
+        assert_eq!(
+            split_host("[::1]:81", Scheme::Http),
+            ("[::1]".into(), "81".into())
+        );
+        assert_eq!(
+            split_host("[::1]", Scheme::Http),
+            ("[::1]".into(), "80".into())
+        );
     }
 }

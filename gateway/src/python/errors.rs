@@ -11,7 +11,9 @@ pub struct WsgiErrors {
 
 impl WsgiErrors {
     pub fn new() -> WsgiErrors {
-        WsgiErrors { pending: Mutex::new(String::new()) }
+        WsgiErrors {
+            pending: Mutex::new(String::new()),
+        }
     }
 }
 

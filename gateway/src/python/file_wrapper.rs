@@ -14,7 +14,10 @@ impl FileWrapper {
     #[new]
     #[pyo3(signature = (filelike, blksize=8192))]
     fn new(filelike: Py<PyAny>, blksize: usize) -> FileWrapper {
-        FileWrapper { filelike, blksize: blksize.max(1) }
+        FileWrapper {
+            filelike,
+            blksize: blksize.max(1),
+        }
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -22,7 +25,10 @@ impl FileWrapper {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let block = self.filelike.bind(py).call_method1("read", (self.blksize,))?;
+        let block = self
+            .filelike
+            .bind(py)
+            .call_method1("read", (self.blksize,))?;
         if block.is_truthy()? {
             Ok(Some(block))
         } else {
@@ -49,7 +55,13 @@ impl FileWrapper {
         let os = py.import("os").ok()?;
         let st = os.call_method1("fstat", (fd,)).ok()?;
         let mode: u32 = st.getattr("st_mode").ok()?.extract().ok()?;
-        let is_reg: bool = py.import("stat").ok()?.call_method1("S_ISREG", (mode,)).ok()?.extract().ok()?;
+        let is_reg: bool = py
+            .import("stat")
+            .ok()?
+            .call_method1("S_ISREG", (mode,))
+            .ok()?
+            .extract()
+            .ok()?;
         if !is_reg {
             return None;
         }

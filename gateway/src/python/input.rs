@@ -29,7 +29,12 @@ fn io_err(e: io::Error) -> PyErr {
 
 impl WsgiInput {
     pub fn new(reader: Box<dyn BodyReader>) -> WsgiInput {
-        WsgiInput { reader: Some(reader), ahead: Vec::new(), pos: 0, eof: false }
+        WsgiInput {
+            reader: Some(reader),
+            ahead: Vec::new(),
+            pos: 0,
+            eof: false,
+        }
     }
 
     /// Takes the front end's reader back once the call is over; the object then reads as empty.
@@ -96,7 +101,11 @@ impl WsgiInput {
     }
 
     /// Exactly `len` bytes (fewer only at EOF, which is then an error for a known length).
-    fn read_exact_known<'py>(&mut self, py: Python<'py>, len: usize) -> PyResult<Bound<'py, PyBytes>> {
+    fn read_exact_known<'py>(
+        &mut self,
+        py: Python<'py>,
+        len: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         PyBytes::new_with(py, len, |out| {
             let have = self.buffered().len().min(len);
             out[..have].copy_from_slice(&self.buffered()[..have]);
@@ -116,7 +125,11 @@ impl WsgiInput {
     }
 
     /// Up to `limit` bytes (`None` = all) when the total is unknown (chunked bodies).
-    fn read_unknown<'py>(&mut self, py: Python<'py>, limit: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
+    fn read_unknown<'py>(
+        &mut self,
+        py: Python<'py>,
+        limit: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let mut out: Vec<u8> = Vec::new();
         let take = self.buffered().len().min(limit.unwrap_or(usize::MAX));
         out.extend_from_slice(&self.buffered()[..take]);
@@ -153,7 +166,11 @@ fn size_arg(size: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
 #[pymethods]
 impl WsgiInput {
     #[pyo3(signature = (size=None))]
-    fn read<'py>(&mut self, py: Python<'py>, size: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
+    fn read<'py>(
+        &mut self,
+        py: Python<'py>,
+        size: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let size = size_arg(size)?;
         if let Some(n) = size {
             if self.buffered().len() >= n {
@@ -164,7 +181,8 @@ impl WsgiInput {
         }
         match self.known_remaining() {
             Some(rest) => {
-                let rest = usize::try_from(rest).map_err(|_| PyValueError::new_err("body too large"))?;
+                let rest =
+                    usize::try_from(rest).map_err(|_| PyValueError::new_err("body too large"))?;
                 let len = size.map_or(rest, |n| n.min(rest));
                 self.read_exact_known(py, len)
             }
@@ -173,7 +191,11 @@ impl WsgiInput {
     }
 
     #[pyo3(signature = (size=None))]
-    fn readline<'py>(&mut self, py: Python<'py>, size: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
+    fn readline<'py>(
+        &mut self,
+        py: Python<'py>,
+        size: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let limit = size_arg(size)?;
         let mut searched = 0;
         loop {
@@ -201,7 +223,11 @@ impl WsgiInput {
     }
 
     #[pyo3(signature = (hint=None))]
-    fn readlines<'py>(&mut self, py: Python<'py>, hint: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyList>> {
+    fn readlines<'py>(
+        &mut self,
+        py: Python<'py>,
+        hint: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let hint = size_arg(hint)?.filter(|h| *h > 0);
         let lines = PyList::empty(py);
         let mut total = 0usize;
@@ -224,7 +250,9 @@ impl WsgiInput {
     fn readinto(&mut self, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
         let view = PyUntypedBuffer::get(buffer)?;
         if view.readonly() || !view.is_c_contiguous() {
-            return Err(PyValueError::new_err("readinto() needs a writable contiguous buffer"));
+            return Err(PyValueError::new_err(
+                "readinto() needs a writable contiguous buffer",
+            ));
         }
         let len = view.len_bytes();
         // SAFETY: the buffer export pins the memory (and stops resizes) until `view` drops;

@@ -38,9 +38,8 @@ pub fn start() {
 /// Prepares `sys.path` and imports the app. Returns the WSGI callable.
 pub fn load_app(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, LoadError> {
     if let Some(dir) = &spec.chdir {
-        std::env::set_current_dir(dir).map_err(|e| {
-            LoadError(format!("--chdir {}: {e}", dir.display()))
-        })?;
+        std::env::set_current_dir(dir)
+            .map_err(|e| LoadError(format!("--chdir {}: {e}", dir.display())))?;
     }
     let cwd = std::env::current_dir()
         .map_err(|e| LoadError(format!("cannot read the current directory: {e}")))?;
@@ -57,8 +56,17 @@ pub fn load_app(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, LoadError> 
         (None, None) => load_welcome(py)?,
     };
     if !app.bind(py).is_callable() {
-        let ty = app.bind(py).get_type().name().map(|n| n.to_string()).unwrap_or_default();
-        let name = spec.app.as_deref().or(spec.paste.as_deref()).unwrap_or("welcome");
+        let ty = app
+            .bind(py)
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        let name = spec
+            .app
+            .as_deref()
+            .or(spec.paste.as_deref())
+            .unwrap_or("welcome");
         return Err(LoadError(format!("{name} is not callable (it is a {ty})")));
     }
     Ok(app)
@@ -66,7 +74,11 @@ pub fn load_app(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, LoadError> 
 
 fn describe(py: Python<'_>, err: &PyErr) -> String {
     let value = err.value(py).to_string();
-    let ty = err.get_type(py).name().map(|n| n.to_string()).unwrap_or_default();
+    let ty = err
+        .get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
     format!("{ty}: {value}")
 }
 
@@ -75,7 +87,11 @@ fn prepare_sys_path(py: Python<'_>, cwd: &Path, spec: &AppSpec) -> PyResult<()> 
     let path = sys.getattr("path")?.cast_into::<PyList>()?;
     let mut front: Vec<String> = vec![cwd.to_string_lossy().into_owned()];
     for dir in &spec.pythonpath {
-        let abs = if dir.is_absolute() { dir.clone() } else { cwd.join(dir) };
+        let abs = if dir.is_absolute() {
+            dir.clone()
+        } else {
+            cwd.join(dir)
+        };
         front.push(abs.to_string_lossy().into_owned());
     }
     for (i, dir) in front.iter().enumerate() {
@@ -93,8 +109,13 @@ fn add_venv(py: Python<'_>, venv: &Path, at: usize) -> PyResult<()> {
     let info = py.version_info();
     let version = (info.major, info.minor);
     let cfg = venv.join("pyvenv.cfg");
-    let text = std::fs::read_to_string(&cfg)
-        .map_err(|e| err(format!("--venv {}: not a virtualenv ({}: {e})", venv.display(), cfg.display())))?;
+    let text = std::fs::read_to_string(&cfg).map_err(|e| {
+        err(format!(
+            "--venv {}: not a virtualenv ({}: {e})",
+            venv.display(),
+            cfg.display()
+        ))
+    })?;
     let made_with = text.lines().find_map(|l| {
         let (k, v) = l.split_once('=')?;
         let k = k.trim();
@@ -109,16 +130,26 @@ fn add_venv(py: Python<'_>, venv: &Path, at: usize) -> PyResult<()> {
             )));
         }
     }
-    let site = venv.join("lib").join(format!("python{ours}")).join("site-packages");
+    let site = venv
+        .join("lib")
+        .join(format!("python{ours}"))
+        .join("site-packages");
     if !site.is_dir() {
-        return Err(err(format!("--venv {}: {} does not exist", venv.display(), site.display())));
+        return Err(err(format!(
+            "--venv {}: {} does not exist",
+            venv.display(),
+            site.display()
+        )));
     }
     let sys = py.import("sys")?;
     let path = sys.getattr("path")?.cast_into::<PyList>()?;
     let before = path.len();
     // addsitedir also runs the venv's .pth files (editable installs, namespace packages).
-    py.import("site")?.call_method1("addsitedir", (site.to_string_lossy().into_owned(),))?;
-    let added: Vec<Bound<'_, PyAny>> = (before..path.len()).filter_map(|i| path.get_item(i).ok()).collect();
+    py.import("site")?
+        .call_method1("addsitedir", (site.to_string_lossy().into_owned(),))?;
+    let added: Vec<Bound<'_, PyAny>> = (before..path.len())
+        .filter_map(|i| path.get_item(i).ok())
+        .collect();
     for _ in 0..added.len() {
         path.del_item(before)?;
     }
@@ -141,23 +172,44 @@ fn load_target(py: Python<'_>, target: &str) -> Result<Py<PyAny>, LoadError> {
     }
     let m = py.import(module).map_err(|e| {
         let missing = e.is_instance_of::<pyo3::exceptions::PyModuleNotFoundError>(py)
-            && e.value(py).getattr("name").ok().and_then(|n| n.extract::<String>().ok()).as_deref() == Some(module);
+            && e.value(py)
+                .getattr("name")
+                .ok()
+                .and_then(|n| n.extract::<String>().ok())
+                .as_deref()
+                == Some(module);
         if missing {
-            LoadError(format!("cannot import module {module:?}: no module named {module:?} (looked in sys.path)"))
+            LoadError(format!(
+                "cannot import module {module:?}: no module named {module:?} (looked in sys.path)"
+            ))
         } else {
-            tracing::error!("importing {module} failed:\n{}", super::format_exception(py, &e));
-            LoadError(format!("importing module {module:?} failed: {}", describe(py, &e)))
+            tracing::error!(
+                "importing {module} failed:\n{}",
+                super::format_exception(py, &e)
+            );
+            LoadError(format!(
+                "importing module {module:?} failed: {}",
+                describe(py, &e)
+            ))
         }
     })?;
     let mut obj: Bound<'_, PyAny> = m.into_any();
     for part in attr.split('.') {
         obj = obj.getattr(part).map_err(|_| {
-            LoadError(format!("module {module:?} has no attribute {attr:?} (APP {target:?})"))
+            LoadError(format!(
+                "module {module:?} has no attribute {attr:?} (APP {target:?})"
+            ))
         })?;
     }
     if !obj.is_callable() {
-        let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-        return Err(LoadError(format!("{target} is not callable (it is a {ty})")));
+        let ty = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        return Err(LoadError(format!(
+            "{target} is not callable (it is a {ty})"
+        )));
     }
     Ok(obj.unbind())
 }
@@ -169,12 +221,19 @@ fn load_paste(py: Python<'_>, spec: &str, cwd: &Path) -> Result<Py<PyAny>, LoadE
     };
     let path = cwd.join(ini);
     if !path.is_file() {
-        return Err(LoadError(format!("--paste {}: no such file", path.display())));
+        return Err(LoadError(format!(
+            "--paste {}: no such file",
+            path.display()
+        )));
     }
     let path_str = path.to_string_lossy().into_owned();
-    let text = std::fs::read_to_string(&path).map_err(|e| LoadError(format!("--paste {path_str}: {e}")))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| LoadError(format!("--paste {path_str}: {e}")))?;
     let fail = |e: PyErr| {
-        tracing::error!("loading {path_str} failed:\n{}", super::format_exception(py, &e));
+        tracing::error!(
+            "loading {path_str} failed:\n{}",
+            super::format_exception(py, &e)
+        );
         LoadError(format!("--paste {path_str}: {}", describe(py, &e)))
     };
     let deploy = py.import("paste.deploy").map_err(|_| {
@@ -184,12 +243,17 @@ fn load_paste(py: Python<'_>, spec: &str, cwd: &Path) -> Result<Py<PyAny>, LoadE
     })?;
     // Kallithea-style ini files carry their own logging configuration; apply it as gunicorn does.
     if text.lines().any(|l| l.trim() == "[loggers]") {
-        let here = path.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let here = path
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let defaults = pyo3::types::PyDict::new(py);
         defaults.set_item("__file__", &path_str).map_err(fail)?;
         defaults.set_item("here", here).map_err(fail)?;
         let kwargs = pyo3::types::PyDict::new(py);
-        kwargs.set_item("disable_existing_loggers", false).map_err(fail)?;
+        kwargs
+            .set_item("disable_existing_loggers", false)
+            .map_err(fail)?;
         py.import("logging.config")
             .and_then(|lc| lc.call_method("fileConfig", (&path_str, defaults), Some(&kwargs)))
             .map_err(fail)?;
@@ -199,14 +263,22 @@ fn load_paste(py: Python<'_>, spec: &str, cwd: &Path) -> Result<Py<PyAny>, LoadE
     if let Some(n) = name {
         kwargs.set_item("name", n).map_err(fail)?;
     }
-    let app = deploy.call_method("loadapp", (uri,), Some(&kwargs)).map_err(fail)?;
+    let app = deploy
+        .call_method("loadapp", (uri,), Some(&kwargs))
+        .map_err(fail)?;
     Ok(app.unbind())
 }
 
 fn load_welcome(py: Python<'_>) -> Result<Py<PyAny>, LoadError> {
-    let code = std::ffi::CString::new(WELCOME).map_err(|e| LoadError(format!("welcome app: {e}")))?;
-    let module = PyModule::from_code(py, &code, c"wsgi_gateway_welcome.py", c"wsgi_gateway_welcome")
-        .map_err(|e| LoadError(format!("welcome app: {}", describe(py, &e))))?;
+    let code =
+        std::ffi::CString::new(WELCOME).map_err(|e| LoadError(format!("welcome app: {e}")))?;
+    let module = PyModule::from_code(
+        py,
+        &code,
+        c"wsgi_gateway_welcome.py",
+        c"wsgi_gateway_welcome",
+    )
+    .map_err(|e| LoadError(format!("welcome app: {}", describe(py, &e))))?;
     let app = module
         .getattr("application")
         .map_err(|e| LoadError(format!("welcome app: {}", describe(py, &e))))?;

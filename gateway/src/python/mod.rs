@@ -47,7 +47,9 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
             "format_exception",
             (err.get_type(py), err.value(py), err.traceback(py)),
         )?;
-        let joined: String = PyString::new(py, "").call_method1("join", (lines,))?.extract()?;
+        let joined: String = PyString::new(py, "")
+            .call_method1("join", (lines,))?
+            .extract()?;
         Ok(joined)
     })();
     match formatted {

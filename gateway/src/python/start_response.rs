@@ -8,7 +8,9 @@ use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use crate::responder::{body_allowed, parse_status, BodyLength, HeaderBlock, Responder, ResponseHead};
+use crate::responder::{
+    body_allowed, parse_status, BodyLength, HeaderBlock, Responder, ResponseHead,
+};
 
 /// What happened to the response, for the connection and the access log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,7 +72,10 @@ impl ResponseState {
     /// The app asked for `Connection: close`, or the response ended in a way that leaves the
     /// connection unusable.
     pub fn must_close(&self) -> bool {
-        self.headers.close || self.outcome.aborted || self.outcome.client_gone || self.outcome.truncated
+        self.headers.close
+            || self.outcome.aborted
+            || self.outcome.client_gone
+            || self.outcome.truncated
     }
 
     fn set(&mut self, status: &str, headers: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -91,12 +96,16 @@ impl ResponseState {
                 PyTypeError::new_err(format!("header {item} is not a (name, value) tuple"))
             })?;
             if pair.len() != 2 {
-                return Err(PyTypeError::new_err(format!("header {pair} is not a (name, value) pair")));
+                return Err(PyTypeError::new_err(format!(
+                    "header {pair} is not a (name, value) pair"
+                )));
             }
             let name = pair.get_item(0)?;
             let value = pair.get_item(1)?;
             let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
-                return Err(PyTypeError::new_err(format!("header {pair}: name and value must be str")));
+                return Err(PyTypeError::new_err(format!(
+                    "header {pair}: name and value must be str"
+                )));
             };
             block
                 .push(&name.to_cow()?, &value.to_cow()?, code)
@@ -182,7 +191,12 @@ impl ResponseState {
     }
 
     /// Sends a regular file without copying it through Python; `Ok(false)` = use `send`.
-    pub fn send_file(&mut self, fd: std::os::fd::RawFd, offset: u64, len: u64) -> Result<bool, SendError> {
+    pub fn send_file(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        offset: u64,
+        len: u64,
+    ) -> Result<bool, SendError> {
         let Some((code, _)) = self.status else {
             return Err(SendError::NoStatus);
         };
@@ -321,8 +335,12 @@ impl StartResponse {
         self.state.used_write = true;
         match self.state.send(bytes.as_bytes(), false) {
             Ok(()) => Ok(()),
-            Err(SendError::NoStatus) => Err(PyAssertionError::new_err("write() before start_response")),
-            Err(SendError::Client(e)) => Err(PyOSError::new_err(format!("client disconnected: {e}"))),
+            Err(SendError::NoStatus) => {
+                Err(PyAssertionError::new_err("write() before start_response"))
+            }
+            Err(SendError::Client(e)) => {
+                Err(PyOSError::new_err(format!("client disconnected: {e}")))
+            }
         }
     }
 }
