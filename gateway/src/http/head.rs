@@ -145,6 +145,61 @@ fn is(b: u8, class: u8) -> bool {
     CLASS[b as usize] & class != 0
 }
 
+// Word-at-a-time scanning for the long runs (values, targets): eight bytes per step, falling
+// back to the table at the first word that holds a byte needing a closer look.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Some byte of `x` is below `n` (n <= 0x80; exact as to existence).
+#[inline(always)]
+fn has_below(x: u64, n: u8) -> bool {
+    x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0
+}
+
+/// Some byte of `x` is DEL.
+#[inline(always)]
+fn has_del(x: u64) -> bool {
+    let y = x ^ (ONES * 0x7f);
+    y.wrapping_sub(ONES) & !y & HIGHS != 0
+}
+
+#[inline(always)]
+fn word_at(b: &[u8], i: usize) -> Option<u64> {
+    let w: [u8; 8] = b.get(i..i.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(w))
+}
+
+/// First index in `i..lim` whose byte is not a field-value octet (or `lim`).
+#[inline(always)]
+fn skip_value(b: &[u8], mut i: usize, lim: usize) -> usize {
+    while i + 8 <= lim {
+        match word_at(b, i) {
+            // HTAB is a CTL too, so a word with one takes the byte loop; that is rare.
+            Some(x) if !has_below(x, 0x20) && !has_del(x) => i += 8,
+            _ => break,
+        }
+    }
+    while i < lim && is(b[i], VALUE) {
+        i += 1;
+    }
+    i
+}
+
+/// First index in `i..lim` whose byte is not VCHAR (or `lim`).
+#[inline(always)]
+fn skip_vchar(b: &[u8], mut i: usize, lim: usize) -> usize {
+    while i + 8 <= lim {
+        match word_at(b, i) {
+            Some(x) if !has_below(x, 0x21) && !has_del(x) && x & HIGHS == 0 => i += 8,
+            _ => break,
+        }
+    }
+    while i < lim && is(b[i], VCHAR) {
+        i += 1;
+    }
+    i
+}
+
 /// tchar (RFC 9110 §5.6.2); shared with the chunked decoder.
 pub(super) fn is_tchar(b: u8) -> bool {
     is(b, TOKEN)
@@ -219,6 +274,7 @@ enum Known {
     Other,
 }
 
+#[inline]
 fn known(name: &[u8]) -> Known {
     // Dispatch on length first: most names are compared against at most one candidate.
     let (candidate, kind): (&[u8], Known) = match name.len() {
@@ -302,9 +358,7 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
 
     i += 1;
     let t_start = i;
-    while i < lim && is(b[i], VCHAR) {
-        i += 1;
-    }
+    i = skip_vchar(b, i, lim);
     if i == lim {
         return line_out(i);
     }
@@ -406,9 +460,7 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
 
         i += 1;
         let v_start = i;
-        while i < lim && is(b[i], VALUE) {
-            i += 1;
-        }
+        let i = skip_value(b, i, lim);
         if i == lim {
             return field_out(i);
         }
@@ -529,6 +581,7 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
     }))
 }
 
+#[inline]
 fn trim_span(b: &[u8], mut s: usize, mut e: usize) -> Span {
     while s < e && matches!(b[s], b' ' | b'\t') {
         s += 1;
@@ -1659,6 +1712,46 @@ mod tests {
             .unwrap();
         assert_eq!(h.headers.len(), 101);
         assert_eq!(&h.headers[100].1[..], b"99");
+    }
+
+    #[test]
+    fn bad_value_byte_at_every_word_offset() {
+        // The value scan reads 8 bytes at a time: a bad byte must be seen at any offset.
+        for bad in [0u8, 0x01, 0x08, 0x0b, 0x1f, 0x7f, b'\n'] {
+            for offset in 0..20 {
+                let mut field = b"X: ".to_vec();
+                field.extend(std::iter::repeat_n(b'a', offset));
+                field.push(bad);
+                field.extend_from_slice(b"bbbbbbbbbbbb");
+                assert_eq!(status(&get_with(&field)), 400, "{bad:#x} at {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_values_with_htab_obs_text_and_edges() {
+        for v in [
+            &b"\x7e\x20\x80\xff\t\x21abcdefghijklmnop\x7e"[..],
+            b"0123456789abcdef\t0123456789abcdef",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        ] {
+            let mut field = b"X: ".to_vec();
+            field.extend_from_slice(v);
+            assert_eq!(value(&ok(&get_with(&field)), "x"), Some(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn bad_target_byte_at_every_word_offset() {
+        for bad in [0u8, b'\t', 0x7f, 0x80, 0xff, 0x1f] {
+            for offset in 1..20 {
+                let mut raw = b"GET /".to_vec();
+                raw.extend(std::iter::repeat_n(b'p', offset));
+                raw.push(bad);
+                raw.extend_from_slice(b"qqqqqqqqqqqq HTTP/1.1\r\nHost: h\r\n\r\n");
+                assert_eq!(status(&raw), 400, "{bad:#x} at {offset}");
+            }
+        }
     }
 
     /// Crude mutation run: whatever the bytes, no panic, and prefixes agree with the whole.
