@@ -175,9 +175,6 @@ pub struct ServeArgs {
     /// Listen backlog.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), env = "WSGI_GATEWAY_BACKLOG")]
     pub backlog: u32,
-    /// Requests that may wait for a worker (503 beyond).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_QUEUE_SIZE")]
-    pub queue_size: u64,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {

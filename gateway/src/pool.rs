@@ -1,87 +1,80 @@
-//! The GIL-aware worker pool. Each worker attaches to Python once and runs queued jobs back to
-//! back while it holds the GIL; it detaches only to wait for work (and the front ends detach
-//! around socket waits), so one slow client or slow app blocks one worker, never the process.
+//! The GIL-aware worker pool. Each worker attaches to Python once, then takes ready work
+//! back to back while it holds the GIL; it detaches only to *wait* for work (and the front
+//! ends detach around socket waits), so one slow client or slow app blocks one worker, never
+//! the process, and a busy worker pays no GIL hand-off between requests.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use pyo3::prelude::*;
 
-/// Runs one job on a worker that holds the GIL.
-pub type Handler<J> = Arc<dyn Fn(Python<'_>, J) + Send + Sync>;
-
-pub struct Pool<J: Send + 'static> {
-    tx: Option<Sender<J>>,
-    workers: Vec<JoinHandle<()>>,
-    busy: Arc<AtomicUsize>,
+/// What a worker found when it looked for work.
+pub enum Next<W> {
+    Ready(W),
+    /// Nothing ready right now (a non-blocking look), or a spurious wake-up.
+    Empty,
+    /// The source is shut down: the worker exits.
+    Closed,
 }
 
-impl<J: Send + 'static> Pool<J> {
-    /// Starts `threads` workers behind a queue of `queue` jobs.
-    pub fn new(threads: usize, queue: usize, handler: Handler<J>) -> std::io::Result<Pool<J>> {
-        let (tx, rx) = bounded::<J>(queue.max(1));
-        let busy = Arc::new(AtomicUsize::new(0));
+/// Where workers get their work from: a front end's readiness set or job queue.
+pub trait WorkSource: Send + Sync + 'static {
+    type Work: Send;
+    /// A look that never blocks; called while holding the GIL.
+    fn try_next(&self) -> Next<Self::Work>;
+    /// Blocks until there is work; called with the GIL released.
+    fn wait_next(&self) -> Next<Self::Work>;
+    /// Runs one piece of work with the GIL held.
+    fn run(&self, py: Python<'_>, work: Self::Work);
+}
+
+pub struct Pool {
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts `threads` workers on `source`.
+    pub fn start<S: WorkSource>(
+        threads: usize,
+        name: &str,
+        source: Arc<S>,
+    ) -> std::io::Result<Pool> {
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads.max(1) {
-            let rx = rx.clone();
-            let handler = handler.clone();
-            let busy = busy.clone();
+            let source = source.clone();
             workers.push(
                 std::thread::Builder::new()
-                    .name(format!("wsgi-worker-{i}"))
-                    .spawn(move || worker(rx, handler, busy))?,
+                    .name(format!("{name}-{i}"))
+                    .spawn(move || worker(&*source))?,
             );
         }
-        Ok(Pool {
-            tx: Some(tx),
-            workers,
-            busy,
-        })
+        Ok(Pool { workers })
     }
 
-    /// Queues a job, or hands it back when the queue is full (the front end answers 503).
-    pub fn try_submit(&self, job: J) -> Result<(), J> {
-        match &self.tx {
-            Some(tx) => tx.try_send(job).map_err(|e| match e {
-                TrySendError::Full(j) | TrySendError::Disconnected(j) => j,
-            }),
-            None => Err(job),
-        }
-    }
-
-    /// Jobs being run right now.
-    pub fn busy(&self) -> usize {
-        self.busy.load(Ordering::Acquire)
-    }
-
-    /// Stops taking jobs, lets the workers finish what is queued, and joins them.
-    pub fn shutdown(mut self) {
-        self.tx = None;
-        for w in self.workers.drain(..) {
-            let _ = Python::attach(|py| py.detach(|| w.join()));
+    /// Waits for every worker to exit (after the source reports `Closed`).
+    pub fn join(self) {
+        for w in self.workers {
+            let _ = w.join();
         }
     }
 }
 
-fn worker<J: Send>(rx: Receiver<J>, handler: Handler<J>, busy: Arc<AtomicUsize>) {
+fn worker<S: WorkSource>(source: &S) {
     Python::attach(|py| loop {
-        // Ready work is run without giving up the GIL; only an empty queue is waited on detached.
-        let job = match rx.try_recv() {
-            Ok(job) => job,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
-            Err(crossbeam_channel::TryRecvError::Empty) => match py.detach(|| rx.recv()) {
-                Ok(job) => job,
-                Err(_) => return,
+        let work = match source.try_next() {
+            Next::Ready(w) => w,
+            Next::Closed => return,
+            // Nothing ready: let other threads run Python while this one waits.
+            Next::Empty => match py.detach(|| source.wait_next()) {
+                Next::Ready(w) => w,
+                Next::Empty => continue,
+                Next::Closed => return,
             },
         };
-        busy.fetch_add(1, Ordering::AcqRel);
         // A bug in a handler must cost one request, not a worker.
-        let run = std::panic::AssertUnwindSafe(|| handler(py, job));
+        let run = std::panic::AssertUnwindSafe(|| source.run(py, work));
         if std::panic::catch_unwind(run).is_err() {
             tracing::error!("a request handler panicked; the worker carries on");
         }
-        busy.fetch_sub(1, Ordering::AcqRel);
     });
 }

@@ -90,6 +90,11 @@ pub trait BodyReader: Send + Sync {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Bytes still to come when the front end knows it (Content-Length bodies).
     fn remaining(&self) -> Option<u64>;
+    /// When reading failed because the client broke the body's framing (or its size limit):
+    /// the status the client should get instead of a 500 (400, 413).
+    fn failure_status(&self) -> Option<u16> {
+        None
+    }
     /// Lets the front end take its reader back after the call (to reuse the connection).
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }

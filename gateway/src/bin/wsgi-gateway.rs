@@ -1,12 +1,13 @@
 //! `wsgi-gateway`: parse the configuration, load the app, run a front end.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 
 use wsgi_gateway::config::{self, AppArgs, Command, LogLevel, Parsed, ServeArgs};
+use wsgi_gateway::http::server::Server;
 use wsgi_gateway::http::{self, head::HeadLimits, listener, Settings, Shared};
 use wsgi_gateway::pool::Pool;
 use wsgi_gateway::python::call::WsgiApp;
@@ -107,7 +108,6 @@ fn serve(args: ServeArgs) -> Result<(), Fatal> {
         graceful_timeout: args.graceful_timeout,
         max_connections: to_usize(args.max_connections),
         backlog: args.backlog,
-        queue_size: to_usize(args.queue_size),
         threads: args.threads as usize,
         script_name,
     };
@@ -143,30 +143,15 @@ fn serve(args: ServeArgs) -> Result<(), Fatal> {
         signal_hook::low_level::pipe::register(sig, signal_tx.try_clone()?)?;
     }
 
-    let poll = mio::Poll::new()?;
-    let waker = Arc::new(mio::Waker::new(
-        poll.registry(),
-        mio::Token(usize::MAX - 1),
-    )?);
-    let (returns_tx, returns_rx) = crossbeam_channel::unbounded();
     let threads = settings.threads;
-    let queue = settings.queue_size;
     let shared = Arc::new(Shared {
         app,
         settings,
-        returns: returns_tx,
-        waker,
-        in_flight: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         access_log,
     });
-    let for_workers = shared.clone();
-    let pool = Pool::new(
-        threads,
-        queue,
-        Arc::new(move |py: Python<'_>, job| http::connection::serve(py, &for_workers, job)),
-    )?;
-    for l in &listeners {
+    let server = Arc::new(Server::new(listeners, shared)?);
+    for l in server.listeners() {
         tracing::info!(
             "wsgi-gateway {} listening on {} ({} threads)",
             env!("CARGO_PKG_VERSION"),
@@ -174,8 +159,8 @@ fn serve(args: ServeArgs) -> Result<(), Fatal> {
             threads
         );
     }
-    let reactor = listener::Reactor::new(poll, listeners, shared, returns_rx, signal_rx)?;
-    reactor.run(&pool)?;
+    let _pool = Pool::start(threads, "wsgi-worker", server.clone())?;
+    server.keep_time(signal_rx)?;
     // Workers still inside a stuck app must not hold the exit hostage (graceful timeout passed).
     std::process::exit(0);
 }

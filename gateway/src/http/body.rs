@@ -35,6 +35,8 @@ pub struct HttpBody {
     broken: bool,
     /// A chunked body went over `--max-body-size`.
     pub too_large: bool,
+    /// The chunked framing was invalid.
+    bad_framing: bool,
 }
 
 impl HttpBody {
@@ -63,6 +65,7 @@ impl HttpBody {
             received: 0,
             broken: false,
             too_large: false,
+            bad_framing: false,
         }
     }
 
@@ -124,7 +127,11 @@ impl HttpBody {
                 if decoder.is_done() {
                     return Ok(0);
                 }
-                let (consumed, produced) = decoder.decode(&self.buffered, out).map_err(|e| {
+                let decoded = decoder.decode(&self.buffered, out);
+                if decoded.is_err() {
+                    self.bad_framing = true;
+                }
+                let (consumed, produced) = decoded.map_err(|e| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("bad chunked body: {}", e.reason),
@@ -212,6 +219,14 @@ impl BodyReader for HttpBody {
             Framing::Length { remaining } => Some(*remaining),
             Framing::Chunked(d) if d.is_done() => Some(0),
             Framing::Chunked(_) => None,
+        }
+    }
+
+    fn failure_status(&self) -> Option<u16> {
+        if self.too_large {
+            Some(413)
+        } else {
+            self.bad_framing.then_some(400)
         }
     }
 

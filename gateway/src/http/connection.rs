@@ -1,5 +1,5 @@
-//! A worker serving one connection: requests already parsed (the one handed over, then any
-//! pipelined ones), each through the WSGI call, then the connection goes back to the reactor.
+//! One connection's requests through the app: the parsed one, then any complete pipelined
+//! ones behind it, each through the WSGI call. Runs on a worker holding the GIL.
 
 use std::io::IoSlice;
 use std::sync::atomic::Ordering;
@@ -12,7 +12,7 @@ use super::access_log::Entry;
 use super::body::HttpBody;
 use super::head::{parse_head, Head};
 use super::response::HttpResponder;
-use super::{error_response, Conn, Job, Returned, Settings, Shared};
+use super::{error_response, Conn, Settings, Shared};
 use crate::request::{Framing, Peer, Request};
 use crate::trust::TrustPolicy;
 
@@ -92,13 +92,11 @@ fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
     }
 }
 
-/// Writes a server-generated error response and hands the connection back to close it.
-pub fn reject(shared: &Shared, conn: Conn, status: u16, why: &str) {
+/// Writes a server-generated error response; the caller then closes the connection.
+pub fn reject(conn: &Conn, status: u16, why: &str) {
     tracing::info!("{status} for {}: {why}", peer_text(&conn.peer));
     let resp = error_response(status);
     let _ = conn.io.write_all(&mut [IoSlice::new(&resp)]);
-    conn.io.stream.shutdown_write();
-    shared.give_back(Returned::Linger(conn));
 }
 
 pub fn peer_text(peer: &Peer) -> String {
@@ -116,24 +114,27 @@ fn header<'a>(req: &'a Request, name: &[u8]) -> Option<&'a [u8]> {
         .map(|(_, v)| v.as_ref())
 }
 
-/// Serves the job's request and any complete pipelined requests behind it.
-pub fn serve(py: Python<'_>, shared: &Shared, job: Box<Job>) {
-    let Job {
-        conn,
-        mut head,
-        mut rest,
-        mut received,
-    } = *job;
+/// Serves `head` and any complete pipelined requests behind it. Returns the bytes that
+/// follow (the start of the next request) when the connection stays open, `None` to close.
+pub fn serve(
+    py: Python<'_>,
+    shared: &Shared,
+    conn: &Conn,
+    head: Head,
+    rest: Bytes,
+) -> Option<Bytes> {
     let settings = &shared.settings;
+    let (mut head, mut rest, mut received) = (head, rest, Instant::now());
     loop {
         if let Err((status, why)) = precheck(&head, settings, shared.app.environ.policy()) {
-            return reject(shared, conn, status, why);
+            reject(conn, status, why);
+            return None;
         }
         conn.io.next_request();
         let close_requested = head.close || shared.stopping.load(Ordering::Acquire);
         let framing = head.framing;
         let expect = head.expect_continue;
-        let req = to_request(head, &conn, settings);
+        let req = to_request(head, conn, settings);
         let body = HttpBody::new(conn.io.clone(), rest, framing, expect, settings.max_body);
         let responder = HttpResponder::new(conn.io.clone(), req.version, close_requested);
         let outcome = shared
@@ -160,31 +161,28 @@ pub fn serve(py: Python<'_>, shared: &Shared, job: Box<Job>) {
         let reusable = outcome.reusable && !conn.io.close_after() && !close_requested;
         let leftover = match body {
             Some(b) if reusable => {
-                let too_large = b.too_large;
-                let left = b.finish();
-                if too_large {
+                if b.too_large {
                     tracing::info!(
                         "{}: chunked body over --max-body-size",
                         peer_text(&conn.peer)
                     );
                 }
-                left
+                b.finish()?
             }
-            _ => None,
+            _ => return None,
         };
-        let Some(leftover) = leftover else {
-            conn.io.stream.shutdown_write();
-            return shared.give_back(Returned::Linger(conn));
-        };
-        // A complete pipelined request is served now, without a trip through the reactor.
+        // A complete pipelined request is served at once; a partial one waits parked.
         match parse_head(&leftover, &settings.limits) {
             Ok(Some(next)) => {
                 rest = leftover.slice(next.head_len..);
                 head = next;
                 received = Instant::now();
             }
-            Ok(None) => return shared.give_back(Returned::KeepAlive(conn, leftover)),
-            Err(e) => return reject(shared, conn, e.status, e.reason),
+            Ok(None) => return Some(leftover),
+            Err(e) => {
+                reject(conn, e.status, e.reason);
+                return None;
+            }
         }
     }
 }

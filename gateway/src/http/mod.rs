@@ -1,6 +1,6 @@
-//! The standalone HTTP/1.1 front end. The reactor (`listener`) owns idle and half-read
-//! connections; a complete request head moves its connection to a worker (`connection`),
-//! which runs the app and then hands the connection back.
+//! The standalone HTTP/1.1 front end: sockets (`listener`), the shared readiness set the
+//! workers serve from (`server`), request parsing (`head`, `chunked`), one request through the
+//! app (`connection`, `body`), and response framing (`response`).
 
 pub mod access_log;
 pub mod body;
@@ -11,16 +11,15 @@ pub mod head;
 pub mod io;
 pub mod listener;
 pub mod response;
+pub mod server;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use bytes::Bytes;
+use std::time::Duration;
 
 use crate::python::call::WsgiApp;
 use crate::request::{Peer, Scheme};
-use head::{Head, HeadLimits};
+use head::HeadLimits;
 use io::ConnIo;
 
 /// HTTP front-end settings (from `config::ServeArgs`).
@@ -36,7 +35,6 @@ pub struct Settings {
     pub graceful_timeout: Duration,
     pub max_connections: usize,
     pub backlog: u32,
-    pub queue_size: usize,
     pub threads: usize,
     /// Mount point, e.g. `/app` (empty for the root).
     pub script_name: String,
@@ -57,44 +55,12 @@ pub struct Conn {
     pub listener: Arc<ListenerInfo>,
 }
 
-/// A parsed request head and its connection, on its way to a worker.
-pub struct Job {
-    pub conn: Conn,
-    pub head: Head,
-    /// Bytes after the head (body start, maybe pipelined requests).
-    pub rest: Bytes,
-    pub received: Instant,
-}
-
-/// A connection a worker is done with, back to the reactor.
-pub enum Returned {
-    /// Wait for the next request; the bytes are the start of it, if any arrived.
-    KeepAlive(Conn, Bytes),
-    /// Closing: discard what the client still sends, then close (avoids an RST eating the
-    /// response we just wrote).
-    Linger(Conn),
-}
-
-/// Everything workers and the reactor share.
+/// Everything the workers share.
 pub struct Shared {
     pub app: WsgiApp,
     pub settings: Settings,
-    pub returns: crossbeam_channel::Sender<Returned>,
-    pub waker: Arc<mio::Waker>,
-    /// Connections currently owned by workers or queued for them.
-    pub in_flight: AtomicUsize,
     pub stopping: AtomicBool,
     pub access_log: Option<access_log::AccessLog>,
-}
-
-impl Shared {
-    pub fn give_back(&self, r: Returned) {
-        self.in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        if self.returns.send(r).is_ok() {
-            let _ = self.waker.wake();
-        }
-    }
 }
 
 /// The canonical reason phrase for statuses the server itself produces.

@@ -82,13 +82,13 @@ impl WsgiApp {
             .build(py, req, input.as_any())
             .and_then(|environ| self.app.bind(py).call1((environ, &sr)));
         match result {
-            Err(e) => self.report_sr(py, &sr, &e, &where_()),
+            Err(e) => self.report_sr(py, &sr, &input, &e, &where_()),
             Ok(iterable) => {
-                self.drain(py, &sr, &iterable, &where_);
+                self.drain(py, &sr, &input, &iterable, &where_);
                 // PEP 3333: close() on every path: normal end, app error, client gone.
                 if let Ok(true) = iterable.hasattr("close") {
                     if let Err(e) = iterable.call_method0("close") {
-                        self.report_sr(py, &sr, &e, &where_());
+                        self.report_sr(py, &sr, &input, &e, &where_());
                     }
                 }
                 let mut this = sr.borrow_mut();
@@ -120,6 +120,7 @@ impl WsgiApp {
         &self,
         py: Python<'_>,
         sr: &Bound<'_, StartResponse>,
+        input: &Bound<'_, WsgiInput>,
         iterable: &Bound<'_, PyAny>,
         where_: &dyn Fn() -> String,
     ) {
@@ -158,7 +159,7 @@ impl WsgiApp {
                 let e = pyo3::exceptions::PyTypeError::new_err(format!(
                     "the app returned a {ty}, which is not an iterable of bytes"
                 ));
-                self.report_sr(py, sr, &e, &where_());
+                self.report_sr(py, sr, input, &e, &where_());
                 return;
             }
         };
@@ -166,7 +167,7 @@ impl WsgiApp {
             let item = match item {
                 Ok(item) => item,
                 Err(e) => {
-                    self.report_sr(py, sr, &e, &where_());
+                    self.report_sr(py, sr, input, &e, &where_());
                     return;
                 }
             };
@@ -179,7 +180,7 @@ impl WsgiApp {
                 let e = pyo3::exceptions::PyTypeError::new_err(format!(
                     "the app's iterable yielded a {ty}, not bytes"
                 ));
-                self.report_sr(py, sr, &e, &where_());
+                self.report_sr(py, sr, input, &e, &where_());
                 return;
             };
             let mut this = sr.borrow_mut();
@@ -195,15 +196,29 @@ impl WsgiApp {
                     let e = pyo3::exceptions::PyAssertionError::new_err(
                         "the app produced body bytes before calling start_response",
                     );
-                    self.report_sr(py, sr, &e, &where_());
+                    self.report_sr(py, sr, input, &e, &where_());
                     return;
                 }
             }
         }
     }
 
-    fn report_sr(&self, py: Python<'_>, sr: &Bound<'_, StartResponse>, err: &PyErr, where_: &str) {
+    fn report_sr(
+        &self,
+        py: Python<'_>,
+        sr: &Bound<'_, StartResponse>,
+        input: &Bound<'_, WsgiInput>,
+        err: &PyErr,
+        where_: &str,
+    ) {
+        let body_status = input.try_borrow().ok().and_then(|i| i.body_failure());
         match sr.try_borrow_mut() {
+            Ok(mut this) if body_status.is_some() && !this.state.outcome.headers_sent => {
+                // The client broke the body's framing; the app only tripped over it.
+                let status = body_status.unwrap_or(400);
+                tracing::info!("{status} for {where_}: invalid request body ({err})");
+                this.state.fail_status(status);
+            }
             Ok(mut this) => self.report(py, &mut this.state, err, where_),
             Err(_) => tracing::error!("{where_}: {}", super::format_exception(py, err)),
         }

@@ -45,6 +45,11 @@ impl WsgiInput {
         self.reader.take()
     }
 
+    /// The status a broken request body calls for (see `BodyReader::failure_status`).
+    pub fn body_failure(&self) -> Option<u16> {
+        self.reader.as_ref().and_then(|r| r.failure_status())
+    }
+
     fn buffered(&self) -> &[u8] {
         &self.ahead[self.pos..]
     }

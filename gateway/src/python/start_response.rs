@@ -256,25 +256,35 @@ impl ResponseState {
         self.responder.abort();
     }
 
+    /// The client's request turned out invalid mid-call (its body): answer `status` and close.
+    pub fn fail_status(&mut self, status: u16) {
+        self.headers.close = true;
+        self.error_response(status, crate::http::reason(status), None);
+    }
+
     /// An error before or during the response: a plain 500 if nothing was sent yet, else abort.
     pub fn fail(&mut self, detail: Option<&str>) {
+        self.error_response(500, "Internal Server Error", detail);
+    }
+
+    fn error_response(&mut self, code: u16, reason: &str, detail: Option<&str>) {
         if self.outcome.headers_sent {
             self.abort();
             return;
         }
-        let mut body = b"Internal Server Error\n".to_vec();
+        let mut body = format!("{code} {reason}\n").into_bytes();
         if let Some(detail) = detail {
             body.extend_from_slice(b"\n");
             body.extend_from_slice(detail.as_bytes());
             body.push(b'\n');
         }
-        self.status = Some((500, "500 Internal Server Error".to_string()));
+        self.status = Some((code, format!("{code} {reason}")));
         let mut headers = HeaderBlock::default();
         let close = self.headers.close;
         let cl = body.len().to_string();
         let pushed = headers
-            .push("Content-Type", "text/plain; charset=utf-8", 500)
-            .and_then(|_| headers.push("Content-Length", &cl, 500));
+            .push("Content-Type", "text/plain; charset=utf-8", code)
+            .and_then(|_| headers.push("Content-Length", &cl, code));
         if pushed.is_err() {
             self.abort();
             return;

@@ -1,0 +1,557 @@
+//! The HTTP front end's work source: one epoll set shared by all workers (leader/follower).
+//! Every socket is armed one-shot, so a ready connection goes to exactly one worker, which
+//! reads, parses and runs the app inline, then parks the connection and re-arms it. Idle
+//! connections sit parked in the set and cost no worker; a worker stuck in a slow app holds
+//! only its own connection. The main thread keeps time: header, keep-alive and linger
+//! deadlines, and the graceful stop.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use rustix::event::epoll::{self, Event, EventData, EventFlags};
+
+use super::connection::{self, peer_text};
+use super::head::parse_head;
+use super::io::{ConnIo, Stream};
+use super::listener::{Bound, Sock};
+use super::{error_response, Conn, Shared};
+use crate::pool::{Next, WorkSource};
+use crate::request::Peer;
+
+const LISTENER_BIT: u64 = 1 << 63;
+const READ_CHUNK: usize = 8 * 1024;
+const LINGER: Duration = Duration::from_secs(2);
+/// Connections one worker accepts before it re-arms the listener and lets others in.
+const ACCEPT_BATCH: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of the next request (keep-alive timeout).
+    Idle,
+    /// Part of a head has arrived (header timeout, counted from its first byte).
+    Reading,
+    /// Closing: discard what the client still sends, then close, so an RST cannot destroy the
+    /// response just written.
+    Linger,
+}
+
+struct ConnState {
+    conn: Conn,
+    buf: BytesMut,
+    phase: Phase,
+    deadline: Instant,
+}
+
+enum Entry {
+    Free,
+    /// A worker is serving it right now.
+    Owned,
+    Parked {
+        gen: u32,
+        state: ConnState,
+    },
+}
+
+struct Conns {
+    slots: Vec<Entry>,
+    free: Vec<u32>,
+    gen: u32,
+    open: usize,
+    owned: usize,
+    deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+}
+
+pub struct Server {
+    epoll: OwnedFd,
+    listeners: Vec<Bound>,
+    conns: Mutex<Conns>,
+    pub shared: Arc<Shared>,
+}
+
+fn token(idx: u32, gen: u32) -> u64 {
+    (u64::from(gen) << 32) | u64::from(idx)
+}
+
+/// What a worker does with a connection when it is done with it for now.
+enum After {
+    Park(ConnState),
+    Close(ConnState),
+}
+
+impl Server {
+    pub fn new(listeners: Vec<Bound>, shared: Arc<Shared>) -> io::Result<Server> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        for (i, l) in listeners.iter().enumerate() {
+            epoll::add(
+                &epoll,
+                l.fd(),
+                EventData::new_u64(LISTENER_BIT | i as u64),
+                armed(),
+            )?;
+        }
+        Ok(Server {
+            epoll,
+            listeners,
+            conns: Mutex::new(Conns {
+                slots: Vec::new(),
+                free: Vec::new(),
+                gen: 0,
+                open: 0,
+                owned: 0,
+                deadlines: BinaryHeap::new(),
+            }),
+            shared,
+        })
+    }
+
+    pub fn listeners(&self) -> &[Bound] {
+        &self.listeners
+    }
+
+    fn wait(&self, timeout: Option<&rustix::event::Timespec>) -> Next<u64> {
+        let mut buf = [MaybeUninit::<Event>::uninit(); 1];
+        match epoll::wait(&self.epoll, &mut buf, timeout) {
+            Ok((ready, _)) => match ready.first() {
+                Some(ev) => Next::Ready(ev.data.u64()),
+                None => Next::Empty,
+            },
+            Err(e) if e == rustix::io::Errno::INTR => Next::Empty,
+            Err(e) => {
+                tracing::error!("epoll_wait failed: {e}");
+                Next::Closed
+            }
+        }
+    }
+
+    fn accept(&self, idx: usize) {
+        let Some(l) = self.listeners.get(idx) else {
+            return;
+        };
+        for _ in 0..ACCEPT_BATCH {
+            let accepted = match &l.sock {
+                Sock::Tcp(s) => s.accept().map(|(s, a)| {
+                    let _ = s.set_nodelay(true);
+                    (Stream::Tcp(s), Peer::Tcp(a))
+                }),
+                Sock::Unix(s, _) => s.accept().map(|(s, _)| (Stream::Unix(s), Peer::Unix)),
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: keep serving the connections we have.
+                    tracing::warn!("accept failed: {e}");
+                    break;
+                }
+            };
+            let s = &self.shared.settings;
+            if self.conns.lock().open >= s.max_connections {
+                tracing::warn!(
+                    "--max-connections ({}) reached; refusing a connection",
+                    s.max_connections
+                );
+                continue;
+            }
+            if stream.set_nonblocking(true).is_err()
+                || stream
+                    .set_timeouts(s.body_timeout, s.write_timeout)
+                    .is_err()
+            {
+                continue;
+            }
+            let conn = Conn {
+                io: Arc::new(ConnIo::new(stream)),
+                peer,
+                listener: l.info.clone(),
+            };
+            let state = ConnState {
+                conn,
+                buf: BytesMut::new(),
+                phase: Phase::Reading,
+                deadline: Instant::now() + s.header_timeout,
+            };
+            self.insert(state);
+        }
+        if !self.shared.stopping.load(Ordering::Acquire) {
+            let _ = epoll::modify(
+                &self.epoll,
+                l.fd(),
+                EventData::new_u64(LISTENER_BIT | idx as u64),
+                armed(),
+            );
+        }
+    }
+
+    /// Adds a new connection to the set, parked and armed.
+    fn insert(&self, state: ConnState) {
+        let io = state.conn.io.clone();
+        let mut c = self.conns.lock();
+        let idx = match c.free.pop() {
+            Some(i) => i,
+            None => {
+                let Ok(i) = u32::try_from(c.slots.len()) else {
+                    return;
+                };
+                c.slots.push(Entry::Free);
+                i
+            }
+        };
+        c.gen = c.gen.wrapping_add(1);
+        let gen = c.gen;
+        c.deadlines.push(Reverse((state.deadline, idx, gen)));
+        c.slots[idx as usize] = Entry::Parked { gen, state };
+        c.open += 1;
+        // Armed under the lock so the entry is in place before any worker can see an event.
+        if epoll::add(
+            &self.epoll,
+            io.stream.as_fd(),
+            EventData::new_u64(token(idx, gen)),
+            armed(),
+        )
+        .is_err()
+        {
+            c.slots[idx as usize] = Entry::Free;
+            c.free.push(idx);
+            c.open -= 1;
+        }
+    }
+
+    /// Takes a parked connection for this worker, if the event is still current.
+    fn take(&self, tok: u64) -> Option<(u32, ConnState)> {
+        let idx = (tok & 0xFFFF_FFFF) as u32;
+        let gen = (tok >> 32) as u32;
+        let mut c = self.conns.lock();
+        let slot = c.slots.get_mut(idx as usize)?;
+        match slot {
+            Entry::Parked { gen: g, .. } if *g == gen => {}
+            _ => return None,
+        }
+        let Entry::Parked { state, .. } = std::mem::replace(slot, Entry::Owned) else {
+            return None;
+        };
+        c.owned += 1;
+        Some((idx, state))
+    }
+
+    /// Parks a connection again (re-armed with a new generation) or closes it.
+    fn put_back(&self, idx: u32, after: After) {
+        let mut c = self.conns.lock();
+        c.owned -= 1;
+        match after {
+            After::Park(state) => {
+                c.gen = c.gen.wrapping_add(1);
+                let gen = c.gen;
+                c.deadlines.push(Reverse((state.deadline, idx, gen)));
+                let rearmed = epoll::modify(
+                    &self.epoll,
+                    state.conn.io.stream.as_fd(),
+                    EventData::new_u64(token(idx, gen)),
+                    armed(),
+                );
+                if rearmed.is_ok() {
+                    c.slots[idx as usize] = Entry::Parked { gen, state };
+                } else {
+                    c.slots[idx as usize] = Entry::Free;
+                    c.free.push(idx);
+                    c.open -= 1;
+                    drop(c);
+                    drop(state);
+                }
+            }
+            After::Close(state) => {
+                c.slots[idx as usize] = Entry::Free;
+                c.free.push(idx);
+                c.open -= 1;
+                drop(c);
+                let _ = epoll::delete(&self.epoll, state.conn.io.stream.as_fd());
+            }
+        }
+    }
+
+    /// Answers `status` itself and starts the lingering close.
+    fn reject(&self, mut state: ConnState, status: u16, why: &str) -> After {
+        tracing::info!("{status} for {}: {why}", peer_text(&state.conn.peer));
+        let resp = error_response(status);
+        let _ = state.conn.io.write_all(&mut [io::IoSlice::new(&resp)]);
+        linger(&mut state);
+        After::Park(state)
+    }
+
+    /// Reads what the client sent; serves every complete request inline.
+    fn serve(&self, py: Python<'_>, mut state: ConnState) -> After {
+        let settings = &self.shared.settings;
+        loop {
+            if state.phase == Phase::Linger {
+                let mut sink = [0u8; READ_CHUNK];
+                loop {
+                    match state.conn.io.stream.read_nb(&mut sink) {
+                        Ok(0) => return After::Close(state),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return After::Park(state)
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return After::Close(state),
+                    }
+                }
+            }
+            let old = state.buf.len();
+            state.buf.resize(old + READ_CHUNK, 0);
+            let n = match state.conn.io.stream.read_nb(&mut state.buf[old..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    state.buf.truncate(old);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => {
+                            if state.buf.is_empty() {
+                                // Idle connections hold no buffer memory.
+                                state.buf = BytesMut::new();
+                            }
+                            return After::Park(state);
+                        }
+                        io::ErrorKind::Interrupted => continue,
+                        _ => return After::Close(state),
+                    }
+                }
+            };
+            state.buf.truncate(old + n);
+            if n == 0 {
+                // The client closed; a half-sent head gets no answer anyone could read.
+                return After::Close(state);
+            }
+            if state.phase == Phase::Idle {
+                state.phase = Phase::Reading;
+                state.deadline = Instant::now() + settings.header_timeout;
+            }
+            let frozen = std::mem::take(&mut state.buf).freeze();
+            let head = match parse_head(&frozen, &settings.limits) {
+                Ok(None) => {
+                    state.buf = frozen
+                        .try_into_mut()
+                        .unwrap_or_else(|b| BytesMut::from(&b[..]));
+                    continue;
+                }
+                Err(e) => return self.reject(state, e.status, e.reason),
+                Ok(Some(head)) => head,
+            };
+            let rest = frozen.slice(head.head_len..);
+            match connection::serve(py, &self.shared, &state.conn, head, rest) {
+                Some(leftover) => {
+                    // Keep-alive: what follows is the start of the next request, if anything.
+                    state.phase = if leftover.is_empty() {
+                        Phase::Idle
+                    } else {
+                        Phase::Reading
+                    };
+                    state.deadline = Instant::now()
+                        + if leftover.is_empty() {
+                            settings.keepalive_timeout
+                        } else {
+                            settings.header_timeout
+                        };
+                    state.buf = if leftover.is_empty() {
+                        BytesMut::new()
+                    } else {
+                        leftover
+                            .try_into_mut()
+                            .unwrap_or_else(|b| BytesMut::from(&b[..]))
+                    };
+                }
+                None => {
+                    linger(&mut state);
+                    return After::Park(state);
+                }
+            }
+        }
+    }
+
+    /// The time until the next deadline (for the main thread's sleep).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.conns
+            .lock()
+            .deadlines
+            .peek()
+            .map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Closes parked connections whose deadline passed (408 for a half-received head).
+    pub fn expire(&self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut c = self.conns.lock();
+            while let Some(Reverse((at, idx, gen))) = c.deadlines.peek().copied() {
+                if at > now {
+                    break;
+                }
+                c.deadlines.pop();
+                let current = matches!(c.slots.get(idx as usize), Some(Entry::Parked { gen: g, state }) if *g == gen && state.deadline <= now);
+                if !current {
+                    continue;
+                }
+                if let Entry::Parked { state, .. } =
+                    std::mem::replace(&mut c.slots[idx as usize], Entry::Free)
+                {
+                    c.free.push(idx);
+                    c.open -= 1;
+                    expired.push(state);
+                }
+            }
+        }
+        for state in expired {
+            let _ = epoll::delete(&self.epoll, state.conn.io.stream.as_fd());
+            if state.phase == Phase::Reading && !state.buf.is_empty() {
+                tracing::info!(
+                    "408 for {}: request head not received within --header-timeout",
+                    peer_text(&state.conn.peer)
+                );
+                let resp = error_response(408);
+                let _ = state.conn.io.stream.write_nb(&resp);
+            }
+        }
+    }
+
+    /// Graceful stop, part one: no new connections; idle ones are closed.
+    pub fn begin_stop(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        for l in &self.listeners {
+            let _ = epoll::delete(&self.epoll, l.fd());
+            if let Sock::Unix(_, path) = &l.sock {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        let mut idle = Vec::new();
+        {
+            let mut c = self.conns.lock();
+            for i in 0..c.slots.len() {
+                if matches!(&c.slots[i], Entry::Parked { state, .. } if state.phase != Phase::Linger)
+                {
+                    if let Entry::Parked { state, .. } =
+                        std::mem::replace(&mut c.slots[i], Entry::Free)
+                    {
+                        c.free.push(i as u32);
+                        c.open -= 1;
+                        idle.push(state);
+                    }
+                }
+            }
+        }
+        for state in idle {
+            let _ = epoll::delete(&self.epoll, state.conn.io.stream.as_fd());
+        }
+    }
+
+    /// Connections still being served or lingering.
+    pub fn busy(&self) -> usize {
+        let c = self.conns.lock();
+        c.owned
+            + c.slots
+                .iter()
+                .filter(
+                    |e| matches!(e, Entry::Parked { state, .. } if state.phase == Phase::Linger),
+                )
+                .count()
+    }
+
+    /// Runs the main thread's side: deadlines, and the stop signal. Returns when stopped.
+    pub fn keep_time(&self, mut signals: UnixStream) -> io::Result<()> {
+        let mut stop_deadline: Option<Instant> = None;
+        let mut buf = [0u8; 64];
+        loop {
+            let now = Instant::now();
+            let mut sleep = self
+                .next_deadline()
+                .map_or(Duration::from_millis(250), |d| {
+                    d.saturating_duration_since(now)
+                });
+            sleep = sleep.clamp(
+                Duration::from_millis(1),
+                Duration::from_millis(if stop_deadline.is_some() { 20 } else { 250 }),
+            );
+            signals.set_read_timeout(Some(sleep))?;
+            match signals.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    if stop_deadline.is_some() {
+                        tracing::warn!("second stop signal: exiting now");
+                        return Ok(());
+                    }
+                    tracing::info!("stopping: no new connections; finishing in-flight requests");
+                    stop_deadline = Some(Instant::now() + self.shared.settings.graceful_timeout);
+                    self.begin_stop();
+                }
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+            self.expire();
+            if let Some(deadline) = stop_deadline {
+                let busy = self.busy();
+                if busy == 0 {
+                    tracing::info!("stopped cleanly");
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        "--graceful-timeout reached with {busy} connection(s) still busy; exiting"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn armed() -> EventFlags {
+    EventFlags::IN | EventFlags::RDHUP | EventFlags::ONESHOT
+}
+
+/// Half-closes and starts discarding: the client sees our FIN after the response.
+fn linger(state: &mut ConnState) {
+    state.conn.io.stream.shutdown_write();
+    state.buf = BytesMut::new();
+    state.phase = Phase::Linger;
+    state.deadline = Instant::now() + LINGER;
+}
+
+impl WorkSource for Server {
+    type Work = u64;
+
+    fn try_next(&self) -> Next<u64> {
+        self.wait(Some(&rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        }))
+    }
+
+    fn wait_next(&self) -> Next<u64> {
+        self.wait(None)
+    }
+
+    fn run(&self, py: Python<'_>, tok: u64) {
+        if tok & LISTENER_BIT != 0 {
+            return self.accept((tok & !LISTENER_BIT) as usize);
+        }
+        let Some((idx, state)) = self.take(tok) else {
+            return;
+        };
+        let after = self.serve(py, state);
+        self.put_back(idx, after);
+    }
+}
