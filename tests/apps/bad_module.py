@@ -1,0 +1,3 @@
+"""Start-up error fixtures: a non-callable attribute."""
+
+not_callable = 42

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The project's test command (README: `bash tests/run.sh`; CI runs it through .ci/run).
+# Works on a fresh machine and is safe to re-run: every install step first checks
+# whether its work is already done.
+#
+# Stages: system packages, Python venv, cargo build, cargo test, cargo fmt --check,
+# cargo clippy -D warnings, pytest against the debug binary. All stages run even if an
+# earlier one fails (so one run shows every problem); the exit status is non-zero if any
+# failed. pytest is last so its summary line closes the output.
+#
+# Env knobs: PYO3_PYTHON (interpreter to build against; default: python3 on PATH),
+# PYTEST_ARGS (extra pytest arguments), SUITE_TIMEOUT (seconds, cap per test stage).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+# Pinned test tools; bump deliberately.
+PY_PINS=(pytest==9.2.0 pytest-timeout==2.4.0)
+# Debian packages the suite needs, as "command:package".
+APT_NEEDS=(curl:curl timeout:coreutils)
+SUITE_TIMEOUT="${SUITE_TIMEOUT:-900}"
+
+section() { printf '\n========== %s ==========\n' "$*"; }
+note() { printf 'tests/run.sh: %s\n' "$*"; }
+die() { printf 'tests/run.sh: error: %s\n' "$*" >&2; exit 1; }
+
+FAILED=()
+# Run one stage; record its failure instead of aborting so later stages still report.
+stage() {
+    local name=$1
+    shift
+    section "$name"
+    local rc=0
+    "$@" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        note "stage '$name' FAILED (exit $rc)"
+        FAILED+=("$name")
+    fi
+    return 0
+}
+
+# ---------------------------------------------------------------- system packages
+section "system packages"
+missing_pkgs=()
+for need in "${APT_NEEDS[@]}"; do
+    tool=${need%%:*}
+    pkg=${need#*:}
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        missing_pkgs+=("$pkg")
+    fi
+done
+if [ ${#missing_pkgs[@]} -eq 0 ]; then
+    note "all present: ${APT_NEEDS[*]%%:*}"
+elif [ "$(id -u)" -ne 0 ]; then
+    # A developer without root installs these by hand; tests needing them will fail loudly.
+    note "WARNING: not root, skipping apt; please install: ${missing_pkgs[*]}"
+else
+    note "installing: ${missing_pkgs[*]}"
+    # The package lists on a fresh machine may be stale or empty: update once, only now.
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing_pkgs[@]}"
+fi
+
+# ---------------------------------------------------------------- python + venv
+section "python venv"
+if [ -z "${PYO3_PYTHON:-}" ]; then
+    py_on_path=$(command -v python3) || die "python3 not found on PATH"
+    # Resolve a pyenv shim to the real interpreter so the build and the venv cannot
+    # drift apart if the shim's choice changes later.
+    PYO3_PYTHON=$("$py_on_path" -c 'import sys; print(sys.executable)')
+fi
+export PYO3_PYTHON
+note "PYO3_PYTHON=$PYO3_PYTHON ($("$PYO3_PYTHON" --version 2>&1))"
+
+VENV="$REPO/.venv"
+# The venv must sit on the interpreter the binary embeds; otherwise rebuild it.
+py_ident='import sys; print(sys.base_prefix, sys.version_info[:3])'
+want_ident=$("$PYO3_PYTHON" -c "$py_ident")
+if [ -x "$VENV/bin/python" ] && [ "$("$VENV/bin/python" -c "$py_ident" 2>/dev/null || true)" = "$want_ident" ]; then
+    note "reusing $VENV"
+else
+    note "creating $VENV"
+    rm -rf "$VENV"
+    "$PYO3_PYTHON" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+
+need_pins=()
+for spec in "${PY_PINS[@]}"; do
+    have=$("$VPY" - "${spec%%==*}" <<'EOF'
+import sys
+from importlib import metadata
+try:
+    print(metadata.version(sys.argv[1]))
+except metadata.PackageNotFoundError:
+    print("")
+EOF
+)
+    [ "$have" = "${spec##*==}" ] || need_pins+=("$spec")
+done
+if [ ${#need_pins[@]} -eq 0 ]; then
+    note "already installed: ${PY_PINS[*]}"
+else
+    note "pip install ${need_pins[*]}"
+    "$VPY" -m pip install -q --disable-pip-version-check "${need_pins[@]}"
+fi
+
+# ---------------------------------------------------------------- rust
+stage "cargo build (debug, all targets)" cargo build --workspace --all-targets
+build_failed=0
+[ ${#FAILED[@]} -eq 0 ] || build_failed=1
+
+stage "cargo test" timeout -k 30 "$SUITE_TIMEOUT" cargo test --workspace
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+
+# ---------------------------------------------------------------- pytest
+run_pytest() {
+    local bin="$REPO/target/debug/wsgi-gateway"
+    if [ "$build_failed" -ne 0 ] || [ ! -x "$bin" ]; then
+        note "no usable $bin (build failed), not running pytest"
+        return 1
+    fi
+    local rc=0
+    # shellcheck disable=SC2086  # PYTEST_ARGS is meant to be word-split
+    WSGI_GATEWAY_BIN="$bin" timeout -k 30 "$SUITE_TIMEOUT" \
+        "$VPY" -m pytest tests -q -p no:cacheprovider ${PYTEST_ARGS:-} || rc=$?
+    if [ "$rc" -eq 5 ]; then
+        note "pytest collected no tests: that is a failure here"
+    elif [ "$rc" -eq 124 ]; then
+        note "pytest exceeded SUITE_TIMEOUT=${SUITE_TIMEOUT}s"
+    fi
+    return "$rc"
+}
+
+if [ ${#FAILED[@]} -ne 0 ]; then
+    # Failing run: list what failed before pytest's output scrolls it away.
+    note "failed so far: ${FAILED[*]}"
+fi
+stage "pytest" run_pytest
+
+if [ ${#FAILED[@]} -ne 0 ]; then
+    section "FAILED"
+    printf '  - %s\n' "${FAILED[@]}"
+    exit 1
+fi
+# Success: nothing printed after pytest, so its summary line is the last line.

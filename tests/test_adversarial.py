@@ -1,0 +1,183 @@
+"""Malformed / smuggling / limit requests from tests/corpus/adversarial.py over raw sockets."""
+
+import random
+import select
+import socket
+
+import pytest
+
+from corpus.adversarial import INVALID, PIPELINED, SEQUENCES, VALID, VALID_AT_LIMITS
+
+
+def _norm(case):
+    cid, raw, status = case[:3]
+    server = case[3] if len(case) > 3 else "echo"
+    pipeline = case[4] if len(case) > 4 else True
+    allowed = status if isinstance(status, tuple) else (status,)
+    return cid, raw, allowed, server, pipeline
+
+
+def _send(conn, data):
+    """Send everything; the server may legitimately close early on a bad request."""
+    try:
+        conn.send(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def _assert_error_response(r, allowed):
+    assert r.status in allowed, f"expected {allowed}, got {r!r}"
+    assert "close" in r.connection_tokens(), f"error response without Connection: close: {r!r}"
+    assert (r.header("content-type") or "").startswith("text/plain"), r
+    assert r.complete, r
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_request_rejected_and_closed(servers, case):
+    cid, raw, allowed, server_name, pipeline = _norm(case)
+    s = servers.get(server_name)
+    c = s.conn()
+    _send(c, raw + (PIPELINED if pipeline else b""))
+    r = c.read_response(interim=True)
+    _assert_error_response(r, allowed)
+    # exactly one response: the pipelined request after the bad one is never answered
+    c.assert_closed()
+    c.close()
+
+
+def _send_in_pieces(conn, data, rng, stop_on_answer=True):
+    """Send in 1..3-byte pieces. For invalid requests, stop once the server has answered (it
+    closes early); a valid request is sent whole, as an interim 100 Continue asks."""
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    i = 0
+    while i < len(data):
+        n = rng.randint(1, 3)
+        try:
+            conn.send(data[i:i + n])
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        i += n
+        if stop_on_answer and select.select([conn.sock], [], [], 0)[0]:
+            return
+
+
+SMALL_INVALID = [c for c in INVALID if len(c[1]) <= 4096]
+
+
+@pytest.mark.parametrize("case", SMALL_INVALID, ids=[c[0] for c in SMALL_INVALID])
+def test_invalid_request_sent_in_pieces(servers, case):
+    """The same verdict when the bytes trickle in (parser incrementality)."""
+    cid, raw, allowed, server_name, pipeline = _norm(case)
+    s = servers.get(server_name)
+    c = s.conn()
+    _send_in_pieces(c, raw + (PIPELINED if pipeline else b""), random.Random(cid))
+    r = c.read_response(interim=True)
+    _assert_error_response(r, allowed)
+    c.assert_closed()
+    c.close()
+
+
+@pytest.mark.parametrize("case", SEQUENCES, ids=[c[0] for c in SEQUENCES])
+def test_pipelined_sequence_stops_after_close(servers, case):
+    cid, raw, statuses = case
+    s = servers.get("echo")
+    c = s.conn()
+    _send(c, raw)
+    for expected in statuses:
+        allowed = expected if isinstance(expected, tuple) else (expected,)
+        r = c.read_response(interim=True)
+        assert r.status in allowed, f"expected {allowed}, got {r!r}"
+        if r.status == 200:
+            assert r.json()["PATH_INFO"] != "/smuggled"
+    c.assert_closed()
+    c.close()
+
+
+@pytest.mark.parametrize("case", VALID, ids=[c[0] for c in VALID])
+def test_valid_tricky_request(servers, case):
+    cid, raw, expect, body = case
+    s = servers.get("echo")
+    c = s.conn()
+    c.send(raw)
+    r = c.read_response()
+    assert r.status == 200, f"{r!r}\n{s.log()[-2000:]}"
+    e = r.json()
+    for k, v in expect.items():
+        assert e.get(k) == v, (k, e.get(k), v)
+    assert e["_body"] == body
+    assert "HTTP_X_TRAILER" not in e
+    c.close()
+
+
+SMALL_VALID = [c for c in VALID if len(c[1]) <= 4096]
+
+
+@pytest.mark.parametrize("case", SMALL_VALID, ids=[c[0] for c in SMALL_VALID])
+def test_valid_request_sent_in_pieces(servers, case):
+    cid, raw, expect, body = case
+    s = servers.get("echo")
+    c = s.conn()
+    _send_in_pieces(c, raw, random.Random(cid), stop_on_answer=False)
+    r = c.read_response()
+    assert r.status == 200, r
+    e = r.json()
+    for k, v in expect.items():
+        assert e.get(k) == v
+    assert e["_body"] == body
+    c.close()
+
+
+def test_valid_pipelined_after_valid_tricky(servers):
+    """A chunked request with trailers followed by a GET in one segment: both answered."""
+    raw = next(c for c in VALID if c[0] == "chunked-ext-trailers")[1]
+    s = servers.get("echo")
+    c = s.conn()
+    c.send(raw + b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+    r1, r2 = c.read_response(), c.read_response()
+    assert r1.json()["_body"] == "hello"
+    assert r2.json()["PATH_INFO"] == "/next"
+    assert "HTTP_X_TRAILER" not in r2.json()
+    c.close()
+
+
+@pytest.mark.parametrize("case", VALID_AT_LIMITS, ids=[c[0] for c in VALID_AT_LIMITS])
+def test_valid_at_limits(servers, case):
+    cid, raw = case
+    s = servers.get("limits")
+    c = s.conn()
+    c.send(raw)
+    r = c.read_response()
+    assert r.status == 200, r
+    c.close()
+
+
+def test_body_limit_checked_before_app_runs(servers):
+    """With Content-Length over --max-body-size the answer comes before any body byte."""
+    s = servers.get("limits")
+    mark = s.log_mark()
+    c = s.conn()
+    c.send(b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n"
+           b"X-Errors: app-ran-on-oversized-body\r\n\r\n")
+    r = c.read_response(interim=True)
+    assert r.status == 413
+    c.assert_closed()
+    assert "app-ran-on-oversized-body" not in s.log(mark)
+
+
+def test_partial_head_times_out_with_408(server_factory):
+    s = server_factory("echo_app", args=["--header-timeout", "1"])
+    c = s.conn(timeout=20)
+    c.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-Partial: ")
+    r = c.read_response(interim=True)
+    assert r.status == 408
+    assert "close" in r.connection_tokens()
+    c.assert_closed()
+
+
+def test_server_survives_corpus(servers):
+    """After everything above, the default server still answers."""
+    s = servers.get("echo")
+    c = s.conn()
+    c.send(b"GET /alive HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert c.read_response().status == 200
+    c.close()

@@ -1,0 +1,183 @@
+"""Many clients, slow apps, disconnecting clients, idle connections.
+
+Ordering is established with gates (files the app waits for) and events, never with
+sleeps; timeouts only bound a failure.
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from gwhelpers import q, wait_for_file
+
+
+def g(server, path, extra=b"", method="GET", body=b""):
+    return (f"{method} {path} HTTP/1.1\r\nHost: {server.host_header}\r\n".encode() + extra
+            + b"\r\n" + body)
+
+
+def test_200_concurrent_keepalive_clients(echo_server):
+    n_clients, n_requests = 200, 3
+    start = threading.Barrier(n_clients, timeout=60)
+
+    def client(i):
+        c = echo_server.conn(timeout=60)
+        try:
+            start.wait()
+            for j in range(n_requests):
+                body = f"client {i} request {j} ".encode() * (1 + (i + j) % 5)
+                c.send(g(echo_server, f"/c/{i}?j={j}", method="POST",
+                         extra=b"Content-Length: %d\r\n" % len(body), body=body))
+                r = c.read_response()
+                assert r.status == 200, r
+                e = r.json()
+                assert e["PATH_INFO"] == f"/c/{i}" and e["QUERY_STRING"] == f"j={j}"
+                assert e["_body"] == body.decode()
+            c.assert_open()
+        finally:
+            c.close()
+        return i
+
+    with ThreadPoolExecutor(max_workers=n_clients) as ex:
+        results = list(ex.map(client, range(n_clients)))
+    assert results == list(range(n_clients))
+
+
+def test_quick_requests_answered_while_slow_ones_in_flight(server_factory, tmp_path):
+    s = server_factory("framing_app", args=["--threads", "4"])
+    gate = tmp_path / "gate"
+    slow_results = {}
+
+    def slow(i):
+        c = s.conn(timeout=60)
+        try:
+            c.send(g(s, f"/wait?i={i}&gate={q(gate)}&entered={q(tmp_path / f'entered{i}')}"))
+            slow_results[i] = c.read_response()
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(2):
+        wait_for_file(tmp_path / f"entered{i}")
+    # both slow requests are now inside the app and cannot finish until the gate opens
+    for k in range(20):
+        c = s.conn()
+        c.send(g(s, f"/hello?i={k}"))
+        r = c.read_response()
+        assert r.body == b"hello %d" % k
+        c.close()
+    assert slow_results == {}, "slow requests finished before their gate opened"
+    gate.write_text("open")
+    for t in threads:
+        t.join(60)
+    assert sorted(slow_results) == [0, 1]
+    assert all(r.body == b"released %d" % i for i, r in slow_results.items())
+
+
+def test_slow_route_does_not_block_others(framing_server, tmp_path):
+    """The 1 s /slow route (a slow DB call) runs while other clients are served."""
+    entered = tmp_path / "entered"
+    done = threading.Event()
+    result = {}
+
+    def slow():
+        c = framing_server.conn(timeout=30)
+        c.send(g(framing_server, f"/slow?entered={q(entered)}"))
+        result["r"] = c.read_response()
+        c.close()
+        done.set()
+
+    t = threading.Thread(target=slow)
+    t.start()
+    wait_for_file(entered)
+    c = framing_server.conn()
+    c.send(g(framing_server, "/hello?i=fast"))
+    assert c.read_response().body == b"hello fast"
+    c.close()
+    t.join(30)
+    assert done.is_set() and result["r"].body == b"slow done"
+
+
+def test_client_disconnect_mid_upload(echo_server):
+    c = echo_server.conn()
+    c.send(g(echo_server, "/upload", method="POST", extra=b"Content-Length: 10000000\r\n",
+             body=b"x" * 50000))
+    c.close()
+    c = echo_server.conn()
+    c.send(g(echo_server, "/upload2", method="POST",
+             extra=b"Transfer-Encoding: chunked\r\n", body=b"1000\r\n" + b"y" * 2000))
+    c.close()
+    for i in range(5):
+        c = echo_server.conn()
+        c.send(g(echo_server, f"/after-upload-{i}", method="POST",
+                 extra=b"Content-Length: 5\r\n", body=b"hello"))
+        e = c.read_response().json()
+        assert e["_body"] == "hello" and e["PATH_INFO"] == f"/after-upload-{i}"
+        c.close()
+
+
+def test_client_disconnect_mid_download_while_others_served(framing_server, tmp_path):
+    markers = [tmp_path / f"dl{i}" for i in range(4)]
+    conns = []
+    for m in markers:
+        c = framing_server.conn()
+        c.send(g(framing_server, f"/big?size={1 << 30}&marker={q(m)}"))
+        assert c.read_head().status == 200
+        c.read_exact(65536)
+        conns.append(c)
+    c = framing_server.conn()
+    c.send(g(framing_server, "/big?size=1000000"))
+    r = c.read_response()
+    assert len(r.body) == 1000000 and r.complete
+    c.close()
+    for c in conns:
+        c.close()
+    for m in markers:
+        wait_for_file(m, timeout=30, predicate=lambda t: "closed" in t)
+    c = framing_server.conn()
+    c.send(g(framing_server, "/hello?i=after"))
+    assert c.read_response().body == b"hello after"
+    c.close()
+
+
+def test_idle_keepalive_connections_do_not_block_others(server_factory):
+    s = server_factory("echo_app", args=["--threads", "2"])
+    idle = []
+    try:
+        for i in range(50):  # connected, never sent anything
+            idle.append(s.conn(timeout=30))
+        for i in range(50):  # one request answered, then idle in keep-alive
+            c = s.conn(timeout=30)
+            c.send(g(s, f"/idle/{i}"))
+            assert c.read_response().status == 200
+            idle.append(c)
+        for k in range(10):
+            c = s.conn(timeout=30)
+            c.send(g(s, f"/active/{k}"))
+            assert c.read_response().json()["PATH_INFO"] == f"/active/{k}"
+            c.close()
+        # the idle keep-alive ones still work too
+        for c in idle[50:55]:
+            c.send(g(s, "/again"))
+            assert c.read_response().status == 200
+    finally:
+        for c in idle:
+            c.close()
+
+
+def test_keepalive_timeout_closes_idle_connection_silently(server_factory):
+    s = server_factory("echo_app", args=["--keepalive-timeout", "1"])
+    c = s.conn(timeout=30)
+    c.send(g(s, "/ka"))
+    assert c.read_response().status == 200
+    c.assert_closed(timeout=20)  # no bytes (no 408) on an idle keep-alive close
+    c.close()
+
+
+def test_many_pipelined_requests_on_one_connection(echo_server):
+    c = echo_server.conn(timeout=30)
+    c.send(b"".join(g(echo_server, f"/pipe/{i}") for i in range(100)))
+    for i in range(100):
+        assert c.read_response().json()["PATH_INFO"] == f"/pipe/{i}"
+    c.close()
