@@ -29,7 +29,11 @@ use crate::pool::{Next, WorkSource};
 use crate::request::Peer;
 
 const LISTENER_BIT: u64 = 1 << 63;
-const READ_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+}
 const LINGER: Duration = Duration::from_secs(2);
 /// Connections one worker accepts before it re-arms the listener and lets others in.
 const ACCEPT_BATCH: usize = 64;
@@ -306,12 +310,19 @@ impl Server {
                     }
                 }
             }
-            let old = state.buf.len();
-            state.buf.resize(old + READ_CHUNK, 0);
-            let n = match state.conn.io.stream.read_nb(&mut state.buf[old..]) {
+            // Read into a reused per-thread buffer and keep only what arrived: no per-read
+            // zeroing, and idle connections hold no buffer at all.
+            let got = SCRATCH.with(|s| {
+                let mut scratch = s.borrow_mut();
+                let r = state.conn.io.stream.read_nb(&mut scratch[..]);
+                if let Ok(n) = r {
+                    state.buf.extend_from_slice(&scratch[..n]);
+                }
+                r
+            });
+            let n = match got {
                 Ok(n) => n,
                 Err(e) => {
-                    state.buf.truncate(old);
                     match e.kind() {
                         io::ErrorKind::WouldBlock => {
                             if state.buf.is_empty() {
@@ -325,7 +336,6 @@ impl Server {
                     }
                 }
             };
-            state.buf.truncate(old + n);
             if n == 0 {
                 // The client closed; a half-sent head gets no answer anyone could read.
                 return After::Close(state);
@@ -347,8 +357,16 @@ impl Server {
             };
             let rest = frozen.slice(head.head_len..);
             match connection::serve(py, &self.shared, &state.conn, head, rest) {
+                Some(leftover) if leftover.is_empty() => {
+                    // Keep-alive and nothing buffered: park at once; re-arming reports data
+                    // that is already waiting, so no read is spent finding nothing.
+                    state.phase = Phase::Idle;
+                    state.deadline = Instant::now() + settings.keepalive_timeout;
+                    state.buf = BytesMut::new();
+                    return After::Park(state);
+                }
                 Some(leftover) => {
-                    // Keep-alive: what follows is the start of the next request, if anything.
+                    // Keep-alive: what follows is the start of the next request.
                     state.phase = if leftover.is_empty() {
                         Phase::Idle
                     } else {

@@ -86,7 +86,10 @@ impl WsgiApp {
             Ok(iterable) => {
                 self.drain(py, &sr, &input, &iterable, &where_);
                 // PEP 3333: close() on every path: normal end, app error, client gone.
-                if let Ok(true) = iterable.hasattr("close") {
+                // Lists and tuples have no close(); asking would build an AttributeError.
+                let plain = iterable.is_exact_instance_of::<PyList>()
+                    || iterable.is_exact_instance_of::<PyTuple>();
+                if !plain && matches!(iterable.hasattr("close"), Ok(true)) {
                     if let Err(e) = iterable.call_method0("close") {
                         self.report_sr(py, &sr, &input, &e, &where_());
                     }
