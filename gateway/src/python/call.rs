@@ -154,11 +154,7 @@ impl WsgiApp {
         let iter = match iterable.try_iter() {
             Ok(it) => it,
             Err(_) => {
-                let ty = iterable
-                    .get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default();
+                let ty = super::type_name(iterable);
                 let e = pyo3::exceptions::PyTypeError::new_err(format!(
                     "the app returned a {ty}, which is not an iterable of bytes"
                 ));
@@ -175,11 +171,7 @@ impl WsgiApp {
                 }
             };
             let Ok(chunk) = item.cast::<PyBytes>() else {
-                let ty = item
-                    .get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default();
+                let ty = super::type_name(&item);
                 let e = pyo3::exceptions::PyTypeError::new_err(format!(
                     "the app's iterable yielded a {ty}, not bytes"
                 ));

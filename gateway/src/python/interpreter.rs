@@ -56,12 +56,7 @@ pub fn load_app(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, LoadError> 
         (None, None) => load_welcome(py)?,
     };
     if !app.bind(py).is_callable() {
-        let ty = app
-            .bind(py)
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
+        let ty = super::type_name(app.bind(py));
         let name = spec
             .app
             .as_deref()
@@ -202,11 +197,7 @@ fn load_target(py: Python<'_>, target: &str) -> Result<Py<PyAny>, LoadError> {
         })?;
     }
     if !obj.is_callable() {
-        let ty = obj
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
+        let ty = super::type_name(&obj);
         return Err(LoadError(format!(
             "{target} is not callable (it is a {ty})"
         )));
