@@ -283,6 +283,15 @@ impl Server {
         }
     }
 
+    /// Frees the slot of a connection that was lost while owned.
+    fn release(&self, idx: u32) {
+        let mut c = self.conns.lock();
+        c.owned -= 1;
+        c.open -= 1;
+        c.slots[idx as usize] = Entry::Free;
+        c.free.push(idx);
+    }
+
     /// Answers `status` itself and starts the lingering close.
     fn reject(&self, mut state: ConnState, status: u16, why: &str) -> After {
         tracing::info!("{status} for {}: {why}", peer_text(&state.conn.peer));
@@ -569,7 +578,14 @@ impl WorkSource for Server {
         let Some((idx, state)) = self.take(tok) else {
             return;
         };
-        let after = self.serve(py, state);
-        self.put_back(idx, after);
+        // Whatever happens while serving, the slot must be released (a panic drops the
+        // connection, which closes its socket and takes it out of the epoll set).
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(py, state))) {
+            Ok(after) => self.put_back(idx, after),
+            Err(_) => {
+                tracing::error!("a request handler panicked; its connection was closed");
+                self.release(idx);
+            }
+        }
     }
 }

@@ -64,7 +64,7 @@ impl WsgiApp {
             Ok(sr) => sr,
             Err(e) => {
                 tracing::error!("{}: cannot create start_response: {e}", where_());
-                let reader = input.borrow_mut().take_reader();
+                let reader = take_reader(&input);
                 return CallOutcome {
                     status: 500,
                     body_bytes: 0,
@@ -94,7 +94,10 @@ impl WsgiApp {
                         self.report_sr(py, &sr, &input, &e, &where_());
                     }
                 }
-                let mut this = sr.borrow_mut();
+                // Another thread of the app may be inside write() right now: never panic on it.
+                let Ok(mut this) = sr.try_borrow_mut() else {
+                    return busy_outcome(take_reader(&input), &where_());
+                };
                 let state = &mut this.state;
                 if !state.outcome.aborted && !state.outcome.client_gone {
                     if !state.has_status() {
@@ -109,8 +112,10 @@ impl WsgiApp {
                 }
             }
         }
-        let reader = input.borrow_mut().take_reader();
-        let mut this = sr.borrow_mut();
+        let reader = take_reader(&input);
+        let Ok(mut this) = sr.try_borrow_mut() else {
+            return busy_outcome(reader, &where_());
+        };
         let state = std::mem::replace(
             &mut this.state,
             ResponseState::new(Box::new(NoResponder), false),
@@ -128,8 +133,11 @@ impl WsgiApp {
         where_: &dyn Fn() -> String,
     ) {
         if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
-            if let Some((fd, offset, len)) = wrapper.borrow().as_regular_file(py) {
-                let mut this = sr.borrow_mut();
+            let file = wrapper
+                .try_borrow()
+                .ok()
+                .and_then(|w| w.as_regular_file(py));
+            if let (Some((fd, offset, len)), Ok(mut this)) = (file, sr.try_borrow_mut()) {
                 if !this.state.used_write {
                     match this.state.send_file(fd, offset, len) {
                         Ok(true) => return,
@@ -178,7 +186,13 @@ impl WsgiApp {
                 self.report_sr(py, sr, input, &e, &where_());
                 return;
             };
-            let mut this = sr.borrow_mut();
+            let Ok(mut this) = sr.try_borrow_mut() else {
+                let e = pyo3::exceptions::PyRuntimeError::new_err(
+                    "start_response/write is being used from another thread",
+                );
+                self.report_sr(py, sr, input, &e, &where_());
+                return;
+            };
             let last = single && !this.state.used_write;
             match this.state.send(chunk.as_bytes(), last) {
                 Ok(()) => {}
@@ -232,6 +246,31 @@ impl WsgiApp {
             tracing::error!("error in WSGI app ({where_}):\n{tb}");
         }
         state.fail(self.debug.then_some(tb.as_str()));
+    }
+}
+
+/// The front end's reader back, unless another thread of the app is still reading from it
+/// (then the connection cannot be reused).
+fn take_reader(input: &Bound<'_, WsgiInput>) -> Option<Box<dyn BodyReader>> {
+    input
+        .try_borrow_mut()
+        .ok()
+        .and_then(|mut i| i.take_reader())
+}
+
+/// The response state is held by another thread of the app: the connection is given up.
+fn busy_outcome(reader: Option<Box<dyn BodyReader>>, where_: &str) -> CallOutcome {
+    tracing::error!("{where_}: the app was still writing from another thread when its call returned; connection closed");
+    drop(reader);
+    CallOutcome {
+        status: 0,
+        body_bytes: 0,
+        reusable: false,
+        outcome: Outcome {
+            aborted: true,
+            ..Outcome::default()
+        },
+        reader: None,
     }
 }
 
