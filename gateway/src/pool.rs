@@ -1,12 +1,24 @@
-//! The GIL-aware worker pool. Each worker attaches to Python once, then takes ready work
-//! back to back while it holds the GIL; it detaches only to *wait* for work (and the front
-//! ends detach around socket waits), so one slow client or slow app blocks one worker, never
-//! the process, and a busy worker pays no GIL hand-off between requests.
+//! The GIL-aware worker pool. Each worker attaches to Python once. One worker at a time holds
+//! the *poller role*: it takes ready work and runs it inline, back to back, keeping the GIL
+//! while there is ready work and releasing it only to wait. When one piece of work outlasts
+//! `HANDOFF` (a slow app call, a slow client), a monitor hands the role to a standby worker, so
+//! slow work never strands the rest. Fast requests thus run on one thread with no GIL
+//! contention between workers; slow ones get as many threads as are configured.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
+
+/// How long a piece of work may hold the poller role before a standby worker takes over, when
+/// its thread is blocked (waiting on a socket, a database, `time.sleep`): another worker can
+/// then run Python meanwhile.
+const HANDOFF: Duration = Duration::from_millis(2);
+/// The limit for work whose thread is running (a CPU-bound call, or a thread the OS preempted):
+/// a second worker would only queue for the GIL, so hand over later, for fairness alone.
+const HANDOFF_BUSY: Duration = Duration::from_millis(20);
 
 /// What a worker found when it looked for work.
 pub enum Next<W> {
@@ -28,8 +40,126 @@ pub trait WorkSource: Send + Sync + 'static {
     fn run(&self, py: Python<'_>, work: Self::Work);
 }
 
+#[derive(Default)]
+struct Role {
+    /// Nobody holds the poller role: a standby worker may take it.
+    free: bool,
+    /// The role holder (thread id) is running work number `epoch` since this instant.
+    serving: Option<(u64, Instant, i32)>,
+    epoch: u64,
+    /// The holder of this epoch lost the role to a standby worker while it worked.
+    revoked: u64,
+    standby: usize,
+    monitor_parked: bool,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Sched {
+    role: Mutex<Role>,
+    standby: Condvar,
+    monitor: Condvar,
+}
+
+impl Sched {
+    /// Waits (GIL released by the caller) until this worker holds the poller role.
+    fn take_role(&self) -> bool {
+        let mut r = self.role.lock();
+        r.standby += 1;
+        while !r.free && !r.closed {
+            self.standby.wait(&mut r);
+        }
+        r.standby -= 1;
+        if r.closed {
+            return false;
+        }
+        r.free = false;
+        true
+    }
+
+    fn begin(&self) -> u64 {
+        let mut r = self.role.lock();
+        r.epoch = r.epoch.wrapping_add(1);
+        let epoch = r.epoch;
+        r.serving = Some((
+            epoch,
+            Instant::now(),
+            rustix::thread::gettid().as_raw_nonzero().get(),
+        ));
+        if r.monitor_parked {
+            self.monitor.notify_one();
+        }
+        epoch
+    }
+
+    /// Whether this worker still holds the role after its work.
+    fn end(&self, epoch: u64) -> bool {
+        let mut r = self.role.lock();
+        if r.revoked == epoch {
+            return false;
+        }
+        r.serving = None;
+        true
+    }
+
+    fn close(&self) {
+        let mut r = self.role.lock();
+        r.closed = true;
+        self.standby.notify_all();
+        self.monitor.notify_one();
+    }
+
+    /// Hands the role on when its holder has been busy for longer than `HANDOFF`.
+    fn monitor(&self) {
+        let mut r = self.role.lock();
+        loop {
+            if r.closed {
+                return;
+            }
+            match r.serving {
+                None => {
+                    r.monitor_parked = true;
+                    self.monitor.wait(&mut r);
+                    r.monitor_parked = false;
+                }
+                Some((epoch, since, tid)) => {
+                    let due = since + HANDOFF;
+                    let now = Instant::now();
+                    if now < due {
+                        self.monitor.wait_until(&mut r, due);
+                    } else if r.standby > 0 && (now >= since + HANDOFF_BUSY || thread_blocked(tid))
+                    {
+                        r.revoked = epoch;
+                        r.serving = None;
+                        r.free = true;
+                        self.standby.notify_one();
+                    } else {
+                        // Every worker is busy, or the holder is running: look again soon.
+                        self.monitor.wait_for(&mut r, Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a thread of this process is sleeping (blocked in the kernel) rather than running
+/// or waiting for a CPU, from `/proc/self/task/<tid>/stat`.
+fn thread_blocked(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        // Without /proc, fall back to the plain time limit.
+        return true;
+    };
+    // The state follows the command name, which is in parentheses and may contain spaces.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next());
+    matches!(state, Some('S' | 'D'))
+}
+
 pub struct Pool {
     workers: Vec<JoinHandle<()>>,
+    sched: Arc<Sched>,
 }
 
 impl Pool {
@@ -39,42 +169,64 @@ impl Pool {
         name: &str,
         source: Arc<S>,
     ) -> std::io::Result<Pool> {
-        let mut workers = Vec::with_capacity(threads);
+        let sched = Arc::new(Sched::default());
+        sched.role.lock().free = true;
+        let mut workers = Vec::with_capacity(threads + 1);
         for i in 0..threads.max(1) {
             let source = source.clone();
+            let sched = sched.clone();
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("{name}-{i}"))
-                    .spawn(move || worker(&*source))?,
+                    .spawn(move || worker(&*source, &sched))?,
             );
         }
-        Ok(Pool { workers })
+        let monitor = sched.clone();
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("{name}-monitor"))
+                .spawn(move || monitor.monitor())?,
+        );
+        Ok(Pool { workers, sched })
     }
 
-    /// Waits for every worker to exit (after the source reports `Closed`).
+    /// Stops the workers once their current work is done, and waits for them.
     pub fn join(self) {
+        self.sched.close();
         for w in self.workers {
             let _ = w.join();
         }
     }
 }
 
-fn worker<S: WorkSource>(source: &S) {
-    Python::attach(|py| loop {
-        let work = match source.try_next() {
-            Next::Ready(w) => w,
-            Next::Closed => return,
-            // Nothing ready: let other threads run Python while this one waits.
-            Next::Empty => match py.detach(|| source.wait_next()) {
+fn worker<S: WorkSource>(source: &S, sched: &Sched) {
+    Python::attach(|py| {
+        let mut has_role = false;
+        loop {
+            if !has_role {
+                // Standby: wait for the poller role without holding the GIL.
+                if !py.detach(|| sched.take_role()) {
+                    return;
+                }
+                has_role = true;
+            }
+            let work = match source.try_next() {
                 Next::Ready(w) => w,
-                Next::Empty => continue,
-                Next::Closed => return,
-            },
-        };
-        // A bug in a handler must cost one request, not a worker.
-        let run = std::panic::AssertUnwindSafe(|| source.run(py, work));
-        if std::panic::catch_unwind(run).is_err() {
-            tracing::error!("a request handler panicked; the worker carries on");
+                Next::Closed => return sched.close(),
+                // Nothing ready: let other threads run Python while this one waits.
+                Next::Empty => match py.detach(|| source.wait_next()) {
+                    Next::Ready(w) => w,
+                    Next::Empty => continue,
+                    Next::Closed => return sched.close(),
+                },
+            };
+            let epoch = sched.begin();
+            // A bug in a handler must cost one piece of work, not a worker.
+            let run = std::panic::AssertUnwindSafe(|| source.run(py, work));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!("a request handler panicked; the worker carries on");
+            }
+            has_role = sched.end(epoch);
         }
     });
 }
