@@ -100,6 +100,7 @@ def test_slow_route_does_not_block_others(framing_server, tmp_path):
 
 
 def test_client_disconnect_mid_upload(echo_server):
+    mark = echo_server.log_mark()
     c = echo_server.conn()
     c.send(g(echo_server, "/upload", method="POST", extra=b"Content-Length: 10000000\r\n",
              body=b"x" * 50000))
@@ -115,6 +116,10 @@ def test_client_disconnect_mid_upload(echo_server):
         e = c.read_response().json()
         assert e["_body"] == "hello" and e["PATH_INFO"] == f"/after-upload-{i}"
         c.close()
+    # A client going away is logged as such, not as an app failure with a traceback.
+    echo_server.wait_log(r"POST /upload: request body: .*connection closed", since=mark)
+    echo_server.wait_log(r"POST /upload2: request body: .*connection closed", since=mark)
+    assert "Traceback" not in echo_server.log(since=mark)
 
 
 def test_client_disconnect_mid_download_while_others_served(framing_server, tmp_path):

@@ -90,13 +90,23 @@ pub trait BodyReader: Send + Sync {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Bytes still to come when the front end knows it (Content-Length bodies).
     fn remaining(&self) -> Option<u64>;
-    /// When reading failed because the client broke the body's framing (or its size limit):
-    /// the status the client should get instead of a 500 (400, 413).
-    fn failure_status(&self) -> Option<u16> {
+    /// Why reading failed, when it was the client's doing rather than the app's.
+    fn failure(&self) -> Option<BodyFailure> {
         None
     }
     /// Lets the front end take its reader back after the call (to reuse the connection).
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+/// Why reading a request body failed, when the client is the cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFailure {
+    /// The body broke its framing or a limit: answer this status (400, 413) and close.
+    Invalid(u16),
+    /// The client stopped sending for longer than the body timeout: 408 and close.
+    TimedOut,
+    /// The client closed the connection: there is nobody to answer.
+    ClientGone,
 }
 
 /// The request body: empty, already in memory, or streamed by the front end.

@@ -243,7 +243,7 @@ VALID = [
     ("absolute-form-empty-path", b"GET http://example.org HTTP/1.1\r\nHost: example.org\r\n\r\n",
      {"PATH_INFO": "/", "SERVER_NAME": "example.org"}, ""),
     ("options-asterisk", b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
-     {"REQUEST_METHOD": "OPTIONS", "REQUEST_URI": "*"}, ""),
+     {"REQUEST_METHOD": "OPTIONS", "REQUEST_URI": "*", "PATH_INFO": ""}, ""),
     ("token-method", b"M-SEARCH /m HTTP/1.1\r\nHost: h\r\n\r\n", {"REQUEST_METHOD": "M-SEARCH"}, ""),
     ("method-32-bytes", b"M" * 32 + b" /m HTTP/1.1\r\nHost: h\r\n\r\n",
      {"REQUEST_METHOD": "M" * 32}, ""),

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::chunked::ChunkedDecoder;
 use super::io::ConnIo;
-use crate::request::BodyReader;
+use crate::request::{BodyFailure, BodyReader};
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 const READ_SIZE: usize = 64 * 1024;
@@ -33,10 +33,8 @@ pub struct HttpBody {
     received: u64,
     /// A read failed: the connection's framing is no longer known.
     broken: bool,
-    /// A chunked body went over `--max-body-size`.
-    pub too_large: bool,
-    /// The chunked framing was invalid.
-    bad_framing: bool,
+    /// Why reading failed, if the client caused it.
+    failure: Option<BodyFailure>,
 }
 
 impl HttpBody {
@@ -64,8 +62,7 @@ impl HttpBody {
             max_body,
             received: 0,
             broken: false,
-            too_large: false,
-            bad_framing: false,
+            failure: None,
         }
     }
 
@@ -129,7 +126,7 @@ impl HttpBody {
                 }
                 let decoded = decoder.decode(&self.buffered, out);
                 if decoded.is_err() {
-                    self.bad_framing = true;
+                    self.failure = Some(BodyFailure::Invalid(400));
                 }
                 let (consumed, produced) = decoded.map_err(|e| {
                     io::Error::new(
@@ -141,7 +138,7 @@ impl HttpBody {
                 if produced > 0 {
                     self.received = self.received.saturating_add(produced as u64);
                     if self.max_body > 0 && self.received > self.max_body {
-                        self.too_large = true;
+                        self.failure = Some(BodyFailure::Invalid(413));
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             "request body exceeds --max-body-size",
@@ -208,8 +205,15 @@ impl HttpBody {
 impl BodyReader for HttpBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let r = self.read_inner(buf);
-        if r.is_err() {
+        if let Err(e) = &r {
             self.broken = true;
+            if self.failure.is_none() {
+                self.failure = Some(if e.kind() == io::ErrorKind::TimedOut {
+                    BodyFailure::TimedOut
+                } else {
+                    BodyFailure::ClientGone
+                });
+            }
         }
         r
     }
@@ -222,12 +226,8 @@ impl BodyReader for HttpBody {
         }
     }
 
-    fn failure_status(&self) -> Option<u16> {
-        if self.too_large {
-            Some(413)
-        } else {
-            self.bad_framing.then_some(400)
-        }
+    fn failure(&self) -> Option<BodyFailure> {
+        self.failure
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {

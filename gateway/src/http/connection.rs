@@ -160,15 +160,7 @@ pub fn serve(
             .and_then(|r| r.into_any().downcast::<HttpBody>().ok());
         let reusable = outcome.reusable && !conn.io.close_after() && !close_requested;
         let leftover = match body {
-            Some(b) if reusable => {
-                if b.too_large {
-                    tracing::info!(
-                        "{}: chunked body over --max-body-size",
-                        peer_text(&conn.peer)
-                    );
-                }
-                b.finish()?
-            }
+            Some(b) if reusable => b.finish()?,
             _ => return None,
         };
         // A complete pipelined request is served at once; a partial one waits parked.

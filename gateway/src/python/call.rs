@@ -8,7 +8,7 @@ use super::environ::EnvironBuilder;
 use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
 use super::start_response::{Outcome, ResponseState, SendError, StartResponse};
-use crate::request::{BodyReader, Request};
+use crate::request::{BodyFailure, BodyReader, Request};
 use crate::responder::Responder;
 
 /// A loaded app and everything needed to call it.
@@ -220,16 +220,28 @@ impl WsgiApp {
         err: &PyErr,
         where_: &str,
     ) {
-        let body_status = input.try_borrow().ok().and_then(|i| i.body_failure());
-        match sr.try_borrow_mut() {
-            Ok(mut this) if body_status.is_some() && !this.state.outcome.headers_sent => {
-                // The client broke the body's framing; the app only tripped over it.
-                let status = body_status.unwrap_or(400);
-                tracing::info!("{status} for {where_}: invalid request body ({err})");
-                this.state.fail_status(status);
+        let body_failure = input.try_borrow().ok().and_then(|i| i.body_failure());
+        match (sr.try_borrow_mut(), body_failure) {
+            // The client broke, stalled or abandoned its body; the app only tripped over it.
+            (Ok(mut this), Some(failure)) => {
+                let status = match failure {
+                    BodyFailure::Invalid(s) => Some(s),
+                    BodyFailure::TimedOut => Some(408),
+                    BodyFailure::ClientGone => None,
+                };
+                match status {
+                    Some(s) if !this.state.outcome.headers_sent => {
+                        tracing::info!("{s} for {where_}: request body: {err}");
+                        this.state.fail_status(s);
+                    }
+                    _ => {
+                        tracing::info!("{where_}: request body: {err}; connection closed");
+                        this.state.abort();
+                    }
+                }
             }
-            Ok(mut this) => self.report(py, &mut this.state, err, where_),
-            Err(_) => tracing::error!("{where_}: {}", super::format_exception(py, err)),
+            (Ok(mut this), None) => self.report(py, &mut this.state, err, where_),
+            (Err(_), _) => tracing::error!("{where_}: {}", super::format_exception(py, err)),
         }
     }
 

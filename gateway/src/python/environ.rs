@@ -182,7 +182,13 @@ impl EnvironBuilder {
         if !req.script_name.is_empty() {
             env.set_item(&k.script_name, latin1(py, &req.script_name)?)?;
         }
-        env.set_item(&k.path_info, latin1(py, &percent_decode(&req.path))?)?;
+        // `OPTIONS *` names the server, not a resource: PATH_INFO is empty (REQUEST_URI says `*`).
+        let path: &[u8] = if req.path.as_ref() == b"*" {
+            b""
+        } else {
+            &req.path
+        };
+        env.set_item(&k.path_info, latin1(py, &percent_decode(path))?)?;
         env.set_item(&k.query_string, latin1(py, &req.query)?)?;
         let target = latin1(py, &req.target)?;
         env.set_item(&k.request_uri, &target)?;

@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::request::BodyReader;
+use crate::request::{BodyFailure, BodyReader};
 
 /// How much `readline`/chunked reads pull from the front end at a time.
 const PULL: usize = 64 * 1024;
@@ -45,9 +45,9 @@ impl WsgiInput {
         self.reader.take()
     }
 
-    /// The status a broken request body calls for (see `BodyReader::failure_status`).
-    pub fn body_failure(&self) -> Option<u16> {
-        self.reader.as_ref().and_then(|r| r.failure_status())
+    /// Why the body could not be read, when the client caused it (see `BodyReader::failure`).
+    pub fn body_failure(&self) -> Option<BodyFailure> {
+        self.reader.as_ref().and_then(|r| r.failure())
     }
 
     fn buffered(&self) -> &[u8] {
