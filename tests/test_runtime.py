@@ -76,3 +76,57 @@ def test_libpython_linked_by_absolute_path():
     assert runpath, out
     libdir = os.path.join(sys.base_prefix, "lib")
     assert libdir in runpath.group(1).split(":")
+
+
+def test_out_of_file_descriptors_neither_spins_nor_stops_serving():
+    """With the fd limit reached, accept fails (EMFILE): the listener rests instead of spinning
+    on the backlog, and once clients go away the server serves again."""
+    import resource
+    import socket
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    p = subprocess.Popen(
+        [binary(), "serve", "runtime_app:application", "--bind", "127.0.0.1:0",
+         "--chdir", str(APPS_DIR)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=low_limit)
+    log = []
+    addr = {}
+    listening = threading.Event()
+    failed = threading.Event()
+
+    def drain():
+        for line in iter(p.stderr.readline, b""):
+            log.append(line)
+            m = LISTENING.search(line)
+            if m:
+                addr["host"], addr["port"] = m.group(1).decode(), int(m.group(2))
+                listening.set()
+            if b"accept failed" in line:
+                failed.set()
+        listening.set()
+        failed.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    held = []
+    try:
+        assert listening.wait(20) and addr, b"".join(log).decode(errors="replace")
+        for _ in range(60):
+            held.append(socket.create_connection((addr["host"], addr["port"]), timeout=10))
+        assert failed.wait(20), "the fd limit was never reached"
+        for s in held:
+            s.close()
+        held.clear()
+        c = http.client.HTTPConnection(addr["host"], addr["port"], timeout=15)
+        c.request("GET", "/")
+        assert c.getresponse().status == 200
+        c.close()
+        failures = sum(b"accept failed" in line for line in log)
+        assert failures < 50, f"{failures} accept failures logged: the listener spun"
+    finally:
+        for s in held:
+            s.close()
+        p.terminate()
+        assert p.wait(20) == 0

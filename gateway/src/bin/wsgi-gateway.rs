@@ -90,8 +90,24 @@ fn load(app: &AppArgs, kind: FrontEndKind) -> Result<WsgiApp, Fatal> {
     })
 }
 
+/// Lets the server hold as many connections as the system allows (the soft limit is often
+/// 1024, below `--max-connections`).
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let from = lim.current;
+        lim.current = lim.maximum;
+        match setrlimit(Resource::Nofile, lim.clone()) {
+            Ok(()) => tracing::debug!("open file limit raised from {from:?} to {:?}", lim.maximum),
+            Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+        }
+    }
+}
+
 fn serve(args: ServeArgs) -> Result<(), Fatal> {
     init_logging(&args.app)?;
+    raise_fd_limit();
     let script_name = args.app.script_name()?;
     let settings = Settings {
         limits: HeadLimits {

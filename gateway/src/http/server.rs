@@ -37,6 +37,8 @@ thread_local! {
 const LINGER: Duration = Duration::from_secs(2);
 /// Connections one worker accepts before it re-arms the listener and lets others in.
 const ACCEPT_BATCH: usize = 64;
+/// How long a listener rests after accept failed (out of file descriptors).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -73,6 +75,8 @@ struct Conns {
     open: usize,
     owned: usize,
     deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// Listeners resting after a failed accept, and until when.
+    paused: Vec<(Instant, usize)>,
 }
 
 pub struct Server {
@@ -113,6 +117,7 @@ impl Server {
                 open: 0,
                 owned: 0,
                 deadlines: BinaryHeap::new(),
+                paused: Vec::new(),
             }),
             shared,
         })
@@ -154,9 +159,18 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and the like: keep serving the connections we have.
-                    tracing::warn!("accept failed: {e}");
-                    break;
+                    // Out of file descriptors (EMFILE/ENFILE) and the like: keep serving the
+                    // connections we have, and leave the listener alone for a moment rather
+                    // than spin on a backlog we cannot take from.
+                    tracing::warn!(
+                        "accept failed on {}: {e}; pausing accepts for {ACCEPT_PAUSE:?}",
+                        l.display
+                    );
+                    self.conns
+                        .lock()
+                        .paused
+                        .push((Instant::now() + ACCEPT_PAUSE, idx));
+                    return;
                 }
             };
             let s = &self.shared.settings;
@@ -405,11 +419,30 @@ impl Server {
 
     /// The time until the next deadline (for the main thread's sleep).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns
-            .lock()
-            .deadlines
-            .peek()
-            .map(|Reverse((at, _, _))| *at)
+        let c = self.conns.lock();
+        let conn = c.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        let listener = c.paused.iter().map(|(at, _)| *at).min();
+        conn.into_iter().chain(listener).min()
+    }
+
+    /// Re-arms listeners whose rest after a failed accept is over.
+    fn resume_listeners(&self) {
+        let now = Instant::now();
+        let due: Vec<usize> = {
+            let mut c = self.conns.lock();
+            let (due, rest): (Vec<_>, Vec<_>) = c.paused.drain(..).partition(|(at, _)| *at <= now);
+            c.paused = rest;
+            due.into_iter().map(|(_, idx)| idx).collect()
+        };
+        if self.shared.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        for idx in due {
+            if let Some(l) = self.listeners.get(idx) {
+                let data = EventData::new_u64(LISTENER_BIT | idx as u64);
+                let _ = epoll::modify(&self.epoll, l.fd(), data, armed());
+            }
+        }
     }
 
     /// Closes parked connections whose deadline passed (408 for a half-received head).
@@ -528,6 +561,7 @@ impl Server {
                 Err(e) => return Err(e),
             }
             self.expire();
+            self.resume_listeners();
             if let Some(deadline) = stop_deadline {
                 let busy = self.busy();
                 if busy == 0 {
