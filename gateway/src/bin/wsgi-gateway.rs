@@ -98,7 +98,7 @@ fn raise_fd_limit() {
     if lim.current < lim.maximum {
         let from = lim.current;
         lim.current = lim.maximum;
-        match setrlimit(Resource::Nofile, lim.clone()) {
+        match setrlimit(Resource::Nofile, lim) {
             Ok(()) => tracing::debug!("open file limit raised from {from:?} to {:?}", lim.maximum),
             Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
         }
