@@ -423,3 +423,14 @@ def test_error_log_to_file(tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0
+
+
+def test_access_log_written_out_before_exit(tmp_path):
+    """Lines for the last requests are on disk when the process has exited after SIGTERM."""
+    log = tmp_path / "access.log"
+    s = Server("echo_app", args=["--access-log", str(log)]).start()
+    for i in range(20):
+        echo(s, f"/last-{i}")
+    assert s.stop() == 0
+    lines = log.read_text().splitlines()
+    assert sum('"GET /last-' in ln for ln in lines) == 20, lines[-3:]

@@ -7,7 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{unbounded, Sender};
 
 pub struct AccessLog {
-    tx: Sender<String>,
+    tx: Sender<Msg>,
+}
+
+enum Msg {
+    Line(String),
+    /// Everything sent before has been written; say so on the channel.
+    Flush(Sender<()>),
 }
 
 /// One finished request, as the access log records it.
@@ -36,22 +42,29 @@ impl AccessLog {
                     .open(path)?,
             )
         };
-        let (tx, rx) = unbounded::<String>();
+        let (tx, rx) = unbounded::<Msg>();
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
                 let mut buf = Vec::with_capacity(64 * 1024);
-                while let Ok(line) = rx.recv() {
-                    buf.extend_from_slice(line.as_bytes());
+                let mut acks = Vec::new();
+                while let Ok(first) = rx.recv() {
                     // Batch whatever else is already waiting, then write once.
-                    while let Ok(line) = rx.try_recv() {
-                        buf.extend_from_slice(line.as_bytes());
-                        if buf.len() > 60 * 1024 {
-                            break;
+                    let mut next = Some(first);
+                    while let Some(msg) = next.take() {
+                        match msg {
+                            Msg::Line(line) => buf.extend_from_slice(line.as_bytes()),
+                            Msg::Flush(ack) => acks.push(ack),
+                        }
+                        if buf.len() < 60 * 1024 {
+                            next = rx.try_recv().ok();
                         }
                     }
                     let _ = out.write_all(&buf).and_then(|_| out.flush());
                     buf.clear();
+                    for ack in acks.drain(..) {
+                        let _ = ack.send(());
+                    }
                 }
             })?;
         Ok(AccessLog { tx })
@@ -76,7 +89,15 @@ impl AccessLog {
             e.user_agent.map_or("-".to_string(), escape),
             e.duration.as_micros()
         );
-        let _ = self.tx.send(line);
+        let _ = self.tx.send(Msg::Line(line));
+    }
+
+    /// Waits (up to `limit`) until every line logged so far is written.
+    pub fn flush(&self, limit: std::time::Duration) {
+        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
+        if self.tx.send(Msg::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(limit);
+        }
     }
 }
 

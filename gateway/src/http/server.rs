@@ -524,8 +524,17 @@ impl Server {
                 .count()
     }
 
-    /// Runs the main thread's side: deadlines, and the stop signal. Returns when stopped.
-    pub fn keep_time(&self, mut signals: UnixStream) -> io::Result<()> {
+    /// Runs the main thread's side: deadlines, and the stop signal. Returns when stopped, with
+    /// the access log written out.
+    pub fn keep_time(&self, signals: UnixStream) -> io::Result<()> {
+        let result = self.keep_time_until_stopped(signals);
+        if let Some(log) = &self.shared.access_log {
+            log.flush(Duration::from_secs(2));
+        }
+        result
+    }
+
+    fn keep_time_until_stopped(&self, mut signals: UnixStream) -> io::Result<()> {
         let mut stop_deadline: Option<Instant> = None;
         let mut buf = [0u8; 64];
         loop {
