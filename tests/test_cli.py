@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -375,12 +374,10 @@ def test_access_log(tmp_path, server_factory):
 def test_access_log_dash(server_factory):
     s = server_factory("echo_app", args=["--access-log", "-"])
     echo(s, "/dash-logged")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if any("/dash-logged" in ln for ln in s.out_lines + s.lines):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"access line not on stdout/stderr: {s.out_lines} {s.log()}")
+    # The drain threads notify the condition for every line on either stream.
+    with s._cond:
+        found = s._cond.wait_for(lambda: any("/dash-logged" in ln for ln in s.out_lines), timeout=10)
+    assert found, f"access line not on stdout: {s.out_lines} {s.log()}"
 
 
 def test_body_timeout_gives_app_oserror_and_client_408(server_factory):
