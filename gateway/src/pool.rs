@@ -6,7 +6,6 @@
 //! contention between workers; slow ones get as many threads as are configured.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -157,46 +156,21 @@ fn thread_blocked(tid: i32) -> bool {
     matches!(state, Some('S' | 'D'))
 }
 
-pub struct Pool {
-    workers: Vec<JoinHandle<()>>,
-    sched: Arc<Sched>,
-}
-
-impl Pool {
-    /// Starts `threads` workers on `source`.
-    pub fn start<S: WorkSource>(
-        threads: usize,
-        name: &str,
-        source: Arc<S>,
-    ) -> std::io::Result<Pool> {
-        let sched = Arc::new(Sched::default());
-        sched.role.lock().free = true;
-        let mut workers = Vec::with_capacity(threads + 1);
-        for i in 0..threads.max(1) {
-            let source = source.clone();
-            let sched = sched.clone();
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("{name}-{i}"))
-                    .spawn(move || worker(&*source, &sched))?,
-            );
-        }
-        let monitor = sched.clone();
-        workers.push(
-            std::thread::Builder::new()
-                .name(format!("{name}-monitor"))
-                .spawn(move || monitor.monitor())?,
-        );
-        Ok(Pool { workers, sched })
+/// Starts `threads` workers on `source`, and the monitor that hands the poller role on.
+pub fn start<S: WorkSource>(threads: usize, name: &str, source: Arc<S>) -> std::io::Result<()> {
+    let sched = Arc::new(Sched::default());
+    sched.role.lock().free = true;
+    for i in 0..threads.max(1) {
+        let source = source.clone();
+        let sched = sched.clone();
+        std::thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || worker(&*source, &sched))?;
     }
-
-    /// Stops the workers once their current work is done, and waits for them.
-    pub fn join(self) {
-        self.sched.close();
-        for w in self.workers {
-            let _ = w.join();
-        }
-    }
+    std::thread::Builder::new()
+        .name(format!("{name}-monitor"))
+        .spawn(move || sched.monitor())?;
+    Ok(())
 }
 
 fn worker<S: WorkSource>(source: &S, sched: &Sched) {

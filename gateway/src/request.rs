@@ -1,4 +1,4 @@
-//! The one `Request` every front end produces, and its `Body`.
+//! The one `Request` every front end produces, and the `BodyReader` its body is read through.
 
 use std::any::Any;
 use std::io;
@@ -54,8 +54,6 @@ pub struct Request {
     pub version: Version,
     /// In arrival order; names as sent. Values trimmed of OWS.
     pub headers: Vec<(Bytes, Bytes)>,
-    /// `Content-Length` as the client declared it (`None` for chunked or absent).
-    pub content_length: Option<u64>,
     pub peer: Peer,
     /// (SERVER_NAME, SERVER_PORT) when no Host header says otherwise.
     pub server_name: String,
@@ -72,15 +70,6 @@ pub struct Request {
 pub enum Scheme {
     Http,
     Https,
-}
-
-impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
 }
 
 /// Decoded request body bytes as the front end delivers them. `read` may block; the front end
@@ -107,39 +96,4 @@ pub enum BodyFailure {
     TimedOut,
     /// The client closed the connection: there is nobody to answer.
     ClientGone,
-}
-
-/// The request body: empty, already in memory, or streamed by the front end.
-pub enum Body {
-    Empty,
-    Buffered(Bytes),
-    Stream(Box<dyn BodyReader>),
-}
-
-impl Body {
-    /// Turns any body into a reader the `wsgi.input` object can drive.
-    pub fn into_reader(self) -> Box<dyn BodyReader> {
-        match self {
-            Body::Empty => Box::new(BufferedBody(Bytes::new())),
-            Body::Buffered(bytes) => Box::new(BufferedBody(bytes)),
-            Body::Stream(reader) => reader,
-        }
-    }
-}
-
-/// A body that is already entirely in memory.
-pub struct BufferedBody(pub Bytes);
-
-impl BodyReader for BufferedBody {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.0.len());
-        buf[..n].copy_from_slice(&self.0.split_to(n));
-        Ok(n)
-    }
-    fn remaining(&self) -> Option<u64> {
-        Some(self.0.len() as u64)
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
-    }
 }

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use wsgi_gateway::config::{self, AppArgs, Command, LogLevel, Parsed, ServeArgs};
 use wsgi_gateway::http::server::Server;
 use wsgi_gateway::http::{self, head::HeadLimits, listener, Settings, Shared};
-use wsgi_gateway::pool::Pool;
+use wsgi_gateway::pool;
 use wsgi_gateway::python::call::WsgiApp;
 use wsgi_gateway::python::environ::{EnvironBuilder, FrontEndKind};
 use wsgi_gateway::python::errors::WsgiErrors;
@@ -175,7 +175,7 @@ fn serve(args: ServeArgs) -> Result<(), Fatal> {
             threads
         );
     }
-    let _pool = Pool::start(threads, "wsgi-worker", server.clone())?;
+    pool::start(threads, "wsgi-worker", server.clone())?;
     server.keep_time(signal_rx)?;
     // Workers still inside a stuck app must not hold the exit hostage (graceful timeout passed).
     std::process::exit(0);

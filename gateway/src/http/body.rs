@@ -31,8 +31,6 @@ pub struct HttpBody {
     /// Decoded body bytes allowed in total (chunked bodies; 0 = no limit).
     max_body: u64,
     received: u64,
-    /// A read failed: the connection's framing is no longer known.
-    broken: bool,
     /// Why reading failed, if the client caused it.
     failure: Option<BodyFailure>,
 }
@@ -61,7 +59,6 @@ impl HttpBody {
             expect_continue,
             max_body,
             received: 0,
-            broken: false,
             failure: None,
         }
     }
@@ -172,7 +169,8 @@ impl HttpBody {
     /// After the response: the bytes that follow the body (the next pipelined request), or
     /// `None` when the connection cannot be reused. A small unread remainder is drained.
     pub fn finish(mut self) -> Option<Bytes> {
-        if self.broken {
+        // A failed read leaves the connection's framing unknown.
+        if self.failure.is_some() {
             return None;
         }
         if !self.complete() {
@@ -206,7 +204,6 @@ impl BodyReader for HttpBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let r = self.read_inner(buf);
         if let Err(e) = &r {
-            self.broken = true;
             if self.failure.is_none() {
                 self.failure = Some(if e.kind() == io::ErrorKind::TimedOut {
                     BodyFailure::TimedOut

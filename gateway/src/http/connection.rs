@@ -61,10 +61,6 @@ fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"host"));
         headers.push((Bytes::from_static(b"Host"), authority));
     }
-    let content_length = match head.framing {
-        Framing::Length(n) => Some(n),
-        _ => None,
-    };
     let (path, script_name) = if settings.script_name.is_empty() {
         (head.path, Bytes::new())
     } else {
@@ -81,7 +77,6 @@ fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
         query: head.query,
         version: head.version,
         headers,
-        content_length,
         peer: conn.peer.clone(),
         server_name: conn.listener.server_name.clone(),
         server_port: conn.listener.server_port.clone(),

@@ -28,9 +28,7 @@ pub struct HttpResponder {
     head: Vec<u8>,
     head_pending: bool,
     mode: Mode,
-    keep_alive: bool,
     sent: u64,
-    pub code: u16,
 }
 
 impl HttpResponder {
@@ -42,15 +40,8 @@ impl HttpResponder {
             head: Vec::with_capacity(256),
             head_pending: false,
             mode: Mode::NoBody,
-            keep_alive: false,
             sent: 0,
-            code: 0,
         }
-    }
-
-    /// The connection may carry another request after this response.
-    pub fn keep_alive(&self) -> bool {
-        self.keep_alive
     }
 
     fn flush_head(&mut self, extra: &[u8]) -> io::Result<()> {
@@ -91,7 +82,6 @@ fn hex(n: usize, out: &mut [u8; 18]) -> &[u8] {
 
 impl Responder for HttpResponder {
     fn start(&mut self, head: &ResponseHead<'_>) -> io::Result<()> {
-        self.code = head.code;
         let h = &mut self.head;
         h.clear();
         h.extend_from_slice(self.version.as_str().as_bytes());
@@ -133,9 +123,9 @@ impl Responder for HttpResponder {
                 BodyLength::Unknown => Mode::Close,
             }
         };
-        self.keep_alive = !self.client_close && !head.close && self.mode != Mode::Close;
-        self.io.set_close_after(!self.keep_alive);
-        if !self.keep_alive {
+        let keep_alive = !self.client_close && !head.close && self.mode != Mode::Close;
+        self.io.set_close_after(!keep_alive);
+        if !keep_alive {
             h.extend_from_slice(b"Connection: close\r\n");
         } else if self.version == Version::Http10 {
             h.extend_from_slice(b"Connection: keep-alive\r\n");
@@ -215,7 +205,6 @@ impl Responder for HttpResponder {
     }
 
     fn abort(&mut self) {
-        self.keep_alive = false;
         self.io.set_close_after(true);
         self.head_pending = false;
         self.io.mark_started();

@@ -7,7 +7,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use super::environ::EnvironBuilder;
 use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
-use super::start_response::{Outcome, ResponseState, SendError, StartResponse};
+use super::start_response::{ResponseState, SendError, StartResponse};
 use crate::request::{BodyFailure, BodyReader, Request};
 use crate::responder::Responder;
 
@@ -25,9 +25,20 @@ pub struct CallOutcome {
     pub body_bytes: u64,
     /// The response is complete and self-delimited, and nobody asked to close.
     pub reusable: bool,
-    pub outcome: Outcome,
     /// The front end's body reader, back for connection reuse.
     pub reader: Option<Box<dyn BodyReader>>,
+}
+
+impl CallOutcome {
+    /// The call could not be seen through: the connection is given up.
+    fn given_up(status: u16) -> CallOutcome {
+        CallOutcome {
+            status,
+            body_bytes: 0,
+            reusable: false,
+            reader: None,
+        }
+    }
 }
 
 impl WsgiApp {
@@ -64,17 +75,7 @@ impl WsgiApp {
             Ok(sr) => sr,
             Err(e) => {
                 tracing::error!("{}: cannot create start_response: {e}", where_());
-                let reader = take_reader(&input);
-                return CallOutcome {
-                    status: 500,
-                    body_bytes: 0,
-                    reusable: false,
-                    outcome: Outcome {
-                        aborted: true,
-                        ..Outcome::default()
-                    },
-                    reader,
-                };
+                return CallOutcome::given_up(500);
             }
         };
         let result = self
@@ -96,7 +97,7 @@ impl WsgiApp {
                 }
                 // Another thread of the app may be inside write() right now: never panic on it.
                 let Ok(mut this) = sr.try_borrow_mut() else {
-                    return busy_outcome(take_reader(&input), &where_());
+                    return busy_outcome(&input, &where_());
                 };
                 let state = &mut this.state;
                 if !state.outcome.aborted && !state.outcome.client_gone {
@@ -112,10 +113,10 @@ impl WsgiApp {
                 }
             }
         }
-        let reader = take_reader(&input);
         let Ok(mut this) = sr.try_borrow_mut() else {
-            return busy_outcome(reader, &where_());
+            return busy_outcome(&input, &where_());
         };
+        let reader = take_reader(&input);
         let state = std::mem::replace(
             &mut this.state,
             ResponseState::new(Box::new(NoResponder), false),
@@ -270,29 +271,19 @@ fn take_reader(input: &Bound<'_, WsgiInput>) -> Option<Box<dyn BodyReader>> {
         .and_then(|mut i| i.take_reader())
 }
 
-/// The response state is held by another thread of the app: the connection is given up.
-fn busy_outcome(reader: Option<Box<dyn BodyReader>>, where_: &str) -> CallOutcome {
+/// The response state is held by another thread of the app: the connection is given up
+/// (and the body reader withdrawn from `wsgi.input`).
+fn busy_outcome(input: &Bound<'_, WsgiInput>, where_: &str) -> CallOutcome {
     tracing::error!("{where_}: the app was still writing from another thread when its call returned; connection closed");
-    drop(reader);
-    CallOutcome {
-        status: 0,
-        body_bytes: 0,
-        reusable: false,
-        outcome: Outcome {
-            aborted: true,
-            ..Outcome::default()
-        },
-        reader: None,
-    }
+    drop(take_reader(input));
+    CallOutcome::given_up(0)
 }
 
 fn finish_outcome(state: ResponseState, reader: Option<Box<dyn BodyReader>>) -> CallOutcome {
-    let outcome = state.outcome;
     CallOutcome {
         status: state.code(),
         body_bytes: state.body_bytes_sent(),
-        reusable: !state.must_close() && outcome.headers_sent,
-        outcome,
+        reusable: !state.must_close() && state.outcome.headers_sent,
         reader,
     }
 }

@@ -61,10 +61,6 @@ impl ResponseState {
         self.status.is_some()
     }
 
-    pub fn app_content_length(&self) -> Option<u64> {
-        self.headers.content_length
-    }
-
     pub fn body_bytes_sent(&self) -> u64 {
         self.responder.body_bytes_sent()
     }
