@@ -214,6 +214,25 @@ pub fn push_latin1(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// The reason phrase for statuses the gateway itself produces (any front end).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
 /// Whether a response with this status to this method may carry body bytes.
 pub fn body_allowed(code: u16, is_head: bool) -> bool {
     !(is_head || (100..200).contains(&code) || code == 204 || code == 304)

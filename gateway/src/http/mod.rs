@@ -63,28 +63,9 @@ pub struct Shared {
     pub access_log: Option<access_log::AccessLog>,
 }
 
-/// The canonical reason phrase for statuses the server itself produces.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Error",
-    }
-}
-
 /// A complete error response from the server itself; it always closes the connection.
 pub fn error_response(status: u16) -> Vec<u8> {
-    let reason = reason(status);
+    let reason = crate::responder::reason(status);
     let body = format!("{status} {reason}\n");
     let mut out = Vec::with_capacity(200);
     out.extend_from_slice(

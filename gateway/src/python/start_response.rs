@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::responder::{
-    body_allowed, parse_status, BodyLength, HeaderBlock, Responder, ResponseHead,
+    body_allowed, parse_status, reason, BodyLength, HeaderBlock, Responder, ResponseHead,
 };
 
 /// What happened to the response, for the connection and the access log.
@@ -255,15 +255,16 @@ impl ResponseState {
     /// The client's request turned out invalid mid-call (its body): answer `status` and close.
     pub fn fail_status(&mut self, status: u16) {
         self.headers.close = true;
-        self.error_response(status, crate::http::reason(status), None);
+        self.error_response(status, None);
     }
 
     /// An error before or during the response: a plain 500 if nothing was sent yet, else abort.
     pub fn fail(&mut self, detail: Option<&str>) {
-        self.error_response(500, "Internal Server Error", detail);
+        self.error_response(500, detail);
     }
 
-    fn error_response(&mut self, code: u16, reason: &str, detail: Option<&str>) {
+    fn error_response(&mut self, code: u16, detail: Option<&str>) {
+        let reason = reason(code);
         if self.outcome.headers_sent {
             self.abort();
             return;
