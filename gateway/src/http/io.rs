@@ -134,37 +134,22 @@ impl ConnIo {
     /// Writes every byte of `bufs`, waiting (GIL released) whenever the socket is full.
     pub fn write_all(&self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
         let mut bufs = bufs;
-        IoSlice::advance_slices(&mut bufs, 0);
-        while !bufs.is_empty() {
-            match self.stream.write_vectored_nb(bufs) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let rest: &mut [IoSlice<'_>] = bufs;
-                    return self.blocking(move |s| {
-                        let mut rest = rest;
-                        while !rest.is_empty() {
-                            match s.write_vectored_nb(rest) {
-                                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                                Ok(n) => IoSlice::advance_slices(&mut rest, n),
-                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                                Err(e) if timed_out(&e) => {
-                                    return Err(io::Error::new(
-                                        io::ErrorKind::TimedOut,
-                                        "client stopped reading (--write-timeout)",
-                                    ))
-                                }
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        Ok(())
-                    });
-                }
-                Err(e) => return Err(e),
-            }
+        match write_vectored_all(&self.stream, &mut bufs) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocking(move |s| {
+                // In blocking mode the socket's write timeout surfaces as WouldBlock/TimedOut.
+                write_vectored_all(s, &mut bufs).map_err(|e| {
+                    if timed_out(&e) {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "client stopped reading (--write-timeout)",
+                        )
+                    } else {
+                        e
+                    }
+                })
+            }),
+            other => other,
         }
-        Ok(())
     }
 
     /// Runs `f` on the socket in blocking mode (bounded by its timeouts) without the GIL.
@@ -202,4 +187,18 @@ impl ConnIo {
     pub fn started(&self) -> bool {
         self.response_started.load(Ordering::Acquire)
     }
+}
+
+/// Writes `bufs` until done or an error (`WouldBlock` included), consuming what was written.
+fn write_vectored_all(stream: &Stream, bufs: &mut &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(bufs, 0);
+    while !bufs.is_empty() {
+        match stream.write_vectored_nb(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

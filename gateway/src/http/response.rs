@@ -44,21 +44,21 @@ impl HttpResponder {
         }
     }
 
-    fn flush_head(&mut self, extra: &[u8]) -> io::Result<()> {
-        if self.head_pending {
-            self.head_pending = false;
-            self.io.mark_started();
-            let head = std::mem::take(&mut self.head);
-            let r = self
-                .io
-                .write_all(&mut [IoSlice::new(&head), IoSlice::new(extra)]);
-            self.head = head;
-            r
-        } else if !extra.is_empty() {
-            self.io.write_all(&mut [IoSlice::new(extra)])
+    /// Writes the head if it is still pending, then `parts`, in one vectored write.
+    fn send(&mut self, parts: [&[u8]; 3]) -> io::Result<()> {
+        let head: &[u8] = if std::mem::take(&mut self.head_pending) {
+            &self.head
         } else {
-            Ok(())
-        }
+            &[]
+        };
+        self.io.mark_started();
+        let [a, b, c] = parts;
+        self.io.write_all(&mut [
+            IoSlice::new(head),
+            IoSlice::new(a),
+            IoSlice::new(b),
+            IoSlice::new(c),
+        ])
     }
 }
 
@@ -140,22 +140,12 @@ impl Responder for HttpResponder {
             return Ok(());
         }
         self.sent = self.sent.saturating_add(chunk.len() as u64);
-        let started = self.head_pending;
-        self.head_pending = false;
-        self.io.mark_started();
-        let head: &[u8] = if started { &self.head } else { &[] };
         if self.mode == Mode::Chunked {
             let mut size = [0u8; 18];
             let size = hex(chunk.len(), &mut size);
-            self.io.write_all(&mut [
-                IoSlice::new(head),
-                IoSlice::new(size),
-                IoSlice::new(chunk),
-                IoSlice::new(b"\r\n"),
-            ])
+            self.send([size, chunk, b"\r\n"])
         } else {
-            self.io
-                .write_all(&mut [IoSlice::new(head), IoSlice::new(chunk)])
+            self.send([chunk, b"", b""])
         }
     }
 
@@ -163,7 +153,7 @@ impl Responder for HttpResponder {
         if self.mode != Mode::Length {
             return Ok(false);
         }
-        self.flush_head(&[])?;
+        self.send([b"", b"", b""])?;
         let sock = self.io.stream.as_raw_fd();
         let mut off =
             i64::try_from(offset).map_err(|_| io::Error::other("file offset too large"))?;
@@ -201,7 +191,7 @@ impl Responder for HttpResponder {
         } else {
             b""
         };
-        self.flush_head(tail)
+        self.send([tail, b"", b""])
     }
 
     fn abort(&mut self) {
