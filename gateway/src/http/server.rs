@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
@@ -24,7 +24,7 @@ use super::connection::{self, peer_text};
 use super::head::parse_head;
 use super::io::{ConnIo, Stream};
 use super::listener::{Bound, Sock};
-use super::{error_response, Conn, Shared};
+use super::{error_response, Conn, Settings, Shared};
 use crate::pool::{Next, WorkSource};
 use crate::request::Peer;
 
@@ -58,6 +58,29 @@ struct ConnState {
     deadline: Instant,
 }
 
+impl ConnState {
+    /// Waiting for the next request: no buffer held, the keep-alive timeout runs.
+    fn idle(&mut self, settings: &Settings) {
+        self.phase = Phase::Idle;
+        self.deadline = Instant::now() + settings.keepalive_timeout;
+        self.buf = BytesMut::new();
+    }
+
+    /// A head has begun to arrive: the header timeout runs from now.
+    fn reading(&mut self, settings: &Settings) {
+        self.phase = Phase::Reading;
+        self.deadline = Instant::now() + settings.header_timeout;
+    }
+
+    /// Half-closes and starts discarding: the client sees our FIN after the response.
+    fn linger(&mut self) {
+        self.conn.io.stream.shutdown_write();
+        self.buf = BytesMut::new();
+        self.phase = Phase::Linger;
+        self.deadline = Instant::now() + LINGER;
+    }
+}
+
 enum Entry {
     Free,
     /// A worker is serving it right now.
@@ -77,6 +100,41 @@ struct Conns {
     deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     /// Listeners resting after a failed accept, and until when.
     paused: Vec<(Instant, usize)>,
+}
+
+impl Conns {
+    /// Parks `state` in slot `idx` under a new generation, its deadline queued, and arms its
+    /// socket (adding it to the set when `new`). A socket that cannot be armed is dropped.
+    fn park(&mut self, epoll: &OwnedFd, idx: u32, state: ConnState, new: bool) {
+        self.gen = self.gen.wrapping_add(1);
+        let gen = self.gen;
+        let fd = state.conn.io.stream.as_fd();
+        let data = EventData::new_u64(token(idx, gen));
+        let armed_ok = if new {
+            epoll::add(epoll, fd, data, armed())
+        } else {
+            epoll::modify(epoll, fd, data, armed())
+        };
+        if armed_ok.is_ok() {
+            self.deadlines.push(Reverse((state.deadline, idx, gen)));
+            if let Some(slot) = self.slots.get_mut(idx as usize) {
+                *slot = Entry::Parked { gen, state };
+            }
+        } else {
+            self.free_slot(idx);
+        }
+    }
+
+    /// Frees slot `idx` (its connection is gone) and returns what it held.
+    fn free_slot(&mut self, idx: u32) -> Entry {
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return Entry::Free;
+        };
+        let old = std::mem::replace(slot, Entry::Free);
+        self.free.push(idx);
+        self.open -= 1;
+        old
+    }
 }
 
 pub struct Server {
@@ -193,12 +251,13 @@ impl Server {
                 peer,
                 listener: l.info.clone(),
             };
-            let state = ConnState {
+            let mut state = ConnState {
                 conn,
                 buf: BytesMut::new(),
                 phase: Phase::Reading,
-                deadline: Instant::now() + s.header_timeout,
+                deadline: Instant::now(),
             };
+            state.reading(s);
             self.insert(state);
         }
         if !self.shared.stopping.load(Ordering::Acquire) {
@@ -213,7 +272,6 @@ impl Server {
 
     /// Adds a new connection to the set, parked and armed.
     fn insert(&self, state: ConnState) {
-        let io = state.conn.io.clone();
         let mut c = self.conns.lock();
         let idx = match c.free.pop() {
             Some(i) => i,
@@ -225,24 +283,9 @@ impl Server {
                 i
             }
         };
-        c.gen = c.gen.wrapping_add(1);
-        let gen = c.gen;
-        c.deadlines.push(Reverse((state.deadline, idx, gen)));
-        c.slots[idx as usize] = Entry::Parked { gen, state };
         c.open += 1;
         // Armed under the lock so the entry is in place before any worker can see an event.
-        if epoll::add(
-            &self.epoll,
-            io.stream.as_fd(),
-            EventData::new_u64(token(idx, gen)),
-            armed(),
-        )
-        .is_err()
-        {
-            c.slots[idx as usize] = Entry::Free;
-            c.free.push(idx);
-            c.open -= 1;
-        }
+        c.park(&self.epoll, idx, state, true);
     }
 
     /// Takes a parked connection for this worker, if the event is still current.
@@ -267,30 +310,9 @@ impl Server {
         let mut c = self.conns.lock();
         c.owned -= 1;
         match after {
-            After::Park(state) => {
-                c.gen = c.gen.wrapping_add(1);
-                let gen = c.gen;
-                c.deadlines.push(Reverse((state.deadline, idx, gen)));
-                let rearmed = epoll::modify(
-                    &self.epoll,
-                    state.conn.io.stream.as_fd(),
-                    EventData::new_u64(token(idx, gen)),
-                    armed(),
-                );
-                if rearmed.is_ok() {
-                    c.slots[idx as usize] = Entry::Parked { gen, state };
-                } else {
-                    c.slots[idx as usize] = Entry::Free;
-                    c.free.push(idx);
-                    c.open -= 1;
-                    drop(c);
-                    drop(state);
-                }
-            }
+            After::Park(state) => c.park(&self.epoll, idx, state, false),
             After::Close(state) => {
-                c.slots[idx as usize] = Entry::Free;
-                c.free.push(idx);
-                c.open -= 1;
+                c.free_slot(idx);
                 drop(c);
                 let _ = epoll::delete(&self.epoll, state.conn.io.stream.as_fd());
             }
@@ -301,81 +323,53 @@ impl Server {
     fn release(&self, idx: u32) {
         let mut c = self.conns.lock();
         c.owned -= 1;
-        c.open -= 1;
-        c.slots[idx as usize] = Entry::Free;
-        c.free.push(idx);
-    }
-
-    /// Answers `status` itself and starts the lingering close.
-    fn reject(&self, mut state: ConnState, status: u16, why: &str) -> After {
-        tracing::info!("{status} for {}: {why}", peer_text(&state.conn.peer));
-        let resp = error_response(status);
-        let _ = state.conn.io.write_all(&mut [io::IoSlice::new(&resp)]);
-        linger(&mut state);
-        After::Park(state)
+        c.free_slot(idx);
     }
 
     /// Reads what the client sent; serves every complete request inline.
     fn serve(&self, py: Python<'_>, mut state: ConnState) -> After {
         let settings = &self.shared.settings;
         loop {
-            if state.phase == Phase::Linger {
-                let mut sink = [0u8; READ_CHUNK];
-                loop {
-                    match state.conn.io.stream.read_nb(&mut sink) {
-                        Ok(0) => return After::Close(state),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            return After::Park(state)
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => return After::Close(state),
-                    }
-                }
-            }
             // Read into a reused per-thread buffer and keep only what arrived: no per-read
-            // zeroing, and idle connections hold no buffer at all.
+            // zeroing, and idle connections hold no buffer at all. Lingering discards.
             let got = SCRATCH.with(|s| {
                 let mut scratch = s.borrow_mut();
                 let r = state.conn.io.stream.read_nb(&mut scratch[..]);
-                if let Ok(n) = r {
-                    state.buf.extend_from_slice(&scratch[..n]);
+                if let (Ok(n), false) = (&r, state.phase == Phase::Linger) {
+                    state.buf.extend_from_slice(&scratch[..*n]);
                 }
                 r
             });
-            let n = match got {
-                Ok(n) => n,
-                Err(e) => {
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => {
-                            if state.buf.is_empty() {
-                                // Idle connections hold no buffer memory.
-                                state.buf = BytesMut::new();
-                            }
-                            return After::Park(state);
-                        }
-                        io::ErrorKind::Interrupted => continue,
-                        _ => return After::Close(state),
+            match got {
+                // The client closed: a half-sent head gets no answer anyone could read.
+                Ok(0) => return After::Close(state),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if state.buf.is_empty() {
+                        // Idle connections hold no buffer memory.
+                        state.buf = BytesMut::new();
                     }
+                    return After::Park(state);
                 }
-            };
-            if n == 0 {
-                // The client closed; a half-sent head gets no answer anyone could read.
-                return After::Close(state);
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return After::Close(state),
             }
-            if state.phase == Phase::Idle {
-                state.phase = Phase::Reading;
-                state.deadline = Instant::now() + settings.header_timeout;
+            match state.phase {
+                Phase::Linger => continue,
+                Phase::Idle => state.reading(settings),
+                Phase::Reading => {}
             }
             let frozen = std::mem::take(&mut state.buf).freeze();
             let head = match parse_head(&frozen, &settings.limits) {
                 Ok(None) => {
-                    state.buf = frozen
-                        .try_into_mut()
-                        .unwrap_or_else(|b| BytesMut::from(&b[..]));
+                    state.buf = into_mut(frozen);
                     continue;
                 }
-                Err(e) => return self.reject(state, e.status, e.reason),
+                Err(e) => {
+                    connection::reject(&state.conn, e.status, e.reason);
+                    state.linger();
+                    return After::Park(state);
+                }
                 Ok(Some(head)) => head,
             };
             let rest = frozen.slice(head.head_len..);
@@ -383,34 +377,16 @@ impl Server {
                 Some(leftover) if leftover.is_empty() => {
                     // Keep-alive and nothing buffered: park at once; re-arming reports data
                     // that is already waiting, so no read is spent finding nothing.
-                    state.phase = Phase::Idle;
-                    state.deadline = Instant::now() + settings.keepalive_timeout;
-                    state.buf = BytesMut::new();
+                    state.idle(settings);
                     return After::Park(state);
                 }
                 Some(leftover) => {
                     // Keep-alive: what follows is the start of the next request.
-                    state.phase = if leftover.is_empty() {
-                        Phase::Idle
-                    } else {
-                        Phase::Reading
-                    };
-                    state.deadline = Instant::now()
-                        + if leftover.is_empty() {
-                            settings.keepalive_timeout
-                        } else {
-                            settings.header_timeout
-                        };
-                    state.buf = if leftover.is_empty() {
-                        BytesMut::new()
-                    } else {
-                        leftover
-                            .try_into_mut()
-                            .unwrap_or_else(|b| BytesMut::from(&b[..]))
-                    };
+                    state.reading(settings);
+                    state.buf = into_mut(leftover);
                 }
                 None => {
-                    linger(&mut state);
+                    state.linger();
                     return After::Park(state);
                 }
             }
@@ -460,11 +436,7 @@ impl Server {
                 if !current {
                     continue;
                 }
-                if let Entry::Parked { state, .. } =
-                    std::mem::replace(&mut c.slots[idx as usize], Entry::Free)
-                {
-                    c.free.push(idx);
-                    c.open -= 1;
+                if let Entry::Parked { state, .. } = c.free_slot(idx) {
                     expired.push(state);
                 }
             }
@@ -494,16 +466,15 @@ impl Server {
         let mut idle = Vec::new();
         {
             let mut c = self.conns.lock();
-            for i in 0..c.slots.len() {
-                if matches!(&c.slots[i], Entry::Parked { state, .. } if state.phase != Phase::Linger)
-                {
-                    if let Entry::Parked { state, .. } =
-                        std::mem::replace(&mut c.slots[i], Entry::Free)
-                    {
-                        c.free.push(i as u32);
-                        c.open -= 1;
-                        idle.push(state);
-                    }
+            // Slot indices fit in u32: `insert` never creates one that does not.
+            let idle_slots: Vec<u32> = (0u32..)
+                .zip(&c.slots)
+                .filter(|(_, e)| matches!(e, Entry::Parked { state, .. } if state.phase != Phase::Linger))
+                .map(|(i, _)| i)
+                .collect();
+            for i in idle_slots {
+                if let Entry::Parked { state, .. } = c.free_slot(i) {
+                    idle.push(state);
                 }
             }
         }
@@ -592,12 +563,11 @@ fn armed() -> EventFlags {
     EventFlags::IN | EventFlags::RDHUP | EventFlags::ONESHOT
 }
 
-/// Half-closes and starts discarding: the client sees our FIN after the response.
-fn linger(state: &mut ConnState) {
-    state.conn.io.stream.shutdown_write();
-    state.buf = BytesMut::new();
-    state.phase = Phase::Linger;
-    state.deadline = Instant::now() + LINGER;
+/// The bytes as a buffer to append to, without a copy when nothing else shares them.
+fn into_mut(bytes: Bytes) -> BytesMut {
+    bytes
+        .try_into_mut()
+        .unwrap_or_else(|b| BytesMut::from(&b[..]))
 }
 
 impl WorkSource for Server {
