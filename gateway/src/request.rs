@@ -72,6 +72,20 @@ pub enum Scheme {
     Https,
 }
 
+impl Scheme {
+    /// `http`/`https` as a proxy reports it (any case, surrounding spaces allowed).
+    pub fn from_proto(text: &str) -> Option<Scheme> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("https") {
+            Some(Scheme::Https)
+        } else if text.eq_ignore_ascii_case("http") {
+            Some(Scheme::Http)
+        } else {
+            None
+        }
+    }
+}
+
 /// Decoded request body bytes as the front end delivers them. `read` may block; the front end
 /// releases the GIL around any wait (see `python::without_gil`).
 pub trait BodyReader: Send + Sync {

@@ -125,7 +125,7 @@ fn serve(args: ServeArgs) -> Result<(), Fatal> {
         max_connections: to_usize(args.max_connections),
         backlog: args.backlog,
         threads: args.threads as usize,
-        script_name,
+        script_name: script_name.into(),
     };
     let app = load(
         &args.app,

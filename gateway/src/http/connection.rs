@@ -18,7 +18,7 @@ use crate::trust::TrustPolicy;
 
 /// Checks that need no Python, done before a request reaches the app. `Err` = answer this
 /// status and close.
-pub fn precheck(
+fn precheck(
     head: &Head,
     settings: &Settings,
     policy: &TrustPolicy,
@@ -45,12 +45,11 @@ pub fn precheck(
 }
 
 /// The path below the mount point, or `None` when the path is outside it.
-fn split_mount(path: &Bytes, mount: &str) -> Option<Bytes> {
-    let m = mount.as_bytes();
-    if !path.starts_with(m) {
+fn split_mount(path: &Bytes, mount: &[u8]) -> Option<Bytes> {
+    if !path.starts_with(mount) {
         return None;
     }
-    let rest = path.slice(m.len()..);
+    let rest = path.slice(mount.len()..);
     (rest.is_empty() || rest.starts_with(b"/")).then_some(rest)
 }
 
@@ -65,10 +64,7 @@ fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
         (head.path, Bytes::new())
     } else {
         let rest = split_mount(&head.path, &settings.script_name).unwrap_or_default();
-        (
-            rest,
-            Bytes::copy_from_slice(settings.script_name.as_bytes()),
-        )
+        (rest, settings.script_name.clone())
     };
     Request {
         method: head.method,

@@ -44,13 +44,8 @@ pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
                 ));
             }
         }
-        let sock = Socket::new(Domain::UNIX, Type::STREAM, None)
-            .map_err(|e| format!("--bind {addr}: {e}"))?;
-        let sa = socket2::SockAddr::unix(&path).map_err(|e| format!("--bind {addr}: {e}"))?;
-        sock.bind(&sa)
-            .and_then(|_| sock.listen(backlog))
-            .map_err(|e| format!("--bind {addr}: {e}"))?;
-        sock.set_nonblocking(true)
+        let sock = socket2::SockAddr::unix(&path)
+            .and_then(|sa| listen(Domain::UNIX, &sa, backlog))
             .map_err(|e| format!("--bind {addr}: {e}"))?;
         let listener: UnixListener = UnixListener::from(std::os::fd::OwnedFd::from(sock));
         return Ok(Bound {
@@ -73,22 +68,9 @@ pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
             .next()
             .ok_or_else(|| format!("--bind {addr}: the host name has no address"))?,
     };
-    let sock = Socket::new(Domain::for_address(sa), Type::STREAM, None)
-        .map_err(|e| format!("--bind {addr}: {e}"))?;
-    sock.set_reuse_address(true)
-        .map_err(|e| format!("--bind {addr}: {e}"))?;
-    if sa.is_ipv6() {
-        let _ = sock.set_only_v6(true);
-    }
-    sock.bind(&sa.into())
-        .map_err(|e| format!("--bind {addr}: {e}"))?;
-    sock.listen(backlog)
-        .map_err(|e| format!("--bind {addr}: {e}"))?;
-    sock.set_nonblocking(true)
-        .map_err(|e| format!("--bind {addr}: {e}"))?;
-    let listener: TcpListener = sock.into();
-    let local = listener
-        .local_addr()
+    let (listener, local) = listen(Domain::for_address(sa), &sa.into(), backlog)
+        .map(TcpListener::from)
+        .and_then(|l| l.local_addr().map(|local| (l, local)))
         .map_err(|e| format!("--bind {addr}: {e}"))?;
     let host = match local {
         SocketAddr::V4(a) => a.ip().to_string(),
@@ -103,6 +85,22 @@ pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
         }),
         display: format!("http://{host}:{}", local.port()),
     })
+}
+
+/// A non-blocking listening socket bound to `sa` (TCP sockets reuse the address; an IPv6
+/// one does not also take IPv4).
+fn listen(domain: Domain, sa: &socket2::SockAddr, backlog: i32) -> std::io::Result<Socket> {
+    let sock = Socket::new(domain, Type::STREAM, None)?;
+    if domain != Domain::UNIX {
+        sock.set_reuse_address(true)?;
+    }
+    if domain == Domain::IPV6 {
+        let _ = sock.set_only_v6(true);
+    }
+    sock.bind(sa)?;
+    sock.listen(backlog)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock)
 }
 
 impl Bound {

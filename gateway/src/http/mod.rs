@@ -37,7 +37,7 @@ pub struct Settings {
     pub backlog: u32,
     pub threads: usize,
     /// Mount point, e.g. `/app` (empty for the root).
-    pub script_name: String,
+    pub script_name: bytes::Bytes,
 }
 
 /// What a listener tells the app about itself.

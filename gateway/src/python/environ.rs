@@ -292,42 +292,41 @@ impl EnvironBuilder {
                 .map(|v| v.extract::<String>())
                 .transpose()
         };
-        if let Some(fwd) = get("HTTP_FORWARDED")? {
-            let (for_, proto, fhost) = parse_forwarded(&fwd);
-            if let Some(addr) = for_ {
-                env.set_item(&k.remote_addr, addr)?;
-                env.del_item(&k.remote_port).ok();
+        // RFC 7239 first; the X-Forwarded-* headers, where present and valid, take precedence.
+        let (mut client, mut proto, mut fhost) = match get("HTTP_FORWARDED")? {
+            Some(fwd) => {
+                let (for_, proto, host) = parse_forwarded(&fwd);
+                (for_, proto.as_deref().and_then(Scheme::from_proto), host)
             }
-            match proto.as_deref() {
-                Some("https") => *scheme = Scheme::Https,
-                Some("http") => *scheme = Scheme::Http,
-                _ => {}
-            }
-            if let Some(h) = fhost {
-                let s = PyString::new(py, &h);
-                env.set_item(&k.http_host, &s)?;
-                *host = Some(s);
-            }
-        }
+            None => (None, None, None),
+        };
         if let Some(xff) = get("HTTP_X_FORWARDED_FOR")? {
-            if let Some(client) = self.policy.forwarded_client(&xff) {
-                env.set_item(&k.remote_addr, client)?;
-                env.del_item(&k.remote_port).ok();
+            if let Some(c) = self.policy.forwarded_client(&xff) {
+                client = Some(c.to_string());
             }
         }
-        if let Some(proto) = get("HTTP_X_FORWARDED_PROTO")? {
-            match proto.trim().to_ascii_lowercase().as_str() {
-                "https" => *scheme = Scheme::Https,
-                "http" => *scheme = Scheme::Http,
-                _ => {}
-            }
+        if let Some(p) = get("HTTP_X_FORWARDED_PROTO")?
+            .as_deref()
+            .and_then(Scheme::from_proto)
+        {
+            proto = Some(p);
         }
         if let Some(h) = get("HTTP_X_FORWARDED_HOST")? {
             if let Some(first) = h.split(',').next().map(str::trim).filter(|h| !h.is_empty()) {
-                let s = PyString::new(py, first);
-                env.set_item(&k.http_host, &s)?;
-                *host = Some(s);
+                fhost = Some(first.to_string());
             }
+        }
+        if let Some(addr) = client {
+            env.set_item(&k.remote_addr, addr)?;
+            env.del_item(&k.remote_port).ok();
+        }
+        if let Some(p) = proto {
+            *scheme = p;
+        }
+        if let Some(h) = fhost {
+            let s = PyString::new(py, &h);
+            env.set_item(&k.http_host, &s)?;
+            *host = Some(s);
         }
         Ok(())
     }
