@@ -87,8 +87,27 @@ fn is_ctl(b: u8) -> bool {
     b < 0x20 || b == 0x7F
 }
 
-pub fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// tchar (RFC 9110 §5.6.2): what header names and other tokens are made of. The request
+/// parser's byte table is built from this too.
+pub const fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 /// What a header means to the framing layer.

@@ -6,7 +6,8 @@
 
 use std::fmt;
 
-use super::head::{is_field_value_byte, is_tchar};
+use super::head::is_field_value_byte;
+use crate::responder::is_tchar;
 
 /// Any chunked framing error; the caller answers 400 and closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,13 +302,7 @@ fn is_qdtext(c: u8) -> bool {
 }
 
 fn hex_value(c: u8) -> Option<u64> {
-    let d = match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        b'A'..=b'F' => c - b'A' + 10,
-        _ => return None,
-    };
-    Some(u64::from(d))
+    char::from(c).to_digit(16).map(u64::from)
 }
 
 #[cfg(test)]

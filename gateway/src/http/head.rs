@@ -93,24 +93,7 @@ const REG_NAME: u8 = 8; // reg-name octet: unreserved / sub-delims / '%' (RFC 39
 
 const fn class_of(b: u8) -> u8 {
     let mut c = 0;
-    let tchar_special = matches!(
-        b,
-        b'!' | b'#'
-            | b'$'
-            | b'%'
-            | b'&'
-            | b'\''
-            | b'*'
-            | b'+'
-            | b'-'
-            | b'.'
-            | b'^'
-            | b'_'
-            | b'`'
-            | b'|'
-            | b'~'
-    );
-    if b.is_ascii_alphanumeric() || tchar_special {
+    if crate::responder::is_tchar(b) {
         c |= TOKEN;
     }
     if b >= 0x21 && b <= 0x7e {
@@ -198,11 +181,6 @@ fn skip_vchar(b: &[u8], mut i: usize, lim: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// tchar (RFC 9110 §5.6.2); shared with the chunked decoder.
-pub(super) fn is_tchar(b: u8) -> bool {
-    is(b, TOKEN)
 }
 
 /// An octet allowed in a field value (HTAB, SP, VCHAR, obs-text); shared with the chunked

@@ -372,12 +372,9 @@ pub fn percent_decode(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// SERVER_NAME and SERVER_PORT from a Host value (`example.com:8080`, `[::1]:80`).
