@@ -283,6 +283,8 @@ fn file_args(
         .find_subcommand("serve")
         .ok_or_else(|| ConfigError("internal: no serve command".into()))?;
     let mut out = Vec::new();
+    // The positional APP cannot be injected as a flag; the caller appends it after the CLI args.
+    let mut app = None;
     for (key, value) in &table {
         let id = key.replace('-', "_");
         let Some(arg) = serve.get_arguments().find(|a| a.get_id().as_str() == id) else {
@@ -324,10 +326,7 @@ fn file_args(
                     out.push(OsString::from(scalar(item)?));
                 }
             }
-            v if positional => {
-                out.push(OsString::from("--app-from-config"));
-                out.push(OsString::from(scalar(v)?));
-            }
+            v if positional => app = Some(OsString::from(scalar(v)?)),
             v => {
                 if !takes_value {
                     return Err(ConfigError(format!(
@@ -339,18 +338,7 @@ fn file_args(
             }
         }
     }
-    // The positional APP cannot be injected as a flag; the caller appends it after the CLI args.
-    let mut fixed = Vec::with_capacity(out.len());
-    let mut app = None;
-    let mut it = out.into_iter();
-    while let Some(a) = it.next() {
-        if a == "--app-from-config" {
-            app = it.next();
-        } else {
-            fixed.push(a);
-        }
-    }
-    Ok((fixed, app))
+    Ok((out, app))
 }
 
 impl AppArgs {
