@@ -196,12 +196,7 @@ fn load_target(py: Python<'_>, target: &str) -> Result<Py<PyAny>, LoadError> {
             ))
         })?;
     }
-    if !obj.is_callable() {
-        let ty = super::type_name(&obj);
-        return Err(LoadError(format!(
-            "{target} is not callable (it is a {ty})"
-        )));
-    }
+    // Whether it is callable is checked once, in `load_app`, for every way of loading.
     Ok(obj.unbind())
 }
 
