@@ -16,9 +16,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 # Pinned test tools; bump deliberately.
-PY_PINS=(pytest==9.2.0 pytest-timeout==2.4.0)
+PY_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 mercurial==7.2.4 dulwich==1.2.21)
 # Debian packages the suite needs, as "command:package".
-APT_NEEDS=(curl:curl timeout:coreutils)
+APT_NEEDS=(curl:curl timeout:coreutils lighttpd:lighttpd git:git)
 SUITE_TIMEOUT="${SUITE_TIMEOUT:-900}"
 
 section() { printf '\n========== %s ==========\n' "$*"; }

@@ -25,7 +25,19 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve a WSGI app over HTTP/1.1 (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Answer one request as a CGI/1.1 program (RFC 3875): meta-variables and stdin in, a CGI
+    /// response on stdout (the default under a CGI host).
+    Cgi(Box<CgiArgs>),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CgiArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// The host repeats SCRIPT_NAME at the start of PATH_INFO (IIS without allowPathInfo): strip it.
+    #[arg(long, env = "WSGI_GATEWAY_IIS_PATH_INFO")]
+    pub iis_path_info: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -83,14 +95,6 @@ pub struct AppArgs {
         env = "WSGI_GATEWAY_LOG_LEVEL"
     )]
     pub log_level: LogLevel,
-    /// Mount point: SCRIPT_NAME, removed from the front of PATH_INFO.
-    #[arg(
-        long,
-        value_name = "PREFIX",
-        default_value = "",
-        env = "WSGI_GATEWAY_SCRIPT_NAME"
-    )]
-    pub script_name: String,
     /// Peers (IPs, CIDR ranges, or `*`) whose X-Forwarded-*/Forwarded and identity headers are believed.
     #[arg(
         long,
@@ -107,14 +111,6 @@ pub struct AppArgs {
         value_delimiter = ','
     )]
     pub identity_header: Vec<String>,
-    /// Header names containing `_`: drop them, or refuse the request with 400.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "drop",
-        env = "WSGI_GATEWAY_HEADER_UNDERSCORES"
-    )]
-    pub header_underscores: Underscores,
     /// Show tracebacks in 500 responses (never in production).
     #[arg(long, env = "WSGI_GATEWAY_DEBUG")]
     pub debug: bool,
@@ -124,6 +120,22 @@ pub struct AppArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub app: AppArgs,
+    /// Mount point: SCRIPT_NAME, removed from the front of PATH_INFO.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "",
+        env = "WSGI_GATEWAY_SCRIPT_NAME"
+    )]
+    pub script_name: String,
+    /// Header names containing `_`: drop them, or refuse the request with 400.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "drop",
+        env = "WSGI_GATEWAY_HEADER_UNDERSCORES"
+    )]
+    pub header_underscores: Underscores,
     /// Address to listen on: HOST:PORT, [V6]:PORT or unix:PATH (repeatable).
     #[arg(
         long,
@@ -204,32 +216,35 @@ pub enum Parsed {
     Print(String),
 }
 
-const SUBCOMMANDS: [&str; 2] = ["serve", "help"];
+const SUBCOMMANDS: [&str; 3] = ["serve", "cgi", "help"];
 
-/// Parses argv (CLI > env > `--config` file). With no subcommand, `serve` is meant.
+/// Parses argv (CLI > env > `--config` file). With no subcommand, `serve` is meant, or `cgi`
+/// when a CGI host started the program.
 pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ConfigError> {
-    let mut argv = argv;
-    let first = argv.get(1).and_then(|a| a.to_str()).unwrap_or("");
-    if !SUBCOMMANDS.contains(&first) && !matches!(first, "-h" | "--help" | "-V" | "--version") {
-        argv.insert(1.min(argv.len()), OsString::from("serve"));
-    }
+    let argv = with_command(
+        argv,
+        std::env::var_os("GATEWAY_INTERFACE").is_some(),
+        std::env::var_os("QUERY_STRING").as_deref(),
+    );
     let matches = match Cli::command().try_get_matches_from(&argv) {
         Ok(m) => m,
         Err(e) => return clap_outcome(e, None),
     };
-    let Some(("serve", sub)) = matches.subcommand() else {
-        return Cli::from_arg_matches(&matches)
-            .map(|c| Parsed::Run(Box::new(c)))
-            .map_err(|e| ConfigError(clap_text(&e)));
+    let file = match matches.subcommand() {
+        Some((name, sub)) if name != "help" => sub
+            .get_one::<PathBuf>("config")
+            .cloned()
+            .map(|file| (name.to_string(), file, sub)),
+        _ => None,
     };
-    let Some(file) = sub.get_one::<PathBuf>("config").cloned() else {
+    let Some((name, file, sub)) = file else {
         return Cli::from_arg_matches(&matches)
             .map(|c| Parsed::Run(Box::new(c)))
             .map_err(|e| ConfigError(clap_text(&e)));
     };
     // Settings from the file go in front of the real arguments, but only for options that the
     // command line and the environment left unset.
-    let (from_file, app) = file_args(&file, sub)?;
+    let (from_file, app) = file_args(&file, &name, sub)?;
     let mut merged: Vec<OsString> = argv[..2].to_vec();
     merged.extend(from_file);
     merged.extend(argv[2..].iter().cloned());
@@ -240,6 +255,43 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ConfigError> {
             .map_err(|e| ConfigError(clap_text(&e))),
         Err(e) => clap_outcome(e, Some(&file)),
     }
+}
+
+/// argv with its subcommand made explicit. Under a CGI host (`GATEWAY_INTERFACE` set) the
+/// default is `cgi`, and arguments that are just the query's search words (RFC 3875 §4.4: a
+/// host may pass them for a query without `=`) are ignored: a request must never choose
+/// options (php-cgi's CVE-2012-1823 was exactly that).
+fn with_command(
+    mut argv: Vec<OsString>,
+    under_cgi: bool,
+    query: Option<&std::ffi::OsStr>,
+) -> Vec<OsString> {
+    if argv.is_empty() {
+        argv.push(OsString::from("wsgi-gateway"));
+    }
+    if under_cgi && argv.len() > 1 && query.is_some_and(|q| is_search_words(&argv[1..], q)) {
+        argv.truncate(1);
+    }
+    let first = argv.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    if !SUBCOMMANDS.contains(&first) && !matches!(first, "-h" | "--help" | "-V" | "--version") {
+        let command = if under_cgi { "cgi" } else { "serve" };
+        argv.insert(1, OsString::from(command));
+    }
+    argv
+}
+
+/// Whether `args` are the `+`-separated, percent-decoded words of an indexed query.
+fn is_search_words(args: &[OsString], query: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let query = query.as_bytes();
+    if query.is_empty() || query.contains(&b'=') {
+        return false;
+    }
+    let words = query.split(|&b| b == b'+');
+    words.clone().count() == args.len()
+        && words.zip(args).all(|(w, a)| {
+            crate::request::decode_path(&bytes::Bytes::copy_from_slice(w)) == a.as_bytes()
+        })
 }
 
 fn clap_text(e: &clap::Error) -> String {
@@ -264,6 +316,7 @@ fn clap_outcome(e: clap::Error, file: Option<&PathBuf>) -> Result<Parsed, Config
 /// Turns the TOML file into arguments for the options not already set.
 fn file_args(
     file: &PathBuf,
+    command: &str,
     given: &ArgMatches,
 ) -> Result<(Vec<OsString>, Option<OsString>), ConfigError> {
     let name = file.display();
@@ -279,16 +332,18 @@ fn file_args(
         }
     })?;
     let cmd = Cli::command();
-    let serve = cmd
-        .find_subcommand("serve")
-        .ok_or_else(|| ConfigError("internal: no serve command".into()))?;
+    let sub = cmd
+        .find_subcommand(command)
+        .ok_or_else(|| ConfigError(format!("internal: no {command} command")))?;
     let mut out = Vec::new();
     // The positional APP cannot be injected as a flag; the caller appends it after the CLI args.
     let mut app = None;
     for (key, value) in &table {
         let id = key.replace('-', "_");
-        let Some(arg) = serve.get_arguments().find(|a| a.get_id().as_str() == id) else {
-            return Err(ConfigError(format!("--config {name}: unknown key {key:?}")));
+        let Some(arg) = sub.get_arguments().find(|a| a.get_id().as_str() == id) else {
+            return Err(ConfigError(format!(
+                "--config {name}: unknown key {key:?} for `{command}`"
+            )));
         };
         if id == "config" {
             return Err(ConfigError(format!(
@@ -355,7 +410,9 @@ impl AppArgs {
         }
     }
 
-    pub fn trust_policy(&self) -> Result<TrustPolicy, ConfigError> {
+    /// Who is believed about proxies and identity. `refuse_underscores`: refuse header names
+    /// with `_` instead of dropping them.
+    pub fn trust_policy(&self, refuse_underscores: bool) -> Result<TrustPolicy, ConfigError> {
         let trusted = self
             .forwarded_allow_ips
             .split(',')
@@ -378,10 +435,12 @@ impl AppArgs {
         Ok(TrustPolicy {
             trusted,
             identity_headers,
-            refuse_underscores: self.header_underscores == Underscores::Refuse,
+            refuse_underscores,
         })
     }
+}
 
+impl ServeArgs {
     /// The mount point, validated: empty, or `/x` without a trailing `/`.
     pub fn script_name(&self) -> Result<String, ConfigError> {
         let s = self.script_name.trim_end_matches('/');
@@ -391,5 +450,71 @@ impl AppArgs {
             )));
         }
         Ok(s.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    fn cmd(words: &[&str], under_cgi: bool, query: Option<&str>) -> Vec<OsString> {
+        with_command(argv(words), under_cgi, query.map(std::ffi::OsStr::new))
+    }
+
+    #[test]
+    fn default_command_is_serve_or_cgi() {
+        assert_eq!(
+            cmd(&["gw", "app:x"], false, None),
+            argv(&["gw", "serve", "app:x"])
+        );
+        assert_eq!(cmd(&["gw"], true, Some("")), argv(&["gw", "cgi"]));
+        assert_eq!(
+            cmd(&["gw", "cgi", "app"], true, None),
+            argv(&["gw", "cgi", "app"])
+        );
+        assert_eq!(cmd(&["gw", "--help"], false, None), argv(&["gw", "--help"]));
+    }
+
+    #[test]
+    fn search_words_from_a_cgi_host_never_become_options() {
+        // GET /cgi-bin/gw?cgi+--pythonpath+%2Ftmp: the host passes the words as argv.
+        assert_eq!(
+            cmd(
+                &["gw", "cgi", "--pythonpath", "/tmp"],
+                true,
+                Some("cgi+--pythonpath+%2Ftmp")
+            ),
+            argv(&["gw", "cgi"])
+        );
+        assert_eq!(
+            cmd(
+                &["gw", "--error-log", "/etc/x"],
+                true,
+                Some("--error-log+/etc/x")
+            ),
+            argv(&["gw", "cgi"])
+        );
+        // A wrapper's own arguments stay when they are not the query's words.
+        assert_eq!(
+            cmd(
+                &["gw", "cgi", "app", "--chdir", "/srv"],
+                true,
+                Some("cgi+app")
+            ),
+            argv(&["gw", "cgi", "app", "--chdir", "/srv"])
+        );
+        assert_eq!(
+            cmd(&["gw", "cgi", "app"], true, Some("a=cgi+app")),
+            argv(&["gw", "cgi", "app"])
+        );
+        // Outside a CGI host nothing is dropped.
+        assert_eq!(
+            cmd(&["gw", "serve", "app"], false, Some("serve+app")),
+            argv(&["gw", "serve", "app"])
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! wsgi-gateway: front end → `Request` → pool → WSGI call → responder → front end.
 
+pub mod cgi;
 pub mod config;
 pub mod http;
 pub mod pool;

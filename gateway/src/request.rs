@@ -48,7 +48,8 @@ pub struct Request {
     pub method: Bytes,
     /// The raw request-target (`REQUEST_URI`).
     pub target: Bytes,
-    /// Still percent-encoded; the core decodes it into `PATH_INFO`.
+    /// `PATH_INFO`: decoded bytes below the mount point (the front end decodes, see
+    /// `decode_path`; a CGI host hands it over decoded already).
     pub path: Bytes,
     pub query: Bytes,
     pub version: Version,
@@ -64,6 +65,37 @@ pub struct Request {
     pub auth_type: Option<Bytes>,
     /// Percent-decoded bytes of the mount point (`SCRIPT_NAME`); already removed from `path`.
     pub script_name: Bytes,
+    /// Variables the front end's host defined (a CGI host's `DOCUMENT_ROOT`, `SSL_*`, …), put
+    /// into the environ as they are, after the standard keys. Never identity or `HTTP_*`.
+    pub extra: Vec<(Bytes, Bytes)>,
+}
+
+/// Percent-decodes a request path to bytes (`%2F` included); malformed escapes stay as they
+/// are. Borrows `raw` when there is nothing to decode.
+pub fn decode_path(raw: &Bytes) -> Bytes {
+    if !raw.contains(&b'%') {
+        return raw.clone();
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    Bytes::from(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,4 +142,23 @@ pub enum BodyFailure {
     TimedOut,
     /// The client closed the connection: there is nobody to answer.
     ClientGone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(raw: &'static [u8]) -> Bytes {
+        decode_path(&Bytes::from_static(raw))
+    }
+
+    #[test]
+    fn decodes_paths_to_bytes() {
+        assert_eq!(&dec(b"/a%2Fb")[..], b"/a/b");
+        assert_eq!(&dec(b"/caf%C3%A9")[..], b"/caf\xc3\xa9");
+        assert_eq!(&dec(b"/100%")[..], b"/100%");
+        assert_eq!(&dec(b"/%zz%4")[..], b"/%zz%4");
+        assert_eq!(&dec(b"/%41%")[..], b"/A%");
+        assert_eq!(&dec(b"/plain")[..], b"/plain");
+    }
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use wsgi_gateway::config::{self, AppArgs, Command, LogLevel, Parsed, ServeArgs};
+use wsgi_gateway::cgi;
+use wsgi_gateway::config::{
+    self, AppArgs, CgiArgs, Command, LogLevel, Parsed, ServeArgs, Underscores,
+};
 use wsgi_gateway::http::server::Server;
 use wsgi_gateway::http::{self, head::HeadLimits, listener, Settings, Shared};
 use wsgi_gateway::pool;
@@ -26,7 +29,20 @@ impl<E: std::fmt::Display> From<E> for Fatal {
 }
 
 fn main() -> ExitCode {
-    let cli = match config::parse(std::env::args_os().collect()) {
+    let argv: Vec<_> = std::env::args_os().collect();
+    // Under a CGI host every failure must still be a complete response, never silence.
+    let as_cgi =
+        std::env::var_os("GATEWAY_INTERFACE").is_some() || argv.get(1).is_some_and(|a| a == "cgi");
+    let fail = |msg: &str| {
+        eprintln!("wsgi-gateway: error: {msg}");
+        if as_cgi {
+            cgi::write_error_document(500);
+            ExitCode::from(1)
+        } else {
+            ExitCode::from(2)
+        }
+    };
+    let cli = match config::parse(argv) {
         Ok(Parsed::Run(cli)) => cli,
         Ok(Parsed::Print(text)) => {
             print!("{text}");
@@ -35,17 +51,13 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.0),
     };
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
+        Command::Cgi(args) => run_cgi(*args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(Fatal(msg)) => fail(&msg),
     }
-}
-
-fn fail(msg: &str) -> ExitCode {
-    eprintln!("wsgi-gateway: error: {msg}");
-    ExitCode::from(2)
 }
 
 fn init_logging(app: &AppArgs) -> Result<(), Fatal> {
@@ -73,8 +85,8 @@ fn init_logging(app: &AppArgs) -> Result<(), Fatal> {
 }
 
 /// Loads the app and the environ builder for a front end (under the GIL).
-fn load(app: &AppArgs, kind: FrontEndKind) -> Result<WsgiApp, Fatal> {
-    let policy = app.trust_policy()?;
+fn load(app: &AppArgs, kind: FrontEndKind, refuse_underscores: bool) -> Result<WsgiApp, Fatal> {
+    let policy = app.trust_policy(refuse_underscores)?;
     let spec = app.app_spec();
     interpreter::start();
     Python::attach(|py| {
@@ -105,10 +117,33 @@ fn raise_fd_limit() {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<(), Fatal> {
+/// One request as a CGI program: no threads, no listener, nothing a single request does not need.
+fn run_cgi(args: CgiArgs) -> Result<ExitCode, Fatal> {
+    init_logging(&args.app)?;
+    if args.app.app.is_none() && args.app.paste.is_none() {
+        return Err(Fatal(
+            "no app to run: give APP, set WSGI_GATEWAY_APP, or name a TOML file with an `app` key in WSGI_GATEWAY_CONFIG".into(),
+        ));
+    }
+    let app = load(
+        &args.app,
+        FrontEndKind {
+            multithread: false,
+            multiprocess: true,
+            run_once: true,
+        },
+        false,
+    )?;
+    Ok(match cgi::serve_one(&app, args.iis_path_info) {
+        cgi::Served::Answered => ExitCode::SUCCESS,
+        cgi::Served::Refused => ExitCode::from(1),
+    })
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     init_logging(&args.app)?;
     raise_fd_limit();
-    let script_name = args.app.script_name()?;
+    let script_name = args.script_name()?;
     let settings = Settings {
         limits: HeadLimits {
             max_request_line: to_usize(args.limit_request_line),
@@ -134,6 +169,7 @@ fn serve(args: ServeArgs) -> Result<(), Fatal> {
             multiprocess: false,
             run_once: false,
         },
+        args.header_underscores == Underscores::Refuse,
     )?;
 
     let binds = if args.bind.is_empty() {

@@ -13,7 +13,7 @@ use super::body::HttpBody;
 use super::head::{parse_head, Head};
 use super::response::HttpResponder;
 use super::{error_response, Conn, Settings, Shared};
-use crate::request::{Framing, Peer, Request};
+use crate::request::{decode_path, Framing, Peer, Request};
 use crate::trust::TrustPolicy;
 
 /// Checks that need no Python, done before a request reaches the app. `Err` = answer this
@@ -66,6 +66,12 @@ fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
         let rest = split_mount(&head.path, &settings.script_name).unwrap_or_default();
         (rest, settings.script_name.clone())
     };
+    // `OPTIONS *` names the server, not a resource: PATH_INFO is empty (REQUEST_URI says `*`).
+    let path = if path.as_ref() == b"*" {
+        Bytes::new()
+    } else {
+        decode_path(&path)
+    };
     Request {
         method: head.method,
         target: head.target,
@@ -80,6 +86,7 @@ fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
         remote_user: None,
         auth_type: None,
         script_name,
+        extra: Vec::new(),
     }
 }
 

@@ -182,13 +182,7 @@ impl EnvironBuilder {
         if !req.script_name.is_empty() {
             env.set_item(&k.script_name, latin1(py, &req.script_name)?)?;
         }
-        // `OPTIONS *` names the server, not a resource: PATH_INFO is empty (REQUEST_URI says `*`).
-        let path: &[u8] = if req.path.as_ref() == b"*" {
-            b""
-        } else {
-            &req.path
-        };
-        env.set_item(&k.path_info, latin1(py, &percent_decode(path))?)?;
+        env.set_item(&k.path_info, latin1(py, &req.path)?)?;
         env.set_item(&k.query_string, latin1(py, &req.query)?)?;
         let target = latin1(py, &req.target)?;
         env.set_item(&k.request_uri, &target)?;
@@ -274,6 +268,9 @@ impl EnvironBuilder {
         if let Some(auth) = &req.auth_type {
             env.set_item(&k.auth_type, latin1(py, auth)?)?;
         }
+        for (key, value) in &req.extra {
+            env.set_item(latin1(py, key)?, latin1(py, value)?)?;
+        }
         env.set_item(&k.input, input)?;
         Ok(env)
     }
@@ -350,33 +347,6 @@ fn push_http_key(out: &mut Vec<u8>, name: &[u8]) {
     }));
 }
 
-/// Percent-decodes a path to bytes (`%2F` included); malformed escapes stay as they are.
-pub fn percent_decode(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if !raw.contains(&b'%') {
-        return std::borrow::Cow::Borrowed(raw);
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' && i + 2 < raw.len() {
-            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
-}
-
 /// SERVER_NAME and SERVER_PORT from a Host value (`example.com:8080`, `[::1]:80`).
 fn split_host(host: &str, scheme: Scheme) -> (String, String) {
     let default_port = match scheme {
@@ -402,16 +372,6 @@ fn split_host(host: &str, scheme: Scheme) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decodes_paths_to_bytes() {
-        assert_eq!(&*percent_decode(b"/a%2Fb"), b"/a/b");
-        assert_eq!(&*percent_decode(b"/caf%C3%A9"), b"/caf\xc3\xa9");
-        assert_eq!(&*percent_decode(b"/100%"), b"/100%");
-        assert_eq!(&*percent_decode(b"/%zz%4"), b"/%zz%4");
-        assert_eq!(&*percent_decode(b"/%41%"), b"/A%");
-        assert_eq!(&*percent_decode(b"/plain"), b"/plain");
-    }
 
     #[test]
     fn header_keys() {

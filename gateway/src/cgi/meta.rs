@@ -1,0 +1,391 @@
+//! RFC 3875 §4.1: the meta-variables a CGI host sets, turned into the one `Request`.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+use bytes::Bytes;
+
+use crate::request::{Peer, Request, Scheme, Version};
+
+/// Host variables that go into the environ as the host gave them. Everything else in the
+/// process environment (PATH, HOME, WSGI_GATEWAY_*, …) stays out.
+const HOST_EXTRAS: [&str; 12] = [
+    "SERVER_SOFTWARE",
+    "DOCUMENT_ROOT",
+    "SCRIPT_FILENAME",
+    "SERVER_ADDR",
+    "SERVER_ADMIN",
+    "PATH_TRANSLATED",
+    "REMOTE_HOST",
+    "REMOTE_IDENT",
+    "REQUEST_SCHEME",
+    "CONTEXT_PREFIX",
+    "CONTEXT_DOCUMENT_ROOT",
+    "UNIQUE_ID",
+];
+/// Families of host variables: Apache's internal-redirect copies and mod_ssl's TLS facts.
+const HOST_EXTRA_PREFIXES: [&str; 2] = ["REDIRECT_", "SSL_"];
+/// `HTTP_*` variables that must not become headers: httpoxy, and the duplicates of
+/// CONTENT_TYPE/CONTENT_LENGTH some hosts add (lighttpd does).
+const DROPPED_HTTP: [&str; 3] = ["HTTP_PROXY", "HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE"];
+
+/// A request as a CGI host described it.
+#[derive(Debug)]
+pub struct CgiRequest {
+    pub request: Request,
+    /// CONTENT_LENGTH: the body on stdin is exactly this long; `None` = read stdin to EOF.
+    pub content_length: Option<u64>,
+}
+
+/// The host's variables do not describe a request; answered with this status.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MetaError {
+    pub status: u16,
+    pub why: String,
+}
+
+/// Builds the request from the process environment's meta-variables. `iis_path_info`: the
+/// host repeats SCRIPT_NAME at the front of PATH_INFO (IIS without `allowPathInfo`).
+pub fn read_request(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    iis_path_info: bool,
+) -> Result<CgiRequest, MetaError> {
+    let mut m = Meta::default();
+    for (name, value) in vars {
+        let (Ok(name), value) = (name.into_string(), Bytes::from(value.into_vec())) else {
+            continue;
+        };
+        m.take(name, value);
+    }
+    m.into_request(iis_path_info)
+}
+
+#[derive(Default)]
+struct Meta {
+    method: Option<Bytes>,
+    script_name: Bytes,
+    path_info: Bytes,
+    query: Bytes,
+    request_uri: Option<Bytes>,
+    content_type: Option<Bytes>,
+    content_length: Option<Bytes>,
+    protocol: Option<Bytes>,
+    server_name: Option<Bytes>,
+    server_port: Option<Bytes>,
+    remote_addr: Option<Bytes>,
+    remote_port: Option<Bytes>,
+    remote_user: Option<Bytes>,
+    auth_type: Option<Bytes>,
+    https: bool,
+    headers: Vec<(Bytes, Bytes)>,
+    extra: Vec<(Bytes, Bytes)>,
+}
+
+fn non_empty(value: Bytes) -> Option<Bytes> {
+    (!value.is_empty()).then_some(value)
+}
+
+impl Meta {
+    fn take(&mut self, name: String, value: Bytes) {
+        match name.as_str() {
+            "REQUEST_METHOD" => self.method = non_empty(value),
+            "SCRIPT_NAME" => self.script_name = value,
+            "PATH_INFO" => self.path_info = value,
+            "QUERY_STRING" => self.query = value,
+            "REQUEST_URI" => self.request_uri = non_empty(value),
+            "CONTENT_TYPE" => self.content_type = non_empty(value),
+            "CONTENT_LENGTH" => self.content_length = non_empty(value),
+            "SERVER_PROTOCOL" => self.protocol = non_empty(value),
+            "SERVER_NAME" => self.server_name = non_empty(value),
+            "SERVER_PORT" => self.server_port = non_empty(value),
+            "REMOTE_ADDR" => self.remote_addr = non_empty(value),
+            "REMOTE_PORT" => self.remote_port = non_empty(value),
+            "REMOTE_USER" => self.remote_user = non_empty(value),
+            "AUTH_TYPE" => self.auth_type = non_empty(value),
+            "HTTPS" => {
+                self.https = value.eq_ignore_ascii_case(b"on") || value.as_ref() == b"1";
+            }
+            _ if DROPPED_HTTP.contains(&name.as_str()) => {}
+            _ => {
+                if let Some(field) = name.strip_prefix("HTTP_").filter(|f| !f.is_empty()) {
+                    // Back to a header name; the core maps it to the same HTTP_* key and applies
+                    // the trust policy (identity and proxy headers) to it.
+                    self.headers
+                        .push((Bytes::from(field.replace('_', "-")), value));
+                } else if HOST_EXTRAS.contains(&name.as_str())
+                    || HOST_EXTRA_PREFIXES.iter().any(|p| name.starts_with(p))
+                {
+                    self.extra.push((Bytes::from(name), value));
+                }
+            }
+        }
+    }
+
+    fn into_request(mut self, iis_path_info: bool) -> Result<CgiRequest, MetaError> {
+        let bad = |why: String| MetaError { status: 400, why };
+        let Some(method) = self.method else {
+            return Err(MetaError {
+                status: 500,
+                why: "REQUEST_METHOD is not set: `cgi` must be started by a CGI host".into(),
+            });
+        };
+        if !method.iter().all(|&b| crate::responder::is_tchar(b)) {
+            return Err(bad(format!(
+                "REQUEST_METHOD {:?} is not a method",
+                String::from_utf8_lossy(&method)
+            )));
+        }
+        let content_length = match &self.content_length {
+            None => None,
+            Some(v) => Some(
+                std::str::from_utf8(v)
+                    .ok()
+                    .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "CONTENT_LENGTH {:?} is not a length",
+                            String::from_utf8_lossy(v)
+                        ))
+                    })?,
+            ),
+        };
+        if iis_path_info
+            && !self.script_name.is_empty()
+            && self.path_info.starts_with(&self.script_name)
+        {
+            self.path_info = self.path_info.slice(self.script_name.len()..);
+        }
+        let target = match self.request_uri {
+            Some(uri) => uri,
+            None => {
+                let mut t = self.script_name.to_vec();
+                t.extend_from_slice(&self.path_info);
+                if !self.query.is_empty() {
+                    t.push(b'?');
+                    t.extend_from_slice(&self.query);
+                }
+                Bytes::from(t)
+            }
+        };
+        let version = match self.protocol.as_deref() {
+            Some(b"HTTP/1.0") => Version::Http10,
+            Some(b"HTTP/1.1") | None => Version::Http11,
+            // HTTP/2 behind the host, or something else: the app is told what the host said.
+            Some(_) => {
+                if let Some(p) = self.protocol {
+                    self.extra.push((Bytes::from_static(b"SERVER_PROTOCOL"), p));
+                }
+                Version::Http11
+            }
+        };
+        let mut headers = self.headers;
+        if let Some(ct) = self.content_type {
+            headers.push((Bytes::from_static(b"Content-Type"), ct));
+        }
+        if let Some(cl) = self.content_length {
+            headers.push((Bytes::from_static(b"Content-Length"), cl));
+        }
+        let scheme = if self.https {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
+        let text = |v: Option<Bytes>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let default_port = if self.https { "443" } else { "80" };
+        let request = Request {
+            method,
+            target,
+            path: self.path_info,
+            query: self.query,
+            version,
+            headers,
+            peer: Peer::Named {
+                addr: text(self.remote_addr).unwrap_or_default(),
+                port: text(self.remote_port),
+            },
+            server_name: text(self.server_name).unwrap_or_else(|| "localhost".into()),
+            server_port: text(self.server_port).unwrap_or_else(|| default_port.into()),
+            scheme,
+            remote_user: self.remote_user,
+            auth_type: self.auth_type,
+            script_name: self.script_name,
+            extra: self.extra,
+        };
+        Ok(CgiRequest {
+            request,
+            content_length,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        list.iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("REQUEST_METHOD", "POST"),
+            ("SCRIPT_NAME", "/cgi-bin/app"),
+            ("PATH_INFO", "/a b/%2F"),
+            ("QUERY_STRING", "x=1"),
+            ("SERVER_NAME", "example.org"),
+            ("SERVER_PORT", "8080"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("REMOTE_ADDR", "10.0.0.7"),
+            ("REMOTE_PORT", "5555"),
+            ("CONTENT_LENGTH", "12"),
+            ("CONTENT_TYPE", "text/plain"),
+            ("HTTP_CONTENT_LENGTH", "12"),
+            ("HTTP_CONTENT_TYPE", "text/plain"),
+            ("HTTP_PROXY", "http://evil:1"),
+            ("HTTP_X_CUSTOM_THING", "v"),
+            ("DOCUMENT_ROOT", "/srv/www"),
+            ("SSL_PROTOCOL", "TLSv1.3"),
+            ("PATH", "/usr/bin"),
+            ("HOME", "/root"),
+            ("WSGI_GATEWAY_APP", "x:y"),
+        ]
+    }
+
+    fn read(list: &[(&str, &str)]) -> CgiRequest {
+        match read_request(vars(list), false) {
+            Ok(r) => r,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn header<'a>(r: &'a Request, name: &str) -> Vec<&'a [u8]> {
+        r.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_ref())
+            .collect()
+    }
+
+    #[test]
+    fn maps_meta_variables() {
+        let c = read(&base());
+        let r = &c.request;
+        assert_eq!(c.content_length, Some(12));
+        assert_eq!(&r.method[..], b"POST");
+        assert_eq!(&r.script_name[..], b"/cgi-bin/app");
+        // The host decoded PATH_INFO already: used as given.
+        assert_eq!(&r.path[..], b"/a b/%2F");
+        assert_eq!(&r.query[..], b"x=1");
+        assert_eq!(&r.target[..], b"/cgi-bin/app/a b/%2F?x=1");
+        assert_eq!(r.version, Version::Http11);
+        assert_eq!(r.server_name, "example.org");
+        assert_eq!(r.server_port, "8080");
+        assert_eq!(
+            r.peer,
+            Peer::Named {
+                addr: "10.0.0.7".into(),
+                port: Some("5555".into())
+            }
+        );
+        assert_eq!(header(r, "content-length"), vec![&b"12"[..]]);
+        assert_eq!(header(r, "content-type"), vec![&b"text/plain"[..]]);
+        assert!(header(r, "proxy").is_empty());
+        assert_eq!(header(r, "x-custom-thing"), vec![&b"v"[..]]);
+        let extra: Vec<&[u8]> = r.extra.iter().map(|(k, _)| k.as_ref()).collect();
+        assert!(extra.contains(&&b"DOCUMENT_ROOT"[..]));
+        assert!(extra.contains(&&b"SSL_PROTOCOL"[..]));
+        for leaked in ["PATH", "HOME", "WSGI_GATEWAY_APP", "GATEWAY_INTERFACE"] {
+            assert!(!extra.contains(&leaked.as_bytes()), "{leaked} leaked");
+        }
+        assert_eq!(r.remote_user, None);
+        assert_eq!(r.scheme, Scheme::Http);
+    }
+
+    #[test]
+    fn identity_and_scheme_come_from_the_host() {
+        let mut v = base();
+        v.extend([
+            ("REMOTE_USER", "DOMAIN\\alice"),
+            ("AUTH_TYPE", "Negotiate"),
+            ("HTTPS", "ON"),
+            ("REQUEST_URI", "/cgi-bin/app/a%20b/%2F?x=1"),
+        ]);
+        let r = read(&v).request;
+        assert_eq!(r.remote_user.as_deref(), Some(&b"DOMAIN\\alice"[..]));
+        assert_eq!(r.auth_type.as_deref(), Some(&b"Negotiate"[..]));
+        assert_eq!(r.scheme, Scheme::Https);
+        assert_eq!(&r.target[..], b"/cgi-bin/app/a%20b/%2F?x=1");
+        // An empty REMOTE_USER is no user at all.
+        let mut v = base();
+        v.push(("REMOTE_USER", ""));
+        assert_eq!(read(&v).request.remote_user, None);
+    }
+
+    #[test]
+    fn no_body_unless_content_length() {
+        let v: Vec<_> = base()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("CONTENT_"))
+            .collect();
+        let c = read(&v);
+        assert_eq!(c.content_length, None);
+        assert!(header(&c.request, "content-length").is_empty());
+        for bad in ["-1", "1e3", " 12", "99999999999999999999999"] {
+            let mut v = base();
+            v.retain(|(k, _)| *k != "CONTENT_LENGTH");
+            v.push(("CONTENT_LENGTH", bad));
+            let err = read_request(vars(&v), false).map(|_| ()).unwrap_err();
+            assert_eq!(err.status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn iis_path_info_strips_the_script_name() {
+        let mut v = base();
+        v.retain(|(k, _)| *k != "PATH_INFO" && *k != "SCRIPT_NAME");
+        v.extend([("SCRIPT_NAME", "/app"), ("PATH_INFO", "/app/x/y")]);
+        let as_given = read(&v).request;
+        assert_eq!(&as_given.path[..], b"/app/x/y");
+        let stripped = match read_request(vars(&v), true) {
+            Ok(c) => c.request,
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(&stripped.path[..], b"/x/y");
+        assert_eq!(&stripped.script_name[..], b"/app");
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_request() {
+        let none = read_request(vars(&[("PATH", "/bin")]), false).map(|_| ());
+        assert_eq!(none.unwrap_err().status, 500);
+        let mut v = base();
+        v.retain(|(k, _)| *k != "REQUEST_METHOD");
+        v.push(("REQUEST_METHOD", "GET /x"));
+        assert_eq!(
+            read_request(vars(&v), false)
+                .map(|_| ())
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn other_protocols_are_reported_as_given() {
+        let mut v = base();
+        v.retain(|(k, _)| *k != "SERVER_PROTOCOL");
+        v.push(("SERVER_PROTOCOL", "HTTP/2.0"));
+        let r = read(&v).request;
+        assert!(r
+            .extra
+            .iter()
+            .any(|(k, val)| k.as_ref() == b"SERVER_PROTOCOL" && val.as_ref() == b"HTTP/2.0"));
+        v.retain(|(k, _)| *k != "SERVER_PROTOCOL");
+        v.push(("SERVER_PROTOCOL", "HTTP/1.0"));
+        assert_eq!(read(&v).request.version, Version::Http10);
+    }
+}
