@@ -402,6 +402,8 @@ def test_body_readers(echo_server, mode, framing, which):
     else:
         assert "CONTENT_LENGTH" not in e
         assert e["wsgi.input_terminated"] is True
+        # The body arrives decoded: an app that saw the header would decode it twice.
+        assert "HTTP_TRANSFER_ENCODING" not in e
 
 
 def test_chunked_body_with_extensions_and_trailers_not_in_environ(echo_server):

@@ -133,8 +133,10 @@ impl TrustPolicy {
         if name.eq_ignore_ascii_case(b"content-length") {
             return HeaderFate::ContentLength;
         }
-        // httpoxy: a `Proxy:` header must never become HTTP_PROXY.
-        if name.eq_ignore_ascii_case(b"proxy") {
+        // httpoxy: a `Proxy:` header must never become HTTP_PROXY. Transfer-Encoding: every
+        // front end hands over the body decoded (RFC 3875 §4.2); apps that see the header
+        // decode it again (dulwich does).
+        if name.eq_ignore_ascii_case(b"proxy") || name.eq_ignore_ascii_case(b"transfer-encoding") {
             return HeaderFate::Drop;
         }
         if !trusted && self.is_guarded(name) {
