@@ -4,6 +4,7 @@ environment plus the meta-variables), and under lighttpd for what only a real ho
 are in test_conformance.py.
 """
 
+import hashlib
 import json
 import os
 import socket
@@ -149,7 +150,6 @@ def test_stdin_is_never_read_past_content_length(tmp_path):
         # The child shared this open file: its offset shows how far stdin was read.
         offset = os.lseek(f.fileno(), 0, os.SEEK_CUR)
     assert (rc, status) == (0, "200 OK"), err
-    import hashlib
     assert json.loads(body) == {"len": 40, "sha256": hashlib.sha256(b"A" * 40).hexdigest()}
     assert offset == 40
 
@@ -160,6 +160,15 @@ def test_without_content_length_the_body_is_stdin_to_eof():
                                        meta={"REQUEST_METHOD": "POST", "PATH_INFO": "/read"})
     assert (rc, status) == (0, "200 OK"), err
     assert json.loads(body)["len"] == len(payload)
+
+
+def test_stdin_shorter_than_content_length_is_a_400_document():
+    rc, status, headers, body, err = run_cgi(
+        ["cgi", *APP_ARGS], stdin=b"short",
+        meta={"REQUEST_METHOD": "POST", "PATH_INFO": "/read", "CONTENT_LENGTH": "100"})
+    assert (rc, status) == (0, "400 Bad Request"), err
+    assert header(headers, "Content-Length") == [str(len(body))]
+    assert "stdin ended 95 bytes before CONTENT_LENGTH" in err
 
 
 def test_get_without_a_body_does_not_wait_for_stdin():

@@ -9,11 +9,10 @@ use crate::request::{Peer, Request, Scheme, Version};
 
 /// Host variables that go into the environ as the host gave them. Everything else in the
 /// process environment (PATH, HOME, WSGI_GATEWAY_*, …) stays out.
-const HOST_EXTRAS: [&str; 12] = [
+const HOST_EXTRAS: [&str; 11] = [
     "SERVER_SOFTWARE",
     "DOCUMENT_ROOT",
     "SCRIPT_FILENAME",
-    "SERVER_ADDR",
     "SERVER_ADMIN",
     "PATH_TRANSLATED",
     "REMOTE_HOST",
@@ -72,6 +71,7 @@ struct Meta {
     protocol: Option<Bytes>,
     server_name: Option<Bytes>,
     server_port: Option<Bytes>,
+    server_addr: Option<Bytes>,
     remote_addr: Option<Bytes>,
     remote_port: Option<Bytes>,
     remote_user: Option<Bytes>,
@@ -98,6 +98,10 @@ impl Meta {
             "SERVER_PROTOCOL" => self.protocol = non_empty(value),
             "SERVER_NAME" => self.server_name = non_empty(value),
             "SERVER_PORT" => self.server_port = non_empty(value),
+            "SERVER_ADDR" => {
+                self.server_addr = non_empty(value.clone());
+                self.extra.push((Bytes::from(name), value));
+            }
             "REMOTE_ADDR" => self.remote_addr = non_empty(value),
             "REMOTE_PORT" => self.remote_port = non_empty(value),
             "REMOTE_USER" => self.remote_user = non_empty(value),
@@ -107,7 +111,14 @@ impl Meta {
             }
             _ if DROPPED_HTTP.contains(&name.as_str()) => {}
             _ => {
-                if let Some(field) = name.strip_prefix("HTTP_").filter(|f| !f.is_empty()) {
+                // Hosts name header variables in upper case only; anything else in the
+                // environment is not a header the client sent.
+                let header = name.strip_prefix("HTTP_").filter(|f| {
+                    !f.is_empty()
+                        && f.bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                });
+                if let Some(field) = header {
                     // Back to a header name; the core maps it to the same HTTP_* key and applies
                     // the trust policy (identity and proxy headers) to it.
                     self.headers
@@ -204,7 +215,10 @@ impl Meta {
                 addr: text(self.remote_addr).unwrap_or_default(),
                 port: text(self.remote_port),
             },
-            server_name: text(self.server_name).unwrap_or_else(|| "localhost".into()),
+            // No Host header and no configured name (lighttpd passes SERVER_NAME empty then):
+            // the address the request came in on, as the HTTP listener does.
+            server_name: text(self.server_name.or(self.server_addr))
+                .unwrap_or_else(|| "localhost".into()),
             server_port: text(self.server_port).unwrap_or_else(|| default_port.into()),
             scheme,
             remote_user: self.remote_user,
@@ -247,7 +261,10 @@ mod tests {
             ("HTTP_CONTENT_TYPE", "text/plain"),
             ("HTTP_PROXY", "http://evil:1"),
             ("HTTP_X_CUSTOM_THING", "v"),
+            ("HTTP_Proxy", "http://evil:2"),
+            ("HTTP_x_lower", "v"),
             ("DOCUMENT_ROOT", "/srv/www"),
+            ("SERVER_ADDR", "10.0.0.1"),
             ("SSL_PROTOCOL", "TLSv1.3"),
             ("PATH", "/usr/bin"),
             ("HOME", "/root"),
@@ -296,6 +313,7 @@ mod tests {
         assert!(header(r, "proxy").is_empty());
         assert_eq!(header(r, "x-custom-thing"), vec![&b"v"[..]]);
         let extra: Vec<&[u8]> = r.extra.iter().map(|(k, _)| k.as_ref()).collect();
+        assert!(extra.contains(&&b"SERVER_ADDR"[..]));
         assert!(extra.contains(&&b"DOCUMENT_ROOT"[..]));
         assert!(extra.contains(&&b"SSL_PROTOCOL"[..]));
         for leaked in ["PATH", "HOME", "WSGI_GATEWAY_APP", "GATEWAY_INTERFACE"] {
@@ -372,6 +390,16 @@ mod tests {
                 .status,
             400
         );
+    }
+
+    #[test]
+    fn empty_server_name_falls_back_to_the_server_address() {
+        let mut v = base();
+        v.retain(|(k, _)| *k != "SERVER_NAME");
+        v.push(("SERVER_NAME", ""));
+        assert_eq!(read(&v).request.server_name, "10.0.0.1");
+        v.retain(|(k, _)| *k != "SERVER_ADDR");
+        assert_eq!(read(&v).request.server_name, "localhost");
     }
 
     #[test]

@@ -59,8 +59,9 @@ impl BodyReader for StdinBody {
     }
 
     fn failure(&self) -> Option<BodyFailure> {
-        // The host stopped passing the body on: its client went away.
-        self.cut_short.then_some(BodyFailure::ClientGone)
+        // The body is shorter than the host announced: a 400 document (the host's client may
+        // be gone, but the host itself always gets a complete response).
+        self.cut_short.then_some(BodyFailure::Invalid(400))
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
