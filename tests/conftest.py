@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cgihost import DEFAULT_USER, CgiHost  # noqa: E402
 from gwhelpers import APPS_DIR, Server  # noqa: E402
 
 # name -> (app, extra args, extra env)
@@ -26,6 +27,8 @@ SESSION_CONFIGS = {
     "trusted": ("echo_app", ["--forwarded-allow-ips", "127.0.0.1"], {}),
     "identity": ("echo_app", ["--identity-header", "X-Auth-User"], {}),
     "mounted": ("echo_app", ["--script-name", "/mnt"], {}),
+    # the conformance suite's HTTP front end (tests/conformance/adapters.py)
+    "conformance": ("conformance_app", ["--script-name", "/app"], {}),
     # the process environment must never reach environ
     "pollutedenv": ("echo_app", [], {"HTTP_HOST": "evil", "REMOTE_USER": "mallory",
                                      "CONTENT_LENGTH": "999", "SERVER_NAME": "evil.example",
@@ -95,3 +98,58 @@ def server_factory():
 @pytest.fixture
 def apps_dir():
     return APPS_DIR
+
+
+# ---- CGI front end: one lighttpd for the session, in front of `wsgi-gateway cgi` scripts ----
+
+# user/password lighttpd requires (HTTP Basic) for the scripts marked auth=True
+CGI_AUTH_USER = DEFAULT_USER
+
+# script name -> (app, extra args, exported env, auth). Every script gets --chdir tests/apps.
+# URL path: /cgi-bin/<name>. Names may not be prefixes of each other's paths in a way that
+# matters: auth is per exact script (+ path info).
+CGI_SCRIPTS = {
+    "echo": ("echo_app", [], {}, False),
+    "echo-auth": ("echo_app", [], {}, True),
+    "echo-trusted": ("echo_app", ["--forwarded-allow-ips", "127.0.0.1"], {}, False),
+    "framing": ("framing_app", [], {}, False),
+    "conformance": ("conformance_app", [], {}, False),
+    "conformance-auth": ("conformance_app", [], {}, True),
+}
+
+
+@pytest.fixture(scope="session")
+def cgi_host(tmp_path_factory):
+    """lighttpd (mod_cgi) on a free loopback port with the CGI_SCRIPTS wrappers.
+
+    `cgi_host.scripts[name]` is the URL path of a script; `cgi_host.error_log()` holds
+    lighttpd's log and the scripts' stderr.
+    """
+    host = CgiHost(tmp_path_factory.mktemp("cgihost"))
+    for name, (app, args, env, auth) in CGI_SCRIPTS.items():
+        host.add_script(name, app, ["--chdir", str(APPS_DIR), *args],
+                        env={"PYTHONDONTWRITEBYTECODE": "1", **env},
+                        auth_user=CGI_AUTH_USER if auth else None)
+    host.start()
+    yield host
+    host.stop()
+    assert UNCLOSED not in host.error_log(), "a CGI response iterable was never closed"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per front end for the conformance suite: cases passed/failed/skipped."""
+    counts = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for rep in terminalreporter.stats.get(outcome, ()):
+            nodeid = getattr(rep, "nodeid", "")
+            if "test_conformance.py::test_case[" not in nodeid:
+                continue
+            fe = nodeid.split("[", 1)[1].split("-", 1)[0]
+            if outcome == "passed" and getattr(rep, "when", "call") != "call":
+                continue
+            counts.setdefault(fe, {}).setdefault(outcome, 0)
+            counts[fe][outcome] += 1
+    if counts:
+        terminalreporter.section("conformance per front end")
+        for fe, c in sorted(counts.items()):
+            terminalreporter.line(f"{fe}: " + ", ".join(f"{n} {o}" for o, n in sorted(c.items())))
