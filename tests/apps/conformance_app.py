@@ -3,9 +3,8 @@
 Default (any path not under /_/): answers 200 application/json
     {"environ": {str keys -> str values; wsgi.* as bools / lists / type names},
      "read": {"len": n, "sha256": hex, "data": latin-1 text when n <= 65536, "pieces": k}}
-How wsgi.input is read is chosen by the header `X-Read`:
-    all (default) read(-1) | n read(X-Read-Size) until b'' | line readline() until b''
-    lines readlines() | iter `for chunk in wsgi.input` | none (never touched)
+How wsgi.input is read is chosen by the header `X-Read`, with echo_app's readers
+(all (default), n with X-Read-Size, line, lines, iter, none, ...).
 Behaviour routes, chosen by PATH_INFO:
     /_/fixed            200 text/plain, Content-Length, body "fixed body\n", X-Method header
     /_/status/NNN       that status (204/304: no body, no Content-Type); 302 adds Location
@@ -26,7 +25,9 @@ rules on purpose, and extension methods, bypass it.
 import hashlib
 import json
 import warnings
-from wsgiref.validate import InputWrapper, validator
+from wsgiref.validate import validator
+
+from echo_app import read_body, type_checks
 
 warnings.simplefilter("error")
 
@@ -40,38 +41,10 @@ SMALL = 65536
 
 
 def _read(environ):
-    inp = environ["wsgi.input"]
-    raw = inp.input if isinstance(inp, InputWrapper) else inp
-    mode = environ.get("HTTP_X_READ", "all")
-    size = int(environ.get("HTTP_X_READ_SIZE", "4096"))
-    pieces = []
-    if mode == "none":
+    if environ.get("HTTP_X_READ") == "none":
         return None
-    if mode == "all":
-        data = inp.read(-1)
-        pieces = [data] if data else []
-    elif mode == "n":
-        while True:
-            c = inp.read(size)
-            if not c:
-                break
-            pieces.append(c)
-    elif mode == "line":
-        while True:
-            c = inp.readline()
-            if not c:
-                break
-            pieces.append(c)
-    elif mode == "lines":
-        pieces = inp.readlines()
-    elif mode == "iter":
-        pieces = [c for c in raw]
-    else:
-        raise ValueError(f"unknown X-Read mode {mode!r}")
-    for p in pieces:
-        if type(p) is not bytes:
-            raise TypeError(f"wsgi.input returned {type(p)!r}")
-    if inp.read(1) != b"":
+    pieces, _ = read_body(environ)  # the same readers as echo_app (X-Read modes)
+    if environ["wsgi.input"].read(1) != b"":
         raise AssertionError("wsgi.input returned data after EOF")
     data = b"".join(pieces)
     out = {"len": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pieces": len(pieces)}
@@ -91,11 +64,7 @@ def _environ(environ):
             out[k] = list(v)
         else:
             out[k] = f"<{type(v).__name__}>"
-    out["_bad_types"] = sorted(k for k, v in environ.items()
-                               if "." not in k and type(v) is not str)
-    out["_non_latin1"] = sorted(k for k, v in environ.items()
-                                if isinstance(v, str) and any(ord(ch) > 255 for ch in v))
-    out["_environ_is_dict"] = type(environ) is dict
+    out.update(type_checks(environ))
     return out
 
 

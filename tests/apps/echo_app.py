@@ -36,7 +36,7 @@ WSGI_KEYS = ("wsgi.url_scheme", "wsgi.input_terminated", "wsgi.multithread",
              "wsgi.multiprocess", "wsgi.run_once")
 
 
-def _read_body(environ):
+def read_body(environ):
     inp = environ["wsgi.input"]
     raw = inp.input if isinstance(inp, InputWrapper) else inp
     mode = environ.get("HTTP_X_READ", "all")
@@ -102,8 +102,19 @@ def _read_body(environ):
     return pieces, extra
 
 
+def type_checks(environ):
+    """PEP 3333 type facts about an environ, for the tests to assert on."""
+    return {
+        "_bad_types": sorted(k for k, v in environ.items()
+                             if "." not in k and type(v) is not str),
+        "_non_latin1": sorted(k for k, v in environ.items()
+                              if isinstance(v, str) and any(ord(ch) > 255 for ch in v)),
+        "_environ_is_dict": type(environ) is dict,
+    }
+
+
 def echo(environ, start_response):
-    pieces, extra = _read_body(environ)
+    pieces, extra = read_body(environ)
     if "HTTP_X_ERRORS" in environ:
         errors = environ["wsgi.errors"]
         errors.write(environ["HTTP_X_ERRORS"] + "\n")
@@ -122,11 +133,7 @@ def echo(environ, start_response):
         if k in environ:
             out[k] = environ[k]
     out["wsgi.version"] = list(environ.get("wsgi.version", ()))
-    out["_bad_types"] = sorted(k for k, v in environ.items()
-                               if "." not in k and type(v) is not str)
-    out["_non_latin1"] = sorted(k for k, v in environ.items()
-                                if isinstance(v, str) and any(ord(ch) > 255 for ch in v))
-    out["_environ_is_dict"] = type(environ) is dict
+    out.update(type_checks(environ))
     out["_has_file_wrapper"] = "wsgi.file_wrapper" in environ
     out["_body"] = b"".join(pieces).decode("latin-1")
     out["_pieces"] = [p.decode("latin-1") for p in pieces]
