@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass, field
 
 from cgihost import DEFAULT_USER, CgiHost
-from gwhelpers import ConnClosed, RawConn
+from gwhelpers import ConnClosed, RawConn, Response
 
 
 @dataclass
@@ -36,15 +36,10 @@ class Result:
         return iter((self.status, self.headers, self.body, self.environ))
 
     def header(self, name):
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return None
+        return Response.header(self, name)
 
     def header_all(self, name):
-        name = name.lower()
-        return [v for k, v in self.headers if k.lower() == name]
+        return Response.header_all(self, name)
 
 
 def chunk_body(body: bytes, size: int) -> bytes:
