@@ -3,7 +3,10 @@
 `wsgi-gateway cgi` against Python's own `wsgiref.handlers.CGIHandler`, same app, same host,
 same run. Requests alternate between the two so machine noise hits both alike.
 
-    python3 bench/cgi_startup.py [--requests 200] [--path /hello] [--out bench/results/...md]
+    python3 bench/cgi_startup.py [--requests 200] [--path /hello] [--venv DIR] [--out FILE.md]
+
+With --venv both run inside that virtualenv (wsgiref with DIR/bin/python, wsgi-gateway with
+`--venv DIR`), as apps are usually deployed.
 
 Needs lighttpd (apt) and a release build (`cargo build --release`); WSGI_GATEWAY_BIN overrides
 the binary. Prints medians, p90s and the ratio wsgiref / wsgi-gateway (> 1: we start faster).
@@ -54,6 +57,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200, help="requests per server")
     ap.add_argument("--path", default="/hello", help="app path (bench_app: /hello, /big, ...)")
+    ap.add_argument("--venv", help="run both inside this virtualenv")
     ap.add_argument("--out", help="also write a Markdown report here")
     args = ap.parse_args()
 
@@ -64,10 +68,14 @@ def main() -> int:
     base_python = os.path.join(sys.base_prefix, "bin", os.path.basename(python))
     if os.access(base_python, os.X_OK):
         python = base_python
+    gw_args = ["--chdir", str(APPS)]
+    if args.venv:
+        python = os.path.join(os.path.abspath(args.venv), "bin", "python")
+        gw_args += ["--venv", os.path.abspath(args.venv)]
 
     with tempfile.TemporaryDirectory(prefix="cgi-startup-") as tmp:
         host = CgiHost(Path(tmp))
-        ours = host.add_script("gw", "bench_app:application", ["--chdir", str(APPS)])
+        ours = host.add_script("gw", "bench_app:application", gw_args)
         ref = host.cgi_dir / "wsgiref"
         ref.write_text(wsgiref_script(python))
         ref.chmod(0o755)
@@ -98,7 +106,7 @@ def main() -> int:
     ratio = wr / gw
     lines = [
         f"CGI start-up, {args.requests} requests each, alternating, GET {args.path} "
-        f"through lighttpd mod_cgi ({python}, {binary})",
+        f"through lighttpd mod_cgi ({python}, {' '.join([binary, 'cgi', *gw_args])})",
         "",
         "| server | median ms | p90 ms | min ms |",
         "|---|---|---|---|",

@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from gwhelpers import APPS_DIR, RawConn, Server, clean_env, echo, q, run_cli, wait_for_file
+from gwhelpers import (APPS_DIR, RawConn, Server, binary, clean_env, echo, q, run_cli,
+                       wait_for_file)
 
 
 def startup_error(args, env=None):
@@ -208,9 +209,11 @@ def _make_venv(tmp_path):
     pkg = sp / "pkgapp"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(
-        "import sys\n"
+        "import importlib.util, sys\n"
         "def application(environ, start_response):\n"
-        "    body = ('pkgapp from ' + __file__ + ' prefix=' + sys.prefix).encode()\n"
+        "    body = ('pkgapp from ' + __file__ + ' prefix=' + sys.prefix\n"
+        "            + ' executable=' + sys.executable\n"
+        "            + ' base-pip=' + str(importlib.util.find_spec('pip') is not None)).encode()\n"
         "    start_response('200 OK', [('Content-Type', 'text/plain'),\n"
         "                              ('Content-Length', str(len(body)))])\n"
         "    return [body]\n")
@@ -230,7 +233,28 @@ def _get_text(s, path="/"):
 def test_venv_option(tmp_path, server_factory):
     venv, pkg = _make_venv(tmp_path)
     s = server_factory("pkgapp:application", args=["--venv", str(venv)], chdir=tmp_path)
-    assert str(pkg) in _get_text(s)
+    text = _get_text(s)
+    assert str(pkg) in text
+    # The app runs as the venv's own python would: sys.executable (what subprocess and
+    # multiprocessing start), sys.prefix, and none of the base interpreter's packages (this
+    # venv does not include system site-packages; the base has pip, the venv does not).
+    assert f"prefix={venv} " in text
+    assert f"executable={venv}/bin/python " in text
+    assert text.endswith("base-pip=False")
+
+
+def test_sys_executable_is_the_python_it_embeds(tmp_path):
+    app = tmp_path / "exe_app.py"
+    app.write_text("import sys\n"
+                   "def application(environ, start_response):\n"
+                   "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+                   "    return [sys.executable.encode()]\n")
+    p = subprocess.run([binary(), "cgi", "exe_app", "--chdir", str(tmp_path)],
+                       env={"GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "GET"},
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    body = p.stdout.partition(b"\r\n\r\n")[2].decode()
+    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    assert body == base, p.stderr.decode()
 
 
 def test_virtual_env_variable(tmp_path, server_factory):

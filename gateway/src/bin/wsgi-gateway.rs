@@ -88,7 +88,7 @@ fn init_logging(app: &AppArgs) -> Result<(), Fatal> {
 fn load(app: &AppArgs, kind: FrontEndKind, refuse_underscores: bool) -> Result<WsgiApp, Fatal> {
     let policy = app.trust_policy(refuse_underscores)?;
     let spec = app.app_spec();
-    interpreter::start();
+    interpreter::start(spec.venv.as_deref())?;
     Python::attach(|py| {
         let callable = interpreter::load_app(py, &spec)?;
         let errors = Bound::new(py, WsgiErrors::new())?.into_any();

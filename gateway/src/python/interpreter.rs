@@ -30,9 +30,109 @@ impl std::fmt::Display for LoadError {
 
 const WELCOME: &str = include_str!("../../python/welcome.py");
 
-/// Starts the interpreter (once per process); signals stay with the gateway, not Python.
-pub fn start() {
-    Python::initialize();
+/// The Python the binary was built against (its libpython is linked by rpath).
+const BUILD_PYTHON: Option<&str> = option_env!("WSGI_GATEWAY_PYTHON");
+const BUILD_VERSION: &str = env!("WSGI_GATEWAY_PYTHON_VERSION");
+
+/// Starts the interpreter (once per process) as the program `python` would be: the build's
+/// interpreter, or with `venv` that venv's `python`, so `sys.executable`, `sys.prefix` and
+/// `site` (the venv's packages and `.pth` files, and the base's only when the venv includes
+/// them) are what that program has. Signals stay with the gateway, not Python.
+pub fn start(venv: Option<&Path>) -> Result<(), LoadError> {
+    let program = match venv {
+        Some(v) => Some(venv_python(v)?),
+        None => BUILD_PYTHON.map(PathBuf::from),
+    };
+    // SAFETY: Py_IsInitialized may be called at any time.
+    if unsafe { pyo3::ffi::Py_IsInitialized() } != 0 {
+        return Ok(());
+    }
+    let Some(program) = program else {
+        Python::initialize();
+        return Ok(());
+    };
+    let name = std::ffi::CString::new(program.as_os_str().as_encoded_bytes())
+        .map_err(|_| LoadError(format!("{}: NUL in path", program.display())))?;
+    let failed =
+        |what: &str| LoadError(format!("starting Python as {}: {what}", program.display()));
+    let mut config = std::mem::MaybeUninit::<pyo3::ffi::PyConfig>::uninit();
+    let mut pre = std::mem::MaybeUninit::<pyo3::ffi::PyPreConfig>::uninit();
+    // SAFETY: PyPreConfig_InitPythonConfig fills the struct before it is read. Coercing a C
+    // locale would write LC_CTYPE into the environment the host gave us; UTF-8 mode (still on
+    // under a C locale) gives the same UTF-8 file names without touching it.
+    unsafe {
+        pyo3::ffi::PyPreConfig_InitPythonConfig(pre.as_mut_ptr());
+        let pre = pre.assume_init_mut();
+        pre.coerce_c_locale = 0;
+        pre.coerce_c_locale_warn = 0;
+        if pyo3::ffi::PyStatus_Exception(pyo3::ffi::Py_PreInitialize(pre)) != 0 {
+            return Err(failed("pre-initialization failed"));
+        }
+    }
+    // SAFETY: PyConfig_InitPythonConfig fills the whole struct before it is read; the string
+    // is copied by PyConfig_SetBytesString; the config is cleared exactly once, after use.
+    unsafe {
+        pyo3::ffi::PyConfig_InitPythonConfig(config.as_mut_ptr());
+        let config = config.assume_init_mut();
+        config.install_signal_handlers = 0;
+        config.parse_argv = 0;
+        let program_name = std::ptr::addr_of_mut!(config.program_name);
+        let status = pyo3::ffi::PyConfig_SetBytesString(config, program_name, name.as_ptr());
+        if pyo3::ffi::PyStatus_Exception(status) != 0 {
+            pyo3::ffi::PyConfig_Clear(config);
+            return Err(failed("cannot set the program name"));
+        }
+        let status = pyo3::ffi::Py_InitializeFromConfig(config);
+        pyo3::ffi::PyConfig_Clear(config);
+        if pyo3::ffi::PyStatus_Exception(status) != 0 {
+            return Err(failed("initialization failed"));
+        }
+        // The initializing thread holds the GIL; hand it back (as pyo3's own start does) so
+        // every thread takes it through `Python::attach` when it needs it.
+        pyo3::ffi::PyEval_SaveThread();
+    }
+    Ok(())
+}
+
+/// A venv's `python`, after checking the venv was made with the Python we embed.
+fn venv_python(venv: &Path) -> Result<PathBuf, LoadError> {
+    let cfg = venv.join("pyvenv.cfg");
+    let text = std::fs::read_to_string(&cfg).map_err(|e| {
+        LoadError(format!(
+            "--venv {}: not a virtualenv ({}: {e})",
+            venv.display(),
+            cfg.display()
+        ))
+    })?;
+    let made_with = text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        let k = k.trim();
+        (k == "version" || k == "version_info").then(|| v.trim().to_string())
+    });
+    if let Some(made) = made_with {
+        if made != BUILD_VERSION && !made.starts_with(&format!("{BUILD_VERSION}.")) {
+            return Err(LoadError(format!(
+                "--venv {}: made with Python {made}, but wsgi-gateway runs Python {BUILD_VERSION}",
+                venv.display()
+            )));
+        }
+    }
+    let site = venv
+        .join("lib")
+        .join(format!("python{BUILD_VERSION}"))
+        .join("site-packages");
+    if !site.is_dir() {
+        return Err(LoadError(format!(
+            "--venv {}: {} does not exist",
+            venv.display(),
+            site.display()
+        )));
+    }
+    ["python", "python3", &format!("python{BUILD_VERSION}")]
+        .iter()
+        .map(|name| venv.join("bin").join(name))
+        .find(|p| p.exists())
+        .ok_or_else(|| LoadError(format!("--venv {}: no bin/python in it", venv.display())))
 }
 
 /// Prepares `sys.path` and imports the app. Returns the WSGI callable.
@@ -92,66 +192,6 @@ fn prepare_sys_path(py: Python<'_>, cwd: &Path, spec: &AppSpec) -> PyResult<()> 
     for (i, dir) in front.iter().enumerate() {
         path.insert(i, dir)?;
     }
-    if let Some(venv) = &spec.venv {
-        add_venv(py, venv, front.len())?;
-    }
-    Ok(())
-}
-
-/// Makes a venv's packages importable ahead of the base interpreter's site-packages.
-fn add_venv(py: Python<'_>, venv: &Path, at: usize) -> PyResult<()> {
-    let err = |msg: String| pyo3::exceptions::PyValueError::new_err(msg);
-    let info = py.version_info();
-    let version = (info.major, info.minor);
-    let cfg = venv.join("pyvenv.cfg");
-    let text = std::fs::read_to_string(&cfg).map_err(|e| {
-        err(format!(
-            "--venv {}: not a virtualenv ({}: {e})",
-            venv.display(),
-            cfg.display()
-        ))
-    })?;
-    let made_with = text.lines().find_map(|l| {
-        let (k, v) = l.split_once('=')?;
-        let k = k.trim();
-        (k == "version" || k == "version_info").then(|| v.trim().to_string())
-    });
-    let ours = format!("{}.{}", version.0, version.1);
-    if let Some(made) = made_with {
-        if made != ours && !made.starts_with(&format!("{ours}.")) {
-            return Err(err(format!(
-                "--venv {}: made with Python {made}, but wsgi-gateway runs Python {ours}",
-                venv.display()
-            )));
-        }
-    }
-    let site = venv
-        .join("lib")
-        .join(format!("python{ours}"))
-        .join("site-packages");
-    if !site.is_dir() {
-        return Err(err(format!(
-            "--venv {}: {} does not exist",
-            venv.display(),
-            site.display()
-        )));
-    }
-    let sys = py.import("sys")?;
-    let path = sys.getattr("path")?.cast_into::<PyList>()?;
-    let before = path.len();
-    // addsitedir also runs the venv's .pth files (editable installs, namespace packages).
-    py.import("site")?
-        .call_method1("addsitedir", (site.to_string_lossy().into_owned(),))?;
-    let added: Vec<Bound<'_, PyAny>> = (before..path.len())
-        .filter_map(|i| path.get_item(i).ok())
-        .collect();
-    for _ in 0..added.len() {
-        path.del_item(before)?;
-    }
-    for (i, item) in added.into_iter().enumerate() {
-        path.insert(at + i, item)?;
-    }
-    sys.setattr("prefix", venv.to_string_lossy().into_owned())?;
     Ok(())
 }
 
