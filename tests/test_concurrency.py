@@ -5,6 +5,7 @@ sleeps; timeouts only bound a failure.
 """
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from gwhelpers import q, wait_for_file
@@ -177,6 +178,20 @@ def test_keepalive_timeout_closes_idle_connection_silently(server_factory):
     c.send(g(s, "/ka"))
     assert c.read_response().status == 200
     c.assert_closed(timeout=20)  # no bytes (no 408) on an idle keep-alive close
+    c.close()
+
+
+def test_keepalive_timeout_restarts_with_every_request(server_factory):
+    """Each request restarts the idle timeout: a client that pauses 0.6 s between requests
+    (longer in total than the 1 s timeout, never that long at once) is served every time, and
+    the connection still closes once it really is idle."""
+    s = server_factory("echo_app", args=["--keepalive-timeout", "1"])
+    c = s.conn(timeout=30)
+    for i in range(4):
+        c.send(g(s, f"/ka/{i}"))
+        assert c.read_response().json()["PATH_INFO"] == f"/ka/{i}"
+        time.sleep(0.6)  # the client's think time, not synchronisation
+    c.assert_closed(timeout=20)
     c.close()
 
 

@@ -39,6 +39,11 @@ pub trait WorkSource: Send + Sync + 'static {
     fn run(&self, py: Python<'_>, work: Self::Work);
 }
 
+thread_local! {
+    /// This thread's id, read once (gettid is a system call; `begin` runs once per request).
+    static TID: i32 = rustix::thread::gettid().as_raw_nonzero().get();
+}
+
 #[derive(Default)]
 struct Role {
     /// Nobody holds the poller role: a standby worker may take it.
@@ -80,11 +85,7 @@ impl Sched {
         let mut r = self.role.lock();
         r.epoch = r.epoch.wrapping_add(1);
         let epoch = r.epoch;
-        r.serving = Some((
-            epoch,
-            Instant::now(),
-            rustix::thread::gettid().as_raw_nonzero().get(),
-        ));
+        r.serving = Some((epoch, Instant::now(), TID.with(|t| *t)));
         if r.monitor_parked {
             self.monitor.notify_one();
         }

@@ -37,6 +37,8 @@ thread_local! {
 const LINGER: Duration = Duration::from_secs(2);
 /// Connections one worker accepts before it re-arms the listener and lets others in.
 const ACCEPT_BATCH: usize = 64;
+/// Readiness events taken from the kernel in one `epoll_wait`; the rest wait in `Conns::ready`.
+const EVENT_BATCH: usize = 64;
 /// How long a listener rests after accept failed (out of file descriptors).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -97,9 +99,17 @@ struct Conns {
     gen: u32,
     open: usize,
     owned: usize,
-    deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// When to look at a slot's deadline: at most one live entry per slot (see `queued`), so
+    /// the heap holds as many entries as connections, not one per request served.
+    deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
+    /// Per slot: the time of its live entry in `deadlines`. A connection parked with a later
+    /// deadline keeps the earlier entry; `expire` re-queues it when that entry comes due.
+    queued: Vec<Option<Instant>>,
     /// Listeners resting after a failed accept, and until when.
     paused: Vec<(Instant, usize)>,
+    /// Events fetched in a batch and not yet served: whoever holds the poller role next takes
+    /// them, so a worker stuck in a slow app strands none of them.
+    ready: std::collections::VecDeque<u64>,
 }
 
 impl Conns {
@@ -116,12 +126,24 @@ impl Conns {
             epoll::modify(epoll, fd, data, armed())
         };
         if armed_ok.is_ok() {
-            self.deadlines.push(Reverse((state.deadline, idx, gen)));
+            self.queue_deadline(idx, state.deadline);
             if let Some(slot) = self.slots.get_mut(idx as usize) {
                 *slot = Entry::Parked { gen, state };
             }
         } else {
             self.free_slot(idx);
+        }
+    }
+
+    /// Makes sure slot `idx` is looked at by `at`: a new heap entry only when the slot has
+    /// none that early already.
+    fn queue_deadline(&mut self, idx: u32, at: Instant) {
+        let Some(queued) = self.queued.get_mut(idx as usize) else {
+            return;
+        };
+        if queued.is_none_or(|q| q > at) {
+            *queued = Some(at);
+            self.deadlines.push(Reverse((at, idx)));
         }
     }
 
@@ -175,7 +197,9 @@ impl Server {
                 open: 0,
                 owned: 0,
                 deadlines: BinaryHeap::new(),
+                queued: Vec::new(),
                 paused: Vec::new(),
+                ready: std::collections::VecDeque::new(),
             }),
             shared,
         })
@@ -185,13 +209,24 @@ impl Server {
         &self.listeners
     }
 
+    /// The next ready event: one left from the last batch, else a new batch from the kernel
+    /// (one system call for up to `EVENT_BATCH` requests under load).
     fn wait(&self, timeout: Option<&rustix::event::Timespec>) -> Next<u64> {
-        let mut buf = [MaybeUninit::<Event>::uninit(); 1];
+        if let Some(tok) = self.conns.lock().ready.pop_front() {
+            return Next::Ready(tok);
+        }
+        let mut buf = [MaybeUninit::<Event>::uninit(); EVENT_BATCH];
         match epoll::wait(&self.epoll, &mut buf, timeout) {
-            Ok((ready, _)) => match ready.first() {
-                Some(ev) => Next::Ready(ev.data.u64()),
-                None => Next::Empty,
-            },
+            Ok((ready, _)) => {
+                let mut toks = ready.iter().map(|ev| ev.data.u64());
+                match toks.next() {
+                    Some(first) => {
+                        self.conns.lock().ready.extend(toks);
+                        Next::Ready(first)
+                    }
+                    None => Next::Empty,
+                }
+            }
             Err(e) if e == rustix::io::Errno::INTR => Next::Empty,
             Err(e) => {
                 tracing::error!("epoll_wait failed: {e}");
@@ -280,6 +315,7 @@ impl Server {
                     return;
                 };
                 c.slots.push(Entry::Free);
+                c.queued.push(None);
                 i
             }
         };
@@ -396,7 +432,7 @@ impl Server {
     /// The time until the next deadline (for the main thread's sleep).
     pub fn next_deadline(&self) -> Option<Instant> {
         let c = self.conns.lock();
-        let conn = c.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        let conn = c.deadlines.peek().map(|Reverse((at, _))| *at);
         let listener = c.paused.iter().map(|(at, _)| *at).min();
         conn.into_iter().chain(listener).min()
     }
@@ -427,16 +463,25 @@ impl Server {
         let mut expired = Vec::new();
         {
             let mut c = self.conns.lock();
-            while let Some(Reverse((at, idx, gen))) = c.deadlines.peek().copied() {
+            while let Some(Reverse((at, idx))) = c.deadlines.peek().copied() {
                 if at > now {
                     break;
                 }
                 c.deadlines.pop();
-                let current = matches!(c.slots.get(idx as usize), Some(Entry::Parked { gen: g, state }) if *g == gen && state.deadline <= now);
-                if !current {
-                    continue;
+                match c.queued.get_mut(idx as usize) {
+                    Some(q) if *q == Some(at) => *q = None,
+                    // Superseded by an earlier entry for the same slot.
+                    _ => continue,
                 }
-                if let Entry::Parked { state, .. } = c.free_slot(idx) {
+                let deadline = match c.slots.get(idx as usize) {
+                    Some(Entry::Parked { state, .. }) => state.deadline,
+                    // Being served (it queues itself again when parked) or gone.
+                    _ => continue,
+                };
+                if deadline > now {
+                    // Served and parked again since this entry was queued.
+                    c.queue_deadline(idx, deadline);
+                } else if let Entry::Parked { state, .. } = c.free_slot(idx) {
                     expired.push(state);
                 }
             }
