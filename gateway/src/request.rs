@@ -33,13 +33,31 @@ pub enum Framing {
 /// Where a request came from: a socket peer, or nothing the front end can name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Peer {
-    Tcp(SocketAddr),
+    Tcp(TcpPeer),
     Unix,
     /// A front end that reports the address as text (CGI `REMOTE_ADDR`, ISAPI server variables).
     Named {
         addr: String,
         port: Option<String>,
     },
+}
+
+/// A TCP peer, with its address as text made once per connection (not once per request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpPeer {
+    pub addr: SocketAddr,
+    pub ip: std::sync::Arc<str>,
+    pub port: std::sync::Arc<str>,
+}
+
+impl TcpPeer {
+    pub fn new(addr: SocketAddr) -> TcpPeer {
+        TcpPeer {
+            addr,
+            ip: addr.ip().to_string().into(),
+            port: addr.port().to_string().into(),
+        }
+    }
 }
 
 /// A request head in the front end's terms, mapped once into WSGI terms by the core.

@@ -157,14 +157,24 @@ pub struct HeaderBlock {
 }
 
 impl HeaderBlock {
+    /// An empty block with room for a typical app's headers (no regrowth per header).
+    pub fn with_capacity(bytes: usize) -> HeaderBlock {
+        HeaderBlock {
+            block: Vec::with_capacity(bytes),
+            ..HeaderBlock::default()
+        }
+    }
+
     /// Validates one `(name, value)` pair and appends it. `code` decides whether a
     /// Content-Length may be sent at all (never on 1xx/204).
     pub fn push(&mut self, name: &str, value: &str, code: u16) -> Result<(), InvalidResponse> {
         if name.is_empty() || !name.bytes().all(is_tchar) {
             return Err(InvalidResponse(format!("invalid header name {name:?}")));
         }
-        if value.bytes().any(|b| is_ctl(b) && b != b'\t') || value.chars().any(|c| c as u32 > 0xFF)
-        {
+        // Values are almost always ASCII: the character scan only runs for the rest.
+        let bad_value = value.bytes().any(|b| is_ctl(b) && b != b'\t')
+            || (!value.is_ascii() && value.chars().any(|c| c as u32 > 0xFF));
+        if bad_value {
             return Err(InvalidResponse(format!(
                 "invalid value for header {name:?}: {value:?} (control or non-latin-1 character)"
             )));

@@ -113,7 +113,7 @@ pub struct TrustPolicy {
 impl TrustPolicy {
     pub fn peer_trusted(&self, peer: &Peer) -> bool {
         match peer {
-            Peer::Tcp(addr) => self.trusted.iter().any(|r| r.contains(addr.ip())),
+            Peer::Tcp(p) => self.trusted.iter().any(|r| r.contains(p.addr.ip())),
             // A Unix socket peer is a local process the operator placed there (a proxy).
             Peer::Unix => !self.trusted.is_empty(),
             Peer::Named { addr, .. } => addr
@@ -217,6 +217,7 @@ pub fn parse_forwarded(value: &str) -> (Option<String>, Option<String>, Option<S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::TcpPeer;
 
     fn policy(trusted: &[&str]) -> TrustPolicy {
         TrustPolicy {
@@ -257,8 +258,8 @@ mod tests {
         assert_eq!(p.fate(b"Remote_User", true), HeaderFate::Drop);
         assert_eq!(p.fate(b"Proxy", true), HeaderFate::Drop);
         assert_eq!(p.fate(b"content-type", false), HeaderFate::ContentType);
-        assert!(p.peer_trusted(&Peer::Tcp("127.0.0.1:5".parse().unwrap())));
-        assert!(!p.peer_trusted(&Peer::Tcp("127.0.0.2:5".parse().unwrap())));
+        assert!(p.peer_trusted(&Peer::Tcp(TcpPeer::new("127.0.0.1:5".parse().unwrap()))));
+        assert!(!p.peer_trusted(&Peer::Tcp(TcpPeer::new("127.0.0.2:5".parse().unwrap()))));
     }
 
     #[test]

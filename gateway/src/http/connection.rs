@@ -99,7 +99,7 @@ pub fn reject(conn: &Conn, status: u16, why: &str) {
 
 pub fn peer_text(peer: &Peer) -> String {
     match peer {
-        Peer::Tcp(a) => a.ip().to_string(),
+        Peer::Tcp(p) => p.ip.to_string(),
         Peer::Unix => "unix".to_string(),
         Peer::Named { addr, .. } => addr.clone(),
     }

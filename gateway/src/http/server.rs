@@ -26,7 +26,7 @@ use super::io::{ConnIo, Stream};
 use super::listener::{Bound, Sock};
 use super::{error_response, Conn, Settings, Shared};
 use crate::pool::{Next, WorkSource};
-use crate::request::Peer;
+use crate::request::{Peer, TcpPeer};
 
 const LISTENER_BIT: u64 = 1 << 63;
 const READ_CHUNK: usize = 16 * 1024;
@@ -243,7 +243,7 @@ impl Server {
             let accepted = match &l.sock {
                 Sock::Tcp(s) => s.accept().map(|(s, a)| {
                     let _ = s.set_nodelay(true);
-                    (Stream::Tcp(s), Peer::Tcp(a))
+                    (Stream::Tcp(s), Peer::Tcp(TcpPeer::new(a)))
                 }),
                 Sock::Unix(s, _) => s.accept().map(|(s, _)| (Stream::Unix(s), Peer::Unix)),
             };

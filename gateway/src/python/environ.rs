@@ -133,6 +133,28 @@ impl EnvironBuilder {
         template.set_item(PyString::intern(py, "wsgi.run_once"), kind.run_once)?;
         template.set_item(PyString::intern(py, "wsgi.input_terminated"), true)?;
         template.set_item(PyString::intern(py, "wsgi.file_wrapper"), file_wrapper)?;
+        let keys = Keys::new(py);
+        // Keys every request sets get a place in the template now: the per-request copy is a
+        // block copy of a table already big enough, and `build` replaces values instead of
+        // inserting (no rehashing while the dict grows).
+        for key in [
+            &keys.request_method,
+            &keys.path_info,
+            &keys.query_string,
+            &keys.request_uri,
+            &keys.raw_uri,
+            &keys.server_protocol,
+            &keys.remote_addr,
+            // Not every peer has a port (Unix sockets): `build` removes it then. With it the
+            // template outgrows its first table size, so the copy has room for the headers.
+            &keys.remote_port,
+            &keys.server_name,
+            &keys.server_port,
+            &keys.url_scheme,
+            &keys.input,
+        ] {
+            template.set_item(key.bind(py), "")?;
+        }
         let http_keys = COMMON_HEADERS
             .iter()
             .map(|name| {
@@ -147,7 +169,7 @@ impl EnvironBuilder {
             .collect();
         Ok(EnvironBuilder {
             template: template.unbind(),
-            keys: Keys::new(py),
+            keys,
             http_keys,
             methods,
             protocols: [
@@ -193,15 +215,19 @@ impl EnvironBuilder {
         };
         env.set_item(&k.server_protocol, proto)?;
         match &req.peer {
-            Peer::Tcp(addr) => {
-                env.set_item(&k.remote_addr, addr.ip().to_string())?;
-                env.set_item(&k.remote_port, addr.port().to_string())?;
+            Peer::Tcp(p) => {
+                env.set_item(&k.remote_addr, &*p.ip)?;
+                env.set_item(&k.remote_port, &*p.port)?;
             }
-            Peer::Unix => env.set_item(&k.remote_addr, "")?,
+            Peer::Unix => {
+                env.set_item(&k.remote_addr, "")?;
+                env.del_item(&k.remote_port)?;
+            }
             Peer::Named { addr, port } => {
                 env.set_item(&k.remote_addr, addr)?;
-                if let Some(port) = port {
-                    env.set_item(&k.remote_port, port)?;
+                match port {
+                    Some(port) => env.set_item(&k.remote_port, port)?,
+                    None => env.del_item(&k.remote_port)?,
                 }
             }
         }

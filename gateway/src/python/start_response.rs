@@ -76,36 +76,16 @@ impl ResponseState {
 
     fn set(&mut self, status: &str, headers: &Bound<'_, PyAny>) -> PyResult<()> {
         let code = parse_status(status).map_err(|e| PyValueError::new_err(e.0))?;
-        let mut block = HeaderBlock::default();
-        let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = headers.cast::<PyList>() {
-            list.iter().collect()
+        let mut block = HeaderBlock::with_capacity(256);
+        if let Ok(list) = headers.cast::<PyList>() {
+            push_headers(&mut block, list.iter(), code)?;
         } else if let Ok(tuple) = headers.cast::<PyTuple>() {
-            tuple.iter().collect()
+            push_headers(&mut block, tuple.iter(), code)?;
         } else {
             return Err(PyTypeError::new_err(format!(
                 "start_response headers must be a list of (name, value) tuples, not {}",
                 headers.get_type().name()?
             )));
-        };
-        for item in items {
-            let pair = item.cast::<PyTuple>().map_err(|_| {
-                PyTypeError::new_err(format!("header {item} is not a (name, value) tuple"))
-            })?;
-            if pair.len() != 2 {
-                return Err(PyTypeError::new_err(format!(
-                    "header {pair} is not a (name, value) pair"
-                )));
-            }
-            let name = pair.get_item(0)?;
-            let value = pair.get_item(1)?;
-            let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
-                return Err(PyTypeError::new_err(format!(
-                    "header {pair}: name and value must be str"
-                )));
-            };
-            block
-                .push(&name.to_cow()?, &value.to_cow()?, code)
-                .map_err(|e| PyValueError::new_err(e.0))?;
         }
         self.status = Some((code, status.to_string()));
         self.headers = block;
@@ -331,7 +311,7 @@ impl StartResponse {
             })?;
             state.set(&status.to_cow()?, headers)?;
         }
-        slf.getattr("write")
+        slf.getattr(pyo3::intern!(slf.py(), "write"))
     }
 
     /// The legacy `write()` callable PEP 3333 returns from `start_response`.
@@ -350,4 +330,33 @@ impl StartResponse {
             }
         }
     }
+}
+
+/// Validates the app's `(name, value)` pairs into `block`.
+fn push_headers<'py>(
+    block: &mut HeaderBlock,
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    code: u16,
+) -> PyResult<()> {
+    for item in items {
+        let pair = item.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err(format!("header {item} is not a (name, value) tuple"))
+        })?;
+        if pair.len() != 2 {
+            return Err(PyTypeError::new_err(format!(
+                "header {pair} is not a (name, value) pair"
+            )));
+        }
+        let name = pair.get_item(0)?;
+        let value = pair.get_item(1)?;
+        let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+            return Err(PyTypeError::new_err(format!(
+                "header {pair}: name and value must be str"
+            )));
+        };
+        block
+            .push(&name.to_cow()?, &value.to_cow()?, code)
+            .map_err(|e| PyValueError::new_err(e.0))?;
+    }
+    Ok(())
 }
