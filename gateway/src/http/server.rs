@@ -1,9 +1,11 @@
 //! The HTTP front end's work source: one epoll set shared by all workers (leader/follower).
-//! Every socket is armed one-shot, so a ready connection goes to exactly one worker, which
-//! reads, parses and runs the app inline, then parks the connection and re-arms it. Idle
-//! connections sit parked in the set and cost no worker; a worker stuck in a slow app holds
-//! only its own connection. The main thread keeps time: header, keep-alive and linger
-//! deadlines, and the graceful stop.
+//! Connections are registered once, edge-triggered; only the worker holding the poller role
+//! waits on the set, and a connection's events go to whoever takes it from its slot, so a ready
+//! connection is served by exactly one worker, which reads, parses and runs the app inline,
+//! then parks it (no system call). An event for a connection a worker is still serving is
+//! remembered and served when the worker parks it. Idle connections sit parked in the set and
+//! cost no worker; a worker stuck in a slow app holds only its own connection. The main
+//! thread keeps time: header, keep-alive and linger deadlines, and the graceful stop.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -26,7 +28,7 @@ use super::io::{ConnIo, Stream};
 use super::listener::{Bound, Sock};
 use super::{error_response, Conn, Settings, Shared};
 use crate::pool::{Next, WorkSource};
-use crate::request::{Peer, TcpPeer};
+use crate::request::{Framing, Peer, TcpPeer};
 
 const LISTENER_BIT: u64 = 1 << 63;
 const READ_CHUNK: usize = 16 * 1024;
@@ -85,8 +87,12 @@ impl ConnState {
 
 enum Entry {
     Free,
-    /// A worker is serving it right now.
-    Owned,
+    /// A worker is serving it right now; `pending`: readiness was reported meanwhile (an edge
+    /// that must not be lost), so it is served again once parked.
+    Owned {
+        gen: u32,
+        pending: bool,
+    },
     Parked {
         gen: u32,
         state: ConnState,
@@ -113,25 +119,29 @@ struct Conns {
 }
 
 impl Conns {
-    /// Parks `state` in slot `idx` under a new generation, its deadline queued, and arms its
-    /// socket (adding it to the set when `new`). A socket that cannot be armed is dropped.
+    /// Parks `state` in slot `idx` with its deadline queued. A `new` connection gets a new
+    /// generation and joins the epoll set (dropped if it cannot); a known one keeps both, and
+    /// goes straight back to the ready queue if readiness was reported while it was served.
     fn park(&mut self, epoll: &OwnedFd, idx: u32, state: ConnState, new: bool) {
-        self.gen = self.gen.wrapping_add(1);
-        let gen = self.gen;
-        let fd = state.conn.io.stream.as_fd();
-        let data = EventData::new_u64(token(idx, gen));
-        let armed_ok = if new {
-            epoll::add(epoll, fd, data, armed())
-        } else {
-            epoll::modify(epoll, fd, data, armed())
-        };
-        if armed_ok.is_ok() {
-            self.queue_deadline(idx, state.deadline);
-            if let Some(slot) = self.slots.get_mut(idx as usize) {
-                *slot = Entry::Parked { gen, state };
+        let (gen, pending) = match self.slots.get(idx as usize) {
+            Some(Entry::Owned { gen, pending }) if !new => (*gen, *pending),
+            _ => {
+                self.gen = self.gen.wrapping_add(1);
+                let data = EventData::new_u64(token(idx, self.gen));
+                let fd = state.conn.io.stream.as_fd();
+                if epoll::add(epoll, fd, data, conn_events()).is_err() {
+                    self.free_slot(idx);
+                    return;
+                }
+                (self.gen, false)
             }
-        } else {
-            self.free_slot(idx);
+        };
+        self.queue_deadline(idx, state.deadline);
+        if let Some(slot) = self.slots.get_mut(idx as usize) {
+            *slot = Entry::Parked { gen, state };
+        }
+        if pending {
+            self.ready.push_back(token(idx, gen));
         }
     }
 
@@ -332,16 +342,25 @@ impl Server {
         let slot = c.slots.get_mut(idx as usize)?;
         match slot {
             Entry::Parked { gen: g, .. } if *g == gen => {}
+            Entry::Owned { gen: g, pending } if *g == gen => {
+                // Its worker is still on it: tell it to look again when it parks.
+                *pending = true;
+                return None;
+            }
             _ => return None,
         }
-        let Entry::Parked { state, .. } = std::mem::replace(slot, Entry::Owned) else {
+        let owned = Entry::Owned {
+            gen,
+            pending: false,
+        };
+        let Entry::Parked { state, .. } = std::mem::replace(slot, owned) else {
             return None;
         };
         c.owned += 1;
         Some((idx, state))
     }
 
-    /// Parks a connection again (re-armed with a new generation) or closes it.
+    /// Parks a connection again or closes it.
     fn put_back(&self, idx: u32, after: After) {
         let mut c = self.conns.lock();
         c.owned -= 1;
@@ -365,6 +384,9 @@ impl Server {
     /// Reads what the client sent; serves every complete request inline.
     fn serve(&self, py: Python<'_>, mut state: ConnState) -> After {
         let settings = &self.shared.settings;
+        // The last read came back short, so the socket was empty then: anything later raises a
+        // new edge. Only then may the connection be parked without reading to EAGAIN.
+        let mut drained: bool;
         loop {
             // Read into a reused per-thread buffer and keep only what arrived: no per-read
             // zeroing, and idle connections hold no buffer at all. Lingering discards.
@@ -379,7 +401,7 @@ impl Server {
             match got {
                 // The client closed: a half-sent head gets no answer anyone could read.
                 Ok(0) => return After::Close(state),
-                Ok(_) => {}
+                Ok(n) => drained = n < READ_CHUNK,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if state.buf.is_empty() {
                         // Idle connections hold no buffer memory.
@@ -404,17 +426,21 @@ impl Server {
                 Err(e) => {
                     connection::reject(&state.conn, e.status, e.reason);
                     state.linger();
-                    return After::Park(state);
+                    continue;
                 }
                 Ok(Some(head)) => head,
             };
             let rest = frozen.slice(head.head_len..);
+            // A body may have been read from the socket up to its last byte, with more behind.
+            let body_read = !matches!(head.framing, Framing::None | Framing::Length(0));
             match connection::serve(py, &self.shared, &state.conn, head, rest) {
                 Some(leftover) if leftover.is_empty() => {
-                    // Keep-alive and nothing buffered: park at once; re-arming reports data
-                    // that is already waiting, so no read is spent finding nothing.
                     state.idle(settings);
-                    return After::Park(state);
+                    if drained && !body_read {
+                        // Keep-alive, nothing buffered, socket empty at the last read: park
+                        // without a read that would only find nothing.
+                        return After::Park(state);
+                    }
                 }
                 Some(leftover) => {
                     // Keep-alive: what follows is the start of the next request.
@@ -422,8 +448,8 @@ impl Server {
                     state.buf = into_mut(leftover);
                 }
                 None => {
+                    // Discard what the client still sends until EAGAIN, then park.
                     state.linger();
-                    return After::Park(state);
                 }
             }
         }
@@ -604,6 +630,12 @@ impl Server {
     }
 }
 
+/// Connections: registered once, edge-triggered (see the module comment).
+fn conn_events() -> EventFlags {
+    EventFlags::IN | EventFlags::RDHUP | EventFlags::ET
+}
+
+/// Listeners: one-shot, re-armed after each accept batch, so one worker accepts at a time.
 fn armed() -> EventFlags {
     EventFlags::IN | EventFlags::RDHUP | EventFlags::ONESHOT
 }
