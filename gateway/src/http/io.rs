@@ -99,6 +99,10 @@ fn timed_out(e: &io::Error) -> bool {
 
 pub struct ConnIo {
     pub stream: Stream,
+    /// (--body-timeout, --write-timeout): given to the socket the first time a call has to
+    /// wait, so a connection that never waits costs no setsockopt.
+    timeouts: (std::time::Duration, std::time::Duration),
+    timeouts_set: AtomicBool,
     /// The final response's head has gone out: no more `100 Continue`.
     pub response_started: AtomicBool,
     /// The response being sent ends this connection (set by the responder per request).
@@ -106,9 +110,11 @@ pub struct ConnIo {
 }
 
 impl ConnIo {
-    pub fn new(stream: Stream) -> ConnIo {
+    pub fn new(stream: Stream, timeouts: (std::time::Duration, std::time::Duration)) -> ConnIo {
         ConnIo {
             stream,
+            timeouts,
+            timeouts_set: AtomicBool::new(false),
             response_started: AtomicBool::new(false),
             close_after: AtomicBool::new(true),
         }
@@ -158,6 +164,9 @@ impl ConnIo {
         f: impl Send + FnOnce(&Stream) -> io::Result<T>,
     ) -> io::Result<T> {
         let stream = &self.stream;
+        if !self.timeouts_set.swap(true, Ordering::AcqRel) {
+            stream.set_timeouts(self.timeouts.0, self.timeouts.1)?;
+        }
         without_gil(move || {
             stream.set_nonblocking(false)?;
             let result = f(stream);
