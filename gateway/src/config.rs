@@ -145,8 +145,8 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub bind: Vec<String>,
-    /// Python worker threads.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
+    /// Python worker threads: how many requests may be inside the app at once (an idle one costs nothing).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
     pub threads: u32,
     /// Access log (Apache combined + duration in µs): a file path or `-` for stdout.
     #[arg(long, value_name = "PATH", env = "WSGI_GATEWAY_ACCESS_LOG")]
