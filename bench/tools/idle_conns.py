@@ -2,11 +2,12 @@
 """Hold many idle keep-alive connections to a server (bench/compare.sh, scenario `idle`).
 
 usage: idle_conns.py HOST PORT COUNT [--path /hello] [--open-timeout 10] [--concurrency 200]
-                    [--max-secs 300]
+                    [--stall-secs 3] [--max-secs 300]
 
 Each connection sends one `GET PATH` (HTTP/1.1, keep-alive), reads the whole answer, then stays
 open and silent, as a browser's idle keep-alive connection does. Prints one line when the
-opening phase ends (all answered, or --open-timeout passed), one second later:
+opening phase ends (all answered, --open-timeout passed, or nothing new was answered for
+--stall-secs), one second later:
 
   OPENED connected=N answered=N held=N closed_by_server=N connect_failed=N no_answer=N \
          pending=N secs=S [first_error=...]
@@ -99,6 +100,7 @@ async def main():
     ap.add_argument("--path", default="/hello")
     ap.add_argument("--open-timeout", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=200)
+    ap.add_argument("--stall-secs", type=float, default=3.0)
     ap.add_argument("--max-secs", type=float, default=300.0)
     args = ap.parse_args()
 
@@ -120,9 +122,15 @@ async def main():
     tasks = [asyncio.create_task(one(args.host, args.port, request, stats, sem, writers))
              for _ in range(args.count)]
     deadline = started + args.open_timeout
+    done, last_progress = 0, started
     while time.monotonic() < deadline and not stop.is_set():
-        if stats.answered + stats.connect_failed + stats.no_answer >= args.count:
+        now_done = stats.answered + stats.connect_failed + stats.no_answer
+        if now_done >= args.count:
             break
+        if now_done != done:
+            done, last_progress = now_done, time.monotonic()
+        elif time.monotonic() - last_progress > args.stall_secs:
+            break  # the server stopped answering new connections: no use waiting for the timeout
         await asyncio.sleep(0.05)
     secs = time.monotonic() - started
     await asyncio.sleep(1.0)  # a server that closes after answering has done so by now
