@@ -19,7 +19,8 @@
 #        IDLE_CONNS (10000), IDLE_OPEN_TIMEOUT (seconds, 10), CONNECTIONS (override per-scenario),
 #        RESULTS_DIR (bench/results), BASE_PORT (18400), PIN (1 = server on CPU 0, wrk on CPU 1), KEEP_LOGS (1 = keep raw logs)
 # Output: tables on stdout; bench/results/<date>-<scenario>.md per scenario,
-#         <date>-summary.md (all scenarios, one table) and <date>-runs.tsv (every run, raw);
+#         <date>-summary.md (all scenarios, one table) and <date>-runs.tsv (the raw record:
+#         machine, versions, settings and every run; bench/tools/report.py re-tables it);
 #         with PROCS=2 the names end in -2proc.
 # Exit:   0 when every run gave a number, 1 when some failed (they are in the tables).
 set -euo pipefail
@@ -716,12 +717,12 @@ git_rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -z "$(git -C "$REPO" status --porcelain -- . ':!bench/results' 2>/dev/null)" ] || git_rev="$git_rev (dirty tree)"
 today=$(date +%F)
 wall=$((T_END - T_START))
-if [ "$SCENARIOS" != "$ALL_SCENARIOS" ]; then wall_note=" (only: $SCENARIOS)"; else wall_note=""; fi
+if [ "$SCENARIOS" != "$ALL_SCENARIOS" ]; then wall_note=", scenarios: $SCENARIOS"; else wall_note=""; fi
 {
     echo "today=$today"
     echo "suffix=$SUFFIX"
     echo "date_utc=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "wall=$((wall / 60)) min $((wall % 60)) s (build, venv check and $ROUNDS rounds)$wall_note"
+    echo "wall=$((wall / 60)) min $((wall % 60)) s (build check, venv check, $ROUNDS rounds$wall_note)"
     echo "nproc=$(nproc)"
     echo "cpu=$cpu_model"
     echo "kernel=$(uname -r)"
@@ -745,12 +746,15 @@ if [ "$SCENARIOS" != "$ALL_SCENARIOS" ]; then wall_note=" (only: $SCENARIOS)"; e
         scenario_def "$sc"
         echo "desc.$sc=$SC_DESC; $SC_CONNS connections"
     done
-} >"$WORK/meta"
-"$VPY" -m pip freeze --disable-pip-version-check >"$WORK/freeze" 2>/dev/null || : >"$WORK/freeze"
+    "$VPY" -m pip freeze --disable-pip-version-check 2>/dev/null | sed 's/^/freeze=/'
+} | sed 's/^/# /' >"$WORK/raw.tsv"
+cat "$RUNS" >>"$WORK/raw.tsv"
 mkdir -p "$RESULTS"
-cp "$RUNS" "$RESULTS/$today-runs$SUFFIX.tsv"
-"$PY" "$TOOLS/report.py" "$RUNS" "$WORK/meta" "$WORK/freeze" "$RESULTS" || die "report failed (raw runs: ${RESULTS#"$REPO"/}/$today-runs$SUFFIX.tsv)"
-note "wrote ${RESULTS#"$REPO"/}/$today-runs$SUFFIX.tsv; whole run took $((wall / 60)) min $((wall % 60)) s"
+raw="$RESULTS/$today-runs$SUFFIX.tsv"
+cp "$WORK/raw.tsv" "$raw"
+"$PY" "$TOOLS/report.py" "$raw" "$RESULTS" || die "report failed (raw record: $raw)"
+note "wrote ${raw#"$REPO"/} (the raw record: 'python3 bench/tools/report.py FILE DIR' tables it again)"
+note "whole run took $((wall / 60)) min $((wall % 60)) s"
 
 if [ "$any_failed" -ne 0 ]; then
     note "some runs FAILED (see the tables)"

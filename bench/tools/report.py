@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Tables for bench/compare.sh: reads the runs it recorded, writes markdown.
 
-usage: report.py RUNS META FREEZE OUTDIR
+usage: report.py RUNS OUTDIR
 
-RUNS   one line per run (server x scenario x round): tab-separated key=value fields
-META   key=value lines: machine, versions, settings, scenario definitions
-FREEZE `pip freeze` of the peers venv
+RUNS   the raw record compare.sh keeps as bench/results/<date>-runs[-2proc].tsv:
+       `# key=value` lines (machine, versions, settings, scenario definitions; `# freeze=...`
+       lines are the peers venv's `pip freeze`), then one line per run (server x scenario x
+       round) of tab-separated key=value fields
 Writes OUTDIR/<date>-<scenario><suffix>.md per scenario and OUTDIR/<date>-summary<suffix>.md,
-prints the tables on stdout.
+prints the tables on stdout. Re-tabling a committed run: python3 bench/tools/report.py
+bench/results/<date>-runs.tsv bench/results
 """
 
 import os
@@ -27,19 +29,32 @@ def parse_kv_line(line):
     return out
 
 
-def load(runs_path, meta_path):
-    runs = []
+def load(runs_path):
+    runs, meta, freeze = [], {}, []
     with open(runs_path) as f:
         for line in f:
-            if line.strip():
+            if line.startswith("# "):
+                k, _, v = line[2:].rstrip("\n").partition("=")
+                if k == "freeze":
+                    freeze.append(v)
+                else:
+                    meta[k] = v
+            elif line.strip():
                 runs.append(parse_kv_line(line))
-    meta = {}
-    with open(meta_path) as f:
-        for line in f:
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                meta[k] = v
-    return runs, meta
+    return runs, meta, "\n".join(freeze)
+
+
+def idle_growth(cell, meta):
+    """RSS growth per held idle connection (KiB), median over rounds; only rounds that held at
+    least half of the connections asked for (a few held ones make the quotient noise)."""
+    want = float(meta.get("idle_conns") or 0)
+    growth = []
+    for r in cell.ok:
+        h, b, a = num(r, "idle_held"), num(r, "rss_before"), num(r, "rss_after")
+        if h and h >= want / 2 and b is not None and a is not None:
+            growth.append((a - b) / h)
+    g = med(growth)
+    return "— (too few held)" if g is None else "%.1f KiB" % g
 
 
 def num(rec, key):
@@ -190,14 +205,7 @@ def table(sc, meta, runs):
         elif sc == "idle":
             held = [int(num(r, "idle_held") or 0) for r in cell.ok]
             after = [int(num(r, "idle_held_after") or 0) for r in cell.ok]
-            growth = []
-            for r in cell.ok:
-                h, b, a = num(r, "idle_held"), num(r, "rss_before"), num(r, "rss_after")
-                if h and b is not None and a is not None:
-                    growth.append((a - b) / h)
-            g = med(growth)
-            row = [label(server), "/".join(map(str, held)),
-                   "" if g is None else "%.1f KiB" % g,
+            row = [label(server), "/".join(map(str, held)), idle_growth(cell, meta),
                    "%s → %s" % (f_mib(cell.median("rss_before")), f_mib(cell.median("rss_after"))),
                    f_rps(rps), cell.per_round("rps"), cell.p99(), cell.errors(),
                    "/".join(map(str, after)), cell.peak_rss(), ratio]
@@ -226,7 +234,7 @@ def table(sc, meta, runs):
 def header(meta, title):
     procs = meta.get("procs", "1")
     out = [title, ""]
-    out.append("- date: %s; whole run (all scenarios selected) took %s" % (
+    out.append("- date: %s; the whole compare.sh run took %s" % (
         meta.get("date_utc", ""), meta.get("wall", "?")))
     out.append("- machine: %s cores, CPU: %s, kernel %s, load average before the runs: %s" % (
         meta.get("nproc"), meta.get("cpu"), meta.get("kernel"), meta.get("load")))
@@ -289,12 +297,7 @@ def summary(meta, runs, scenarios):
             row("`mixed` /slow req/s", lambda c: f_rps(c.median("slow_rps")))
         if sc == "idle":
             row("`idle` held", lambda c: "/".join(r.get("idle_held", "") for r in c.ok))
-
-            def growth(c):
-                g = med([(num(r, "rss_after") - num(r, "rss_before")) / num(r, "idle_held")
-                         for r in c.ok if num(r, "idle_held")])
-                return "" if g is None else "%.1f KiB" % g
-            row("`idle` RSS per idle conn", growth)
+            row("`idle` RSS per idle conn", lambda c: idle_growth(c, meta))
         if any(c.ok and c.errors() != "0" for c in cs.values()):
             row("`%s` errors" % sc, lambda c: c.errors().split(" ")[0])
         row("`%s` peak RSS" % sc, lambda c: f_mib(max(c.values("rss"))))
@@ -302,12 +305,10 @@ def summary(meta, runs, scenarios):
 
 
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) != 3:
         sys.exit(__doc__)
-    runs, meta = load(sys.argv[1], sys.argv[2])
-    with open(sys.argv[3]) as f:
-        freeze = f.read()
-    outdir = sys.argv[4]
+    runs, meta, freeze = load(sys.argv[1])
+    outdir = sys.argv[2]
     os.makedirs(outdir, exist_ok=True)
     scenarios = meta["scenarios"].split()
     suffix = meta.get("suffix", "")
