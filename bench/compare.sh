@@ -1,24 +1,54 @@
 #!/usr/bin/env bash
 # Compare wsgi-gateway with other Python WSGI servers on the same app (bench/apps/bench_app.py),
-# one process each, on loopback, with wrk. Rounds are interleaved (A B C, A B C, ...) so a
-# slow drift of the machine hits every server alike; each run gets a fresh server.
+# on loopback, with wrk; nginx (`return 200`, no Python) is the reference for hello and close.
+# Rounds are interleaved (A B C, A B C, ...) so a slow drift of the machine hits every server
+# alike; each run gets a fresh server.
 #
 # Usage: bash bench/compare.sh
 # Env:   ROUNDS (3), DURATION (seconds per run, 5), WARMUP (seconds, 1),
-#        SERVERS ("wsgi-gateway granian gunicorn waitress fastwsgi bjoern"),
-#        SCENARIOS ("hello echo"; also: big stream slow), CONNECTIONS (override per-scenario),
-#        BASE_PORT (18400), PIN (1 = server on CPU 0, wrk on CPU 1), KEEP_LOGS (1 = keep raw logs)
-# Output: a table on stdout and bench/results/<date>-<scenario>.md per scenario.
+#        SERVERS ("wsgi-gateway granian gunicorn waitress fastwsgi bjoern nginx"),
+#        SCENARIOS ("hello echo big stream mixed close app idle"; also: slow),
+#        PROCS (1 = one process each, the default; 2 = two worker processes where the server
+#               supports it: granian, gunicorn, fastwsgi, bjoern, nginx),
+#        GW_THREADS (8), GW_ARGS (extra wsgi-gateway serve arguments, "--max-connections 20000"),
+#        GRANIAN_THREADS (--blocking-threads, 8), GUNICORN_THREADS (1 = sync worker,
+#        N > 1 = gthread with N threads; 8), WAITRESS_THREADS (8): every thread pool gets 8
+#        threads, chosen from bench/results/2026-11-28-threads.md (hello alike at 1-16 threads
+#        within the noise; mixed /hello grows ~30x from 1 to 8 threads),
+#        GRANIAN_ARGS ("--backpressure 20000"), GUNICORN_ARGS (""), WAITRESS_ARGS ("") (extra arguments),
+#        IDLE_CONNS (10000), IDLE_OPEN_TIMEOUT (seconds, 10), CONNECTIONS (override per-scenario),
+#        RESULTS_DIR (bench/results), BASE_PORT (18400), PIN (1 = server on CPU 0, wrk on CPU 1), KEEP_LOGS (1 = keep raw logs)
+# Output: tables on stdout; bench/results/<date>-<scenario>.md per scenario,
+#         <date>-summary.md (all scenarios, one table) and <date>-runs.tsv (the raw record:
+#         machine, versions, settings and every run; bench/tools/report.py re-tables it);
+#         with PROCS=2 the names end in -2proc.
+# Exit:   0 when every run gave a number, 1 when some failed (they are in the tables).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+T_START=$(date +%s)
 
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-5}"
 WARMUP="${WARMUP:-1}"
-SERVERS="${SERVERS:-wsgi-gateway granian gunicorn waitress fastwsgi bjoern}"
-SCENARIOS="${SCENARIOS:-hello echo}"
+SERVERS="${SERVERS:-wsgi-gateway granian gunicorn waitress fastwsgi bjoern nginx}"
+ALL_SCENARIOS="hello echo big stream mixed close app idle"
+SCENARIOS="${SCENARIOS:-$ALL_SCENARIOS}"
+PROCS="${PROCS:-1}"
+GW_THREADS="${GW_THREADS:-8}"
+# A cap above IDLE_CONNS + the load's connections: at the default (10000) wsgi-gateway refuses
+# the hello connections of the idle scenario; granian's default backpressure (1024) holds
+# 1024 connections and no more. Neither cap is reached by the other scenarios.
+GW_ARGS="${GW_ARGS---max-connections 20000}"
+GRANIAN_THREADS="${GRANIAN_THREADS:-8}"
+GUNICORN_THREADS="${GUNICORN_THREADS:-8}"
+WAITRESS_THREADS="${WAITRESS_THREADS:-8}"
+GRANIAN_ARGS="${GRANIAN_ARGS---backpressure 20000}"
+GUNICORN_ARGS="${GUNICORN_ARGS:-}"
+WAITRESS_ARGS="${WAITRESS_ARGS:-}"
+IDLE_CONNS="${IDLE_CONNS:-10000}"
+IDLE_OPEN_TIMEOUT="${IDLE_OPEN_TIMEOUT:-10}"
 BASE_PORT="${BASE_PORT:-18400}"
 PIN="${PIN:-0}"
 KEEP_LOGS="${KEEP_LOGS:-0}"
@@ -34,27 +64,45 @@ declare -A PEER_PIN=(
 )
 # Peers whose build may fail here (C extensions from sdist): skipped with a note.
 OPTIONAL_PEERS=" fastwsgi bjoern "
+# The `app` scenario's framework, with the versions of its dependencies, in the same venv.
+APP_PINS=(flask==3.1.3 Werkzeug==3.1.9 Jinja2==3.1.6 MarkupSafe==3.0.4 itsdangerous==2.2.0
+    blinker==1.9.0 click==8.5.1)
 
 APPS="$REPO/bench/apps"
+TOOLS="$REPO/bench/tools"
 VENV="$REPO/bench/.venv"
 VPY="$VENV/bin/python"
 GW_BIN="$REPO/target/release/wsgi-gateway"
-RESULTS="$REPO/bench/results"
+RESULTS="${RESULTS_DIR:-$REPO/bench/results}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/wsgi-bench.XXXXXX")"
+RUNS="$WORK/runs.tsv"
+: >"$RUNS"
 
 note() { printf 'compare.sh: %s\n' "$*" >&2; }
-die() { printf 'compare.sh: error: %s\n' "$*" >&2; exit 1; }
+die() { printf 'compare.sh: error: %s\n' "$*" >&2; exit 2; }
 section() { printf '\n==== %s ====\n' "$*" >&2; }
 
-for v in ROUNDS DURATION WARMUP BASE_PORT; do
+for v in ROUNDS DURATION WARMUP BASE_PORT PROCS GW_THREADS GRANIAN_THREADS GUNICORN_THREADS \
+    WAITRESS_THREADS IDLE_CONNS IDLE_OPEN_TIMEOUT; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 if [ "$ROUNDS" -lt 1 ] || [ "$DURATION" -lt 1 ]; then die "ROUNDS and DURATION must be >= 1"; fi
+case "$PROCS" in 1 | 2) ;; *) die "PROCS must be 1 or 2, got '$PROCS'" ;; esac
+SUFFIX=""
+[ "$PROCS" = 1 ] || SUFFIX="-${PROCS}proc"
 
 # ------------------------------------------------------------------ cleanup
 STARTED=() # pids (= process groups, via setsid) of servers this script started
+HELPERS=() # pids of helper processes (idle clients, RSS samplers, wrk) still to be reaped
+forget() { # array-name pid: drop a reaped pid, so cleanup never signals a reused one
+    local -n list=$1
+    local keep=() p
+    for p in "${list[@]}"; do [ "$p" = "$2" ] || keep+=("$p"); done
+    list=("${keep[@]}")
+}
 stop_server() {
     local pid=$1 i
+    forget STARTED "$pid"
     kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
@@ -64,9 +112,17 @@ stop_server() {
     # Still there after 5 s: no graceful-shutdown numbers are measured here, so force it.
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    # Workers that left the group (none known) or outlived their leader: the group again.
+    kill -KILL -- "-$pid" 2>/dev/null || true
+}
+stop_helper() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    forget HELPERS "$1"
 }
 cleanup() {
     local pid
+    for pid in "${HELPERS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     for pid in "${STARTED[@]}"; do stop_server "$pid"; done
     if [ "$KEEP_LOGS" = 1 ]; then note "raw logs kept in $WORK"; else rm -rf "$WORK"; fi
 }
@@ -74,29 +130,48 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+has_word() { [[ " $1 " == *" $2 "* ]]; }
+
 # ------------------------------------------------------------------ system packages
 section "system packages"
+deb_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 want_bjoern=0
-[[ " $SERVERS " == *" bjoern "* ]] && want_bjoern=1
+has_word "$SERVERS" bjoern && want_bjoern=1
 apt_missing=()
 command -v wrk >/dev/null 2>&1 || apt_missing+=(wrk)
 command -v curl >/dev/null 2>&1 || apt_missing+=(curl)
-if [ "$want_bjoern" = 1 ] &&
-    ! dpkg-query -W -f='${Status}' libev-dev 2>/dev/null | grep -q "install ok installed"; then
-    apt_missing+=(libev-dev)
-fi
+[ "$want_bjoern" = 1 ] && ! deb_installed libev-dev && apt_missing+=(libev-dev)
+has_word "$SERVERS" nginx && ! PATH="$PATH:/usr/sbin" command -v nginx >/dev/null 2>&1 && apt_missing+=(nginx)
 if [ ${#apt_missing[@]} -eq 0 ]; then
-    note "all present (wrk, curl$([ "$want_bjoern" = 1 ] && echo ', libev-dev'))"
+    note "all present (wrk, curl$([ "$want_bjoern" = 1 ] && echo ', libev-dev')$(has_word "$SERVERS" nginx && echo ', nginx'))"
 elif [ "$(id -u)" -ne 0 ]; then
     note "not root, skipping apt; missing: ${apt_missing[*]}"
 else
     note "apt-get install ${apt_missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # policy-rc.d 101: the package must not start a system nginx on port 80 behind our back.
+    printf '#!/bin/sh\nexit 101\n' >"$WORK/policy-rc.d"
+    chmod +x "$WORK/policy-rc.d"
+    had_policy=0
+    [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+    [ "$had_policy" = 1 ] || cp "$WORK/policy-rc.d" /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${apt_missing[@]}" >/dev/null
+        "${apt_missing[@]}" >/dev/null || note "apt-get install failed"
+    [ "$had_policy" = 1 ] || rm -f /usr/sbin/policy-rc.d
 fi
 command -v wrk >/dev/null 2>&1 || die "wrk is not installed (Debian package 'wrk')"
 command -v curl >/dev/null 2>&1 || die "curl is not installed (Debian package 'curl')"
+NGINX_BIN=$(PATH="$PATH:/usr/sbin" command -v nginx 2>/dev/null || true)
+
+# Open files: every idle connection is a descriptor in the server (and one in the client).
+need_fds=$((IDLE_CONNS + 2000))
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need_fds" ]; then
+    ulimit -Hn "$need_fds" 2>/dev/null || true
+fi
+ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+if has_word "$SCENARIOS" idle && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need_fds" ]; then
+    note "WARNING: RLIMIT_NOFILE is $(ulimit -n), below the $need_fds that idle needs (IDLE_CONNS=$IDLE_CONNS)"
+fi
 
 # ------------------------------------------------------------------ python: same as the build
 if [ -z "${PYO3_PYTHON:-}" ]; then
@@ -104,9 +179,10 @@ if [ -z "${PYO3_PYTHON:-}" ]; then
     PYO3_PYTHON=$("$py_on_path" -c 'import sys; print(sys.executable)')
 fi
 export PYO3_PYTHON
+PY="$PYO3_PYTHON" # runs the harness's own helpers (bench/tools)
 
 # ------------------------------------------------------------------ wsgi-gateway release build
-if [[ " $SERVERS " == *" wsgi-gateway "* ]]; then
+if has_word "$SERVERS" wsgi-gateway; then
     section "cargo build --release -p wsgi-gateway"
     cargo build --release -p wsgi-gateway || die "release build failed"
     [ -x "$GW_BIN" ] || die "no $GW_BIN after the build"
@@ -137,9 +213,14 @@ EOF
 
 declare -A SKIP_REASON=()
 for server in $SERVERS; do
-    [ "$server" = wsgi-gateway ] && continue
+    case "$server" in
+        wsgi-gateway) continue ;;
+        nginx)
+            [ -n "$NGINX_BIN" ] || SKIP_REASON[nginx]="nginx is not installed (Debian package 'nginx')"
+            continue ;;
+    esac
     spec=${PEER_PIN[$server]:-}
-    [ -n "$spec" ] || die "unknown server '$server' (known: wsgi-gateway ${!PEER_PIN[*]})"
+    [ -n "$spec" ] || die "unknown server '$server' (known: wsgi-gateway nginx ${!PEER_PIN[*]})"
     name=${spec%%==*}
     ver=${spec##*==}
     [ "$(pkg_version "$name")" = "$ver" ] && continue
@@ -149,8 +230,7 @@ for server in $SERVERS; do
         SKIP_REASON[$server]="$(cat "$marker") (cached; rm '$marker' to retry)"
         continue
     fi
-    if [ "$server" = bjoern ] &&
-        ! dpkg-query -W -f='${Status}' libev-dev 2>/dev/null | grep -q "install ok installed"; then
+    if [ "$server" = bjoern ] && ! deb_installed libev-dev; then
         SKIP_REASON[$server]="libev-dev is not installed"
         continue
     fi
@@ -167,6 +247,19 @@ for server in $SERVERS; do
     fi
 done
 
+APP_ERR=""
+if has_word "$SCENARIOS" app; then
+    app_missing=()
+    for spec in "${APP_PINS[@]}"; do
+        [ "$(pkg_version "${spec%%==*}")" = "${spec##*==}" ] || app_missing+=("$spec")
+    done
+    if [ ${#app_missing[@]} -gt 0 ]; then
+        note "pip install ${app_missing[*]}"
+        "$VPY" -m pip install -q --disable-pip-version-check "${APP_PINS[@]}" >"$WORK/pip-app.log" 2>&1 ||
+            APP_ERR="pip install ${APP_PINS[*]} failed: $(grep -iE 'error' "$WORK/pip-app.log" | head -1 | cut -c1-160)"
+    fi
+fi
+
 RUN_SERVERS=()
 for server in $SERVERS; do
     if [ -n "${SKIP_REASON[$server]:-}" ]; then
@@ -178,41 +271,88 @@ done
 [ ${#RUN_SERVERS[@]} -gt 0 ] || die "no server left to run"
 
 # ------------------------------------------------------------------ scenarios
-# Sets SC_PATH, SC_CONNS, SC_LUA (wrk request setup, Lua), SC_CURL (curl args for the
-# correctness check), SC_BODY (expected body, or empty) and SC_SIZE (expected body size).
+# Sets SC_KIND (plain | mixed | idle), SC_PATH, SC_CONNS, SC_LUA (wrk request setup, Lua),
+# SC_WRK (extra wrk arguments), SC_CURL (curl args for the correctness check), SC_BODY (expected
+# body, or empty), SC_SIZE (expected body size), SC_MBPS (1: report body MB/s), SC_DESC.
+APP_SIZE=""
 scenario_def() {
+    SC_KIND=plain
     SC_LUA=""
+    SC_WRK=()
     SC_CURL=()
     SC_BODY=""
+    SC_MBPS=0
     case "$1" in
         hello)
-            SC_PATH=/hello; SC_CONNS=50; SC_BODY="Hello, World!"; SC_SIZE=13 ;;
+            SC_PATH=/hello; SC_CONNS=50; SC_BODY="Hello, World!"; SC_SIZE=13
+            SC_DESC="GET /hello, 13-byte text/plain with Content-Length, keep-alive" ;;
         echo)
             head -c 4096 /dev/zero | tr '\0' 'a' >"$WORK/echo-body"
             SC_PATH=/echo; SC_CONNS=50; SC_BODY=4096; SC_SIZE=4
             SC_CURL=(--data-binary "@$WORK/echo-body" -H "Content-Type: application/octet-stream")
             SC_LUA='wrk.method = "POST"
 wrk.body = string.rep("a", 4096)
-wrk.headers["Content-Type"] = "application/octet-stream"' ;;
+wrk.headers["Content-Type"] = "application/octet-stream"'
+            SC_DESC="POST /echo with a 4 KiB body, read fully, its length answered" ;;
         big)
-            SC_PATH=/big; SC_CONNS=20; SC_SIZE=1048576 ;;
+            SC_PATH=/big; SC_CONNS=10; SC_SIZE=1048576; SC_MBPS=1
+            SC_DESC="GET /big, 1 MiB as 16 x 64 KiB chunks with Content-Length" ;;
         stream)
-            SC_PATH=/stream; SC_CONNS=50; SC_SIZE=3000 ;;
+            SC_PATH=/stream; SC_CONNS=50; SC_SIZE=3000; SC_MBPS=1
+            SC_DESC="GET /stream, a generator of 100 x 30-byte chunks, no Content-Length (chunked)" ;;
+        mixed)
+            SC_KIND=mixed; SC_PATH=/hello; SC_CONNS=40; SC_BODY="Hello, World!"; SC_SIZE=13
+            SC_DESC="GET /hello on 40 connections while 10 more connections call /slow (time.sleep(0.05) in Python), two wrk at once" ;;
+        close)
+            SC_PATH=/hello; SC_CONNS=50; SC_BODY="Hello, World!"; SC_SIZE=13
+            SC_WRK=(-H "Connection: close")
+            SC_DESC="GET /hello with \`wrk -H 'Connection: close'\`: a new TCP connection per request" ;;
+        app)
+            SC_PATH=/app; SC_CONNS=50; SC_SIZE=$APP_SIZE
+            SC_DESC="GET /app, a Flask view rendering a Jinja template (bench/apps/flask_app.py, ${APP_SIZE:-?} bytes)" ;;
+        idle)
+            SC_KIND=idle; SC_PATH=/hello; SC_CONNS=50; SC_BODY="Hello, World!"; SC_SIZE=13
+            SC_DESC="$IDLE_CONNS idle keep-alive connections (one GET each, then silent) held open by bench/tools/idle_conns.py, then GET /hello on 50 more" ;;
         slow)
-            SC_PATH=/slow; SC_CONNS=50; SC_BODY="Hello, World!"; SC_SIZE=13 ;;
-        *) die "unknown scenario '$1' (known: hello echo big stream slow)" ;;
+            SC_PATH=/slow; SC_CONNS=50; SC_BODY="Hello, World!"; SC_SIZE=13
+            SC_DESC="GET /slow, time.sleep(0.05) then hello" ;;
+        *) die "unknown scenario '$1' (known: $ALL_SCENARIOS slow)" ;;
     esac
     if [ -n "${CONNECTIONS:-}" ]; then SC_CONNS=$CONNECTIONS; fi
 }
 for sc in $SCENARIOS; do scenario_def "$sc"; done
+MIXED_SLOW_CONNS=10
+
+if has_word "$SCENARIOS" app && [ -z "$APP_ERR" ]; then
+    # The expected body size, from Flask itself (no server involved).
+    APP_SIZE=$(cd "$APPS" && "$VPY" -c 'from flask_app import app; print(len(app.test_client().get("/app").data))' 2>"$WORK/app-size.log") ||
+        APP_ERR="flask_app does not load: $(tail -1 "$WORK/app-size.log")"
+fi
+
+# Which servers run which scenario, and why not. Sets NA_REASON (empty: runs it).
+server_na() {
+    local server=$1 sc=$2
+    NA_REASON=""
+    if [ "$server" = nginx ]; then
+        case "$sc" in hello | close) ;; *) NA_REASON="-"; return ;; esac # no Python: not in that table
+    fi
+    if [ "$PROCS" != 1 ]; then
+        case "$server" in
+            wsgi-gateway) NA_REASON="n/a: no --workers yet (issue 6)" ;;
+            waitress) NA_REASON="n/a: waitress is single-process by design" ;;
+        esac
+    fi
+    if [ "$sc" = app ] && [ -n "$APP_ERR" ] && [ "$server" != nginx ]; then NA_REASON="FAILED: $APP_ERR"; fi
+    return 0
+}
 
 # wrk reports through this hook: one machine-readable line instead of parsing its text.
 REPORT_LUA='
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    "BENCH_RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d connect=%d read=%d write=%d status=%d timeout=%d\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    "BENCH_RESULT requests=%d duration_us=%d bytes=%d p50_us=%d p99_us=%d connect=%d read=%d write=%d status=%d timeout=%d\n",
+    summary.requests, summary.duration, summary.bytes, latency:percentile(50), latency:percentile(99),
     e.connect, e.read, e.write, e.status, e.timeout))
 end'
 
@@ -225,40 +365,73 @@ server_port() {
     done
 }
 
+# How each server is run, for the report.
+declare -A SETTINGS=(
+    [wsgi-gateway]="\`wsgi-gateway serve bench_app:application --threads $GW_THREADS --venv bench/.venv${GW_ARGS:+ $GW_ARGS}\` (one process)"
+    [granian]="\`granian --interface wsgi --workers $PROCS --blocking-threads $GRANIAN_THREADS${GRANIAN_ARGS:+ $GRANIAN_ARGS}\`"
+    [gunicorn]="\`gunicorn -w $PROCS$([ "$GUNICORN_THREADS" -gt 1 ] && echo " -k gthread --threads $GUNICORN_THREADS" || echo ' (sync worker)')${GUNICORN_ARGS:+ $GUNICORN_ARGS}\`"
+    [waitress]="\`waitress-serve --threads=$WAITRESS_THREADS${WAITRESS_ARGS:+ $WAITRESS_ARGS}\` (one process)"
+    [fastwsgi]="\`fastwsgi.run(...$([ "$PROCS" -gt 1 ] && echo ", workers=$PROCS"))\` via bench/apps/run_server.py"
+    [bjoern]="\`bjoern.run()\` via bench/apps/run_server.py$([ "$PROCS" -gt 1 ] && echo ", pre-forked $PROCS children after bjoern.listen")"
+    [nginx]="nginx $("${NGINX_BIN:-false}" -v 2>&1 | sed 's|.*/||') \`worker_processes $PROCS\`, \`location = /hello { default_type text/plain; return 200 \"Hello, World!\"; }\`, access_log off, keepalive_requests 1000000"
+)
+
+nginx_conf() { # port -> path of a config for that port
+    local port=$1 conf="$WORK/nginx-$1.conf"
+    mkdir -p "$WORK/nginx-$port"
+    cat >"$conf" <<EOF
+worker_processes $PROCS;
+pid $WORK/nginx-$port/nginx.pid;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $WORK/nginx-$port/body;
+    proxy_temp_path $WORK/nginx-$port/proxy;
+    fastcgi_temp_path $WORK/nginx-$port/fastcgi;
+    uwsgi_temp_path $WORK/nginx-$port/uwsgi;
+    scgi_temp_path $WORK/nginx-$port/scgi;
+    server {
+        listen $HOST:$port;
+        location = /hello { default_type text/plain; return 200 "Hello, World!"; }
+        location / { return 404; }
+    }
+}
+EOF
+    echo "$conf"
+}
+
 # Sets CMD to the command line for one server on PORT (run with cwd = bench/apps).
+# shellcheck disable=SC2206 # the *_ARGS variables are lists of words by design
 server_cmd() {
     local port=$2
     case "$1" in
         wsgi-gateway)
-            CMD=("$GW_BIN" serve bench_app:application --bind "$HOST:$port" --threads 2 --chdir "$APPS") ;;
+            CMD=("$GW_BIN" serve bench_app:application --bind "$HOST:$port" --threads "$GW_THREADS"
+                --chdir "$APPS" --venv "$VENV" $GW_ARGS) ;;
         granian)
-            CMD=("$VENV/bin/granian" --interface wsgi --host "$HOST" --port "$port" --workers 1
-                --blocking-threads 1 --log-level warning --working-dir "$APPS" bench_app:application) ;;
+            CMD=("$VENV/bin/granian" --interface wsgi --host "$HOST" --port "$port" --workers "$PROCS"
+                --blocking-threads "$GRANIAN_THREADS" --log-level warning --working-dir "$APPS"
+                $GRANIAN_ARGS bench_app:application) ;;
         gunicorn)
-            CMD=("$VENV/bin/gunicorn" -w 1 -b "$HOST:$port" --log-level warning --chdir "$APPS"
-                bench_app:application) ;;
+            CMD=("$VENV/bin/gunicorn" -w "$PROCS" -b "$HOST:$port" --log-level warning --chdir "$APPS")
+            [ "$GUNICORN_THREADS" -gt 1 ] && CMD+=(-k gthread --threads "$GUNICORN_THREADS")
+            CMD+=($GUNICORN_ARGS bench_app:application) ;;
         waitress)
-            CMD=("$VENV/bin/waitress-serve" --host="$HOST" --port="$port" --threads=4 bench_app:application) ;;
+            CMD=("$VENV/bin/waitress-serve" --host="$HOST" --port="$port" --threads="$WAITRESS_THREADS"
+                $WAITRESS_ARGS bench_app:application) ;;
         fastwsgi | bjoern)
-            CMD=("$VPY" "$APPS/run_server.py" "$1" "$HOST" "$port") ;;
+            CMD=("$VPY" "$APPS/run_server.py" "$1" "$HOST" "$port" "$PROCS") ;;
+        nginx)
+            CMD=("$NGINX_BIN" -e stderr -p "$WORK/nginx-$port" -c "$(nginx_conf "$port")" -g 'daemon off;') ;;
     esac
 }
 
-# Sum of VmHWM (peak RSS, KiB) over the server's process tree: supervisor + workers.
-tree_pids() {
-    local c
-    echo "$1"
-    for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree_pids "$c"; done
-}
-peak_rss_kb() {
-    local p v sum=0 n=0
-    for p in $(tree_pids "$1"); do
-        v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
-        [ -n "$v" ] || continue
-        sum=$((sum + v))
-        n=$((n + 1))
-    done
-    echo "$sum $n"
+rss_now() { "$PY" "$TOOLS/rss.py" now "$1"; } # -> "KIB NPROCS"
+
+log_tail() { # file -> its last lines on one line
+    [ -f "$1" ] || return 0
+    tail -n "${2:-4}" "$1" | tr '\n\t' '  ' | sed 's/  */ /g' | cut -c1-300
 }
 
 SERVER_PID=""
@@ -267,7 +440,7 @@ start_server() {
     local server=$1 port=$2 log=$3 i
     START_ERR=""
     if curl -s -o /dev/null --max-time 1 "http://$HOST:$port/" 2>/dev/null; then
-        START_ERR="port $port already in use"
+        START_ERR="port $port already in use (BASE_PORT=$BASE_PORT; another run?)"
         return 1
     fi
     server_cmd "$server" "$port"
@@ -277,10 +450,10 @@ start_server() {
     (cd "$APPS" && exec setsid "${pin[@]}" "${CMD[@]}") >"$log" 2>&1 </dev/null &
     SERVER_PID=$!
     STARTED+=("$SERVER_PID")
-    # Bounded readiness poll: up to ~15 s of connection attempts.
-    for ((i = 0; i < 150; i++)); do
+    # Bounded readiness poll: up to ~20 s of connection attempts.
+    for ((i = 0; i < 200; i++)); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            START_ERR="exited during start-up: $(tail -3 "$log" | tr '\n' ' ' | cut -c1-200)"
+            START_ERR="exited during start-up; log: $(log_tail "$log" 6)"
             return 1
         fi
         if curl -s -o /dev/null --max-time 1 "http://$HOST:$port/hello" 2>/dev/null; then
@@ -288,81 +461,243 @@ start_server() {
         fi
         sleep 0.1
     done
-    START_ERR="not answering after 150 attempts"
+    START_ERR="not answering on $HOST:$port after 20 s; log: $(log_tail "$log" 6)"
     return 1
 }
 
 # The server must answer the scenario correctly before it gets a number.
-check_answer() {
-    local url=$1 out="$WORK/answer" size
-    size=$(curl -s --max-time 10 -o "$out" -w '%{size_download}' "${SC_CURL[@]}" "$url") || {
-        CHECK_ERR="request failed"
-        return 1
-    }
-    if [ "$size" != "$SC_SIZE" ]; then
-        CHECK_ERR="body size $size, expected $SC_SIZE"
+check_answer() { # url [expected-size expected-body curl-args...]
+    local url=$1 want_size=${2:-$SC_SIZE} want_body=${3-$SC_BODY} out="$WORK/answer" size code
+    shift 3 2>/dev/null || shift $#
+    local -a args=("$@")
+    [ $# -gt 0 ] || args=("${SC_CURL[@]}")
+    read -r code size < <(curl -s --max-time 10 -o "$out" -w '%{http_code} %{size_download}\n' \
+        "${args[@]}" "$url" || echo "000 0")
+    if [ "$code" != 200 ]; then
+        CHECK_ERR="$url: HTTP status $code"
         return 1
     fi
-    if [ -n "$SC_BODY" ] && [ "$(cat "$out")" != "$SC_BODY" ]; then
-        CHECK_ERR="unexpected body: $(head -c 60 "$out")"
+    if [ -n "$want_size" ] && [ "$size" != "$want_size" ]; then
+        CHECK_ERR="$url: body size $size, expected $want_size"
+        return 1
+    fi
+    if [ -n "$want_body" ] && [ "$(cat "$out")" != "$want_body" ]; then
+        CHECK_ERR="$url: unexpected body: $(head -c 60 "$out")"
         return 1
     fi
 }
 
-run_wrk() { # url seconds script outfile
+WRK_PID=""
+start_wrk() { # url seconds connections script outfile [extra wrk args...] -> WRK_PID
+    local url=$1 secs=$2 conns=$3 script=$4 out=$5
+    shift 5
     local -a pin=()
     [ "$PIN" = 1 ] && pin=(taskset -c 1)
-    timeout -k 5 $(($2 + 30)) "${pin[@]}" wrk -t1 -c"$SC_CONNS" -d"$2"s --timeout 5s --latency \
-        -s "$3" "$1" >"$4" 2>&1
+    timeout -k 5 $((secs + 30)) "${pin[@]}" wrk -t1 -c"$conns" -d"$secs"s --timeout 5s --latency \
+        -s "$script" "$@" "$url" >"$out" 2>&1 &
+    WRK_PID=$!
+}
+
+declare -A W=()
+parse_wrk() { # outfile -> W[...]; non-zero without a result line
+    local line kv
+    W=()
+    line=$(grep '^BENCH_RESULT' "$1" 2>/dev/null) || return 1
+    for kv in ${line#BENCH_RESULT }; do W[${kv%%=*}]=${kv#*=}; done
+}
+per_sec() { awk -v n="$1" -v d="$2" 'BEGIN { printf "%.1f", n / (d / 1e6) }'; }
+
+RSS_PID=""
+start_rss() { # server-pid outfile
+    rm -f "$2"
+    "$PY" "$TOOLS/rss.py" watch "$1" "$2" 0.2 &
+    RSS_PID=$!
+    HELPERS+=("$RSS_PID")
+}
+read_rss() { # outfile -> "KIB NPROCS" (0 0 when nothing was sampled)
+    stop_helper "$RSS_PID"
+    cat "$1" 2>/dev/null || echo "0 0"
+}
+
+record() { # key=value ... -> one tab-separated line of RUNS
+    local IFS=$'\t' line
+    line="$*"
+    printf '%s\n' "${line//$'\n'/ }" >>"$RUNS"
+}
+
+# ------------------------------------------------------------------ one run
+# Runs SERVER on scenario SC (already defined with scenario_def) for round ROUND: starts it,
+# checks its answer, loads it, records a line. Sets RUN_FATAL=1 when later rounds are pointless.
+run_one() {
+    local server=$1 sc=$2 round=$3 port url tag log rss nproc e
+    port=$(server_port "$server")
+    url="http://$HOST:$port$SC_PATH"
+    tag="$sc-$server-r$round"
+    log="$WORK/$tag.server.log"
+    RUN_FATAL=0
+    local -a rec=("server=$server" "sc=$sc" "round=$round")
+    if ! start_server "$server" "$port" "$log"; then
+        record "${rec[@]}" status=fail "note=did not start: $START_ERR"
+        RUN_FATAL=1
+        return 1
+    fi
+    if ! check_answer "$url" || { [ "$sc" = mixed ] &&
+        ! check_answer "http://$HOST:$port/slow" 13 "Hello, World!"; }; then
+        record "${rec[@]}" status=fail "note=wrong answer: $CHECK_ERR"
+        RUN_FATAL=1
+        return 1
+    fi
+
+    local -a idle=()
+    local idle_pid="" rss_before="" rss_after=""
+    if [ "$SC_KIND" = idle ]; then
+        sleep 0.5
+        read -r rss_before _ <<<"$(rss_now "$SERVER_PID")"
+        : >"$WORK/$tag.idle"
+        "$PY" "$TOOLS/idle_conns.py" "$HOST" "$port" "$IDLE_CONNS" --open-timeout "$IDLE_OPEN_TIMEOUT" \
+            --max-secs $((IDLE_OPEN_TIMEOUT + WARMUP + DURATION + 120)) >"$WORK/$tag.idle" 2>&1 &
+        idle_pid=$!
+        HELPERS+=("$idle_pid")
+        local i
+        for ((i = 0; i < (IDLE_OPEN_TIMEOUT + 20) * 10; i++)); do
+            grep -q '^OPENED' "$WORK/$tag.idle" && break
+            kill -0 "$idle_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if ! grep -q '^OPENED' "$WORK/$tag.idle"; then
+            stop_helper "$idle_pid"
+            record "${rec[@]}" status=fail "note=idle client failed: $(log_tail "$WORK/$tag.idle")"
+            return 1
+        fi
+        read -r rss_after _ <<<"$(rss_now "$SERVER_PID")"
+        local kv
+        for kv in $(grep '^OPENED' "$WORK/$tag.idle" | sed 's/^OPENED //'); do
+            case "${kv%%=*}" in
+                first_error) idle+=("idle_err=${kv#*=}") ;;
+                *) idle+=("idle_${kv%%=*}=${kv#*=}") ;;
+            esac
+        done
+        idle+=("rss_before=$rss_before" "rss_after=$rss_after")
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            stop_helper "$idle_pid"
+            record "${rec[@]}" status=fail "${idle[@]}" \
+                "note=server exited while the idle connections were opened; log: $(log_tail "$log")"
+            return 1
+        fi
+    fi
+
+    local script="$WORK/$sc.lua" slow_script="$WORK/slow.lua"
+    local wrk_out="$WORK/$tag.wrk" slow_out="$WORK/$tag.slow.wrk" hello_pid slow_pid=""
+    local phase secs
+    for phase in warmup measure; do
+        secs=$DURATION
+        if [ "$phase" = warmup ]; then
+            [ "$WARMUP" -gt 0 ] || continue
+            secs=$WARMUP
+        else
+            start_rss "$SERVER_PID" "$WORK/$tag.rss"
+        fi
+        start_wrk "$url" "$secs" "$SC_CONNS" "$script" "$wrk_out.$phase" "${SC_WRK[@]}"
+        hello_pid=$WRK_PID
+        if [ "$SC_KIND" = mixed ]; then
+            start_wrk "http://$HOST:$port/slow" "$secs" "$MIXED_SLOW_CONNS" "$slow_script" "$slow_out.$phase"
+            slow_pid=$WRK_PID
+        fi
+        wait "$hello_pid" || true
+        [ -z "$slow_pid" ] || wait "$slow_pid" || true
+    done
+    read -r rss nproc <<<"$(read_rss "$WORK/$tag.rss")"
+
+    if [ -n "$idle_pid" ]; then
+        stop_helper "$idle_pid"
+        local held_after
+        held_after=$(sed -n 's/^HELD held=\([0-9]*\).*/\1/p' "$WORK/$tag.idle")
+        idle+=("idle_held_after=${held_after:-?}")
+    fi
+
+    if ! parse_wrk "$wrk_out.measure"; then
+        record "${rec[@]}" status=fail "${idle[@]}" "note=wrk failed: $(log_tail "$wrk_out.measure" 3)"
+        return 1
+    fi
+    local -a res=("rps=$(per_sec "${W[requests]}" "${W[duration_us]}")" "p50=${W[p50_us]}"
+        "p99=${W[p99_us]}" "requests=${W[requests]}")
+    local -A errs=([connect]=${W[connect]} [read]=${W[read]} [write]=${W[write]}
+        [status]=${W[status]} [timeout]=${W[timeout]})
+    [ "$SC_MBPS" = 1 ] && res+=("mbps=$(awk -v n="${W[requests]}" -v s="$SC_SIZE" -v d="${W[duration_us]}" \
+        'BEGIN { printf "%.1f", n * s / d }')")
+    if [ "$SC_KIND" = mixed ]; then
+        if ! parse_wrk "$slow_out.measure"; then
+            record "${rec[@]}" status=fail "note=wrk on /slow failed: $(log_tail "$slow_out.measure" 3)"
+            return 1
+        fi
+        res+=("slow_rps=$(per_sec "${W[requests]}" "${W[duration_us]}")" "slow_p99=${W[p99_us]}"
+            "slow_requests=${W[requests]}")
+        for e in connect read write status timeout; do errs[$e]=$((errs[$e] + W[$e])); done
+    fi
+    for e in connect read write status timeout; do res+=("e_$e=${errs[$e]}"); done
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        record "${rec[@]}" status=fail "${res[@]}" "${idle[@]}" \
+            "note=server exited during the run; log: $(log_tail "$log")"
+        return 1
+    fi
+    record "${rec[@]}" status=ok "${res[@]}" "rss=$rss" "nproc=$nproc" "${idle[@]}"
+    RUN_SUMMARY="$(printf '%9s req/s  p99 %6s us  errors %s  rss %s KiB' "${res[0]#rps=}" "${res[2]#p99=}" \
+        "$((errs[connect] + errs[read] + errs[write] + errs[status] + errs[timeout]))" "$rss")"
+    [ "$SC_MBPS" = 1 ] && RUN_SUMMARY+="  ${res[4]#mbps=} MB/s"
+    [ "$SC_KIND" = mixed ] && RUN_SUMMARY+="  /slow ${res[4]#slow_rps=} req/s"
+    if [ "$SC_KIND" = idle ]; then
+        RUN_SUMMARY+="  idle: $(grep '^OPENED' "$WORK/$tag.idle" | cut -d' ' -f2-4), held after ${held_after:-?}, rss $rss_before -> $rss_after KiB"
+    fi
+    return 0
 }
 
 # ------------------------------------------------------------------ measure
-declare -A RPS=() P99=() ERRS=() RSS=() PROCS=() FAIL=()
-any_failed=0
+printf '%s\n%s\n' "" "$REPORT_LUA" >"$WORK/slow.lua"
+per_run=$((DURATION + WARMUP + 3))
 est=0
-for sc in $SCENARIOS; do est=$((est + ROUNDS * ${#RUN_SERVERS[@]} * (DURATION + WARMUP + 3))); done
+for sc in $SCENARIOS; do
+    for server in "${RUN_SERVERS[@]}"; do
+        server_na "$server" "$sc"
+        [ -z "$NA_REASON" ] || continue
+        est=$((est + ROUNDS * per_run))
+        [ "$sc" = idle ] && est=$((est + ROUNDS * 4))
+    done
+done
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
-section "measuring: servers=(${RUN_SERVERS[*]}) scenarios=($SCENARIOS) rounds=$ROUNDS duration=${DURATION}s (~${est}s)"
+section "measuring: servers=(${RUN_SERVERS[*]}) scenarios=($SCENARIOS) procs=$PROCS rounds=$ROUNDS duration=${DURATION}s (~$((est / 60)) min)"
 
+declare -A FATAL=()
+any_failed=0
 for sc in $SCENARIOS; do
     scenario_def "$sc"
-    script="$WORK/$sc.lua"
-    printf '%s\n%s\n' "$SC_LUA" "$REPORT_LUA" >"$script"
+    printf '%s\n%s\n' "$SC_LUA" "$REPORT_LUA" >"$WORK/$sc.lua"
+    # Rows that have no run: not installed, not applicable.
+    for server in $SERVERS; do
+        if [ -n "${SKIP_REASON[$server]:-}" ]; then
+            server_na "$server" "$sc"
+            [ "$NA_REASON" = "-" ] || record "server=$server" "sc=$sc" status=skip "note=not installed: ${SKIP_REASON[$server]}"
+            continue
+        fi
+        server_na "$server" "$sc"
+        case "$NA_REASON" in
+            "" | "-") ;;
+            FAILED:*) record "server=$server" "sc=$sc" status=fail "note=${NA_REASON#FAILED: }"; any_failed=1 ;;
+            *) record "server=$server" "sc=$sc" status=na "note=$NA_REASON" ;;
+        esac
+    done
     for ((round = 1; round <= ROUNDS; round++)); do
         for server in "${RUN_SERVERS[@]}"; do
-            key="$server|$sc"
-            [ -n "${FAIL[$key]:-}" ] && continue
-            port=$(server_port "$server")
-            url="http://$HOST:$port$SC_PATH"
-            tag="$sc-$server-r$round"
-            printf '  %-8s round %d/%d  %-13s ' "$sc" "$round" "$ROUNDS" "$server" >&2
-            if ! start_server "$server" "$port" "$WORK/$tag.server.log"; then
-                FAIL[$key]="start: $START_ERR"
-            elif ! check_answer "$url"; then
-                FAIL[$key]="wrong answer: $CHECK_ERR"
+            server_na "$server" "$sc"
+            [ -z "$NA_REASON" ] || continue
+            [ -z "${FATAL[$server|$sc]:-}" ] || continue
+            printf '  %-7s round %d/%d  %-13s ' "$sc" "$round" "$ROUNDS" "$server" >&2
+            RUN_SUMMARY=""
+            if run_one "$server" "$sc" "$round"; then
+                printf '%s\n' "$RUN_SUMMARY" >&2
             else
-                if [ "$WARMUP" -gt 0 ]; then run_wrk "$url" "$WARMUP" "$script" "$WORK/$tag.warmup" || true; fi
-                if ! run_wrk "$url" "$DURATION" "$script" "$WORK/$tag.wrk" ||
-                    ! line=$(grep '^BENCH_RESULT' "$WORK/$tag.wrk"); then
-                    FAIL[$key]="wrk failed: $(tail -2 "$WORK/$tag.wrk" | tr '\n' ' ' | cut -c1-160)"
-                else
-                    read -r rss nproc_srv <<<"$(peak_rss_kb "$SERVER_PID")"
-                    declare -A f=()
-                    for kv in ${line#BENCH_RESULT }; do f[${kv%%=*}]=${kv#*=}; done
-                    rps=$(awk -v r="${f[requests]}" -v d="${f[duration_us]}" 'BEGIN { printf "%.1f", r / (d / 1e6) }')
-                    errs=$((f[connect] + f[read] + f[write] + f[status] + f[timeout]))
-                    RPS[$key]="${RPS[$key]:-} $rps"
-                    P99[$key]="${P99[$key]:-} ${f[p99_us]}"
-                    ERRS[$key]=$((${ERRS[$key]:-0} + errs))
-                    [ "$rss" -gt "${RSS[$key]:-0}" ] && RSS[$key]=$rss && PROCS[$key]=$nproc_srv
-                    printf '%10s req/s  p99 %s us  errors %s  rss %s KiB\n' "$rps" "${f[p99_us]}" "$errs" "$rss" >&2
-                    unset f
-                fi
-            fi
-            if [ -n "${FAIL[$key]:-}" ]; then
-                printf 'FAILED: %s\n' "${FAIL[$key]}" >&2
                 any_failed=1
-                [ -f "$WORK/$tag.server.log" ] && tail -5 "$WORK/$tag.server.log" | sed 's/^/      | /' >&2
+                printf 'FAILED: %s\n' "$(tail -1 "$RUNS" | tr '\t' '\n' | sed -n 's/^note=//p')" >&2
+                [ "$RUN_FATAL" = 1 ] && FATAL[$server|$sc]=1
             fi
             stop_server "$SERVER_PID"
         done
@@ -370,89 +705,58 @@ for sc in $SCENARIOS; do
 done
 
 # ------------------------------------------------------------------ report
-# Median of whitespace-separated numbers on stdin; empty output for no numbers.
-median() { tr ' ' '\n' | sort -g | awk 'NF { a[++n] = $1 } END {
-    if (n == 0) exit
-    if (n % 2) print a[(n + 1) / 2]; else printf "%.1f\n", (a[n / 2] + a[n / 2 + 1]) / 2 }'; }
-fmt_us() { awk -v u="$1" 'BEGIN { if (u >= 1000) printf "%.2f ms", u / 1000; else printf "%d us", u }'; }
-fmt_kb() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
-
-scenario_table() {
-    local sc=$1 server key med gw_med ratio
-    gw_med=$(echo "${RPS[wsgi-gateway|$sc]:-}" | median)
-    echo "| server | scenario | conns | req/s (median) | req/s per round | p99 (median) | errors | peak RSS | wsgi-gateway ÷ server |"
-    echo "|---|---|---|---|---|---|---|---|---|"
-    for server in $SERVERS; do
-        key="$server|$sc"
-        if [ -n "${SKIP_REASON[$server]:-}" ]; then
-            echo "| $server | $sc | | not installed | | | | | |"
-            continue
-        fi
-        if [ -n "${FAIL[$key]:-}" ] && [ -z "${RPS[$key]:-}" ]; then
-            echo "| $server | $sc | $SC_CONNS | FAILED: ${FAIL[$key]//|//} | | | | | |"
-            continue
-        fi
-        med=$(echo "${RPS[$key]}" | median)
-        if [ -n "$gw_med" ]; then
-            ratio=$(awk -v a="$gw_med" -v b="$med" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-        else
-            ratio="n/a"
-        fi
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s (%s proc) | %s |\n' \
-            "$server" "$sc" "$SC_CONNS" "$med" "$(echo "${RPS[$key]}" | xargs | tr ' ' '/')" \
-            "$(fmt_us "$(echo "${P99[$key]}" | median)")" "${ERRS[$key]}" \
-            "$(fmt_kb "${RSS[$key]}")" "${PROCS[$key]}" "$ratio"
-    done
-}
-
+section "results"
+T_END=$(date +%s)
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-wrk_version=$(wrk -v 2>&1 | head -1 || true)
 gw_version="(not run)"
 if [ -x "$GW_BIN" ]; then
     gw_version=$("$GW_BIN" --version 2>/dev/null | head -1 || true)
     [ -n "$gw_version" ] || gw_version="(--version not supported)"
 fi
 git_rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -z "$(git -C "$REPO" status --porcelain 2>/dev/null)" ] || git_rev="$git_rev (dirty tree)"
+[ -z "$(git -C "$REPO" status --porcelain -- . ':!bench/results' 2>/dev/null)" ] || git_rev="$git_rev (dirty tree)"
 today=$(date +%F)
-
+wall=$((T_END - T_START))
+if [ "$SCENARIOS" != "$ALL_SCENARIOS" ]; then wall_note=", scenarios: $SCENARIOS"; else wall_note=""; fi
+{
+    echo "today=$today"
+    echo "suffix=$SUFFIX"
+    echo "date_utc=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "wall=$((wall / 60)) min $((wall % 60)) s (build check, venv check, $ROUNDS rounds$wall_note)"
+    echo "nproc=$(nproc)"
+    echo "cpu=$cpu_model"
+    echo "kernel=$(uname -r)"
+    echo "load=$load_at_start"
+    echo "procs=$PROCS"
+    echo "rounds=$ROUNDS"
+    echo "duration=$DURATION"
+    echo "warmup=$WARMUP"
+    echo "pin=$([ "$PIN" = 1 ] && echo 'server cpu0, wrk cpu1' || echo none)"
+    echo "idle_conns=$IDLE_CONNS"
+    echo "mixed_slow_ideal=$((MIXED_SLOW_CONNS * 20))"
+    echo "gw_version=$gw_version"
+    echo "git_rev=$git_rev"
+    echo "python=$("$VPY" --version 2>&1)"
+    echo "wrk=$(wrk -v 2>&1 | head -1 | sed 's/ Copyright.*//')"
+    echo "nginx=$([ -n "$NGINX_BIN" ] && "$NGINX_BIN" -v 2>&1 | sed 's|.*: ||' || echo 'not installed')"
+    echo "servers=$SERVERS"
+    echo "scenarios=$SCENARIOS"
+    for server in $SERVERS; do echo "settings.$server=${SETTINGS[$server]:-}"; done
+    for sc in $SCENARIOS; do
+        scenario_def "$sc"
+        echo "desc.$sc=$SC_DESC; $SC_CONNS connections"
+    done
+    "$VPY" -m pip freeze --disable-pip-version-check 2>/dev/null | sed 's/^/freeze=/'
+} | sed 's/^/# /' >"$WORK/raw.tsv"
+cat "$RUNS" >>"$WORK/raw.tsv"
 mkdir -p "$RESULTS"
-section "results"
-for sc in $SCENARIOS; do
-    scenario_def "$sc"
-    out="$RESULTS/$today-$sc.md"
-    {
-        echo "# wsgi-gateway vs peers: \`$sc\` ($SC_PATH, $SC_CONNS connections)"
-        echo
-        echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-        echo "- machine: nproc=$(nproc), CPU: $cpu_model, kernel $(uname -r), load average before the runs: $load_at_start"
-        echo "- load: \`wrk -t1 -c$SC_CONNS -d${DURATION}s --latency\` after a ${WARMUP}s warm-up, $ROUNDS interleaved rounds, fresh server per run, loopback, CPU pinning: $([ "$PIN" = 1 ] && echo 'server cpu0, wrk cpu1' || echo none)"
-        echo "- servers (one process each): wsgi-gateway \`--threads 2\`; granian \`--interface wsgi --workers 1 --blocking-threads 1\`; gunicorn \`-w 1\` (sync); waitress \`--threads 4\`; fastwsgi, bjoern via bench/apps/run_server.py"
-        echo "- peak RSS = VmHWM summed over the server's process tree (supervisor + worker where there are two), max over rounds"
-        echo "- errors = wrk socket errors + non-2xx/3xx responses, summed over rounds"
-        echo
-        scenario_table "$sc"
-        echo
-        for server in $SERVERS; do
-            [ -n "${SKIP_REASON[$server]:-}" ] && echo "- $server not installed: ${SKIP_REASON[$server]}"
-        done
-        echo
-        echo "## Versions"
-        echo
-        echo "- wsgi-gateway: $gw_version, commit $git_rev"
-        echo "- $("$VPY" --version 2>&1), wrk: $wrk_version"
-        echo
-        echo '```'
-        "$VPY" -m pip freeze --disable-pip-version-check 2>/dev/null
-        echo '```'
-    } >"$out.tmp"
-    mv "$out.tmp" "$out"
-    scenario_table "$sc"
-    echo
-    note "wrote ${out#"$REPO"/}"
-done
+raw="$RESULTS/$today-runs$SUFFIX.tsv"
+cp "$WORK/raw.tsv" "$raw"
+"$PY" "$TOOLS/report.py" "$raw" "$RESULTS" || die "report failed (raw record: $raw)"
+note "wrote ${raw#"$REPO"/} (the raw record: 'python3 bench/tools/report.py FILE DIR' tables it again)"
+note "whole run took $((wall / 60)) min $((wall % 60)) s"
 
 if [ "$any_failed" -ne 0 ]; then
-    note "some runs FAILED (see the table)"
+    note "some runs FAILED (see the tables)"
     exit 1
 fi

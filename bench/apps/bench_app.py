@@ -5,9 +5,17 @@
 /big     1 MiB as 16 chunks of 64 KiB, with Content-Length
 /stream  generator of 100 small chunks, no Content-Length (chunked on HTTP/1.1)
 /slow    sleeps 50 ms (a blocking call such as a DB query), then /hello
+/app     a Flask view rendering a Jinja template (flask_app.py; Flask imported on first use,
+         so the other routes' memory and start-up don't include it)
 """
 
+import os
+import sys
 import time
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)  # flask_app sits beside this file, whatever the server's cwd
 
 HELLO = b"Hello, World!"
 CHUNK = b"x" * (64 * 1024)
@@ -80,12 +88,24 @@ def _slow(environ, start_response):
     return _text(start_response, HELLO)
 
 
+_flask = []
+
+
+def _app(environ, start_response):
+    if not _flask:
+        from flask_app import app as flask_app  # the import lock makes a racing first call safe
+
+        _flask.append(flask_app)
+    return _flask[0](environ, start_response)
+
+
 ROUTES = {
     "/hello": _hello,
     "/echo": _echo,
     "/big": _big,
     "/stream": _stream,
     "/slow": _slow,
+    "/app": _app,
 }
 
 
