@@ -10,11 +10,12 @@
 #        SCENARIOS ("hello echo big stream mixed close app idle"; also: slow),
 #        PROCS (1 = one process each, the default; 2 = two worker processes where the server
 #               supports it: granian, gunicorn, fastwsgi, bjoern, nginx),
-#        GW_THREADS (8), GW_ARGS (extra wsgi-gateway serve arguments, "--max-connections 20000"),
-#        GRANIAN_THREADS (--blocking-threads, 8), GUNICORN_THREADS (1 = sync worker,
-#        N > 1 = gthread with N threads; 8), WAITRESS_THREADS (8): every thread pool gets 8
-#        threads, chosen from bench/results/2026-11-28-threads.md (hello alike at 1-16 threads
-#        within the noise; mixed /hello grows ~30x from 1 to 8 threads),
+#        GW_THREADS (32, its default), GW_ARGS (extra wsgi-gateway serve arguments,
+#        "--max-connections 20000"), GRANIAN_THREADS (--blocking-threads, 16), GUNICORN_THREADS
+#        (1 = sync worker, N > 1 = gthread with N threads; 16), WAITRESS_THREADS (16): every
+#        peer's pool gets 16 threads, its best in bench/results/2026-11-28-threads.md (hello alike
+#        at 1-16 threads within the noise; mixed /hello needs more threads than the 10 sleeping
+#        calls, ~19x better at 16 than at 8),
 #        GRANIAN_ARGS ("--backpressure 20000"), GUNICORN_ARGS (""), WAITRESS_ARGS ("") (extra arguments),
 #        IDLE_CONNS (10000), IDLE_OPEN_TIMEOUT (seconds, 10), CONNECTIONS (override per-scenario),
 #        RESULTS_DIR (bench/results), BASE_PORT (18400), PIN (1 = server on CPU 0, wrk on CPU 1), KEEP_LOGS (1 = keep raw logs)
@@ -36,14 +37,14 @@ SERVERS="${SERVERS:-wsgi-gateway granian gunicorn waitress fastwsgi bjoern nginx
 ALL_SCENARIOS="hello echo big stream mixed close app idle"
 SCENARIOS="${SCENARIOS:-$ALL_SCENARIOS}"
 PROCS="${PROCS:-1}"
-GW_THREADS="${GW_THREADS:-8}"
+GW_THREADS="${GW_THREADS:-32}"
 # A cap above IDLE_CONNS + the load's connections: at the default (10000) wsgi-gateway refuses
 # the hello connections of the idle scenario; granian's default backpressure (1024) holds
 # 1024 connections and no more. Neither cap is reached by the other scenarios.
 GW_ARGS="${GW_ARGS---max-connections 20000}"
-GRANIAN_THREADS="${GRANIAN_THREADS:-8}"
-GUNICORN_THREADS="${GUNICORN_THREADS:-8}"
-WAITRESS_THREADS="${WAITRESS_THREADS:-8}"
+GRANIAN_THREADS="${GRANIAN_THREADS:-16}"
+GUNICORN_THREADS="${GUNICORN_THREADS:-16}"
+WAITRESS_THREADS="${WAITRESS_THREADS:-16}"
 GRANIAN_ARGS="${GRANIAN_ARGS---backpressure 20000}"
 GUNICORN_ARGS="${GUNICORN_ARGS:-}"
 WAITRESS_ARGS="${WAITRESS_ARGS:-}"

@@ -69,7 +69,13 @@ fn connection() -> (Arc<ConnIo>, JoinHandle<u64>) {
             }
         }
     });
-    (Arc::new(ConnIo::new(stream)), drain)
+    (
+        Arc::new(ConnIo::new(
+            stream,
+            (Duration::from_secs(60), Duration::from_secs(60)),
+        )),
+        drain,
+    )
 }
 
 fn bench_framing(c: &mut Criterion) {

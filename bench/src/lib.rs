@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use wsgi_gateway::http::head::{parse_head, HeadLimits};
-use wsgi_gateway::request::{decode_path, BodyReader, Peer, Request, Scheme};
+use wsgi_gateway::request::{decode_path, BodyReader, Peer, Request, Scheme, TcpPeer};
 use wsgi_gateway::responder::{Responder, ResponseHead};
 
 /// A typical browser GET: 10 headers, a query string, a cookie.
@@ -53,7 +53,7 @@ pub fn request_from(raw: &Bytes) -> Request {
         query: head.query,
         version: head.version,
         headers: head.headers,
-        peer: Peer::Tcp(SocketAddr::from(([203, 0, 113, 7], 54_321))),
+        peer: Peer::Tcp(TcpPeer::new(SocketAddr::from(([203, 0, 113, 7], 54_321)))),
         server_name: "127.0.0.1".to_string(),
         server_port: "8000".to_string(),
         scheme: Scheme::Http,
