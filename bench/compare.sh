@@ -10,8 +10,8 @@
 #        SCENARIOS ("hello echo big stream mixed close app idle"; also: slow),
 #        PROCS (1 = one process each, the default; 2 = two worker processes where the server
 #               supports it: granian, gunicorn, fastwsgi, bjoern, nginx),
-#        GW_THREADS (32, its default), GW_ARGS (extra wsgi-gateway serve arguments,
-#        "--max-connections 20000"), GRANIAN_THREADS (--blocking-threads, 16), GUNICORN_THREADS
+#        GW_THREADS (32, its default), GW_ARGS (extra wsgi-gateway serve arguments, ""),
+#        GRANIAN_THREADS (--blocking-threads, 16), GUNICORN_THREADS
 #        (1 = sync worker, N > 1 = gthread with N threads; 16), WAITRESS_THREADS (16): every
 #        peer's pool gets 16 threads, its best in bench/results/2026-11-28-threads.md (hello alike
 #        at 1-16 threads within the noise; mixed /hello needs more threads than the 10 sleeping
@@ -41,7 +41,7 @@ GW_THREADS="${GW_THREADS:-32}"
 # A cap above IDLE_CONNS + the load's connections: at the default (10000) wsgi-gateway refuses
 # the hello connections of the idle scenario; granian's default backpressure (1024) holds
 # 1024 connections and no more. Neither cap is reached by the other scenarios.
-GW_ARGS="${GW_ARGS---max-connections 20000}"
+GW_ARGS="${GW_ARGS-}"
 GRANIAN_THREADS="${GRANIAN_THREADS:-16}"
 GUNICORN_THREADS="${GUNICORN_THREADS:-16}"
 WAITRESS_THREADS="${WAITRESS_THREADS:-16}"
