@@ -21,15 +21,12 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use gateway_bench::{
-    request_from, start_python, MemBody, NullResponder, BROWSER_GET, WRK_ECHO_4K, WRK_HELLO,
+    http_environ_builder, request_from, start_python, MemBody, NullResponder, BROWSER_GET,
+    WRK_ECHO_4K, WRK_HELLO,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 use wsgi_gateway::python::call::WsgiApp;
-use wsgi_gateway::python::environ::{EnvironBuilder, FrontEndKind};
-use wsgi_gateway::python::errors::WsgiErrors;
-use wsgi_gateway::python::file_wrapper::FileWrapper;
-use wsgi_gateway::trust::TrustPolicy;
 
 const APPS: &std::ffi::CStr = cr#"
 def hello(environ, start_response):
@@ -55,16 +52,9 @@ def echo(environ, start_response):
 
 /// The app as the binary's `load()` builds it for the HTTP front end.
 fn wsgi_app(py: Python<'_>, module: &Bound<'_, PyModule>, name: &str) -> WsgiApp {
-    let errors = Bound::new(py, WsgiErrors::new()).unwrap().into_any();
-    let wrapper = py.get_type::<FileWrapper>().into_any();
-    let kind = FrontEndKind {
-        multithread: true,
-        multiprocess: false,
-        run_once: false,
-    };
     WsgiApp {
         app: module.getattr(name).unwrap().unbind(),
-        environ: EnvironBuilder::new(py, kind, TrustPolicy::default(), errors, wrapper).unwrap(),
+        environ: http_environ_builder(py),
         debug: false,
     }
 }

@@ -11,26 +11,16 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use gateway_bench::{request_from, start_python, MemBody, BROWSER_GET, WRK_HELLO};
+use gateway_bench::{
+    http_environ_builder, request_from, start_python, MemBody, BROWSER_GET, WRK_HELLO,
+};
 use pyo3::prelude::*;
-use wsgi_gateway::python::environ::{EnvironBuilder, FrontEndKind};
-use wsgi_gateway::python::errors::WsgiErrors;
-use wsgi_gateway::python::file_wrapper::FileWrapper;
 use wsgi_gateway::python::input::WsgiInput;
-use wsgi_gateway::trust::TrustPolicy;
 
 fn bench_environ(c: &mut Criterion) {
     start_python();
     Python::attach(|py| {
-        let errors = Bound::new(py, WsgiErrors::new()).unwrap().into_any();
-        let wrapper = py.get_type::<FileWrapper>().into_any();
-        let kind = FrontEndKind {
-            multithread: true,
-            multiprocess: false,
-            run_once: false,
-        };
-        let builder =
-            EnvironBuilder::new(py, kind, TrustPolicy::default(), errors, wrapper).unwrap();
+        let builder = http_environ_builder(py);
         let input = Bound::new(py, WsgiInput::new(Box::new(MemBody::empty())))
             .unwrap()
             .into_any();

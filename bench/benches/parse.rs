@@ -5,22 +5,9 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gateway_bench::BROWSER_GET;
 use wsgi_gateway::http::chunked::ChunkedDecoder;
 use wsgi_gateway::http::head::{parse_head, HeadLimits};
-
-const BROWSER_GET: &[u8] =
-    b"GET /articles/2024/rust-http-parsing?utm_source=feed&page=2 HTTP/1.1\r\n\
-Host: www.example.com\r\n\
-User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
-Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
-Accept-Language: en-US,en;q=0.5\r\n\
-Accept-Encoding: gzip, deflate, br, zstd\r\n\
-Referer: https://www.example.com/articles/\r\n\
-Connection: keep-alive\r\n\
-Cookie: session=4f6e2a9c1b7d; theme=dark; consent=1\r\n\
-Upgrade-Insecure-Requests: 1\r\n\
-Sec-Fetch-Dest: document\r\n\
-\r\n";
 
 const SMALL_GET: &[u8] = b"GET /hello?name=world HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
 

@@ -39,6 +39,24 @@ pub fn start_python() {
     wsgi_gateway::python::interpreter::start(None).expect("starting Python");
 }
 
+/// The environ builder of the HTTP front end, made as the binary's `load()` makes it.
+pub fn http_environ_builder(py: pyo3::Python<'_>) -> wsgi_gateway::python::environ::EnvironBuilder {
+    use pyo3::prelude::*;
+    use wsgi_gateway::python::environ::{EnvironBuilder, FrontEndKind};
+    let errors = Bound::new(py, wsgi_gateway::python::errors::WsgiErrors::new())
+        .expect("wsgi.errors")
+        .into_any();
+    let wrapper = py
+        .get_type::<wsgi_gateway::python::file_wrapper::FileWrapper>()
+        .into_any();
+    let kind = FrontEndKind {
+        multithread: true,
+        multiprocess: false,
+        run_once: false,
+    };
+    EnvironBuilder::new(py, kind, Default::default(), errors, wrapper).expect("environ builder")
+}
+
 /// Parses `raw` (a complete head, kept in a refcounted buffer as the server's read buffer is)
 /// and maps it to a `Request` the way the HTTP front end does for a TCP client at the root
 /// mount point.
