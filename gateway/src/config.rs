@@ -57,7 +57,7 @@ pub enum LogLevel {
 /// Settings shared by every front end that runs an app.
 #[derive(Args, Debug, Clone)]
 pub struct AppArgs {
-    /// The WSGI app as module[:callable] (callable defaults to `application`); none = welcome page.
+    /// The WSGI app as module[:callable] (callable defaults to `application`); `serve` without one shows a welcome page.
     #[arg(value_name = "APP", env = "WSGI_GATEWAY_APP")]
     pub app: Option<String>,
     /// Change to this directory before importing the app (it goes first on sys.path).
