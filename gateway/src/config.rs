@@ -189,7 +189,7 @@ pub struct ServeArgs {
     pub backlog: u32,
 }
 
-fn parse_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .trim()
         .parse()
@@ -244,7 +244,11 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ConfigError> {
     };
     // Settings from the file go in front of the real arguments, but only for options that the
     // command line and the environment left unset.
-    let (from_file, app) = file_args(&file, &name, sub)?;
+    let command = Cli::command();
+    let sub_command = command
+        .find_subcommand(&name)
+        .ok_or_else(|| ConfigError(format!("internal: no {name} command")))?;
+    let (from_file, app) = file_args(&file, &format!("`{name}`"), sub_command, sub)?;
     let mut merged: Vec<OsString> = argv[..2].to_vec();
     merged.extend(from_file);
     merged.extend(argv[2..].iter().cloned());
@@ -255,6 +259,33 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ConfigError> {
             .map_err(|e| ConfigError(clap_text(&e))),
         Err(e) => clap_outcome(e, Some(&file)),
     }
+}
+
+/// Settings of a front end with no command line (the ISAPI library): the TOML `file`, with
+/// `WSGI_GATEWAY_*` variables over it. `what` names the front end in messages.
+pub fn parse_file<T: clap::Parser>(
+    file: &std::path::Path,
+    what: &str,
+) -> Result<(T, ArgMatches), ConfigError> {
+    let command = T::command();
+    let argv0 = [OsString::from(what)];
+    let given = command
+        .clone()
+        .try_get_matches_from(argv0.iter())
+        .map_err(|e| ConfigError(clap_text(&e)))?;
+    let (mut argv, app) = file_args(file, what, &command, &given)?;
+    argv.insert(0, argv0[0].clone());
+    argv.extend(app);
+    let with_file = |e: clap::Error| {
+        ConfigError(format!(
+            "{} (with settings from {})",
+            clap_text(&e),
+            file.display()
+        ))
+    };
+    let matches = command.try_get_matches_from(argv).map_err(with_file)?;
+    let parsed = T::from_arg_matches(&matches).map_err(with_file)?;
+    Ok((parsed, matches))
 }
 
 /// argv with its subcommand made explicit. Under a CGI host (`GATEWAY_INTERFACE` set) the
@@ -282,15 +313,14 @@ fn with_command(
 
 /// Whether `args` are the `+`-separated, percent-decoded words of an indexed query.
 fn is_search_words(args: &[OsString], query: &std::ffi::OsStr) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let query = query.as_bytes();
+    let query = query.as_encoded_bytes();
     if query.is_empty() || query.contains(&b'=') {
         return false;
     }
     let words = query.split(|&b| b == b'+');
     words.clone().count() == args.len()
         && words.zip(args).all(|(w, a)| {
-            crate::request::decode_path(&bytes::Bytes::copy_from_slice(w)) == a.as_bytes()
+            crate::request::decode_path(&bytes::Bytes::copy_from_slice(w)) == a.as_encoded_bytes()
         })
 }
 
@@ -315,8 +345,9 @@ fn clap_outcome(e: clap::Error, file: Option<&PathBuf>) -> Result<Parsed, Config
 
 /// Turns the TOML file into arguments for the options not already set.
 fn file_args(
-    file: &PathBuf,
+    file: &std::path::Path,
     command: &str,
+    sub: &clap::Command,
     given: &ArgMatches,
 ) -> Result<(Vec<OsString>, Option<OsString>), ConfigError> {
     let name = file.display();
@@ -331,10 +362,6 @@ fn file_args(
             None => ConfigError(format!("--config {name}: {}", e.message())),
         }
     })?;
-    let cmd = Cli::command();
-    let sub = cmd
-        .find_subcommand(command)
-        .ok_or_else(|| ConfigError(format!("internal: no {command} command")))?;
     let mut out = Vec::new();
     // The positional APP cannot be injected as a flag; the caller appends it after the CLI args.
     let mut app = None;
@@ -342,7 +369,7 @@ fn file_args(
         let id = key.replace('-', "_");
         let Some(arg) = sub.get_arguments().find(|a| a.get_id().as_str() == id) else {
             return Err(ConfigError(format!(
-                "--config {name}: unknown key {key:?} for `{command}`"
+                "--config {name}: unknown key {key:?} for {command}"
             )));
         };
         if id == "config" {

@@ -1,8 +1,12 @@
 //! wsgi-gateway: front end → `Request` → pool → WSGI call → responder → front end.
 
+#[cfg(unix)]
 pub mod cgi;
 pub mod config;
+#[cfg(unix)]
 pub mod http;
+pub mod isapi;
+pub mod logging;
 pub mod pool;
 pub mod python;
 pub mod request;

@@ -41,7 +41,7 @@ pub trait WorkSource: Send + Sync + 'static {
 
 thread_local! {
     /// This thread's id, read once (gettid is a system call; `begin` runs once per request).
-    static TID: i32 = rustix::thread::gettid().as_raw_nonzero().get();
+    static TID: i32 = thread_id();
 }
 
 #[derive(Default)]
@@ -143,6 +143,17 @@ impl Sched {
     }
 }
 
+#[cfg(unix)]
+fn thread_id() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
+/// Without `/proc` a thread's state cannot be read; `thread_blocked` then says "blocked".
+#[cfg(not(unix))]
+fn thread_id() -> i32 {
+    0
+}
+
 /// Whether a thread of this process is sleeping (blocked in the kernel) rather than running
 /// or waiting for a CPU, from `/proc/self/task/<tid>/stat`.
 fn thread_blocked(tid: i32) -> bool {
@@ -157,21 +168,61 @@ fn thread_blocked(tid: i32) -> bool {
     matches!(state, Some('S' | 'D'))
 }
 
+/// The running workers, so a front end that must not outlive them (the ISAPI library, which
+/// IIS may unload) can wait for them to exit.
+pub struct Pool {
+    live: Arc<(Mutex<usize>, Condvar)>,
+}
+
+impl Pool {
+    /// Waits until every worker has exited (its source said `Closed`), for at most `limit`.
+    /// Returns how many are still running (stuck inside an app call).
+    pub fn wait_exit(&self, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        let (count, exited) = &*self.live;
+        let mut live = count.lock();
+        while *live > 0 && !exited.wait_until(&mut live, deadline).timed_out() {}
+        *live
+    }
+}
+
+/// Counts a worker out when its thread ends, however it ends.
+struct Alive(Arc<(Mutex<usize>, Condvar)>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        let (count, exited) = &*self.0;
+        let mut live = count.lock();
+        *live = live.saturating_sub(1);
+        exited.notify_all();
+    }
+}
+
 /// Starts `threads` workers on `source`, and the monitor that hands the poller role on.
-pub fn start<S: WorkSource>(threads: usize, name: &str, source: Arc<S>) -> std::io::Result<()> {
+pub fn start<S: WorkSource>(threads: usize, name: &str, source: Arc<S>) -> std::io::Result<Pool> {
     let sched = Arc::new(Sched::default());
     sched.role.lock().free = true;
+    let live = Arc::new((Mutex::new(0usize), Condvar::new()));
     for i in 0..threads.max(1) {
         let source = source.clone();
-        let sched = sched.clone();
-        std::thread::Builder::new()
+        let worker_sched = sched.clone();
+        *live.0.lock() += 1;
+        let alive = Alive(live.clone());
+        let spawned = std::thread::Builder::new()
             .name(format!("{name}-{i}"))
-            .spawn(move || worker(&*source, &sched))?;
+            .spawn(move || {
+                let _alive = alive;
+                worker(&*source, &worker_sched)
+            });
+        if let Err(e) = spawned {
+            sched.close();
+            return Err(e);
+        }
     }
     std::thread::Builder::new()
         .name(format!("{name}-monitor"))
         .spawn(move || sched.monitor())?;
-    Ok(())
+    Ok(Pool { live })
 }
 
 fn worker<S: WorkSource>(source: &S, sched: &Sched) {

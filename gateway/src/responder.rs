@@ -2,7 +2,11 @@
 //! headers are validated. The core decides *what* is sent; a responder only frames it.
 
 use std::io;
-use std::os::fd::RawFd;
+/// A file descriptor for `send_file` (a C runtime descriptor where there is no `std::os::fd`).
+#[cfg(unix)]
+pub use std::os::fd::RawFd;
+#[cfg(not(unix))]
+pub type RawFd = i32;
 
 /// How many body bytes the response will carry, as far as the core knows at `start`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

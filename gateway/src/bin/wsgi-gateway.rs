@@ -4,19 +4,13 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use pyo3::prelude::*;
-
 use wsgi_gateway::cgi;
-use wsgi_gateway::config::{
-    self, AppArgs, CgiArgs, Command, LogLevel, Parsed, ServeArgs, Underscores,
-};
+use wsgi_gateway::config::{self, AppArgs, CgiArgs, Command, Parsed, ServeArgs, Underscores};
 use wsgi_gateway::http::server::Server;
 use wsgi_gateway::http::{self, head::HeadLimits, listener, Settings, Shared};
 use wsgi_gateway::pool;
 use wsgi_gateway::python::call::WsgiApp;
-use wsgi_gateway::python::environ::{EnvironBuilder, FrontEndKind};
-use wsgi_gateway::python::errors::WsgiErrors;
-use wsgi_gateway::python::file_wrapper::FileWrapper;
+use wsgi_gateway::python::environ::FrontEndKind;
 use wsgi_gateway::python::interpreter;
 
 /// A start-up failure: reported as one line, exit status 2.
@@ -61,45 +55,18 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(app: &AppArgs) -> Result<(), Fatal> {
-    let level = match app.log_level {
-        LogLevel::Error => tracing::Level::ERROR,
-        LogLevel::Warn => tracing::Level::WARN,
-        LogLevel::Info => tracing::Level::INFO,
-        LogLevel::Debug => tracing::Level::DEBUG,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_target(false);
-    if app.error_log == "-" {
-        builder.with_writer(std::io::stderr).init();
-    } else {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&app.error_log)
-            .map_err(|e| Fatal(format!("--error-log {}: {e}", app.error_log)))?;
-        builder.with_writer(std::sync::Mutex::new(file)).init();
-    }
-    Ok(())
+    wsgi_gateway::logging::init(&app.error_log, app.log_level).map_err(Fatal)
 }
 
 /// Loads the app and the environ builder for a front end (under the GIL).
 fn load(app: &AppArgs, kind: FrontEndKind, refuse_underscores: bool) -> Result<WsgiApp, Fatal> {
     let policy = app.trust_policy(refuse_underscores)?;
-    let spec = app.app_spec();
-    interpreter::start(spec.venv.as_deref())?;
-    Python::attach(|py| {
-        let callable = interpreter::load_app(py, &spec)?;
-        let errors = Bound::new(py, WsgiErrors::new())?.into_any();
-        let wrapper = py.get_type::<FileWrapper>().into_any();
-        let environ = EnvironBuilder::new(py, kind, policy, errors, wrapper)?;
-        Ok(WsgiApp {
-            app: callable,
-            environ,
-            debug: app.debug,
-        })
-    })
+    Ok(interpreter::load_wsgi_app(
+        &app.app_spec(),
+        policy,
+        kind,
+        app.debug,
+    )?)
 }
 
 /// Lets the server hold as many connections as the system allows (the soft limit is often
@@ -211,7 +178,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
             threads
         );
     }
-    pool::start(threads, "wsgi-worker", server.clone())?;
+    let _pool = pool::start(threads, "wsgi-worker", server.clone())?;
     server.keep_time(signal_rx)?;
     // Workers still inside a stuck app must not hold the exit hostage (graceful timeout passed).
     std::process::exit(0);

@@ -27,6 +27,8 @@ pub struct CallOutcome {
     pub reusable: bool,
     /// The front end's body reader, back for connection reuse.
     pub reader: Option<Box<dyn BodyReader>>,
+    /// The app failed (its traceback is in the error log), as opposed to the client.
+    pub app_error: bool,
 }
 
 impl CallOutcome {
@@ -37,6 +39,7 @@ impl CallOutcome {
             body_bytes: 0,
             reusable: false,
             reader: None,
+            app_error: false,
         }
     }
 }
@@ -106,6 +109,7 @@ impl WsgiApp {
                             "{}: the app returned without calling start_response",
                             where_()
                         );
+                        state.outcome.app_error = true;
                         state.fail(None);
                     } else if let Err(SendError::Client(e)) = state.finish() {
                         tracing::debug!("{}: client went away: {e}", where_());
@@ -252,6 +256,7 @@ impl WsgiApp {
             tracing::debug!("{where_}: client went away");
             return;
         }
+        state.outcome.app_error = true;
         let tb = super::format_exception(py, err);
         if state.outcome.headers_sent {
             tracing::error!("error in WSGI app after the response started ({where_}); connection aborted:\n{tb}");
@@ -285,6 +290,7 @@ fn finish_outcome(state: ResponseState, reader: Option<Box<dyn BodyReader>>) -> 
         body_bytes: state.body_bytes_sent(),
         reusable: !state.must_close() && state.outcome.headers_sent,
         reader,
+        app_error: state.outcome.app_error,
     }
 }
 

@@ -47,14 +47,21 @@ pub fn start(venv: Option<&Path>) -> Result<(), LoadError> {
     if unsafe { pyo3::ffi::Py_IsInitialized() } != 0 {
         return Ok(());
     }
-    let Some(program) = program else {
-        Python::initialize();
-        return Ok(());
-    };
-    let name = std::ffi::CString::new(program.as_os_str().as_encoded_bytes())
-        .map_err(|_| LoadError(format!("{}: NUL in path", program.display())))?;
-    let failed =
-        |what: &str| LoadError(format!("starting Python as {}: {what}", program.display()));
+    // Without a known program (a cross-built Windows library) Python finds its home from its
+    // own DLL's folder. Either way errors come back as a status: Py_Initialize would abort the
+    // host process (IIS's worker) instead.
+    let name = program
+        .as_ref()
+        .map(|p| {
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+                .map_err(|_| LoadError(format!("{}: NUL in path", p.display())))
+        })
+        .transpose()?;
+    let shown = program.as_ref().map_or_else(
+        || "the embedded Python".to_string(),
+        |p| p.display().to_string(),
+    );
+    let failed = |what: &str| LoadError(format!("starting Python as {shown}: {what}"));
     let mut config = std::mem::MaybeUninit::<pyo3::ffi::PyConfig>::uninit();
     let mut pre = std::mem::MaybeUninit::<pyo3::ffi::PyPreConfig>::uninit();
     // SAFETY: PyPreConfig_InitPythonConfig fills the struct before it is read. Coercing a C
@@ -76,11 +83,13 @@ pub fn start(venv: Option<&Path>) -> Result<(), LoadError> {
         let config = config.assume_init_mut();
         config.install_signal_handlers = 0;
         config.parse_argv = 0;
-        let program_name = std::ptr::addr_of_mut!(config.program_name);
-        let status = pyo3::ffi::PyConfig_SetBytesString(config, program_name, name.as_ptr());
-        if pyo3::ffi::PyStatus_Exception(status) != 0 {
-            pyo3::ffi::PyConfig_Clear(config);
-            return Err(failed("cannot set the program name"));
+        if let Some(name) = &name {
+            let program_name = std::ptr::addr_of_mut!(config.program_name);
+            let status = pyo3::ffi::PyConfig_SetBytesString(config, program_name, name.as_ptr());
+            if pyo3::ffi::PyStatus_Exception(status) != 0 {
+                pyo3::ffi::PyConfig_Clear(config);
+                return Err(failed("cannot set the program name"));
+            }
         }
         let status = pyo3::ffi::Py_InitializeFromConfig(config);
         pyo3::ffi::PyConfig_Clear(config);
@@ -117,10 +126,13 @@ fn venv_python(venv: &Path) -> Result<PathBuf, LoadError> {
             )));
         }
     }
-    let site = venv
-        .join("lib")
-        .join(format!("python{BUILD_VERSION}"))
-        .join("site-packages");
+    // Windows venvs have `Lib\site-packages` and `Scripts\python.exe`.
+    let (site, bin, exe) = if cfg!(windows) {
+        (venv.join("Lib").join("site-packages"), "Scripts", ".exe")
+    } else {
+        let lib = venv.join("lib").join(format!("python{BUILD_VERSION}"));
+        (lib.join("site-packages"), "bin", "")
+    };
     if !site.is_dir() {
         return Err(LoadError(format!(
             "--venv {}: {} does not exist",
@@ -130,9 +142,39 @@ fn venv_python(venv: &Path) -> Result<PathBuf, LoadError> {
     }
     ["python", "python3", &format!("python{BUILD_VERSION}")]
         .iter()
-        .map(|name| venv.join("bin").join(name))
+        .map(|name| venv.join(bin).join(format!("{name}{exe}")))
         .find(|p| p.exists())
-        .ok_or_else(|| LoadError(format!("--venv {}: no bin/python in it", venv.display())))
+        .ok_or_else(|| {
+            LoadError(format!(
+                "--venv {}: no {bin}/python{exe} in it",
+                venv.display()
+            ))
+        })
+}
+
+/// Starts Python and loads everything a front end calls: the app, and its environ builder.
+pub fn load_wsgi_app(
+    spec: &AppSpec,
+    policy: crate::trust::TrustPolicy,
+    kind: super::environ::FrontEndKind,
+    debug: bool,
+) -> Result<super::call::WsgiApp, LoadError> {
+    start(spec.venv.as_deref())?;
+    Python::attach(|py| {
+        let app = load_app(py, spec)?;
+        let py_err = |e: PyErr| LoadError(super::format_exception(py, &e));
+        let errors = Bound::new(py, super::errors::WsgiErrors::new())
+            .map_err(py_err)?
+            .into_any();
+        let wrapper = py.get_type::<super::file_wrapper::FileWrapper>().into_any();
+        let environ = super::environ::EnvironBuilder::new(py, kind, policy, errors, wrapper)
+            .map_err(py_err)?;
+        Ok(super::call::WsgiApp {
+            app,
+            environ,
+            debug,
+        })
+    })
 }
 
 /// Prepares `sys.path` and imports the app. Returns the WSGI callable.

@@ -22,6 +22,8 @@ pub struct Outcome {
     pub aborted: bool,
     /// The app offered more bytes than its Content-Length; the rest was dropped.
     pub truncated: bool,
+    /// The app raised (or broke the protocol); its traceback is in the error log.
+    pub app_error: bool,
 }
 
 pub struct ResponseState {
@@ -169,7 +171,7 @@ impl ResponseState {
     /// Sends a regular file without copying it through Python; `Ok(false)` = use `send`.
     pub fn send_file(
         &mut self,
-        fd: std::os::fd::RawFd,
+        fd: crate::responder::RawFd,
         offset: u64,
         len: u64,
     ) -> Result<bool, SendError> {

@@ -1,0 +1,319 @@
+//! One request's ECB behind a lock: every call into IIS for a request goes through `Session`,
+//! which refuses once `HSE_REQ_DONE_WITH_SESSION` was sent, so the ECB is never touched after
+//! IIS took it back (by the worker, or by `TerminateExtension` ending a stuck request).
+
+use std::ffi::{c_void, CStr};
+use std::io;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::ffi::*;
+
+/// Largest server variable we accept (IIS's own request limits are far below this).
+const MAX_VARIABLE: u32 = 16 << 20;
+/// First buffer for a server variable; most fit, the rest are retried at their real size.
+const FIRST_TRY: usize = 512;
+
+/// Safe calls on a live ECB. Only built from a pointer IIS handed to `HttpExtensionProc` and
+/// has not taken back yet.
+pub struct Ecb(*mut ExtensionControlBlock);
+
+// SAFETY: IIS lets any thread use an ECB until DONE_WITH_SESSION (the asynchronous model);
+// `Session` serialises the uses and ends them at DONE_WITH_SESSION.
+unsafe impl Send for Ecb {}
+
+impl Ecb {
+    /// # Safety
+    /// `ecb` is the pointer IIS passed to `HttpExtensionProc`, still owned by this request.
+    pub unsafe fn new(ecb: *mut ExtensionControlBlock) -> Option<Ecb> {
+        (!ecb.is_null()).then_some(Ecb(ecb))
+    }
+
+    fn raw(&self) -> &ExtensionControlBlock {
+        // SAFETY: a live ECB (see `new`), only read here.
+        unsafe { &*self.0 }
+    }
+
+    fn c_string(ptr: *const u8) -> Vec<u8> {
+        if ptr.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: IIS's string fields are NUL-terminated and live as long as the ECB.
+        unsafe { CStr::from_ptr(ptr.cast()) }.to_bytes().to_vec()
+    }
+
+    pub fn method(&self) -> Vec<u8> {
+        Ecb::c_string(self.raw().lpsz_method)
+    }
+
+    pub fn query(&self) -> Vec<u8> {
+        Ecb::c_string(self.raw().lpsz_query_string)
+    }
+
+    pub fn content_type(&self) -> Vec<u8> {
+        Ecb::c_string(self.raw().lpsz_content_type)
+    }
+
+    pub fn total_bytes(&self) -> u32 {
+        self.raw().cb_total_bytes
+    }
+
+    /// The body bytes IIS read ahead (`lpbData[..cbAvailable]`).
+    pub fn preloaded(&self) -> &[u8] {
+        let raw = self.raw();
+        if raw.lpb_data.is_null() || raw.cb_available == 0 {
+            return &[];
+        }
+        let len = usize::try_from(raw.cb_available).unwrap_or(0);
+        // SAFETY: IIS guarantees `cbAvailable` readable bytes at `lpbData` for the ECB's life.
+        unsafe { std::slice::from_raw_parts(raw.lpb_data, len) }
+    }
+
+    /// A server variable's bytes (without the NUL), or `None` when IIS does not know it.
+    /// Variables of any size: a FALSE with `*size` raised means "retry with this much".
+    pub fn server_variable(&self, name: &CStr) -> Option<Vec<u8>> {
+        let get = self.raw().get_server_variable?;
+        let conn = self.raw().conn_id;
+        let mut buf = vec![0u8; FIRST_TRY];
+        for _ in 0..3 {
+            let offered = u32::try_from(buf.len()).ok()?;
+            let mut size = offered;
+            // SAFETY: `buf` has `size` writable bytes; the name is NUL-terminated.
+            let ok = unsafe {
+                get(
+                    conn,
+                    name.as_ptr().cast(),
+                    buf.as_mut_ptr().cast::<c_void>(),
+                    &mut size,
+                )
+            };
+            if ok != 0 {
+                let len = usize::try_from(size).ok()?.min(buf.len());
+                buf.truncate(len);
+                // The count includes the terminating NUL; a value never contains one.
+                if let Some(end) = buf.iter().position(|&b| b == 0) {
+                    buf.truncate(end);
+                }
+                return Some(buf);
+            }
+            if size <= offered || size > MAX_VARIABLE {
+                // Unknown variable (size untouched), or larger than any sane request.
+                return None;
+            }
+            buf = vec![0u8; usize::try_from(size).ok()?];
+        }
+        None
+    }
+
+    /// `ReadClient`: up to `buf.len()` more body bytes; 0 = the body (or the client) ended.
+    pub fn read_client(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self
+            .raw()
+            .read_client
+            .ok_or_else(|| io::Error::other("no ReadClient"))?;
+        let mut size = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        // SAFETY: `buf` has at least `size` writable bytes.
+        let ok = unsafe { read(self.raw().conn_id, buf.as_mut_ptr().cast(), &mut size) };
+        if ok == 0 {
+            return Err(gone("ReadClient failed"));
+        }
+        Ok(usize::try_from(size).unwrap_or(0).min(buf.len()))
+    }
+
+    /// Synchronous `WriteClient` of all of `buf`.
+    pub fn write_client(&self, mut buf: &[u8]) -> io::Result<()> {
+        let write = self
+            .raw()
+            .write_client
+            .ok_or_else(|| io::Error::other("no WriteClient"))?;
+        while !buf.is_empty() {
+            let mut size = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            // SAFETY: `buf` has at least `size` readable bytes.
+            let ok = unsafe {
+                write(
+                    self.raw().conn_id,
+                    buf.as_ptr().cast(),
+                    &mut size,
+                    HSE_IO_SYNC,
+                )
+            };
+            let sent = usize::try_from(size).unwrap_or(0).min(buf.len());
+            if ok == 0 || sent == 0 {
+                return Err(gone("WriteClient failed"));
+            }
+            buf = &buf[sent..];
+        }
+        Ok(())
+    }
+
+    fn support(&self, request: Dword, buffer: *mut c_void) -> bool {
+        let Some(ssf) = self.raw().server_support_function else {
+            return false;
+        };
+        // SAFETY: `buffer` is what this request code expects (see the callers).
+        unsafe {
+            ssf(
+                self.raw().conn_id,
+                request,
+                buffer,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            ) != 0
+        }
+    }
+
+    /// `HSE_REQ_SEND_RESPONSE_HEADER_EX`: `status` without the HTTP version, `headers` ending
+    /// with the blank line.
+    pub fn send_headers(&self, status: &[u8], headers: &[u8], keep_conn: bool) -> io::Result<()> {
+        let status_z = nul_terminated(status);
+        let headers_z = nul_terminated(headers);
+        let mut info = HseSendHeaderExInfo {
+            psz_status: status_z.as_ptr(),
+            psz_header: headers_z.as_ptr(),
+            cch_status: u32::try_from(status.len()).map_err(io::Error::other)?,
+            cch_header: u32::try_from(headers.len()).map_err(io::Error::other)?,
+            f_keep_conn: Bool::from(keep_conn),
+        };
+        if self.support(
+            HSE_REQ_SEND_RESPONSE_HEADER_EX,
+            std::ptr::addr_of_mut!(info).cast(),
+        ) {
+            Ok(())
+        } else {
+            Err(gone("sending the response header failed"))
+        }
+    }
+
+    /// The status and a short note for IIS's log.
+    pub fn set_log(&self, status: u16, note: &str) {
+        // SAFETY: a live ECB; IIS reads these fields only after the request ends.
+        let raw = unsafe { &mut *self.0 };
+        raw.dw_http_status_code = Dword::from(status);
+        let n = note.len().min(HSE_LOG_BUFFER_LEN - 1);
+        raw.lpsz_log_data[..n].copy_from_slice(&note.as_bytes()[..n]);
+        raw.lpsz_log_data[n] = 0;
+    }
+
+    /// Closes the client connection, so a cut-off response cannot look complete.
+    pub fn close_connection(&self) {
+        self.support(HSE_REQ_CLOSE_CONNECTION, std::ptr::null_mut());
+    }
+
+    /// `HSE_REQ_DONE_WITH_SESSION`: IIS takes the ECB back.
+    fn done(self, status: Dword) {
+        let mut status = status;
+        self.support(
+            HSE_REQ_DONE_WITH_SESSION,
+            std::ptr::addr_of_mut!(status).cast(),
+        );
+    }
+}
+
+fn gone(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, what)
+}
+
+fn nul_terminated(bytes: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(bytes.len() + 1);
+    v.extend_from_slice(bytes);
+    v.push(0);
+    v
+}
+
+/// How the response ended, noted by the responder for `DONE_WITH_SESSION`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// The response is self-delimited and nobody asked to close: IIS may keep the connection.
+    pub keep_conn: bool,
+    /// The response was cut off (app error after it started, or the client left).
+    pub aborted: bool,
+    pub client_gone: bool,
+}
+
+struct Inner {
+    /// `None` once DONE_WITH_SESSION was sent.
+    ecb: Option<Ecb>,
+    ending: Ending,
+}
+
+/// A pending request's ECB, shared by its worker and `TerminateExtension`.
+pub struct Session {
+    inner: Mutex<Inner>,
+}
+
+/// The request is over on IIS's side (ended by `TerminateExtension`).
+pub fn ended() -> io::Error {
+    gone("the request was ended by TerminateExtension")
+}
+
+impl Session {
+    pub fn new(ecb: Ecb) -> Session {
+        Session {
+            inner: Mutex::new(Inner {
+                ecb: Some(ecb),
+                ending: Ending::default(),
+            }),
+        }
+    }
+
+    /// Runs `f` on the live ECB; `Err` once the session has ended.
+    pub fn with<T>(&self, f: impl FnOnce(&Ecb) -> io::Result<T>) -> io::Result<T> {
+        let inner = self.inner.lock();
+        match &inner.ecb {
+            Some(ecb) => f(ecb),
+            None => Err(ended()),
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.inner.lock().ecb.is_none()
+    }
+
+    pub fn note(&self, f: impl FnOnce(&mut Ending)) {
+        f(&mut self.inner.lock().ending);
+    }
+
+    /// Ends the request: log fields, then exactly one DONE_WITH_SESSION.
+    pub fn finish(&self, status: u16, note: &str, reusable: bool) {
+        let mut inner = self.inner.lock();
+        let ending = inner.ending;
+        if let Some(ecb) = inner.ecb.take() {
+            end(ecb, status, note, ending, reusable);
+        }
+    }
+
+    /// Ends a request its worker has not finished (TerminateExtension after the graceful
+    /// timeout). Waits at most `patience` for a call into IIS in progress.
+    pub fn cancel(&self, patience: Duration) -> bool {
+        let Some(mut inner) = self.inner.try_lock_for(patience) else {
+            return false;
+        };
+        if let Some(ecb) = inner.ecb.take() {
+            let ending = Ending {
+                aborted: true,
+                ..inner.ending
+            };
+            end(ecb, 503, "shutting down", ending, false);
+        }
+        true
+    }
+}
+
+fn end(ecb: Ecb, status: u16, note: &str, ending: Ending, reusable: bool) {
+    let note = if note.is_empty() && ending.client_gone {
+        "client disconnected"
+    } else {
+        note
+    };
+    ecb.set_log(status, note);
+    let code = if ending.aborted || ending.client_gone {
+        ecb.close_connection();
+        HSE_STATUS_ERROR
+    } else if ending.keep_conn && reusable {
+        HSE_STATUS_SUCCESS_AND_KEEP_CONN
+    } else {
+        HSE_STATUS_SUCCESS
+    };
+    ecb.done(code);
+}

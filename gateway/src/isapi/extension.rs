@@ -1,0 +1,294 @@
+//! The extension's life: `start` (GetExtensionVersion) loads the configuration, Python and the
+//! app and starts the worker pool; `accept` (HttpExtensionProc) turns an ECB into a queued job
+//! or an immediate answer; `stop` (TerminateExtension) drains and ends every request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use parking_lot::{Condvar, Mutex};
+use pyo3::prelude::*;
+
+use super::body::EcbBody;
+use super::config::{self, IsapiConfig};
+use super::ecb::{Ecb, Session};
+use super::ffi::{Dword, HSE_STATUS_ERROR, HSE_STATUS_PENDING, HSE_STATUS_SUCCESS};
+use super::request::{read_request, EcbFields, IsapiRequest, ServerVariables};
+use super::response::EcbResponder;
+use crate::config::Underscores;
+use crate::pool::{self, Next, Pool, WorkSource};
+use crate::python::call::WsgiApp;
+use crate::python::environ::FrontEndKind;
+use crate::responder::reason;
+
+/// The running extension; `None` before GetExtensionVersion and after TerminateExtension.
+static RUNNING: Mutex<Option<Arc<Extension>>> = Mutex::new(None);
+
+struct Extension {
+    /// Closed (taken) by TerminateExtension: nothing new is queued after that.
+    queue: Mutex<Option<Sender<Job>>>,
+    jobs: Arc<Jobs>,
+    pool: Pool,
+    mount: Option<Vec<u8>>,
+    max_body: u64,
+    graceful: Duration,
+}
+
+struct Job {
+    id: u64,
+    req: IsapiRequest,
+    session: Arc<Session>,
+}
+
+/// Requests IIS has handed over and not yet taken back, so TerminateExtension can wait for
+/// them and end the ones that outlast it.
+#[derive(Default)]
+struct InFlight {
+    sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    drained: Condvar,
+    next_id: AtomicU64,
+}
+
+/// The worker pool's source: queued jobs, run through the app.
+struct Jobs {
+    rx: Receiver<Job>,
+    app: WsgiApp,
+    max_body: u64,
+    in_flight: InFlight,
+}
+
+impl WorkSource for Jobs {
+    type Work = Job;
+
+    fn try_next(&self) -> Next<Job> {
+        match self.rx.try_recv() {
+            Ok(job) => Next::Ready(job),
+            Err(crossbeam_channel::TryRecvError::Empty) => Next::Empty,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Next::Closed,
+        }
+    }
+
+    fn wait_next(&self) -> Next<Job> {
+        match self.rx.recv() {
+            Ok(job) => Next::Ready(job),
+            Err(_) => Next::Closed,
+        }
+    }
+
+    fn run(&self, py: Python<'_>, job: Job) {
+        // Ended by TerminateExtension while it waited in the queue.
+        if !job.session.is_done() {
+            let body = EcbBody::new(job.session.clone(), job.req.content_length, self.max_body);
+            let responder = EcbResponder::new(job.session.clone(), job.req.delimit);
+            let outcome = self
+                .app
+                .call(py, &job.req.request, Box::new(body), Box::new(responder));
+            let note = if outcome.app_error { "app error" } else { "" };
+            let status = if outcome.status == 0 {
+                500
+            } else {
+                outcome.status
+            };
+            job.session.finish(status, note, outcome.reusable);
+        }
+        let mut sessions = self.in_flight.sessions.lock();
+        sessions.remove(&job.id);
+        if sessions.is_empty() {
+            self.in_flight.drained.notify_all();
+        }
+    }
+}
+
+/// GetExtensionVersion: everything that can fail does so here, with a message.
+pub fn start() -> Result<(), String> {
+    let mut running = RUNNING.lock();
+    if running.is_some() {
+        return Ok(());
+    }
+    let lib = super::library::own_path();
+    let file = config::config_file(lib.as_deref().and_then(|p| p.parent())).map_err(|e| e.0)?;
+    let cfg = config::load(&file).map_err(|e| e.0)?;
+    crate::logging::init(&cfg.args.app.error_log, cfg.args.app.log_level)?;
+    let ext = launch(cfg).map_err(|e| {
+        tracing::error!("{e}");
+        e
+    })?;
+    // Threads stuck in an app must never run code IIS has unloaded.
+    super::library::pin();
+    *running = Some(ext);
+    Ok(())
+}
+
+fn launch(cfg: IsapiConfig) -> Result<Arc<Extension>, String> {
+    let args = &cfg.args;
+    let policy = args
+        .app
+        .trust_policy(args.header_underscores == Underscores::Refuse)
+        .map_err(|e| format!("{}: {e}", cfg.file.display()))?;
+    let kind = FrontEndKind {
+        multithread: true,
+        // IIS recycles overlapped and runs web gardens: other processes serve the same app.
+        multiprocess: true,
+        run_once: false,
+    };
+    let app = crate::python::interpreter::load_wsgi_app(
+        &args.app.app_spec(),
+        policy,
+        kind,
+        args.app.debug,
+    )
+    .map_err(|e| e.0)?;
+    let (tx, rx) = crossbeam_channel::bounded(args.queue_size as usize);
+    let jobs = Arc::new(Jobs {
+        rx,
+        app,
+        max_body: args.max_body_size,
+        in_flight: InFlight::default(),
+    });
+    let threads = args.threads as usize;
+    let pool = pool::start(threads, "wsgi-isapi", jobs.clone())
+        .map_err(|e| format!("cannot start worker threads: {e}"))?;
+    tracing::info!(
+        "wsgi-gateway {} ISAPI extension ready ({threads} threads, queue {}, config {})",
+        env!("CARGO_PKG_VERSION"),
+        args.queue_size,
+        cfg.file.display()
+    );
+    Ok(Arc::new(Extension {
+        queue: Mutex::new(Some(tx)),
+        jobs,
+        pool,
+        mount: cfg.mount,
+        max_body: args.max_body_size,
+        graceful: args.graceful_timeout,
+    }))
+}
+
+/// GetServerVariable through the live ECB.
+struct EcbVariables<'a>(&'a Ecb);
+
+impl ServerVariables for EcbVariables<'_> {
+    fn get(&mut self, name: &std::ffi::CStr) -> Option<Vec<u8>> {
+        self.0.server_variable(name)
+    }
+}
+
+/// HttpExtensionProc: queue the request (PENDING), or answer it at once.
+pub fn accept(ecb: Ecb) -> Dword {
+    let Some(ext) = RUNNING.lock().clone() else {
+        return answer_now(&ecb, 503, "shutting down");
+    };
+    let total = ecb.total_bytes();
+    let fields = EcbFields {
+        method: ecb.method(),
+        query: ecb.query(),
+        content_type: ecb.content_type(),
+        total_bytes: (total != super::ffi::UNKNOWN_LENGTH).then_some(u64::from(total)),
+    };
+    let req = match read_request(fields, &mut EcbVariables(&ecb), ext.mount.as_deref()) {
+        Ok(r) => r,
+        Err(refusal) => {
+            tracing::info!("{} for an IIS request: {}", refusal.status, refusal.why);
+            return answer_now(&ecb, refusal.status, "");
+        }
+    };
+    let policy = ext.jobs.app.environ.policy();
+    if policy.refused_header(&req.request.headers).is_some() {
+        return answer_now(&ecb, 400, "header name with '_' refused");
+    }
+    if let Some(n) = req.content_length {
+        if ext.max_body > 0 && n > ext.max_body {
+            return answer_now(&ecb, 413, "body larger than max-body-size");
+        }
+    }
+    let in_flight = &ext.jobs.in_flight;
+    let id = in_flight.next_id.fetch_add(1, Ordering::Relaxed);
+    // IIS's ECB stays valid until DONE_WITH_SESSION; only the session touches it from now on.
+    let session = Arc::new(Session::new(ecb));
+    in_flight.sessions.lock().insert(id, session.clone());
+    let job = Job {
+        id,
+        req,
+        session: session.clone(),
+    };
+    let sent = match &*ext.queue.lock() {
+        Some(tx) => tx.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => "queue full",
+            TrySendError::Disconnected(_) => "shutting down",
+        }),
+        None => Err("shutting down"),
+    };
+    match sent {
+        Ok(()) => HSE_STATUS_PENDING,
+        Err(why) => {
+            in_flight.sessions.lock().remove(&id);
+            tracing::warn!("503 for an IIS request: {why}");
+            // Not queued: no worker has the session, so its ECB is still ours to answer.
+            match session.with(|ecb| Ok(answer_now(ecb, 503, why))) {
+                Ok(status) => status,
+                Err(_) => HSE_STATUS_ERROR,
+            }
+        }
+    }
+}
+
+/// A response the gateway gives itself, from HttpExtensionProc (never DONE_WITH_SESSION:
+/// IIS ends the request when the returned status is not PENDING). The connection closes,
+/// since the request body may not have been read.
+fn answer_now(ecb: &Ecb, status: u16, note: &str) -> Dword {
+    let text = reason(status);
+    let body = format!("{status} {text}\n");
+    let head = format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let status_line = format!("{status} {text}");
+    ecb.set_log(status, note);
+    let sent = ecb
+        .send_headers(status_line.as_bytes(), head.as_bytes(), false)
+        .and_then(|()| ecb.write_client(body.as_bytes()));
+    match sent {
+        Ok(()) => HSE_STATUS_SUCCESS,
+        Err(_) => HSE_STATUS_ERROR,
+    }
+}
+
+/// TerminateExtension: stop queueing, let requests finish within the graceful timeout, end
+/// the rest, and wait for the workers to leave.
+pub fn stop() {
+    let Some(ext) = RUNNING.lock().take() else {
+        return;
+    };
+    // Workers finish what is queued, then see the queue closed and exit.
+    drop(ext.queue.lock().take());
+    let in_flight = &ext.jobs.in_flight;
+    let deadline = Instant::now() + ext.graceful;
+    let mut sessions = in_flight.sessions.lock();
+    while !sessions.is_empty()
+        && !in_flight
+            .drained
+            .wait_until(&mut sessions, deadline)
+            .timed_out()
+    {}
+    let stuck: Vec<Arc<Session>> = sessions.values().cloned().collect();
+    drop(sessions);
+    if !stuck.is_empty() {
+        tracing::warn!(
+            "TerminateExtension: {} request(s) still running after {:?}; ending them with 503",
+            stuck.len(),
+            ext.graceful
+        );
+    }
+    for session in stuck {
+        if !session.cancel(Duration::from_secs(1)) {
+            tracing::error!("TerminateExtension: a request is blocked inside IIS; left to IIS");
+        }
+    }
+    let still = ext.pool.wait_exit(Duration::from_secs(2));
+    if still > 0 {
+        tracing::warn!("TerminateExtension: {still} worker thread(s) still inside the app; they no longer hold any request");
+    }
+    tracing::info!("wsgi-gateway ISAPI extension stopped");
+}

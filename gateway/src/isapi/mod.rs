@@ -1,0 +1,80 @@
+//! The ISAPI front end: a library IIS loads (`httpext.h`). IIS parses HTTP, authenticates and
+//! hands each request over as an ECB (`ecb`); `request` maps it to the one `Request`, a
+//! worker runs the app, and `body`/`response` carry the bytes through IIS's callbacks.
+
+pub mod body;
+pub mod config;
+pub mod ecb;
+pub mod extension;
+pub mod ffi;
+pub mod library;
+pub mod request;
+pub mod response;
+
+use ffi::{Bool, Dword, ExtensionControlBlock, HseVersionInfo, HSE_STATUS_ERROR, HSE_VERSION};
+
+const DESCRIPTION: &[u8] = b"wsgi-gateway: Python WSGI applications";
+
+/// Called once when IIS loads the library. Python starts here (never in DllMain).
+///
+/// # Safety
+/// `ver` is null or points to a writable `HSE_VERSION_INFO`, as IIS passes it.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn GetExtensionVersion(ver: *mut HseVersionInfo) -> Bool {
+    let started = std::panic::catch_unwind(extension::start)
+        .unwrap_or_else(|_| Err("internal error while starting".to_string()));
+    if let Err(msg) = started {
+        report_start_failure(&msg);
+        return 0;
+    }
+    // SAFETY: IIS passes a valid, writable HSE_VERSION_INFO (null is refused).
+    if let Some(ver) = unsafe { ver.as_mut() } {
+        ver.dw_extension_version = HSE_VERSION;
+        let n = DESCRIPTION.len().min(ver.lpsz_extension_desc.len() - 1);
+        ver.lpsz_extension_desc[..n].copy_from_slice(&DESCRIPTION[..n]);
+        ver.lpsz_extension_desc[n] = 0;
+    }
+    1
+}
+
+/// Called by IIS for each request, on an IIS thread.
+///
+/// # Safety
+/// `ecb` is the ECB IIS passes for this request; it stays valid until DONE_WITH_SESSION when
+/// this returns HSE_STATUS_PENDING, or until this returns otherwise.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut ExtensionControlBlock) -> Dword {
+    // SAFETY: see above; a null pointer is refused by `Ecb::new`.
+    let Some(ecb) = (unsafe { ecb::Ecb::new(ecb) }) else {
+        return HSE_STATUS_ERROR;
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extension::accept(ecb)))
+        .unwrap_or(HSE_STATUS_ERROR)
+}
+
+/// Called by IIS before it unloads the library (application pool recycle or stop).
+#[unsafe(no_mangle)]
+pub extern "system" fn TerminateExtension(_flags: Dword) -> Bool {
+    // Advisory or not, every request is ended before IIS may unload us.
+    let _ = std::panic::catch_unwind(extension::stop);
+    1
+}
+
+/// GetExtensionVersion failed: one line on stderr and in the error log (the configured one
+/// when logging started, else `wsgi-gateway.log` beside the library).
+fn report_start_failure(msg: &str) {
+    let line = format!("wsgi-gateway: error: {msg}");
+    eprintln!("{line}");
+    tracing::error!("{msg}");
+    if tracing::dispatcher::has_been_set() {
+        return;
+    }
+    let Some(dir) = library::own_path().and_then(|p| p.parent().map(|d| d.to_path_buf())) else {
+        return;
+    };
+    let log = dir.join("wsgi-gateway.log");
+    if let Ok(mut f) = crate::logging::open_append(&log.display().to_string()) {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
+}

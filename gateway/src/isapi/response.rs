@@ -1,0 +1,127 @@
+//! The response through IIS: status and headers with `HSE_REQ_SEND_RESPONSE_HEADER_EX` (IIS
+//! writes the status line, `Date` and `Server`), the body with `WriteClient`, chunk-encoded by
+//! us when the app gives no length on an HTTP/1.1 connection (IIS sends an extension's bytes
+//! as they are).
+
+use std::io;
+use std::sync::Arc;
+
+use super::ecb::Session;
+use super::request::Delimit;
+use crate::responder::{reason, BodyLength, Responder, ResponseHead};
+
+/// A chunk this small goes out in one WriteClient together with its chunk framing.
+const COALESCE: usize = 16 * 1024;
+
+pub struct EcbResponder {
+    session: Arc<Session>,
+    delimit: Delimit,
+    body_allowed: bool,
+    chunked: bool,
+    sent: u64,
+}
+
+impl EcbResponder {
+    pub fn new(session: Arc<Session>, delimit: Delimit) -> EcbResponder {
+        EcbResponder {
+            session,
+            delimit,
+            body_allowed: false,
+            chunked: false,
+            sent: 0,
+        }
+    }
+
+    fn write_client(&self, bytes: &[u8]) -> io::Result<()> {
+        let session = &self.session;
+        let result = crate::python::without_gil(|| session.with(|ecb| ecb.write_client(bytes)));
+        if result.is_err() {
+            self.session.note(|e| e.client_gone = true);
+        }
+        result
+    }
+}
+
+impl Responder for EcbResponder {
+    fn start(&mut self, head: &ResponseHead<'_>) -> io::Result<()> {
+        let mut status = head.status.to_vec();
+        if status.len() == 3 {
+            status.push(b' ');
+            status.extend_from_slice(reason(head.code).as_bytes());
+        }
+        let mut block = Vec::with_capacity(head.header_block.len() + 64);
+        block.extend_from_slice(head.header_block);
+        self.body_allowed = head.body_allowed;
+        // Whether the response ends by itself (so IIS may keep the connection).
+        let self_delimited = match (head.body_allowed, head.length) {
+            (false, _) => true,
+            (true, BodyLength::Known(n)) => {
+                if !head.app_content_length {
+                    block.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+                }
+                true
+            }
+            (true, BodyLength::Unknown) => match self.delimit {
+                Delimit::Chunked => {
+                    block.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                    self.chunked = true;
+                    true
+                }
+                Delimit::Server => true,
+                Delimit::Close => false,
+            },
+        };
+        block.extend_from_slice(b"\r\n");
+        let keep = self_delimited && !head.close;
+        self.session.note(|e| e.keep_conn = keep);
+        let session = &self.session;
+        let result = crate::python::without_gil(|| {
+            session.with(|ecb| ecb.send_headers(&status, &block, keep))
+        });
+        if result.is_err() {
+            self.session.note(|e| e.client_gone = true);
+        }
+        result
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        if chunk.is_empty() || !self.body_allowed {
+            return Ok(());
+        }
+        if self.chunked {
+            let size = format!("{:x}\r\n", chunk.len());
+            if chunk.len() <= COALESCE {
+                let mut framed = Vec::with_capacity(size.len() + chunk.len() + 2);
+                framed.extend_from_slice(size.as_bytes());
+                framed.extend_from_slice(chunk);
+                framed.extend_from_slice(b"\r\n");
+                self.write_client(&framed)?;
+            } else {
+                self.write_client(size.as_bytes())?;
+                self.write_client(chunk)?;
+                self.write_client(b"\r\n")?;
+            }
+        } else {
+            self.write_client(chunk)?;
+        }
+        self.sent = self.sent.saturating_add(chunk.len() as u64);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.chunked {
+            self.chunked = false;
+            self.write_client(b"0\r\n\r\n")?;
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        self.chunked = false;
+        self.session.note(|e| e.aborted = true);
+    }
+
+    fn body_bytes_sent(&self) -> u64 {
+        self.sent
+    }
+}
