@@ -3,6 +3,7 @@
 pub mod cgi;
 pub mod config;
 pub mod http;
+pub mod install_iis;
 pub mod pool;
 pub mod python;
 pub mod request;
