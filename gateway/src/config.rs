@@ -29,6 +29,9 @@ pub enum Command {
     /// Answer one request as a CGI/1.1 program (RFC 3875): meta-variables and stdin in, a CGI
     /// response on stdout (the default under a CGI host).
     Cgi(Box<CgiArgs>),
+    /// Write what IIS needs to run an app through the ISAPI library (web.config,
+    /// wsgi-gateway.toml, the DLL, appcmd scripts); successor of `paster install-iis`.
+    InstallIis(Box<InstallIisArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -38,6 +41,62 @@ pub struct CgiArgs {
     /// The host repeats SCRIPT_NAME at the start of PATH_INFO (IIS without allowPathInfo): strip it.
     #[arg(long, env = "WSGI_GATEWAY_IIS_PATH_INFO")]
     pub iis_path_info: bool,
+}
+
+/// `install-iis`: only writes files (never starts Python, never calls IIS), so it reads no
+/// `WSGI_GATEWAY_*` variables: what it writes is exactly what was typed.
+#[derive(Args, Debug, Clone)]
+pub struct InstallIisArgs {
+    /// The WSGI app as module[:callable] (or give --paste).
+    #[arg(value_name = "APP")]
+    pub app: Option<String>,
+    /// Load the app from a PasteDeploy ini file (INI[#NAME]) instead of APP.
+    #[arg(long, value_name = "INI[#NAME]")]
+    pub paste: Option<String>,
+    /// Directory to change to before importing the app.
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// Extra sys.path entry (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub pythonpath: Vec<PathBuf>,
+    /// A virtualenv whose packages the app imports (IIS workers never see $VIRTUAL_ENV).
+    #[arg(long, value_name = "DIR")]
+    pub venv: Option<PathBuf>,
+    /// Where the app is mounted in the site (`/` = the site root).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub virtualdir: String,
+    /// The IIS site.
+    #[arg(long, value_name = "NAME", default_value = "Default Web Site")]
+    pub site: String,
+    /// The wsgi_gateway.dll to install (default: the one beside this program).
+    #[arg(long, value_name = "PATH")]
+    pub library: Option<PathBuf>,
+    /// The application's physical directory, where every file is written (default: current directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Application pool to create (default: derived from the site and virtual directory).
+    #[arg(long, value_name = "NAME")]
+    pub app_pool: Option<String>,
+    /// Bitness of the pool; the DLL and Python must match it.
+    #[arg(long, value_enum, default_value = "64")]
+    pub bitness: Bitness,
+    /// Python worker threads in each IIS worker process.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: u32,
+    /// Turn Windows authentication on and anonymous access off for the application.
+    #[arg(long)]
+    pub windows_auth: bool,
+    /// Overwrite files that already exist in the output directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Bitness {
+    #[value(name = "64")]
+    Bits64,
+    #[value(name = "32")]
+    Bits32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -216,7 +275,7 @@ pub enum Parsed {
     Print(String),
 }
 
-const SUBCOMMANDS: [&str; 3] = ["serve", "cgi", "help"];
+const SUBCOMMANDS: [&str; 4] = ["serve", "cgi", "install-iis", "help"];
 
 /// Parses argv (CLI > env > `--config` file). With no subcommand, `serve` is meant, or `cgi`
 /// when a CGI host started the program.
@@ -232,7 +291,10 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ConfigError> {
     };
     let file = match matches.subcommand() {
         Some((name, sub)) if name != "help" => sub
-            .get_one::<PathBuf>("config")
+            // try_: install-iis has no --config.
+            .try_get_one::<PathBuf>("config")
+            .ok()
+            .flatten()
             .cloned()
             .map(|file| (name.to_string(), file, sub)),
         _ => None,

@@ -5,6 +5,7 @@ pub mod cgi;
 pub mod config;
 #[cfg(unix)]
 pub mod http;
+pub mod install_iis;
 pub mod isapi;
 pub mod logging;
 pub mod pool;

@@ -47,6 +47,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Cgi(args) => run_cgi(*args),
+        Command::InstallIis(args) => wsgi_gateway::install_iis::run(&args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Fatal::from),
     };
     match result {
         Ok(code) => code,
