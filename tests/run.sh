@@ -18,7 +18,11 @@ cd "$REPO"
 # Pinned test tools; bump deliberately.
 PY_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 mercurial==7.2.4 dulwich==1.2.21)
 # Debian packages the suite needs, as "command:package".
-APT_NEEDS=(curl:curl timeout:coreutils lighttpd:lighttpd git:git)
+APT_NEEDS=(curl:curl timeout:coreutils lighttpd:lighttpd git:git
+           x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64-win32
+           i686-w64-mingw32-gcc:gcc-mingw-w64-i686-win32)
+# Windows targets for the ISAPI DLL's cross-build check (tests/test_isapi_windows.py).
+WINDOWS_TARGETS=(x86_64-pc-windows-gnu i686-pc-windows-gnu)
 SUITE_TIMEOUT="${SUITE_TIMEOUT:-900}"
 
 section() { printf '\n========== %s ==========\n' "$*"; }
@@ -61,6 +65,21 @@ else
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing_pkgs[@]}"
+fi
+
+# ------------------------------------------------------ Windows targets + mingw headers
+section "windows cross-build targets"
+# The mingw compilers check the ISAPI struct layouts against the real httpext.h (a Rust unit
+# test); the Rust targets let the DLL be cross-built. Once both are here, a test that needs
+# them fails rather than skips.
+if command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 && command -v i686-w64-mingw32-gcc >/dev/null 2>&1; then
+    export WSGI_GATEWAY_REQUIRE_MINGW=1
+fi
+if command -v rustup >/dev/null 2>&1 && rustup target add "${WINDOWS_TARGETS[@]}" >/dev/null 2>&1; then
+    note "rust targets present: ${WINDOWS_TARGETS[*]}"
+    [ -n "${WSGI_GATEWAY_REQUIRE_MINGW:-}" ] && export WSGI_GATEWAY_REQUIRE_WINDOWS_TARGETS=1
+else
+    note "WARNING: cannot add the rust targets ${WINDOWS_TARGETS[*]}; the DLL cross-build test will skip"
 fi
 
 # ---------------------------------------------------------------- python + venv
