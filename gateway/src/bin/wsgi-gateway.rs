@@ -69,6 +69,7 @@ fn load(app: &AppArgs, kind: FrontEndKind, refuse_underscores: bool) -> Result<W
         policy,
         kind,
         app.debug,
+        false,
     )?)
 }
 

@@ -138,6 +138,7 @@ fn launch(cfg: IsapiConfig) -> Result<Arc<Extension>, String> {
         policy,
         kind,
         args.app.debug,
+        args.app.error_log != "-",
     )
     .map_err(|e| e.0)?;
     let (tx, rx) = crossbeam_channel::bounded(args.queue_size as usize);

@@ -153,19 +153,28 @@ fn venv_python(venv: &Path) -> Result<PathBuf, LoadError> {
 }
 
 /// Starts Python and loads everything a front end calls: the app, and its environ builder.
+/// `std_streams_to_log`: `sys.stdout`/`sys.stderr` go to the error log (no console).
 pub fn load_wsgi_app(
     spec: &AppSpec,
     policy: crate::trust::TrustPolicy,
     kind: super::environ::FrontEndKind,
     debug: bool,
+    std_streams_to_log: bool,
 ) -> Result<super::call::WsgiApp, LoadError> {
     start(spec.venv.as_deref())?;
     Python::attach(|py| {
-        let app = load_app(py, spec)?;
         let py_err = |e: PyErr| LoadError(super::format_exception(py, &e));
         let errors = Bound::new(py, super::errors::WsgiErrors::new())
             .map_err(py_err)?
             .into_any();
+        if std_streams_to_log {
+            // A host with no console (IIS): print() and logging's default stderr handlers,
+            // bound while the app is imported, must reach the error log too.
+            let sys = py.import("sys").map_err(py_err)?;
+            sys.setattr("stdout", &errors).map_err(py_err)?;
+            sys.setattr("stderr", &errors).map_err(py_err)?;
+        }
+        let app = load_app(py, spec)?;
         let wrapper = py.get_type::<super::file_wrapper::FileWrapper>().into_any();
         let environ = super::environ::EnvironBuilder::new(py, kind, policy, errors, wrapper)
             .map_err(py_err)?;
