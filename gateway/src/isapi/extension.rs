@@ -111,6 +111,7 @@ pub fn start() -> Result<(), String> {
     let file = config::config_file(lib.as_deref().and_then(|p| p.parent())).map_err(|e| e.0)?;
     let cfg = config::load(&file).map_err(|e| e.0)?;
     crate::logging::init(&cfg.args.app.error_log, cfg.args.app.log_level)?;
+    super::library::share_python_symbols();
     let ext = launch(cfg).map_err(|e| {
         tracing::error!("{e}");
         e

@@ -10,26 +10,13 @@ fn marker() {}
 #[cfg(unix)]
 pub fn own_path() -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
-    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
-    // SAFETY: dladdr only reads the address and fills `info`; the name it returns points into
-    // the loader's own tables, valid while the library is loaded, and is copied at once.
-    unsafe {
-        if libc::dladdr(marker as *const libc::c_void, info.as_mut_ptr()) == 0 {
-            return None;
-        }
-        let name = info.assume_init().dli_fname;
-        if name.is_null() {
-            return None;
-        }
-        let bytes = std::ffi::CStr::from_ptr(name).to_bytes();
-        Some(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
-    }
+    let name = file_of(marker as *const libc::c_void)?;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes())))
 }
 
 #[cfg(unix)]
 pub fn pin() {
-    let Some(path) = own_path() else { return };
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+    let Some(c) = file_of(marker as *const libc::c_void) else {
         return;
     };
     // SAFETY: RTLD_NOLOAD only takes another reference to this already loaded library, and
@@ -41,6 +28,45 @@ pub fn pin() {
         );
     }
 }
+
+/// The file a symbol of this process lives in.
+#[cfg(unix)]
+fn file_of(addr: *const libc::c_void) -> Option<std::ffi::CString> {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: dladdr only reads the address and fills `info`; the name it returns points into
+    // the loader's own tables, valid while the library is loaded, and is copied at once.
+    unsafe {
+        if libc::dladdr(addr, info.as_mut_ptr()) == 0 {
+            return None;
+        }
+        let name = info.assume_init().dli_fname;
+        if name.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(name).to_owned())
+    }
+}
+
+/// Makes libpython's symbols global. A host loads an extension with RTLD_LOCAL, so libpython
+/// (loaded as our dependency) is local too, and Python's own C modules (`_hashlib`, `_json`,
+/// which do not link libpython) would fail to import. Windows links them to python3X.dll by
+/// name, so there is nothing to do there.
+#[cfg(unix)]
+pub fn share_python_symbols() {
+    let Some(libpython) = file_of(pyo3::ffi::Py_IsInitialized as *const libc::c_void) else {
+        return;
+    };
+    // SAFETY: RTLD_NOLOAD only re-opens the already loaded libpython, widening its scope.
+    unsafe {
+        libc::dlopen(
+            libpython.as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_GLOBAL,
+        );
+    }
+}
+
+#[cfg(windows)]
+pub fn share_python_symbols() {}
 
 #[cfg(windows)]
 pub fn own_path() -> Option<PathBuf> {
