@@ -266,6 +266,17 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// The Content-Length a framing layer adds itself: the core knows the length and the app did
+/// not send one. A HEAD answer carries the length its GET would have; 1xx, 204 and 304
+/// answers carry none.
+pub fn computed_length(head: &ResponseHead<'_>) -> Option<u64> {
+    let BodyLength::Known(n) = head.length else {
+        return None;
+    };
+    let never = (100..200).contains(&head.code) || head.code == 204 || head.code == 304;
+    (!head.app_content_length && (head.body_allowed || !never)).then_some(n)
+}
+
 /// Whether a response with this status to this method may carry body bytes.
 pub fn body_allowed(code: u16, is_head: bool) -> bool {
     !(is_head || (100..200).contains(&code) || code == 204 || code == 304)

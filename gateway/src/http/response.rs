@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::date::push_date;
 use super::io::ConnIo;
 use crate::request::Version;
-use crate::responder::{BodyLength, Responder, ResponseHead};
+use crate::responder::{computed_length, BodyLength, Responder, ResponseHead};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -100,22 +100,14 @@ impl Responder for HttpResponder {
             push_date(h);
             h.extend_from_slice(b"\r\n");
         }
-        let no_length_allowed = (100..200).contains(&head.code) || head.code == 204;
+        if let Some(n) = computed_length(head) {
+            h.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+        }
         self.mode = if !head.body_allowed {
-            if let BodyLength::Known(n) = head.length {
-                if !head.app_content_length && !no_length_allowed && head.code != 304 {
-                    h.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
-                }
-            }
             Mode::NoBody
         } else {
             match head.length {
-                BodyLength::Known(n) => {
-                    if !head.app_content_length {
-                        h.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
-                    }
-                    Mode::Length
-                }
+                BodyLength::Known(_) => Mode::Length,
                 BodyLength::Unknown if self.version == Version::Http11 => {
                     h.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
                     Mode::Chunked

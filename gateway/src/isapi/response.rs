@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::ecb::Session;
 use super::request::Delimit;
-use crate::responder::{reason, BodyLength, Responder, ResponseHead};
+use crate::responder::{computed_length, reason, BodyLength, Responder, ResponseHead};
 
 /// A chunk this small goes out in one WriteClient together with its chunk framing.
 const COALESCE: usize = 16 * 1024;
@@ -53,14 +53,11 @@ impl Responder for EcbResponder {
         block.extend_from_slice(head.header_block);
         self.body_allowed = head.body_allowed;
         // Whether the response ends by itself (so IIS may keep the connection).
+        if let Some(n) = computed_length(head) {
+            block.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+        }
         let self_delimited = match (head.body_allowed, head.length) {
-            (false, _) => true,
-            (true, BodyLength::Known(n)) => {
-                if !head.app_content_length {
-                    block.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
-                }
-                true
-            }
+            (false, _) | (true, BodyLength::Known(_)) => true,
             (true, BodyLength::Unknown) => match self.delimit {
                 Delimit::Chunked => {
                     block.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
