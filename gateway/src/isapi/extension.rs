@@ -112,10 +112,7 @@ pub fn start() -> Result<(), String> {
     let cfg = config::load(&file).map_err(|e| e.0)?;
     crate::logging::init(&cfg.args.app.error_log, cfg.args.app.log_level)?;
     super::library::share_python_symbols();
-    let ext = launch(cfg).map_err(|e| {
-        tracing::error!("{e}");
-        e
-    })?;
+    let ext = launch(cfg)?;
     // Threads stuck in an app must never run code IIS has unloaded.
     super::library::pin();
     *running = Some(ext);
