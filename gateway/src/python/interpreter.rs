@@ -170,9 +170,7 @@ pub fn load_wsgi_app(
         if std_streams_to_log {
             // A host with no console (IIS): print() and logging's default stderr handlers,
             // bound while the app is imported, must reach the error log too.
-            let sys = py.import("sys").map_err(py_err)?;
-            sys.setattr("stdout", &errors).map_err(py_err)?;
-            sys.setattr("stderr", &errors).map_err(py_err)?;
+            streams_to_log(py, &errors).map_err(py_err)?;
         }
         let app = load_app(py, spec)?;
         let wrapper = py.get_type::<super::file_wrapper::FileWrapper>().into_any();
@@ -184,6 +182,35 @@ pub fn load_wsgi_app(
             debug,
         })
     })
+}
+
+/// Real text streams (with `.buffer`, `.fileno()` failing as for any pipe-less stream) whose
+/// lines go to `errors`, installed as `sys.stdout` and `sys.stderr`.
+fn streams_to_log(py: Python<'_>, errors: &Bound<'_, PyAny>) -> PyResult<()> {
+    let globals = pyo3::types::PyDict::new(py);
+    globals.set_item("errors", errors)?;
+    py.run(
+        c"
+import io, sys
+
+class _ToLog(io.RawIOBase):
+    def writable(self):
+        return True
+
+    def write(self, data):
+        errors.write(bytes(data).decode('utf-8', 'backslashreplace'))
+        return len(data)
+
+def _stream():
+    raw = io.BufferedWriter(_ToLog())
+    return io.TextIOWrapper(raw, encoding='utf-8', errors='backslashreplace', line_buffering=True)
+
+sys.stdout = _stream()
+sys.stderr = _stream()
+",
+        Some(&globals),
+        None,
+    )
 }
 
 /// Prepares `sys.path` and imports the app. Returns the WSGI callable.
