@@ -243,6 +243,28 @@ pub struct ServeArgs {
     /// Most open client connections (an idle one costs ~0.2 KiB here; the fd limit is raised to its maximum at start).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_MAX_CONNECTIONS")]
     pub max_connections: u64,
+    /// Worker processes under a supervisor that restarts them and reloads on SIGHUP (0 = one per CPU). Without it (and without --max-requests), one process serves.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1024), env = "WSGI_GATEWAY_WORKERS")]
+    pub workers: Option<u32>,
+    /// Replace a worker gracefully after this many requests (0 = never); implies a supervisor.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        env = "WSGI_GATEWAY_MAX_REQUESTS"
+    )]
+    pub max_requests: u64,
+    /// Add a random 0..=J to --max-requests per worker, so workers do not all retire at once.
+    #[arg(
+        long,
+        value_name = "J",
+        default_value_t = 0,
+        env = "WSGI_GATEWAY_MAX_REQUESTS_JITTER"
+    )]
+    pub max_requests_jitter: u64,
+    /// Write the (supervisor's) pid to this file; removed at exit.
+    #[arg(long, value_name = "FILE", env = "WSGI_GATEWAY_PID")]
+    pub pid: Option<PathBuf>,
     /// Listen backlog.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), env = "WSGI_GATEWAY_BACKLOG")]
     pub backlog: u32,

@@ -12,4 +12,6 @@ pub mod pool;
 pub mod python;
 pub mod request;
 pub mod responder;
+#[cfg(unix)]
+pub mod supervisor;
 pub mod trust;

@@ -1,7 +1,8 @@
 //! `wsgi-gateway`: parse the configuration, load the app, run a front end.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use wsgi_gateway::cgi;
@@ -12,6 +13,7 @@ use wsgi_gateway::pool;
 use wsgi_gateway::python::call::WsgiApp;
 use wsgi_gateway::python::environ::FrontEndKind;
 use wsgi_gateway::python::interpreter;
+use wsgi_gateway::supervisor;
 
 /// A start-up failure: reported as one line, exit status 2.
 struct Fatal(String);
@@ -114,7 +116,42 @@ fn run_cgi(args: CgiArgs) -> Result<ExitCode, Fatal> {
 fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     init_logging(&args.app)?;
     raise_fd_limit();
+    let worker = worker_inheritance()?;
+    let listeners = sockets(&args, worker.as_ref())?;
+    if worker.is_none() && (args.workers.is_some() || args.max_requests > 0) {
+        let _pid_file = PidFile::write(args.pid.as_deref())?;
+        let workers = match args.workers {
+            Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(n) => n as usize,
+            None => 1,
+        };
+        let plan = supervisor::Plan {
+            workers,
+            args: std::env::args_os().skip(1).collect(),
+            graceful_timeout: args.graceful_timeout,
+            sockets: listeners
+                .into_iter()
+                .map(|b| {
+                    let fd = match b.sock {
+                        listener::Sock::Tcp(l) => OwnedFd::from(l),
+                        listener::Sock::Unix(l, _) => OwnedFd::from(l),
+                    };
+                    (fd, b.display)
+                })
+                .collect(),
+        };
+        supervisor::run(plan).map_err(Fatal)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pid_file = match worker {
+        Some(_) => None,
+        None => PidFile::write(args.pid.as_deref())?,
+    };
     let script_name = args.script_name()?;
+    let max_requests = match (&worker, args.max_requests) {
+        (Some(_), n) if n > 0 => n.saturating_add(jitter(args.max_requests_jitter)),
+        _ => 0,
+    };
     let settings = Settings {
         limits: HeadLimits {
             max_request_line: to_usize(args.limit_request_line),
@@ -132,27 +169,17 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         backlog: args.backlog,
         threads: args.threads as usize,
         script_name: script_name.into(),
+        max_requests,
     };
     let app = load(
         &args.app,
         FrontEndKind {
             multithread: true,
-            multiprocess: false,
+            multiprocess: worker.is_some(),
             run_once: false,
         },
         args.header_underscores == Underscores::Refuse,
     )?;
-
-    let binds = if args.bind.is_empty() {
-        vec!["127.0.0.1:8000".to_string()]
-    } else {
-        args.bind.clone()
-    };
-    let listeners = binds
-        .iter()
-        .map(|b| listener::bind(b, settings.backlog))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(Fatal)?;
     let access_log = match &args.access_log {
         Some(path) => Some(
             http::access_log::AccessLog::open(path)
@@ -165,6 +192,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::low_level::pipe::register(sig, signal_tx.try_clone()?)?;
     }
+    // SIGHUP reloads a supervised server (the supervisor handles it); here it must not kill.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup)?;
 
     let threads = settings.threads;
     let shared = Arc::new(Shared {
@@ -172,20 +202,140 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         settings,
         stopping: AtomicBool::new(false),
         access_log,
+        served: AtomicU64::new(0),
+        retiring: AtomicBool::new(false),
     });
     let server = Arc::new(Server::new(listeners, shared)?);
-    for l in server.listeners() {
-        tracing::info!(
-            "wsgi-gateway {} listening on {} ({} threads)",
-            env!("CARGO_PKG_VERSION"),
-            l.display,
-            threads
-        );
-    }
     let _pool = pool::start(threads, "wsgi-worker", server.clone())?;
+    match worker {
+        Some(w) => w.ready(),
+        None => {
+            for l in server.listeners() {
+                tracing::info!(
+                    "wsgi-gateway {} listening on {} ({} threads)",
+                    env!("CARGO_PKG_VERSION"),
+                    l.display,
+                    threads
+                );
+            }
+        }
+    }
     server.keep_time(signal_rx)?;
+    drop(pid_file);
     // Workers still inside a stuck app must not hold the exit hostage (graceful timeout passed).
     std::process::exit(0);
+}
+
+/// What a worker process got from its supervisor: its sockets (fds 3..) and a pipe to say
+/// "ready" on.
+struct WorkerInheritance {
+    sockets: usize,
+    ready: std::fs::File,
+}
+
+impl WorkerInheritance {
+    fn ready(self) {
+        use std::io::Write;
+        tracing::info!("worker pid {} ready", std::process::id());
+        let mut ready = self.ready;
+        let _ = ready.write_all(b"1");
+    }
+}
+
+/// The supervisor's hand-over, when this process is one of its workers. The variables are
+/// removed so the app's own child processes do not inherit them.
+fn worker_inheritance() -> Result<Option<WorkerInheritance>, Fatal> {
+    let (Some(fds), Some(ready)) = (
+        std::env::var_os(supervisor::WORKER_FDS_VAR),
+        std::env::var_os(supervisor::READY_FD_VAR),
+    ) else {
+        return Ok(None);
+    };
+    std::env::remove_var(supervisor::WORKER_FDS_VAR);
+    std::env::remove_var(supervisor::READY_FD_VAR);
+    let parse = |v: &std::ffi::OsStr| v.to_str().and_then(|t| t.parse::<i32>().ok());
+    let (Some(sockets), Some(ready_fd)) = (parse(&fds), parse(&ready)) else {
+        return Err(Fatal(
+            "malformed worker hand-over from the supervisor".into(),
+        ));
+    };
+    let expected = listener::FIRST_INHERITED_FD + sockets;
+    if sockets < 1 || sockets > supervisor::MAX_SOCKETS as i32 || ready_fd != expected {
+        return Err(Fatal(
+            "malformed worker hand-over from the supervisor".into(),
+        ));
+    }
+    // SAFETY: the supervisor placed the write end of this worker's ready pipe at `ready_fd`
+    // (after the sockets) for this process alone.
+    let ready = unsafe { std::fs::File::from_raw_fd(ready_fd) };
+    Ok(Some(WorkerInheritance {
+        sockets: sockets as usize,
+        ready,
+    }))
+}
+
+/// The listening sockets: from the supervisor, from systemd (`LISTEN_FDS`), or bound here.
+fn sockets(
+    args: &ServeArgs,
+    worker: Option<&WorkerInheritance>,
+) -> Result<Vec<listener::Bound>, Fatal> {
+    if let Some(w) = worker {
+        return listener::adopt_inherited(w.sockets, "supervisor").map_err(Fatal);
+    }
+    if let Some(inherited) = listener::systemd_sockets().map_err(Fatal)? {
+        if !args.bind.is_empty() {
+            return Err(Fatal(
+                "--bind and LISTEN_FDS (systemd socket activation) both name sockets; give one"
+                    .into(),
+            ));
+        }
+        return Ok(inherited);
+    }
+    let binds = if args.bind.is_empty() {
+        vec!["127.0.0.1:8000".to_string()]
+    } else {
+        args.bind.clone()
+    };
+    if binds.len() > supervisor::MAX_SOCKETS {
+        return Err(Fatal(format!(
+            "--bind: at most {} addresses",
+            supervisor::MAX_SOCKETS
+        )));
+    }
+    binds
+        .iter()
+        .map(|b| listener::bind(b, args.backlog))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Fatal)
+}
+
+/// `--pid FILE`: written once the sockets are bound, removed when the process ends normally.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: Option<&std::path::Path>) -> Result<Option<PidFile>, Fatal> {
+        let Some(path) = path else { return Ok(None) };
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| Fatal(format!("--pid {}: {e}", path.display())))?;
+        Ok(Some(PidFile(path.to_path_buf())))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A random number in 0..=`max` (`--max-requests-jitter`): enough that workers started
+/// together do not retire together.
+fn jitter(max: u64) -> u64 {
+    use std::hash::BuildHasher;
+    if max == 0 {
+        return 0;
+    }
+    let seed = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    seed % max.saturating_add(1)
 }
 
 fn to_usize(n: impl TryInto<usize>) -> usize {

@@ -112,6 +112,23 @@ fn header<'a>(req: &'a Request, name: &[u8]) -> Option<&'a [u8]> {
         .map(|(_, v)| v.as_ref())
 }
 
+/// Counts a served request; true when this one reached `max_requests` (the connection then
+/// closes and the process stops gracefully).
+fn retire_now(shared: &Shared) -> bool {
+    let limit = shared.settings.max_requests;
+    if limit == 0 {
+        return false;
+    }
+    let served = shared.served.fetch_add(1, Ordering::Relaxed) + 1;
+    if served < limit {
+        return false;
+    }
+    if !shared.retiring.swap(true, Ordering::AcqRel) {
+        tracing::info!("max-requests reached ({served} requests); retiring");
+    }
+    true
+}
+
 /// Serves `head` and any complete pipelined requests behind it. Returns the bytes that
 /// follow (the start of the next request) when the connection stays open, `None` to close.
 pub fn serve(
@@ -153,6 +170,9 @@ pub fn serve(
             });
         }
 
+        if retire_now(shared) {
+            return None;
+        }
         let body = outcome
             .reader
             .and_then(|r| r.into_any().downcast::<HttpBody>().ok());

@@ -111,3 +111,88 @@ impl Bound {
         }
     }
 }
+
+/// A socket another process bound for us (systemd, or the supervisor), already listening:
+/// made non-blocking and described like one we bound ourselves.
+pub fn adopt(fd: std::os::fd::OwnedFd, origin: &str) -> Result<Bound, String> {
+    let sock = Socket::from(fd);
+    let local = sock
+        .local_addr()
+        .map_err(|e| format!("{origin}: not a socket ({e})"))?;
+    if !matches!(sock.r#type(), Ok(t) if t == Type::STREAM) {
+        return Err(format!("{origin}: not a stream socket"));
+    }
+    sock.set_nonblocking(true)
+        .map_err(|e| format!("{origin}: {e}"))?;
+    if let Some(path) = local.as_pathname().map(PathBuf::from) {
+        let listener = UnixListener::from(std::os::fd::OwnedFd::from(sock));
+        return Ok(Bound {
+            sock: Sock::Unix(listener, path.clone()),
+            info: Arc::new(ListenerInfo {
+                server_name: "localhost".into(),
+                server_port: "0".into(),
+                scheme: Scheme::Http,
+            }),
+            display: format!("unix:{}", path.display()),
+        });
+    }
+    let local = local
+        .as_socket()
+        .ok_or_else(|| format!("{origin}: neither a TCP nor a named Unix socket"))?;
+    let host = match local {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    Ok(Bound {
+        sock: Sock::Tcp(TcpListener::from(std::os::fd::OwnedFd::from(sock))),
+        info: Arc::new(ListenerInfo {
+            server_name: host.clone(),
+            server_port: local.port().to_string(),
+            scheme: Scheme::Http,
+        }),
+        display: format!("http://{host}:{}", local.port()),
+    })
+}
+
+/// The first inherited descriptor (systemd's SD_LISTEN_FDS_START; the supervisor uses it too).
+pub const FIRST_INHERITED_FD: i32 = 3;
+
+/// Takes `count` listening sockets from fds 3, 4, … (`origin` names where they came from).
+pub fn adopt_inherited(count: usize, origin: &str) -> Result<Vec<Bound>, String> {
+    use std::os::fd::FromRawFd;
+    (0..count)
+        .map(|i| {
+            let fd = FIRST_INHERITED_FD
+                .checked_add(i32::try_from(i).map_err(|e| e.to_string())?)
+                .ok_or("too many inherited sockets")?;
+            // SAFETY: the protocol (systemd's or our supervisor's) hands this process fds
+            // 3..3+count as open sockets it now owns; nothing else in the process uses them.
+            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            adopt(owned, &format!("{origin} fd {fd}"))
+        })
+        .collect()
+}
+
+/// systemd socket activation: `LISTEN_FDS` sockets when `LISTEN_PID` is this process. The
+/// variables are removed so the app's child processes do not take them for their own.
+pub fn systemd_sockets() -> Result<Option<Vec<Bound>>, String> {
+    let pid = std::env::var("LISTEN_PID").ok();
+    let count = std::env::var("LISTEN_FDS").ok();
+    let (Some(pid), Some(count)) = (pid, count) else {
+        return Ok(None);
+    };
+    if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+        return Ok(None);
+    }
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(var);
+    }
+    let count: usize = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("LISTEN_FDS={count:?} is not a number"))?;
+    if count == 0 {
+        return Err("LISTEN_FDS=0: systemd passed no sockets".into());
+    }
+    adopt_inherited(count, "LISTEN_FDS").map(Some)
+}

@@ -38,6 +38,8 @@ pub struct Settings {
     pub threads: usize,
     /// Mount point, e.g. `/app` (empty for the root).
     pub script_name: bytes::Bytes,
+    /// Requests this process serves before it retires (a supervised worker); 0 = no limit.
+    pub max_requests: u64,
 }
 
 /// What a listener tells the app about itself.
@@ -61,6 +63,10 @@ pub struct Shared {
     pub settings: Settings,
     pub stopping: AtomicBool,
     pub access_log: Option<access_log::AccessLog>,
+    /// Requests served, for `max_requests`.
+    pub served: std::sync::atomic::AtomicU64,
+    /// `max_requests` was reached: stop gracefully (the supervisor starts a replacement).
+    pub retiring: AtomicBool,
 }
 
 /// A complete error response from the server itself; it always closes the connection.

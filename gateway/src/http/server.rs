@@ -619,6 +619,10 @@ impl Server {
                     ) => {}
                 Err(e) => return Err(e),
             }
+            if stop_deadline.is_none() && self.shared.retiring.load(Ordering::Acquire) {
+                stop_deadline = Some(Instant::now() + self.shared.settings.graceful_timeout);
+                self.begin_stop();
+            }
             self.expire();
             self.resume_listeners();
             if let Some(deadline) = stop_deadline {
