@@ -117,8 +117,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     init_logging(&args.app)?;
     raise_fd_limit();
     let worker = worker_inheritance()?;
-    let listeners = sockets(&args, worker.as_ref())?;
     if worker.is_none() && (args.workers.is_some() || args.max_requests > 0) {
+        let listeners = sockets(&args, None)?;
         let _pid_file = PidFile::write(args.pid.as_deref())?;
         let workers = match args.workers {
             Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -143,10 +143,6 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         supervisor::run(plan).map_err(Fatal)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let pid_file = match worker {
-        Some(_) => None,
-        None => PidFile::write(args.pid.as_deref())?,
-    };
     let script_name = args.script_name()?;
     let max_requests = match (&worker, args.max_requests) {
         (Some(_), n) if n > 0 => n.saturating_add(jitter(args.max_requests_jitter)),
@@ -180,6 +176,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         },
         args.header_underscores == Underscores::Refuse,
     )?;
+    // Sockets after the app: a server that cannot start never holds a port, even briefly.
+    let listeners = sockets(&args, worker.as_ref())?;
     let access_log = match &args.access_log {
         Some(path) => Some(
             http::access_log::AccessLog::open(path)
@@ -188,6 +186,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         None => None,
     };
 
+    let pid_file = match worker {
+        Some(_) => None,
+        None => PidFile::write(args.pid.as_deref())?,
+    };
     let (signal_rx, signal_tx) = std::os::unix::net::UnixStream::pair()?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::low_level::pipe::register(sig, signal_tx.try_clone()?)?;
