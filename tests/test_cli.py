@@ -404,9 +404,9 @@ def test_access_log_dash(server_factory):
     assert found, f"access line not on stdout: {s.out_lines} {s.log()}"
 
 
-def test_body_timeout_gives_app_oserror_and_client_408(server_factory):
-    """A client that stalls mid-body: the app's read raises, the client gets 408 and a
-    closed connection, and the log says what happened without an app traceback."""
+def test_body_timeout_before_the_app_is_called(server_factory):
+    """A client that stalls in a small body: the server waits for it without calling the app
+    (no worker held), then answers 408 and closes; the log says so, without a traceback."""
     s = server_factory("echo_app", args=["--body-timeout", "1"])
     mark = s.log_mark()
     c = s.conn(timeout=30)
@@ -416,7 +416,26 @@ def test_body_timeout_gives_app_oserror_and_client_408(server_factory):
     assert "close" in r.connection_tokens()
     c.assert_closed()
     c.close()
-    s.wait_log(r"408 for POST /slow-upload: request body", since=mark)
+    s.wait_log(r"408 for POST /slow-upload: request body not received within --body-timeout",
+               since=mark)
+    assert "Traceback" not in s.log(since=mark)
+
+
+def test_body_timeout_gives_app_oserror_and_client_408(server_factory):
+    """A client that stalls after the first 64 KiB of a large body (the app is streaming it
+    by then): the app's read raises, the client gets 408 and a closed connection, and the log
+    says what happened without an app traceback."""
+    s = server_factory("echo_app", args=["--body-timeout", "1"])
+    mark = s.log_mark()
+    c = s.conn(timeout=30)
+    c.send(b"POST /slow-big HTTP/1.1\r\nHost: h\r\nContent-Length: 200000\r\n\r\n"
+           + b"x" * 100000)
+    r = c.read_response()
+    assert r.status == 408, r
+    assert "close" in r.connection_tokens()
+    c.assert_closed()
+    c.close()
+    s.wait_log(r"408 for POST /slow-big: request body", since=mark)
     assert "Traceback" not in s.log(since=mark)
 
 

@@ -123,6 +123,39 @@ def test_client_disconnect_mid_upload(echo_server):
     assert "Traceback" not in echo_server.log(since=mark)
 
 
+def test_slow_bodies_hold_no_worker(server_factory):
+    """Clients trickling their bodies wait in the server, not in worker threads: with two
+    threads and twenty stalled uploads (Content-Length and chunked), other clients are served,
+    and each upload is answered correctly once its body completes."""
+    s = server_factory("echo_app", args=["--threads", "2"])
+    slow = []
+    for i in range(10):
+        c = s.conn(timeout=30)
+        c.send(g(s, f"/len/{i}", method="POST", extra=b"Content-Length: 1000\r\n",
+                 body=b"a" * 10))
+        slow.append(c)
+    for i in range(10):
+        c = s.conn(timeout=30)
+        c.send(g(s, f"/chunked/{i}", method="POST", extra=b"Transfer-Encoding: chunked\r\n",
+                 body=b"5\r\nabcde\r\n"))
+        slow.append(c)
+    for i in range(5):
+        c = s.conn()
+        c.send(g(s, f"/normal/{i}", method="POST", extra=b"Content-Length: 5\r\n",
+                 body=b"hello"))
+        e = c.read_response().json()
+        assert e["_body"] == "hello" and e["PATH_INFO"] == f"/normal/{i}"
+        c.close()
+    for c in slow[:10]:
+        c.send(b"b" * 990)
+    for c in slow[10:]:
+        c.send(b"3\r\nxyz\r\n0\r\n\r\n")
+    for i, c in enumerate(slow):
+        e = c.read_response().json()
+        assert e["_body"] == ("a" * 10 + "b" * 990 if i < 10 else "abcdexyz"), e["PATH_INFO"]
+        c.close()
+
+
 def test_client_disconnect_mid_download_while_others_served(framing_server, tmp_path):
     markers = [tmp_path / f"dl{i}" for i in range(4)]
     conns = []

@@ -47,7 +47,7 @@ impl HttpBody {
             crate::request::Framing::None => Framing::Length { remaining: 0 },
             crate::request::Framing::Length(n) => Framing::Length { remaining: n },
             crate::request::Framing::Chunked => {
-                Framing::Chunked(Box::new(ChunkedDecoder::new(4096, 64 * 1024)))
+                Framing::Chunked(Box::new(ChunkedDecoder::for_requests()))
             }
         };
         let expect_continue =

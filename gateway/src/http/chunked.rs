@@ -91,6 +91,11 @@ pub struct ChunkedDecoder {
 }
 
 impl ChunkedDecoder {
+    /// The limits request bodies are decoded with (extensions 4 KiB, trailers 64 KiB).
+    pub fn for_requests() -> Self {
+        Self::new(4096, 64 * 1024)
+    }
+
     pub fn new(max_ext_len: usize, max_trailer_size: usize) -> Self {
         ChunkedDecoder {
             state: State::SizeStart,

@@ -18,7 +18,7 @@ use crate::trust::TrustPolicy;
 
 /// Checks that need no Python, done before a request reaches the app. `Err` = answer this
 /// status and close.
-fn precheck(
+pub fn precheck(
     head: &Head,
     settings: &Settings,
     policy: &TrustPolicy,
@@ -42,6 +42,41 @@ fn precheck(
         return Err((404, "path outside --script-name"));
     }
     Ok(())
+}
+
+/// Body bytes gathered before the app is called: a client that trickles a small body holds
+/// no worker; a larger body streams to the app once this much has arrived.
+pub const BODY_AHEAD: usize = 64 * 1024;
+
+/// Whether to keep waiting (parked, no worker) for more of the body before calling the app:
+/// the body is neither complete nor `BODY_AHEAD` long yet. Not when the client waits for
+/// `100 Continue`, nor when the request will be refused anyway.
+pub fn await_body(head: &Head, rest: &[u8], settings: &Settings) -> bool {
+    if head.expect_continue || rest.len() >= BODY_AHEAD {
+        return false;
+    }
+    match head.framing {
+        Framing::None => false,
+        Framing::Length(n) => {
+            let refused = settings.max_body > 0 && n > settings.max_body;
+            !refused && (rest.len() as u64) < n
+        }
+        Framing::Chunked => {
+            // Complete (or already broken) chunked framing is dispatched; the body reader
+            // decodes it again for the app.
+            let mut decoder = super::chunked::ChunkedDecoder::for_requests();
+            let mut out = [0u8; 4096];
+            let mut input = rest;
+            loop {
+                match decoder.decode(input, &mut out) {
+                    Err(_) => return false,
+                    Ok(_) if decoder.is_done() => return false,
+                    Ok((0, _)) => return true,
+                    Ok((used, _)) => input = &input[used..],
+                }
+            }
+        }
+    }
 }
 
 /// The path below the mount point, or `None` when the path is outside it.

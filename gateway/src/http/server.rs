@@ -52,6 +52,9 @@ enum Phase {
     Idle,
     /// Part of a head has arrived (header timeout, counted from its first byte).
     Reading,
+    /// The head is in; the start of the body is still arriving (body timeout, from the last
+    /// byte). No worker is held meanwhile.
+    Body,
     /// Closing: discard what the client still sends, then close, so an RST cannot destroy the
     /// response just written.
     Linger,
@@ -76,6 +79,13 @@ impl ConnState {
     fn reading(&mut self, settings: &Settings) {
         self.phase = Phase::Reading;
         self.deadline = Instant::now() + settings.header_timeout;
+    }
+
+    /// The head is complete and the body's first bytes are awaited: the body timeout runs
+    /// from the latest byte.
+    fn awaiting_body(&mut self, settings: &Settings) {
+        self.phase = Phase::Body;
+        self.deadline = Instant::now() + settings.body_timeout;
     }
 
     /// Half-closes and starts discarding: the client sees our FIN after the response.
@@ -408,7 +418,15 @@ impl Server {
             });
             match got {
                 // The client closed: a half-sent head gets no answer anyone could read.
-                Ok(0) => return After::Close(state),
+                Ok(0) => {
+                    if state.phase == Phase::Body {
+                        tracing::info!(
+                            "{}: request body: the client went away before sending it; connection closed",
+                            request_line(&state.buf)
+                        );
+                    }
+                    return After::Close(state);
+                }
                 Ok(n) => drained = n < READ_CHUNK,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if state.buf.is_empty() {
@@ -424,6 +442,7 @@ impl Server {
                 Phase::Linger => continue,
                 Phase::Idle => state.reading(settings),
                 Phase::Reading => {}
+                Phase::Body => state.awaiting_body(settings),
             }
             let frozen = std::mem::take(&mut state.buf).freeze();
             let head = match parse_head(&frozen, &settings.limits) {
@@ -439,6 +458,15 @@ impl Server {
                 Ok(Some(head)) => head,
             };
             let rest = frozen.slice(head.head_len..);
+            if connection::await_body(&head, &rest, settings) {
+                // A slow client's body must not hold a worker: wait here, parked, until the
+                // body (or its first BODY_AHEAD bytes) has arrived.
+                if state.phase != Phase::Body {
+                    state.awaiting_body(settings);
+                }
+                state.buf = into_mut(frozen);
+                continue;
+            }
             // A body may have been read from the socket up to its last byte, with more behind.
             let body_read = !matches!(head.framing, Framing::None | Framing::Length(0));
             match connection::serve(py, &self.shared, &state.conn, head, rest) {
@@ -522,11 +550,19 @@ impl Server {
         }
         for state in expired {
             let _ = epoll::delete(&self.epoll, state.conn.io.stream.as_fd());
-            if state.phase == Phase::Reading && !state.buf.is_empty() {
-                tracing::info!(
-                    "408 for {}: request head not received within --header-timeout",
-                    peer_text(&state.conn.peer)
-                );
+            let why = match state.phase {
+                Phase::Reading if !state.buf.is_empty() => {
+                    Some("request head not received within --header-timeout")
+                }
+                Phase::Body => Some("request body not received within --body-timeout"),
+                _ => None,
+            };
+            if let Some(why) = why {
+                let what = match state.phase {
+                    Phase::Body => request_line(&state.buf),
+                    _ => peer_text(&state.conn.peer),
+                };
+                tracing::info!("408 for {what}: {why}");
                 let resp = error_response(408);
                 let _ = state.conn.io.stream.write_nb(&resp);
             }
@@ -640,6 +676,15 @@ impl Server {
             }
         }
     }
+}
+
+/// `METHOD target` of a buffered request whose head is complete, for the log.
+fn request_line(buf: &[u8]) -> String {
+    let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut words = line.splitn(3, |&b| b == b' ');
+    let method = String::from_utf8_lossy(words.next().unwrap_or_default());
+    let target = String::from_utf8_lossy(words.next().unwrap_or_default());
+    format!("{method} {target}")
 }
 
 /// Connections: registered once, edge-triggered (see the module comment).
