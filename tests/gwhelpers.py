@@ -81,7 +81,7 @@ class Server:
     """One server process. Its stderr is drained on a thread into `lines`."""
 
     def __init__(self, app=None, args=(), env=None, bind="127.0.0.1:0", chdir=APPS_DIR,
-                 cwd=None, listeners=1, subcommand=("serve",)):
+                 cwd=None, listeners=1, subcommand=("serve",), popen_kw=None):
         self.app = app
         self.args = [str(a) for a in args]
         self.env = env or {}
@@ -90,6 +90,7 @@ class Server:
         self.cwd = cwd or REPO
         self.listeners = listeners
         self.subcommand = list(subcommand)
+        self.popen_kw = dict(popen_kw or {})  # extra subprocess.Popen arguments (pass_fds)
         self.proc = None
         self.lines: list[str] = []
         self.out_lines: list[str] = []
@@ -120,6 +121,7 @@ class Server:
             stderr=subprocess.PIPE,
             env=clean_env(self.env),
             cwd=self.cwd,
+            **self.popen_kw,
         )
         threading.Thread(target=self._drain, args=(self.proc.stderr, self.lines, True),
                          daemon=True).start()

@@ -43,6 +43,9 @@ const LINGER: Duration = Duration::from_secs(2);
 const ACCEPT_BATCH: usize = 64;
 /// Readiness events taken from the kernel in one `epoll_wait`; the rest wait in `Conns::ready`.
 const EVENT_BATCH: usize = 64;
+/// On a graceful stop, how long a just-accepted connection that has sent nothing yet may take
+/// to start its request.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long a listener rests after accept failed (out of file descriptors).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -261,6 +264,11 @@ impl Server {
         let Some(l) = self.listeners.get(idx) else {
             return;
         };
+        // A retiring worker (--max-requests) takes no new connection: they stay queued on the
+        // shared socket for the other workers and its replacement. The listener stays unarmed.
+        if self.shared.retiring.load(Ordering::Acquire) {
+            return;
+        }
         for _ in 0..ACCEPT_BATCH {
             // Non-blocking and close-on-exec from accept4 itself: no extra call per connection.
             let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
@@ -581,15 +589,33 @@ impl Server {
         let mut idle = Vec::new();
         {
             let mut c = self.conns.lock();
+            // Only connections between requests close now. One whose request is arriving (or
+            // that was just accepted) is still served, so no request is lost to a stop or a
+            // reload; a silent new one gets `STOP_GRACE` to start its request.
             // Slot indices fit in u32: `insert` never creates one that does not.
-            let idle_slots: Vec<u32> = (0u32..)
-                .zip(&c.slots)
-                .filter(|(_, e)| matches!(e, Entry::Parked { state, .. } if state.phase != Phase::Linger))
-                .map(|(i, _)| i)
-                .collect();
+            let mut idle_slots = Vec::new();
+            let mut silent = Vec::new();
+            for (i, e) in (0u32..).zip(&c.slots) {
+                if let Entry::Parked { state, .. } = e {
+                    match state.phase {
+                        Phase::Idle => idle_slots.push(i),
+                        Phase::Reading if state.buf.is_empty() => silent.push(i),
+                        _ => {}
+                    }
+                }
+            }
             for i in idle_slots {
                 if let Entry::Parked { state, .. } = c.free_slot(i) {
                     idle.push(state);
+                }
+            }
+            let grace = Instant::now() + STOP_GRACE;
+            for i in silent {
+                if let Some(Entry::Parked { state, .. }) = c.slots.get_mut(i as usize) {
+                    if state.deadline > grace {
+                        state.deadline = grace;
+                        c.queue_deadline(i, grace);
+                    }
                 }
             }
         }
@@ -598,15 +624,13 @@ impl Server {
         }
     }
 
-    /// Connections still being served or lingering.
+    /// Connections still being served, with a request arriving, or lingering.
     pub fn busy(&self) -> usize {
         let c = self.conns.lock();
         c.owned
             + c.slots
                 .iter()
-                .filter(
-                    |e| matches!(e, Entry::Parked { state, .. } if state.phase == Phase::Linger),
-                )
+                .filter(|e| matches!(e, Entry::Parked { state, .. } if state.phase != Phase::Idle))
                 .count()
     }
 

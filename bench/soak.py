@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""One worker through a million requests (or more): is its memory flat after warm-up?
+
+usage: python3 bench/soak.py [--requests 1000000] [--segment 5] [--route /echo] [--out FILE]
+
+Starts the release build (`cargo build --release` first) as `serve --workers 1`, so the
+requests go through a supervised worker as in production, on bench/apps/bench_app.py. Drives
+it with wrk (keep-alive, 50 connections) in segments of SEGMENT seconds until REQUESTS requests
+have been answered, and after each segment reads the worker's VmRSS from /proc. Prints (and
+with --out writes) the curve: requests so far, RSS in KiB, and the change since the first
+segment (warm-up). wrk reports non-2xx answers and socket errors; any makes the run fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / "target" / "release" / "wsgi-gateway"
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def wait_line(proc, pattern: str, deadline: float) -> str:
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise RuntimeError("the server exited before it was ready")
+        if re.search(pattern, line):
+            return line
+    raise RuntimeError(f"no line matching {pattern!r} in time")
+
+
+def wrk(url: str, seconds: int) -> tuple[int, int]:
+    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", url], capture_output=True,
+                         text=True, check=True).stdout
+    done = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        bad += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        bad += sum(int(x) for x in m.groups())
+    return done, bad
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=1_000_000)
+    ap.add_argument("--segment", type=int, default=5, help="seconds per wrk run")
+    ap.add_argument("--route", default="/hello")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    if not BIN.exists():
+        print(f"{BIN} missing: run `cargo build --release` first", file=sys.stderr)
+        return 2
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "bench_app:application", "--chdir", str(REPO / "bench" / "apps"),
+         "--workers", "1", "--bind", f"127.0.0.1:{port}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rows = []
+    try:
+        wait_line(proc, r"listening on", time.monotonic() + 30)
+        worker = children(proc.pid)
+        if len(worker) != 1:
+            raise RuntimeError(f"expected one worker under pid {proc.pid}, found {worker}")
+        worker = worker[0]
+        url = f"http://127.0.0.1:{port}{a.route}"
+        total = 0
+        rows.append((0, rss_kib(worker)))
+        while total < a.requests:
+            done, bad = wrk(url, a.segment)
+            if bad:
+                raise RuntimeError(f"wrk saw {bad} failed requests")
+            total += done
+            rows.append((total, rss_kib(worker)))
+            if children(proc.pid) != [worker]:
+                raise RuntimeError("the worker was replaced during the soak")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    warm = rows[1][1]
+    lines = [f"# soak: {a.route} through one worker (`serve --workers 1`), "
+             f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores",
+             "", "| requests | worker RSS (KiB) | since first segment |", "|---:|---:|---:|"]
+    for n, kib in rows:
+        lines.append(f"| {n:,} | {kib:,} | {kib - warm:+,} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,737 @@
+"""Worker processes and the supervisor (`serve --workers N`, `--max-requests`, `--pid`,
+SIGHUP reloads, SIGTERM/SIGQUIT, systemd socket activation).
+
+Every process a test starts carries a unique WORKERS_TEST_TOKEN in its environment, which the
+workers inherit; teardown kills whatever still carries it, and the "no leftover process"
+assertions look for it in /proc. Waiting is always on a condition (a log line, a file, a
+response, a pid disappearing) with a deadline that only bounds a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from gwhelpers import (APPS_DIR, ConnClosed, Server, binary, clean_env, get, q, run_cli,
+                       wait_for_file)
+
+pytestmark = pytest.mark.timeout(60)  # each test; the longer ones say so
+
+TOKEN_VAR = "WORKERS_TEST_TOKEN"
+READY_RE = r"worker pid (\d+) ready"
+APP_SOURCE = (APPS_DIR / "workers_app.py").read_text()
+
+
+# ---- processes ------------------------------------------------------------------------
+
+def proc_state(pid):
+    """The /proc state letter of `pid`, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return data.rsplit(")", 1)[1].split()[0]
+
+
+def pid_alive(pid):
+    """Running (a zombie only waits to be reaped: it is dead)."""
+    return proc_state(pid) not in (None, "Z", "X")
+
+
+def token_pids(token):
+    """Live processes whose environment carries our token: the ones a test started."""
+    needle = f"{TOKEN_VAR}={token}".encode() + b"\0"
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read() + b"\0"
+        except OSError:
+            continue
+        if (b"\0" + needle in b"\0" + env) and pid_alive(int(entry)):
+            found.add(int(entry))
+    return found
+
+
+def wait_until(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.02)
+
+
+def kill_token(token, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        left = token_pids(token)
+        if not left or time.monotonic() > deadline:
+            return left
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+
+
+class Gw(Server):
+    """A server with a token in its environment; `prefix` runs it through a wrapper."""
+
+    def __init__(self, app, token, prefix=(), **kw):
+        super().__init__(app, **kw)
+        self.token = token
+        self.env = {**self.env, TOKEN_VAR: token}
+        self.prefix = list(prefix)
+
+    def command(self):
+        return self.prefix + super().command()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def ready_pids(self, since=0):
+        with self._cond:
+            lines = list(self.lines[since:])
+        out = []
+        for line in lines:
+            m = re.search(READY_RE, line)
+            if m and int(m.group(1)) not in out:
+                out.append(int(m.group(1)))
+        return out
+
+    def children(self):
+        """Live processes of this test other than the supervisor itself."""
+        return token_pids(self.token) - {self.pid}
+
+
+@pytest.fixture
+def gw():
+    """gw(app="workers_app", args=(), env=None, **Server kwargs) -> started Gw.
+
+    Teardown: SIGKILL the supervisor and anything left carrying the token."""
+    made = []
+
+    def make(app="workers_app", args=(), env=None, start=True, **kw):
+        s = Gw(app, uuid.uuid4().hex, args=args, env=env, **kw)
+        made.append(s)
+        return s.start() if start else s
+
+    yield make
+    for s in made:
+        s.kill()
+        left = kill_token(s.token)
+        assert not left, f"could not kill processes {left}"
+
+
+# ---- clients --------------------------------------------------------------------------
+
+def fetch(s, path="/pid", timeout=15.0):
+    """One request on a fresh connection (Connection: close). Returns the response."""
+    c = s.conn(timeout)
+    try:
+        c.send(get(s.host_header, path, "Connection: close\r\n"))
+        return c.read_response()
+    finally:
+        c.close()
+
+
+def try_pid(s, path="/pid", timeout=15.0):
+    """(pid, version) of the answering worker, or (None, error text) on any failure."""
+    try:
+        r = fetch(s, path, timeout)
+    except (OSError, ConnClosed, AssertionError) as e:
+        return None, repr(e)
+    if r.status != 200 or not r.complete:
+        return None, repr(r)
+    d = r.json()
+    return d["pid"], d["version"]
+
+
+class Load:
+    """Client threads sending /pid requests (fresh connection each) until stopped or each
+    has sent `per_thread`. results: (t_start, t_end, pid or None, version or error)."""
+
+    def __init__(self, s, threads=4, per_thread=None, path="/pid"):
+        self.s, self.path, self.per_thread = s, path, per_thread
+        self.results = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self):
+        i = 0
+        while not self.stopping.is_set() and (self.per_thread is None or i < self.per_thread):
+            t0 = time.monotonic()
+            pid, info = try_pid(self.s, self.path)
+            with self.lock:
+                self.results.append((t0, time.monotonic(), pid, info))
+            i += 1
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.per_thread is None or exc[0] is not None:
+            self.stop()
+        else:
+            self.join()
+
+    def stop(self):
+        self.stopping.set()
+        self.join()
+
+    def join(self):
+        for t in self.threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in self.threads), "a client thread hung"
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.results)
+
+    def ok(self):
+        return [r for r in self.snapshot() if r[2] is not None]
+
+    def failures(self):
+        return [r for r in self.snapshot() if r[2] is None]
+
+    def pids(self):
+        return Counter(r[2] for r in self.ok())
+
+
+def app_source(version, broken=False):
+    src = APP_SOURCE.replace('VERSION = "v1"', f'VERSION = "{version}"', 1)
+    assert f'VERSION = "{version}"' in src
+    if broken:
+        src += f'\nraise RuntimeError("reload_app {version} is broken")\n'
+    return src
+
+
+# ---- 1. several workers share the load; the supervisor never runs Python ----------------
+
+@pytest.mark.timeout(90)
+def test_two_workers_share_the_load_and_supervisor_never_imports(gw, tmp_path):
+    imports = tmp_path / "imports"
+    s = gw(args=["--workers", "2"], env={"WORKERS_IMPORT_LOG": str(imports)})
+    sup = s.pid
+    s.wait_log(rf"supervisor pid {sup} starting 2 worker\(s\)")
+    workers = s.ready_pids()
+    assert len(workers) == 2 and sup not in workers, s.log()
+    # "listening on" comes only once every worker of the first generation is ready
+    lines = s.lines
+    listen_at = next(i for i, l in enumerate(lines) if "listening on" in l)
+    ready_at = [i for i, l in enumerate(lines) if re.search(READY_RE, l)]
+    assert max(ready_at) < listen_at, s.log()
+
+    with Load(s, threads=8, per_thread=50) as load:
+        pass
+    assert not load.failures(), load.failures()[:5]
+    pids = load.pids()
+    total = sum(pids.values())
+    assert total == 400
+    assert set(pids) == set(workers), (pids, workers)
+    assert sup not in pids
+    for pid, n in pids.items():
+        assert n >= total * 0.10, f"worker {pid} served only {n} of {total}: {pids}"
+
+    imported = [int(x) for x in imports.read_text().split()]
+    assert sup not in imported, "the supervisor imported the app"
+    assert sorted(imported) == sorted(workers), (imported, workers)
+    assert s.stop(timeout=20) == 0
+
+
+def test_without_workers_option_serve_is_one_process(gw):
+    s = gw()
+    pid, version = try_pid(s)
+    assert pid == s.pid, (pid, version)
+    assert "supervisor pid" not in s.log()
+    assert not s.children()
+    assert s.stop(timeout=20) == 0
+
+
+def test_workers_from_environment_variable(gw):
+    s = gw(env={"WSGI_GATEWAY_WORKERS": "2"})
+    s.wait_log(rf"supervisor pid {s.pid} starting 2 worker\(s\)")
+    assert len(s.ready_pids()) == 2
+    pid, _ = try_pid(s)
+    assert pid in s.ready_pids() and pid != s.pid
+
+
+# ---- 2. --pid FILE --------------------------------------------------------------------
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["single", "supervisor"])
+def test_pid_file(gw, tmp_path, workers):
+    pidfile = tmp_path / "gw.pid"
+    s = gw(args=[*workers, "--pid", pidfile])
+    assert pidfile.read_text() == f"{s.pid}\n"
+    assert try_pid(s)[0] is not None
+    assert pidfile.read_text() == f"{s.pid}\n"
+    assert s.stop(timeout=20) == 0
+    assert not pidfile.exists(), "pid file left behind after SIGTERM"
+
+
+# ---- 3. a worker SIGKILLed under load --------------------------------------------------
+
+@pytest.mark.timeout(90)
+def test_sigkilled_worker_is_replaced_at_once_under_load(gw):
+    s = gw(args=["--workers", "2"])
+    started = time.monotonic()
+    workers = s.ready_pids()
+    assert len(workers) == 2
+    victim, survivor = workers
+    nthreads = 4
+    with Load(s, threads=nthreads) as load:
+        # the victim must have run for more than a second (no back-off then) and served
+        wait_until(lambda: time.monotonic() - started > 1.2 and load.pids()[victim] >= 5,
+                   30, f"worker {victim} serving: {load.pids()}")
+        mark = s.log_mark()
+        t_kill = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        m = s.wait_log(rf"worker pid {victim} exited \(signal (?:SIG)?KILL\); started (\d+)",
+                       since=mark, timeout=10)
+        t_restart = time.monotonic()
+        new = int(m.group(1))
+        assert new not in (victim, survivor, s.pid)
+        assert t_restart - t_kill < 1.0, f"replacement started after {t_restart - t_kill:.2f}s"
+        first = wait_until(
+            lambda: min((r[1] for r in load.ok() if r[2] == new), default=None),
+            10, f"replacement {new} serving: {load.pids()}")
+        assert first - t_kill < 1.0, f"replacement served only after {first - t_kill:.2f}s"
+        n_after = len(load.ok())
+        wait_until(lambda: len(load.ok()) >= n_after + 20, 30, "requests after the restart")
+    assert s.alive(), s.log()
+    fails = load.failures()
+    # each client thread has one request in flight at most: only those on the victim may fail
+    assert len(fails) <= nthreads, fails
+    assert all(f[0] < t_restart for f in fails), ("a request sent after the worker died failed",
+                                                  fails)
+    assert not pid_alive(victim)
+    assert s.stop(timeout=20) == 0
+
+
+# ---- 4. a worker that exits by itself ---------------------------------------------------
+
+def test_worker_exiting_is_replaced(gw):
+    s = gw(args=["--workers", "2"])
+    started = time.monotonic()
+    workers = s.ready_pids()
+    # a worker that dies within 1 s of its start may be restarted with back-off; this one
+    # has run longer, so it is replaced at once
+    wait_until(lambda: time.monotonic() - started > 1.2, 5, "the workers' first second")
+    mark = s.log_mark()
+    pid, info = try_pid(s, "/exit")
+    assert pid is None, "the /exit request was answered"
+    m = s.wait_log(r"worker pid (\d+) exited \(exit status 3\); started (\d+)", since=mark)
+    dead, new = int(m.group(1)), int(m.group(2))
+    assert dead in workers and new not in workers
+    assert s.alive(), s.log()
+    wait_until(lambda: not pid_alive(dead), 10, f"worker {dead} gone")
+    served = Counter()
+    for _ in range(20):
+        pid, info = try_pid(s)
+        assert pid is not None, info
+        served[pid] += 1
+    assert dead not in served
+    assert set(served) <= {new, *workers}
+    # the replacement serves too
+    wait_until(lambda: try_pid(s)[0] == new, 20, f"replacement {new} answering")
+    assert s.stop(timeout=20) == 0
+
+
+# ---- 5. --max-requests ------------------------------------------------------------------
+
+@pytest.mark.timeout(90)
+def test_max_requests_retires_workers_without_failing_requests(gw):
+    s = gw(args=["--max-requests", "20", "--max-requests-jitter", "5", "--workers", "1"])
+    pids = []
+    for i in range(100):
+        pid, info = try_pid(s)
+        assert pid is not None, f"request {i} failed: {info}\nlog:\n{s.log()[-3000:]}"
+        pids.append(pid)
+    assert s.pid not in pids
+    runs = []
+    for pid in pids:
+        if runs and runs[-1][0] == pid:
+            runs[-1][1] += 1
+        else:
+            runs.append([pid, 1])
+    assert len({p for p, _ in runs}) == len(runs), f"a retired worker answered again: {runs}"
+    assert len(runs) >= 4, runs
+    # each retired worker served N + random(0..=J) requests: 20..25
+    for pid, n in runs[:-1]:
+        assert 20 <= n <= 25, runs
+    # its log line reports that count
+    for pid, n in runs[:-1]:
+        s.wait_log(rf"max-requests reached \({n} requests\); retiring")
+    retired = s.wait_log(r"worker pid (\d+) exited \(exit status 0\); started (\d+)")
+    assert int(retired.group(1)) == runs[0][0] and int(retired.group(2)) == runs[1][0], s.log()
+    assert s.stop(timeout=20) == 0
+
+
+def test_max_requests_alone_runs_a_supervisor(gw):
+    s = gw(args=["--max-requests", "1000"])
+    s.wait_log(rf"supervisor pid {s.pid} starting \d+ worker\(s\)")
+    pid, info = try_pid(s)
+    assert pid is not None and pid != s.pid, info
+    assert s.stop(timeout=20) == 0
+
+
+# ---- 6. SIGHUP reload -------------------------------------------------------------------
+
+@pytest.mark.timeout(120)
+def test_sighup_reload_without_failed_requests(gw, tmp_path):
+    """Three good reloads (v2, v3, v4 on disk), then one whose code raises at import (v5),
+    under continuous requests (a fresh connection each): no request fails."""
+    app = tmp_path / "reload_app.py"
+    app.write_text(app_source("v1"))
+    s = gw("reload_app", args=["--workers", "2"], chdir=tmp_path)
+    gen = s.ready_pids()
+    assert len(gen) == 2
+    hups = []
+    with Load(s, threads=3) as load:
+        wait_until(lambda: len(load.ok()) >= 10, 20, "first requests")
+
+        for version in ("v2", "v3", "v4"):
+            app.write_text(app_source(version))
+            mark = s.log_mark()
+            hups.append(time.monotonic())
+            os.kill(s.pid, signal.SIGHUP)
+            s.wait_log(r"reload: starting 2 new worker\(s\)", since=mark, timeout=20)
+            s.wait_log(r"reload: done", since=mark, timeout=30)
+            old, gen = gen, s.ready_pids(since=mark)
+            assert len(gen) == 2 and not set(gen) & set(old), (old, gen)
+            wait_until(lambda: not any(pid_alive(p) for p in old), 30,
+                       f"old workers {old} gone")
+            n = len(load.snapshot())
+            wait_until(lambda: len(load.snapshot()) >= n + 20, 30, "requests after the reload")
+            later = load.snapshot()[n:]
+            assert all(r[2] in gen and r[3] == version for r in later), later
+            assert s.alive()
+
+        # --- a failed reload: the code on disk now raises at import
+        app.write_text(app_source("v5", broken=True))
+        mark = s.log_mark()
+        hups.append(time.monotonic())
+        os.kill(s.pid, signal.SIGHUP)
+        s.wait_log(r"reload failed: .*; keeping the running workers", since=mark, timeout=30)
+        n = len(load.snapshot())
+        wait_until(lambda: len(load.snapshot()) >= n + 20, 30, "requests after the failed reload")
+        later = load.snapshot()[n:]
+        assert all(r[2] in gen and r[3] == "v4" for r in later), later
+        assert all(pid_alive(p) for p in gen)
+        # the would-be new generation does not linger
+        wait_until(lambda: s.children() == set(gen), 15,
+                   f"only {gen} left beside the supervisor")
+        assert s.alive()
+    fails = [([round(f[0] - h, 3) for h in hups], f[3]) for f in load.failures()]
+    if fails:
+        pytest.fail(f"requests failed (start time relative to each SIGHUP, error): "
+                    f"{fails[:5]}\nlog:\n{s.log()}")
+    versions = Counter(r[3] for r in load.ok())
+    assert all(versions[v] > 0 for v in ("v1", "v2", "v3", "v4")), versions
+    assert "v5" not in versions, versions
+    assert s.stop(timeout=20) == 0
+
+
+def test_reload_serves_a_request_whose_head_was_arriving(gw, tmp_path):
+    """The deterministic form of the race above: a client has connected and sent part of its
+    request head when the old generation is told to stop. The request is in flight: it is
+    answered (by the old worker, or by a new one if the old never accepted it), not dropped."""
+    app = tmp_path / "reload_app.py"
+    app.write_text(app_source("v1"))
+    s = gw("reload_app", args=["--workers", "1"], chdir=tmp_path)
+    idle = s.conn(timeout=30)  # never sends anything: the old worker may close it on stop
+    c = s.conn(timeout=30)
+    try:
+        c.send(f"GET /pid HTTP/1.1\r\nHost: {s.host_header}\r\n".encode())
+        app.write_text(app_source("v2"))
+        mark = s.log_mark()
+        os.kill(s.pid, signal.SIGHUP)
+        s.wait_log(r"reload: done", since=mark, timeout=30)
+        # the idle connection closing shows the old worker is stopping; an implementation
+        # that keeps idle connections open is not wrong: then go on after 5 s
+        idle.sock.settimeout(5)
+        try:
+            idle.sock.recv(1)
+        except (socket.timeout, OSError):
+            pass
+        c.send(b"Connection: close\r\n\r\n")
+        try:
+            r = c.read_response()
+        except ConnClosed as e:
+            pytest.fail(f"the request was dropped by the reload ({e}); log:\n{s.log()}")
+        assert r.status == 200 and r.json()["version"] in ("v1", "v2"), r
+    finally:
+        c.close()
+        idle.close()
+    assert s.stop(timeout=20) == 0
+
+
+# ---- 7. SIGTERM / SIGQUIT with requests in flight -----------------------------------------
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_lets_in_flight_request_finish(gw, tmp_path, sig):
+    s = gw(args=["--workers", "2"])
+    entered = tmp_path / "entered"
+    result = {}
+
+    def slow():
+        try:
+            result["r"] = fetch(s, f"/slow?seconds=1&entered={q(entered)}", timeout=30)
+        except Exception as e:  # noqa: BLE001 - reported below
+            result["e"] = e
+
+    t = threading.Thread(target=slow)
+    t.start()
+    wait_for_file(entered)
+    mark = s.log_mark()
+    s.proc.send_signal(sig)
+    t.join(30)
+    assert "r" in result, f"{result.get('e')!r}\nlog:\n{s.log()}"
+    assert result["r"].status == 200 and result["r"].body == b"slow done", result["r"]
+    assert s.proc.wait(20) == 0
+    s.wait_log(r"\bstopped$", since=mark)  # the supervisor's line (workers say "stopped ...")
+    wait_until(lambda: not s.children(), 5, "workers gone after the supervisor stopped")
+
+
+@pytest.mark.timeout(60)
+def test_sigquit_stops_at_once_with_a_request_blocked_forever(gw, tmp_path):
+    s = gw(args=["--workers", "2"])
+    entered = tmp_path / "entered"
+    result = {}
+
+    def blocked():
+        result["pid"] = try_pid(s, f"/block?entered={q(entered)}", timeout=30)
+
+    t = threading.Thread(target=blocked)
+    t.start()
+    wait_for_file(entered)
+    t0 = time.monotonic()
+    s.proc.send_signal(signal.SIGQUIT)
+    try:
+        rc = s.proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"supervisor still running 5 s after SIGQUIT; log:\n{s.log()}")
+    assert rc == 0, s.log()
+    assert time.monotonic() - t0 < 5
+    wait_until(lambda: not s.children(), 5, "workers gone after SIGQUIT")
+    t.join(20)
+    assert result["pid"][0] is None, result
+
+
+@pytest.mark.timeout(60)
+def test_second_sigterm_kills_what_is_left(gw, tmp_path):
+    s = gw(args=["--workers", "2", "--graceful-timeout", "60"])
+    entered = tmp_path / "entered"
+    t = threading.Thread(target=try_pid, args=(s, f"/block?entered={q(entered)}", 30))
+    t.start()
+    busy = int(wait_for_file(entered).split()[0])
+    (idle,) = set(s.ready_pids()) - {busy}
+    mark = s.log_mark()
+    s.proc.send_signal(signal.SIGTERM)
+    # the idle worker stops at once; the busy one cannot finish, and the supervisor waits
+    wait_until(lambda: not pid_alive(idle), 15, f"idle worker {idle} stopped on SIGTERM")
+    assert s.proc.poll() is None and pid_alive(busy), s.log(mark)
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        s.proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"supervisor still running 5 s after a second SIGTERM; log:\n{s.log(mark)}")
+    wait_until(lambda: not s.children(), 5, "workers gone after the second SIGTERM")
+    t.join(20)
+
+
+@pytest.mark.timeout(60)
+def test_graceful_timeout_kills_what_is_left(gw, tmp_path):
+    s = gw(args=["--workers", "2", "--graceful-timeout", "1"])
+    entered = tmp_path / "entered"
+    t = threading.Thread(target=try_pid, args=(s, f"/block?entered={q(entered)}", 30))
+    t.start()
+    wait_for_file(entered)
+    t0 = time.monotonic()
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        s.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"supervisor still running 10 s after SIGTERM with --graceful-timeout 1; "
+                    f"log:\n{s.log()}")
+    assert time.monotonic() - t0 >= 0.9, "the blocked request did not get its graceful second"
+    wait_until(lambda: not s.children(), 5, "workers gone after the graceful timeout")
+    t.join(20)
+
+
+# ---- 8. the first generation cannot start -------------------------------------------------
+
+def test_first_generation_import_failure_exits_2_without_leftovers(tmp_path):
+    token = uuid.uuid4().hex
+    imports = tmp_path / "imports"
+    try:
+        rc, err = run_cli(["serve", "workers_app", "--bind", "127.0.0.1:0", "--chdir", APPS_DIR,
+                           "--workers", "2"],
+                          env={TOKEN_VAR: token, "WORKERS_FAIL_IF": "always",
+                               "WORKERS_IMPORT_LOG": str(imports)})
+        assert rc == 2, err
+        assert "listening on" not in err
+        assert re.search(r"wsgi-gateway: error: .*workers_app refuses to load", err), err
+        imported = [int(x) for x in imports.read_text().split()]
+        assert imported, "no worker ever imported the app"
+        wait_until(lambda: not token_pids(token), 5, f"no leftover process: {token_pids(token)}")
+        assert not any(pid_alive(p) for p in imported)
+    finally:
+        kill_token(token)
+
+
+# ---- 9. systemd socket activation ---------------------------------------------------------
+
+# bash: dash's redirections take single-digit fds only. $$ is the pid exec keeps.
+SD_WRAPPER = ["bash", "-c",
+              'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@" 3<&"$GW_TEST_LISTEN_FD"']
+
+
+def bound_socket(unix_path=None):
+    if unix_path:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(unix_path))
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["single", "supervisor"])
+def test_listen_fds_socket_is_served(gw, tmp_path, workers, family):
+    sock = bound_socket(tmp_path / "gw.sock" if family == "unix" else None)
+    port = sock.getsockname()[1] if family == "tcp" else None
+    try:
+        s = gw(args=workers, bind=None, prefix=SD_WRAPPER,
+               env={"GW_TEST_LISTEN_FD": str(sock.fileno())},
+               popen_kw={"pass_fds": (sock.fileno(),)})
+    finally:
+        sock.close()  # the server has its own copies now
+    if family == "tcp":
+        assert s.port == port, s.log()
+    else:
+        assert s.address == str(tmp_path / "gw.sock"), s.log()
+    pids = Counter()
+    for _ in range(10):
+        pid, info = try_pid(s)
+        assert pid is not None, info
+        pids[pid] += 1
+    if workers:
+        assert s.pid not in pids and set(pids) <= set(s.ready_pids()), (pids, s.log())
+    else:
+        assert set(pids) == {s.pid}
+    assert s.stop(timeout=20) == 0
+
+
+def test_listen_fds_with_bind_is_an_error(tmp_path):
+    sock = bound_socket()
+    token = uuid.uuid4().hex
+    try:
+        p = subprocess.Popen(
+            [*SD_WRAPPER, binary(), "serve", "workers_app", "--chdir", str(APPS_DIR),
+             "--bind", "127.0.0.1:0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=clean_env({TOKEN_VAR: token, "GW_TEST_LISTEN_FD": str(sock.fileno())}),
+            pass_fds=(sock.fileno(),))
+        try:
+            _, err = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+            pytest.fail(f"--bind with LISTEN_FDS did not exit: {err.decode(errors='replace')}")
+        err = err.decode(errors="replace")
+        assert p.returncode not in (0, None), err
+        assert "listening on" not in err
+        assert "--bind" in err and "LISTEN_FDS" in err, err
+    finally:
+        sock.close()
+        kill_token(token)
+
+
+def test_listen_fds_for_another_pid_is_ignored(gw):
+    """LISTEN_PID names some other process: the fds are not ours, --bind is used."""
+    sock = bound_socket()
+    try:
+        s = gw(prefix=["bash", "-c", 'export LISTEN_PID=1 LISTEN_FDS=1; exec "$0" "$@" '
+                                   '3<&"$GW_TEST_LISTEN_FD"'],
+               env={"GW_TEST_LISTEN_FD": str(sock.fileno())},
+               popen_kw={"pass_fds": (sock.fileno(),)})
+        assert s.port != sock.getsockname()[1]
+        assert try_pid(s)[0] == s.pid
+    finally:
+        sock.close()
+
+
+# ---- 10. --workers 0 ------------------------------------------------------------------------
+
+def test_workers_0_means_one_per_cpu(gw):
+    s = gw(args=["--workers", "0"])
+    n = os.cpu_count()
+    s.wait_log(rf"supervisor pid {s.pid} starting {n} worker\(s\)")
+    assert len(s.ready_pids()) == n, s.log()
+    assert s.stop(timeout=20) == 0
+
+
+# ---- 11. no orphans ---------------------------------------------------------------------------
+
+def test_sigkilled_supervisor_leaves_no_workers(gw):
+    s = gw(args=["--workers", "2"])
+    workers = s.ready_pids()
+    assert len(workers) == 2 and all(pid_alive(p) for p in workers)
+    assert s.children() == set(workers)
+    s.proc.kill()
+    s.proc.wait(10)
+    wait_until(lambda: not any(pid_alive(p) for p in workers), 5,
+               f"workers {workers} still alive after the supervisor was SIGKILLed")
+    assert not token_pids(s.token)
+
+
+# ---- 12. back-off when workers keep dying at start ------------------------------------------
+
+@pytest.mark.timeout(90)
+def test_crash_looping_workers_restart_with_capped_back_off(gw, tmp_path):
+    flag = tmp_path / "fail-now"
+    s = gw(args=["--workers", "1"], env={"WORKERS_FAIL_IF": str(flag)})
+    mark = s.log_mark()
+    flag.write_text("x")  # from now on, a new worker fails to import
+    assert try_pid(s, "/exit")[0] is None
+    s.wait_log(r"worker pid \d+ exited \(exit status 3\)", since=mark)
+    # the replacements die at import, again and again: the restarts slow down
+    delays = []
+
+    def backoffs():
+        delays[:] = [int(x) for x in re.findall(r"restarting in (\d+) ms", s.log(mark))]
+        return len(delays) >= 3
+
+    wait_until(backoffs, 30, f"three 'restarting in' lines; log:\n{s.log(mark)}")
+    assert all(0 < d <= 5000 for d in delays), delays
+    assert delays == sorted(delays), f"the back-off shrank while workers kept dying: {delays}"
+    assert re.search(r"worker pid \d+ exited \(exit status 2\)", s.log(mark)), s.log(mark)
+    assert s.alive(), "the supervisor gave up on a later generation"
+    # fixed on disk: the next restart serves again
+    flag.unlink()
+    wait_until(lambda: try_pid(s, timeout=15)[0] is not None, 30, "a worker serving again")
+    assert s.stop(timeout=20) == 0
