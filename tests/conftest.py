@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cgihost import DEFAULT_USER, CgiHost  # noqa: E402
 from gwhelpers import APPS_DIR, Server  # noqa: E402
+from isapihost import IsapiHost, build_harness, library_problem  # noqa: E402
 
 # name -> (app, extra args, extra env)
 SESSION_CONFIGS = {
@@ -134,6 +135,100 @@ def cgi_host(tmp_path_factory):
     yield host
     host.stop()
     assert UNCLOSED not in host.error_log(), "a CGI response iterable was never closed"
+
+
+# ---- ISAPI front end: tests/isapi/host.c driving target/debug/libwsgi_gateway.so ------------
+
+# name -> (library config, harness arguments). Every host gets the conformance/echo apps on
+# its pythonpath and its own error log; see tests/isapihost.py.
+ISAPI_CONFIGS = {
+    # the conformance suite (tests/conformance/adapters.py): mounted at /app, Basic auth
+    # accepted for the cases with auth=True (anonymous otherwise, as IIS with both enabled)
+    "conformance": ({"app": "conformance_app"},
+                    ["--vdir", "/app", "--basic-user", ":".join(CGI_AUTH_USER)]),
+}
+
+
+@pytest.fixture(scope="session")
+def isapi_harness_binary(tmp_path_factory):
+    """The harness, compiled once per session (needs only gcc: its self-tests use it)."""
+    return build_harness(tmp_path_factory.mktemp("isapi-build"))
+
+
+@pytest.fixture(scope="session")
+def isapi_harness(isapi_harness_binary):
+    """The harness for the library's tests: fails at once if the library is unusable."""
+    problem = library_problem()
+    if problem:
+        pytest.fail(f"the ISAPI library is not usable: {problem}")
+    return isapi_harness_binary
+
+
+class _IsapiPool:
+    def __init__(self, harness, tmp_path_factory):
+        self.harness = harness
+        self.tmp = tmp_path_factory
+        self.hosts = {}
+
+    def get(self, name):
+        h = self.hosts.get(name)
+        if h is None:
+            config, args = ISAPI_CONFIGS[name]
+            h = IsapiHost(self.harness, self.tmp.mktemp(f"isapi-{name}"), config, args)
+            self.hosts[name] = h
+            h.start()
+        assert h.alive(), f"ISAPI host {name!r} died\n{h.diagnostics()}"
+        return h
+
+    def stop_all(self):
+        problems = []
+        for name, h in self.hosts.items():
+            rc = h.stop()
+            if rc != 0 or h.failures():
+                problems.append(f"ISAPI host {name!r} exited with {rc}:\n"
+                                + "\n".join(h.failures()[:20]))
+            if UNCLOSED in h.error_log():
+                problems.append(f"ISAPI host {name!r}: a response iterable was never closed")
+        return problems
+
+
+@pytest.fixture(scope="session")
+def isapi_hosts(isapi_harness, tmp_path_factory):
+    """Shared harness processes per ISAPI_CONFIGS entry; at the end of the session each must
+    exit cleanly (EOF -> TerminateExtension) with no HARNESS FAILURE."""
+    pool = _IsapiPool(isapi_harness, tmp_path_factory)
+    yield pool
+    problems = pool.stop_all()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def isapi_factory(isapi_harness, tmp_path):
+    """Throw-away harness processes: make(config, args, start=True, **kw) -> IsapiHost.
+    At teardown each one that listened must exit 0 on EOF (no HARNESS FAILURE) and leave no
+    response iterable unclosed."""
+    made = []
+
+    def make(config=None, args=(), start=True, **kw):
+        h = IsapiHost(kw.pop("harness", isapi_harness), tmp_path / f"isapi{len(made)}",
+                      config, args, **kw)
+        made.append(h)
+        return h.start() if start else h
+
+    yield make
+    problems = []
+    for h in made:
+        try:
+            rc = h.stop(timeout=60)
+        except AssertionError as e:
+            h.kill()
+            problems.append(str(e))
+            continue
+        if h.port is not None and (rc != 0 or h.failures()):
+            problems.append(f"ISAPI harness exited with {rc}:\n" + "\n".join(h.failures()[:20]))
+        if UNCLOSED in h.error_log():
+            problems.append("a response iterable was never closed")
+    assert not problems, "\n".join(problems)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -212,5 +212,33 @@ class CgiAdapter(Adapter):
         self.host.wait_log(needle, since=since)
 
 
+class IsapiAdapter(Adapter):
+    """The ISAPI library under tests/isapi/host.c ("IIS in a test tube", tests/isapihost.py),
+    mounted at /app (APPL_MD_PATH /LM/W3SVC/1/ROOT/app), accepting IIS Basic auth for the
+    test user (anonymous without an Authorization header)."""
+
+    name = "isapi"
+
+    def __init__(self, request, host=None):
+        """`host`: another IsapiHost to run cases against (default: the shared one)."""
+        super().__init__(request)
+        self.host = host or request.getfixturevalue("isapi_hosts").get("conformance")
+
+    def address(self):
+        return self.host.address()
+
+    def script(self, case):
+        return "/app"
+
+    def diagnostics(self):
+        return self.host.diagnostics()[-4000:]
+
+    def log_mark(self):
+        return self.host.log_mark()
+
+    def wait_log(self, needle, since):
+        self.host.wait_log(needle, since=since)
+
+
 # front-end name -> adapter class; the conformance test runs every case on each
-ADAPTERS = {cls.name: cls for cls in (HttpAdapter, CgiAdapter)}
+ADAPTERS = {cls.name: cls for cls in (HttpAdapter, CgiAdapter, IsapiAdapter)}

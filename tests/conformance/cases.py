@@ -94,6 +94,9 @@ FRONT_END_ENVIRON = {
     "http": {"wsgi.run_once": False, "wsgi.multithread": True, "wsgi.multiprocess": False},
     # one process per request
     "cgi": {"wsgi.run_once": True, "wsgi.multithread": False, "wsgi.multiprocess": True},
+    # a pool of threads in w3wp; IIS may run several w3wp for one app (web gardens, overlapped
+    # recycling)
+    "isapi": {"wsgi.run_once": False, "wsgi.multithread": True, "wsgi.multiprocess": True},
 }
 
 # lighttpd sets CONTENT_LENGTH on every CGI request, "0" without a body (contract: passed on
@@ -192,12 +195,17 @@ env_case("path-encoded-dot-segments", "/a/%2E%2E/b", {"PATH_INFO": "/a/../b",
 # raw bytes >= 0x80 in the request line are not a valid request-target (RFC 9112): 400.
 # lighttpd accepts them; the gateway then gets them decoded in PATH_INFO and raw in REQUEST_URI
 _RAW_OK = "lighttpd accepts raw bytes >= 0x80 in the request target"
+# http.sys accepts them too (FavorUtf8 / EnableNonUtf8 defaults) and IIS hands them over raw
+# in UNENCODED_URL; the harness does the same
+_RAW_IIS = "http.sys accepts raw bytes >= 0x80 in the URL; UNENCODED_URL carries them as sent"
 case("path-raw-utf8", "/caf\xc3\xa9", expect={"status": 400},
-     overrides={"cgi": {"status": 200, "environ": {"PATH_INFO": "/caf\xc3\xa9",
-                                                   **uri("/caf\xc3\xa9")}, "why": _RAW_OK}})
+     overrides={fe: {"status": 200, "environ": {"PATH_INFO": "/caf\xc3\xa9",
+                                                **uri("/caf\xc3\xa9")}, "why": why}
+                for fe, why in (("cgi", _RAW_OK), ("isapi", _RAW_IIS))})
 case("path-raw-latin1", "/\xe9t\xe9", expect={"status": 400},
-     overrides={"cgi": {"status": 200, "environ": {"PATH_INFO": "/\xe9t\xe9",
-                                                   **uri("/\xe9t\xe9")}, "why": _RAW_OK}})
+     overrides={fe: {"status": 200, "environ": {"PATH_INFO": "/\xe9t\xe9",
+                                                **uri("/\xe9t\xe9")}, "why": why}
+                for fe, why in (("cgi", _RAW_OK), ("isapi", _RAW_IIS))})
 
 # ---- query strings ----------------------------------------------------------------------------
 
@@ -229,7 +237,10 @@ for _id, _t, _q in QUERIES:
 case("query-raw-utf8", "/q?q=caf\xc3\xa9", expect={"status": 400},
      overrides={"cgi": {"status": 200, "environ": {"QUERY_STRING": "q=caf%C3%A9",
                                                    **uri("/q?q=caf\xc3\xa9")},
-                        "why": _RAW_OK + " (and percent-encodes them in QUERY_STRING)"}})
+                        "why": _RAW_OK + " (and percent-encodes them in QUERY_STRING)"},
+                "isapi": {"status": 200, "environ": {"QUERY_STRING": "q=caf\xc3\xa9",
+                                                     **uri("/q?q=caf\xc3\xa9")},
+                          "why": _RAW_IIS}})
 env_case("query-encoded-path-separator", "/p%3Fx?y", {"PATH_INFO": "/p?x", "QUERY_STRING": "y"})
 
 # ---- request headers → environ ------------------------------------------------------------
@@ -347,7 +358,10 @@ for _id, _h in IDENTITY:
              headers=_h)
 
 _AUTHED = {"cgi": {"environ": {"REMOTE_USER": "alice", "AUTH_TYPE": "Basic"},
-                   "why": "lighttpd authenticated the request (mod_auth basic)"}}
+                   "why": "lighttpd authenticated the request (mod_auth basic)"},
+           "isapi": {"environ": {"REMOTE_USER": "alice", "AUTH_TYPE": "Basic"},
+                     "why": "IIS Basic auth (the harness's --basic-user) authenticated the "
+                            "request"}}
 env_case("id-authenticated-by-front-end", "/who",
          {"REMOTE_USER": ABSENT, "AUTH_TYPE": ABSENT, "HTTP_AUTHORIZATION": Match("Basic .+")},
          auth=True, overrides=_AUTHED)
@@ -540,17 +554,21 @@ env_case("env-remote-addr-port", "/env", {"REMOTE_ADDR": "127.0.0.1",
                                           "REMOTE_PORT": Match(r"[1-9][0-9]*")})
 env_case("env-server-software", "/env", {"SERVER_SOFTWARE": Match(r"wsgi-gateway/.+")},
          overrides={"cgi": {"environ": {"SERVER_SOFTWARE": Match(r"lighttpd/.+")},
-                            "why": "SERVER_SOFTWARE is the CGI host's"}})
+                            "why": "SERVER_SOFTWARE is the CGI host's"},
+                    "isapi": {"environ": {"SERVER_SOFTWARE": Match(r"harness-iis/.+")},
+                              "why": "SERVER_SOFTWARE is IIS's (the harness's)"}})
 env_case("env-no-process-environment", "/env",
          {"PATH": ABSENT, "HOME": ABSENT, "PWD": ABSENT, "PYTHONDONTWRITEBYTECODE": ABSENT,
           "WSGI_GATEWAY_APP": ABSENT, "REDIRECT_STATUS": PRESENT},
-         overrides={"http": {"environ": {"REDIRECT_STATUS": ABSENT},
-                             "why": "no CGI host"}})
+         overrides={fe: {"environ": {"REDIRECT_STATUS": ABSENT}, "why": "no CGI host"}
+                    for fe in ("http", "isapi")})
 env_case("env-host-extras", "/env",
          {"DOCUMENT_ROOT": ABSENT, "SCRIPT_FILENAME": ABSENT, "SERVER_ADDR": ABSENT,
           "REQUEST_SCHEME": ABSENT},
          overrides={"cgi": {"environ": {"DOCUMENT_ROOT": Match("/.+/docroot"),
                                         "SCRIPT_FILENAME": Match("/.+/cgi-bin/conformance"),
                                         "SERVER_ADDR": "127.0.0.1", "REQUEST_SCHEME": "http"},
-                            "why": "host extras passed through as given"}})
+                            "why": "host extras passed through as given"},
+                    "isapi": {"environ": {"SERVER_ADDR": "127.0.0.1"},
+                              "why": "IIS's LOCAL_ADDR, passed on as SERVER_ADDR"}})
 env_case("env-query-string-always-present", "/env", {"QUERY_STRING": ""})
