@@ -53,7 +53,19 @@ fuzz_target!(|data: &[u8]| {
         .or_else(|| vars.get(&b"HTTP_URL"[..]))
         .cloned()
         .unwrap_or_default();
-    let raw_path = url.split(|&b| b == b'?').next().unwrap_or_default();
+    let mut raw_path = url.split(|&b| b == b'?').next().unwrap_or_default();
+    // An absolute-form URL: the path follows the authority.
+    let lower = raw_path.to_ascii_lowercase();
+    for scheme in [&b"http://"[..], b"https://"] {
+        if lower.starts_with(scheme) && raw_path.len() >= 8 {
+            let rest = &raw_path[scheme.len()..];
+            raw_path = match rest.iter().position(|&b| b == b'/') {
+                Some(slash) => &rest[slash..],
+                None => b"/",
+            };
+            break;
+        }
+    }
     let decoded = decode_path(&bytes::Bytes::copy_from_slice(raw_path));
     let mut joined = req.script_name.to_vec();
     joined.extend_from_slice(&req.path);

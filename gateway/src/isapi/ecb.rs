@@ -195,6 +195,29 @@ impl Ecb {
         raw.lpsz_log_data[n] = 0;
     }
 
+    /// A complete response of the gateway's own (`status` and its reason as a text body);
+    /// the connection closes, since the request body may not have been read.
+    pub fn answer(&self, status: u16, note: &str) -> Dword {
+        let text = crate::responder::reason(status);
+        let body = format!("{status} {text}\n");
+        let head = format!(
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.set_log(status, note);
+        let sent = self
+            .send_headers(
+                format!("{status} {text}").as_bytes(),
+                head.as_bytes(),
+                false,
+            )
+            .and_then(|()| self.write_client(body.as_bytes()));
+        match sent {
+            Ok(()) => HSE_STATUS_SUCCESS,
+            Err(_) => HSE_STATUS_ERROR,
+        }
+    }
+
     /// Closes the client connection, so a cut-off response cannot look complete.
     pub fn close_connection(&self) {
         self.support(HSE_REQ_CLOSE_CONNECTION, std::ptr::null_mut());
@@ -228,6 +251,8 @@ pub struct Ending {
     pub keep_conn: bool,
     /// The response was cut off (app error after it started, or the client left).
     pub aborted: bool,
+    /// The response head went to IIS.
+    pub headers_sent: bool,
     pub client_gone: bool,
 }
 
@@ -290,11 +315,17 @@ impl Session {
             return false;
         };
         if let Some(ecb) = inner.ecb.take() {
-            let ending = Ending {
-                aborted: true,
-                ..inner.ending
-            };
-            end(ecb, 503, "shutting down", ending, false);
+            if inner.ending.headers_sent {
+                let ending = Ending {
+                    aborted: true,
+                    ..inner.ending
+                };
+                end(ecb, 503, "shutting down", ending, false);
+            } else {
+                // Nothing went out yet: the client gets a proper 503.
+                let status = ecb.answer(503, "shutting down");
+                ecb.done(status);
+            }
         }
         true
     }

@@ -14,14 +14,13 @@ use pyo3::prelude::*;
 use super::body::EcbBody;
 use super::config::{self, IsapiConfig};
 use super::ecb::{Ecb, Session};
-use super::ffi::{Dword, HSE_STATUS_ERROR, HSE_STATUS_PENDING, HSE_STATUS_SUCCESS};
+use super::ffi::{Dword, HSE_STATUS_ERROR, HSE_STATUS_PENDING};
 use super::request::{read_request, EcbFields, IsapiRequest, ServerVariables};
 use super::response::EcbResponder;
 use crate::config::Underscores;
 use crate::pool::{self, Next, Pool, WorkSource};
 use crate::python::call::WsgiApp;
 use crate::python::environ::FrontEndKind;
-use crate::responder::reason;
 
 /// The running extension; `None` before GetExtensionVersion and after TerminateExtension.
 static RUNNING: Mutex<Option<Arc<Extension>>> = Mutex::new(None);
@@ -177,7 +176,7 @@ impl ServerVariables for EcbVariables<'_> {
 /// HttpExtensionProc: queue the request (PENDING), or answer it at once.
 pub fn accept(ecb: Ecb) -> Dword {
     let Some(ext) = RUNNING.lock().clone() else {
-        return answer_now(&ecb, 503, "shutting down");
+        return ecb.answer(503, "shutting down");
     };
     let total = ecb.total_bytes();
     let fields = EcbFields {
@@ -190,16 +189,16 @@ pub fn accept(ecb: Ecb) -> Dword {
         Ok(r) => r,
         Err(refusal) => {
             tracing::info!("{} for an IIS request: {}", refusal.status, refusal.why);
-            return answer_now(&ecb, refusal.status, "");
+            return ecb.answer(refusal.status, "");
         }
     };
     let policy = ext.jobs.app.environ.policy();
     if policy.refused_header(&req.request.headers).is_some() {
-        return answer_now(&ecb, 400, "header name with '_' refused");
+        return ecb.answer(400, "header name with '_' refused");
     }
     if let Some(n) = req.content_length {
         if ext.max_body > 0 && n > ext.max_body {
-            return answer_now(&ecb, 413, "body larger than max-body-size");
+            return ecb.answer(413, "body larger than max-body-size");
         }
     }
     let in_flight = &ext.jobs.in_flight;
@@ -225,32 +224,11 @@ pub fn accept(ecb: Ecb) -> Dword {
             in_flight.sessions.lock().remove(&id);
             tracing::warn!("503 for an IIS request: {why}");
             // Not queued: no worker has the session, so its ECB is still ours to answer.
-            match session.with(|ecb| Ok(answer_now(ecb, 503, why))) {
+            match session.with(|ecb| Ok(ecb.answer(503, why))) {
                 Ok(status) => status,
                 Err(_) => HSE_STATUS_ERROR,
             }
         }
-    }
-}
-
-/// A response the gateway gives itself, from HttpExtensionProc (never DONE_WITH_SESSION:
-/// IIS ends the request when the returned status is not PENDING). The connection closes,
-/// since the request body may not have been read.
-fn answer_now(ecb: &Ecb, status: u16, note: &str) -> Dword {
-    let text = reason(status);
-    let body = format!("{status} {text}\n");
-    let head = format!(
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let status_line = format!("{status} {text}");
-    ecb.set_log(status, note);
-    let sent = ecb
-        .send_headers(status_line.as_bytes(), head.as_bytes(), false)
-        .and_then(|()| ecb.write_client(body.as_bytes()));
-    match sent {
-        Ok(()) => HSE_STATUS_SUCCESS,
-        Err(_) => HSE_STATUS_ERROR,
     }
 }
 

@@ -88,6 +88,12 @@ pub fn read_request(
         Some(q) => url.slice(..q),
         None => url.clone(),
     };
+    // An absolute-form target (`http://host/path`, RFC 9112 §3.2.2): the path is what follows
+    // the authority, and the authority overrides Host, as on the HTTP listener.
+    let (authority, raw_path) = match split_origin(&raw_path) {
+        Some((authority, path)) => (Some(authority), path),
+        None => (None, raw_path),
+    };
     if !raw_path.starts_with(b"/") {
         return Err(bad(400, "the request path does not start with '/'".into()));
     }
@@ -123,6 +129,10 @@ pub fn read_request(
             }
             headers.push((name, value));
         }
+    }
+    if let Some(authority) = authority {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"host"));
+        headers.push((Bytes::from_static(b"Host"), authority));
     }
     if !fields.content_type.is_empty() {
         headers.push((
@@ -191,6 +201,24 @@ pub fn read_request(
         },
         content_length: fields.total_bytes,
         delimit,
+    })
+}
+
+/// (authority, path) of an absolute-form URL (path `/` when it has none), or `None` for
+/// origin-form.
+fn split_origin(url: &Bytes) -> Option<(Bytes, Bytes)> {
+    let lower = url.get(..8)?.to_ascii_lowercase();
+    let scheme_len = if lower.starts_with(b"http://") {
+        7
+    } else if lower.starts_with(b"https://") {
+        8
+    } else {
+        return None;
+    };
+    let rest = url.slice(scheme_len..);
+    Some(match rest.iter().position(|&b| b == b'/') {
+        Some(slash) => (rest.slice(..slash), rest.slice(slash..)),
+        None => (rest, Bytes::from_static(b"/")),
     })
 }
 
@@ -297,6 +325,13 @@ mod tests {
         assert_eq!(&r.request.script_name[..], b"/App");
         assert_eq!(&r.request.path[..], b"/caf\xc3\xa9/a/b");
         assert_eq!(&r.request.target[..], b"/App/caf%C3%A9/a%2Fb?a=1");
+        let r = request(
+            &[("UNENCODED_URL", b"http://Example.org:8081/abs/p?q")],
+            None,
+        );
+        assert_eq!(&r.request.path[..], b"/abs/p");
+        let r = request(&[("UNENCODED_URL", b"HTTPS://example.org")], None);
+        assert_eq!(&r.request.path[..], b"/");
         let r = request(&[("HTTP_URL", b"/x/y")], Some(b"/x"));
         assert_eq!(&r.request.path[..], b"/y");
         assert_eq!(&r.request.script_name[..], b"/x");

@@ -75,8 +75,9 @@ impl Responder for EcbResponder {
         let result = crate::python::without_gil(|| {
             session.with(|ecb| ecb.send_headers(&status, &block, keep))
         });
-        if result.is_err() {
-            self.session.note(|e| e.client_gone = true);
+        match &result {
+            Ok(()) => self.session.note(|e| e.headers_sent = true),
+            Err(_) => self.session.note(|e| e.client_gone = true),
         }
         result
     }
