@@ -28,7 +28,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from gwhelpers import REPO, binary
+from gwhelpers import REPO, ErrorLogFile, binary
 
 LIGHTTPD = os.environ.get("LIGHTTPD") or shutil.which("lighttpd") or "/usr/sbin/lighttpd"
 START_TIMEOUT = 20.0
@@ -63,7 +63,9 @@ def _lq(s: str) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class CgiHost:
+class CgiHost(ErrorLogFile):
+    log_label = "lighttpd error log"
+
     host = "127.0.0.1"
 
     def __init__(self, workdir: Path, extra_conf: str = ""):
@@ -210,40 +212,6 @@ class CgiHost:
 
     def socket(self, timeout: float = 15.0) -> socket.socket:
         return socket.create_connection((self.host, self.port), timeout=timeout)
-
-    def error_log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_mark(self) -> int:
-        """Current size of the error log; pass to error_log_since()/wait_log()."""
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def error_log_since(self, mark: int) -> str:
-        with open(self.log_path, "rb") as f:
-            f.seek(mark)
-            return f.read().decode("utf-8", "replace")
-
-    def wait_log(self, needle: str, since: int = 0, timeout: float = 10.0) -> str:
-        """Wait until `needle` appears in the error log after `since`; returns that text.
-
-        lighttpd writes CGI stderr asynchronously to the response, so a test looking for a
-        traceback waits for it here (bounded poll of the file).
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.error_log_since(since)
-            if needle in text:
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} not in lighttpd error log within {timeout}s;"
-                                     f" log since mark:\n{text[-4000:]}")
-            time.sleep(0.02)
 
     def auth_header(self, name: str) -> str:
         """`Authorization` value with the valid credentials of script `name`."""

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from gwhelpers import APPS_DIR, REPO, TESTS_DIR, binary, clean_env
+from gwhelpers import APPS_DIR, REPO, TESTS_DIR, ErrorLogFile, binary, clean_env
 
 SOURCE_DIR = TESTS_DIR / "isapi"
 START_TIMEOUT = 60.0   # GetExtensionVersion starts Python and imports the app
@@ -93,7 +93,9 @@ def toml(config: dict) -> str:
     return "".join(f"{k} = {toml_value(v)}\n" for k, v in config.items())
 
 
-class IsapiHost:
+class IsapiHost(ErrorLogFile):
+    log_label = "ISAPI error log"
+
     host = "127.0.0.1"
 
     def __init__(self, harness: Path, workdir: Path, config: dict | None = None,
@@ -283,39 +285,9 @@ class IsapiHost:
                 self._cond.wait(min(remaining, 1.0))
         raise AssertionError(f"no access line for {target!r}\n{self.diagnostics()}")
 
-    # ---- the library's error log --------------------------------------------------------
-    def error_log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_mark(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def error_log_since(self, mark: int) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(mark)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def wait_log(self, needle: str, since: int = 0, timeout: float = 15.0) -> str:
-        """Waits until `needle` appears in the error log after `since`; returns that text."""
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.error_log_since(since)
-            if needle in text:
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} not in the ISAPI error log within "
-                                     f"{timeout}s; log since mark:\n{text[-4000:]}\n"
-                                     f"{self.diagnostics()}")
-            time.sleep(0.02)  # poll interval of a bounded wait on the file, not a sync sleep
+    # ---- the library's error log: ErrorLogFile ------------------------------------------
+    def log_context(self) -> str:
+        return "\n" + self.diagnostics()
 
     # ---- access -----------------------------------------------------------------------
     @property

@@ -4,12 +4,13 @@
 # whether its work is already done.
 #
 # Stages: system packages, Python venv, cargo build, cargo test, cargo fmt --check,
-# cargo clippy -D warnings, pytest against the debug binary. All stages run even if an
-# earlier one fails (so one run shows every problem); the exit status is non-zero if any
-# failed. pytest is last so its summary line closes the output.
+# cargo clippy -D warnings, a short fuzz run, pytest against the debug binary. All stages
+# run even if an earlier one fails (so one run shows every problem); the exit status is
+# non-zero if any failed. pytest is last so its summary line closes the output.
 #
 # Env knobs: PYO3_PYTHON (interpreter to build against; default: python3 on PATH),
-# PYTEST_ARGS (extra pytest arguments), SUITE_TIMEOUT (seconds, cap per test stage).
+# PYTEST_ARGS (extra pytest arguments), SUITE_TIMEOUT (seconds, cap per test stage),
+# FUZZ_SECONDS (seconds per fuzz target, default 45; 0 skips the fuzz stage).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -135,6 +136,14 @@ build_failed=0
 stage "cargo test" timeout -k 30 "$SUITE_TIMEOUT" cargo test --workspace
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+
+# Every cargo-fuzz target from its seeds for a short while (fuzz/run-short.sh: six targets,
+# about 5 minutes at the default); the long runs stay a manual job (fuzz/README.md).
+if [ "${FUZZ_SECONDS:-45}" = 0 ]; then
+    note "FUZZ_SECONDS=0: fuzz stage skipped"
+else
+    stage "fuzz (short)" timeout -k 30 1800 bash fuzz/run-short.sh "${FUZZ_SECONDS:-45}"
+fi
 
 # ---------------------------------------------------------------- pytest
 run_pytest() {

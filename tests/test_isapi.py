@@ -35,7 +35,7 @@ from isapihost import IsapiHost, ServerView, build_extension
 # Real clients: the hg/git tests of test_real_clients.py run here once more, against the
 # `front` fixture below (ISAPI). Importing them (and the fixtures they use) re-runs the same
 # test bodies in this module; nothing is copied.
-from test_real_clients import (GIT, HG, VENV, Front, cenv, run, source,  # noqa: F401
+from test_real_clients import (VENV, Front, cenv, served_copies, source,  # noqa: F401
                                test_git_clone, test_git_push, test_hg_clone, test_hg_push,
                                work)
 
@@ -752,13 +752,7 @@ class IsapiFront(Front):
 @pytest.fixture(scope="module", params=["isapi"])
 def front(request, work, source, cenv, isapi_harness):  # noqa: F811 (test_real_clients)
     base = work / "isapi"
-    base.mkdir()
-    hg_repo, git_root = base / "served-hg", base / "git-root"
-    git_root.mkdir()
-    # real copies (no hardlinks into the source): the pushes must not touch the source
-    run([HG, "clone", "-q", "-U", "--pull", source["hg"], hg_repo], cenv)
-    run([GIT, "clone", "-q", "--bare", "--no-local", source["git"], git_root / "repo.git"],
-        cenv)
+    hg_repo, git_root = served_copies(base, source, cenv)
     fe = IsapiFront(base, isapi_harness, hg_repo, git_root)
     yield fe
     problems = []

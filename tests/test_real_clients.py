@@ -260,17 +260,23 @@ def cgi_available() -> tuple[bool, str]:
     return (p.returncode == 0 and "wsgi-gateway cgi" in text), text[:400]
 
 
+def served_copies(base, source, cenv):
+    """Copies of the source repositories to serve from `base`: (hg repo, git root with
+    repo.git). Real copies (no hardlinks into the source): the pushes must not touch it."""
+    base.mkdir()
+    hg_repo, git_root = base / "served-hg", base / "git-root"
+    git_root.mkdir()
+    run([HG, "clone", "-q", "-U", "--pull", source["hg"], hg_repo], cenv)
+    run([GIT, "clone", "-q", "--bare", "--no-local", source["git"], git_root / "repo.git"],
+        cenv)
+    return hg_repo, git_root
+
+
 @pytest.fixture(scope="module", params=["http", "cgi"])
 def front(request, work, source, cenv):
     name = request.param
     base = work / name
-    base.mkdir()
-    hg_repo, git_root = base / "served-hg", base / "git-root"
-    git_root.mkdir()
-    # real copies (no hardlinks into the source): the pushes must not touch the source
-    run([HG, "clone", "-q", "-U", "--pull", source["hg"], hg_repo], cenv)
-    run([GIT, "clone", "-q", "--bare", "--no-local", source["git"], git_root / "repo.git"],
-        cenv)
+    hg_repo, git_root = served_copies(base, source, cenv)
     fe = Front(name, hg_repo, git_root)
     app_args = ["--venv", str(VENV)]
     if name == "http":

@@ -47,16 +47,7 @@ pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
         let sock = socket2::SockAddr::unix(&path)
             .and_then(|sa| listen(Domain::UNIX, &sa, backlog))
             .map_err(|e| format!("--bind {addr}: {e}"))?;
-        let listener: UnixListener = UnixListener::from(std::os::fd::OwnedFd::from(sock));
-        return Ok(Bound {
-            sock: Sock::Unix(listener, path.clone()),
-            info: Arc::new(ListenerInfo {
-                server_name: "localhost".into(),
-                server_port: "0".into(),
-                scheme: Scheme::Http,
-            }),
-            display: format!("unix:{}", path.display()),
-        });
+        return Ok(unix_bound(sock, path));
     }
     let sa: SocketAddr = match addr.parse() {
         Ok(sa) => sa,
@@ -72,11 +63,29 @@ pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
         .map(TcpListener::from)
         .and_then(|l| l.local_addr().map(|local| (l, local)))
         .map_err(|e| format!("--bind {addr}: {e}"))?;
+    Ok(tcp_bound(listener, local))
+}
+
+fn unix_bound(sock: Socket, path: PathBuf) -> Bound {
+    let listener = UnixListener::from(std::os::fd::OwnedFd::from(sock));
+    let display = format!("unix:{}", path.display());
+    Bound {
+        sock: Sock::Unix(listener, path),
+        info: Arc::new(ListenerInfo {
+            server_name: "localhost".into(),
+            server_port: "0".into(),
+            scheme: Scheme::Http,
+        }),
+        display,
+    }
+}
+
+fn tcp_bound(listener: TcpListener, local: SocketAddr) -> Bound {
     let host = match local {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
     };
-    Ok(Bound {
+    Bound {
         sock: Sock::Tcp(listener),
         info: Arc::new(ListenerInfo {
             server_name: host.clone(),
@@ -84,7 +93,7 @@ pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
             scheme: Scheme::Http,
         }),
         display: format!("http://{host}:{}", local.port()),
-    })
+    }
 }
 
 /// A non-blocking listening socket bound to `sa` (TCP sockets reuse the address; an IPv6
@@ -125,33 +134,15 @@ pub fn adopt(fd: std::os::fd::OwnedFd, origin: &str) -> Result<Bound, String> {
     sock.set_nonblocking(true)
         .map_err(|e| format!("{origin}: {e}"))?;
     if let Some(path) = local.as_pathname().map(PathBuf::from) {
-        let listener = UnixListener::from(std::os::fd::OwnedFd::from(sock));
-        return Ok(Bound {
-            sock: Sock::Unix(listener, path.clone()),
-            info: Arc::new(ListenerInfo {
-                server_name: "localhost".into(),
-                server_port: "0".into(),
-                scheme: Scheme::Http,
-            }),
-            display: format!("unix:{}", path.display()),
-        });
+        return Ok(unix_bound(sock, path));
     }
     let local = local
         .as_socket()
         .ok_or_else(|| format!("{origin}: neither a TCP nor a named Unix socket"))?;
-    let host = match local {
-        SocketAddr::V4(a) => a.ip().to_string(),
-        SocketAddr::V6(a) => format!("[{}]", a.ip()),
-    };
-    Ok(Bound {
-        sock: Sock::Tcp(TcpListener::from(std::os::fd::OwnedFd::from(sock))),
-        info: Arc::new(ListenerInfo {
-            server_name: host.clone(),
-            server_port: local.port().to_string(),
-            scheme: Scheme::Http,
-        }),
-        display: format!("http://{host}:{}", local.port()),
-    })
+    Ok(tcp_bound(
+        TcpListener::from(std::os::fd::OwnedFd::from(sock)),
+        local,
+    ))
 }
 
 /// The first inherited descriptor (systemd's SD_LISTEN_FDS_START; the supervisor uses it too).

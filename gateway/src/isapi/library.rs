@@ -16,16 +16,19 @@ pub fn own_path() -> Option<PathBuf> {
 
 #[cfg(unix)]
 pub fn pin() {
-    let Some(c) = file_of(marker as *const libc::c_void) else {
-        return;
-    };
-    // SAFETY: RTLD_NOLOAD only takes another reference to this already loaded library, and
-    // RTLD_NODELETE keeps it mapped for the life of the process; the handle is never closed.
+    // RTLD_NODELETE keeps it mapped for the life of the process.
+    reopen(marker as *const libc::c_void, libc::RTLD_NODELETE);
+}
+
+/// Opens the already loaded library holding `addr` once more with `flags` added (never
+/// closed): the loader widens that library's scope or lifetime.
+#[cfg(unix)]
+fn reopen(addr: *const libc::c_void, flags: libc::c_int) {
+    let Some(file) = file_of(addr) else { return };
+    // SAFETY: with RTLD_NOLOAD, dlopen only takes another reference to a library already
+    // loaded; the handle is deliberately kept.
     unsafe {
-        libc::dlopen(
-            c.as_ptr(),
-            libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
-        );
+        libc::dlopen(file.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD | flags);
     }
 }
 
@@ -53,16 +56,10 @@ fn file_of(addr: *const libc::c_void) -> Option<std::ffi::CString> {
 /// name, so there is nothing to do there.
 #[cfg(unix)]
 pub fn share_python_symbols() {
-    let Some(libpython) = file_of(pyo3::ffi::Py_IsInitialized as *const libc::c_void) else {
-        return;
-    };
-    // SAFETY: RTLD_NOLOAD only re-opens the already loaded libpython, widening its scope.
-    unsafe {
-        libc::dlopen(
-            libpython.as_ptr(),
-            libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_GLOBAL,
-        );
-    }
+    reopen(
+        pyo3::ffi::Py_IsInitialized as *const libc::c_void,
+        libc::RTLD_GLOBAL,
+    );
 }
 
 #[cfg(windows)]
