@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Normal clients' throughput while slow and hostile clients are held open.
+
+usage: python3 bench/slow_clients.py [--slowloris 2000] [--slow-bodies 500]
+                                     [--slow-readers 500]
+                                     [--seconds 5] [--threads 32] [--out FILE]
+
+Starts the release build (`cargo build --release` first) on bench/apps/bench_app.py and
+measures `/hello` with wrk (keep-alive, 50 connections) three ways, each against the same
+server process:
+  1. alone (the baseline);
+  2. while SLOWLORIS connections dribble a request head one byte per second and SLOW_BODIES
+     connections dribble a request body (Content-Length 100000) one byte per second;
+  3. as 2, plus SLOW_READERS connections that ask for `/big` (1 MiB) and never read it.
+For each it reports requests/s, the ratio to the baseline, wrk's errors, and how many of the
+server's threads sat blocked in a socket write at the end (a worker held by a slow reader).
+The slow clients run in a child process (asyncio), so they do not compete with wrk's thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / "target" / "release" / "wsgi-gateway"
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wrk(url: str, seconds: int) -> tuple[float, int]:
+    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", url], capture_output=True,
+                         text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    return rate, errors
+
+
+def blocked_in_write(pid: int) -> int:
+    """Threads of `pid` sleeping in a socket send (wchan names the kernel function)."""
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            wchan = Path(f"/proc/{pid}/task/{tid}/wchan").read_text()
+        except OSError:
+            continue
+        if "sk_stream_wait_memory" in wchan or "wait_for_unix_gc" in wchan \
+                or "sock_alloc_send" in wchan or "unix_stream_sendmsg" in wchan:
+            n += 1
+    return n
+
+
+# ---- the slow clients (child process) -----------------------------------------------------
+
+async def slowloris(port: int, stop: asyncio.Event) -> None:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+    await w.drain()
+    try:
+        while not stop.is_set():
+            w.write(b"X")
+            await w.drain()
+            await asyncio.sleep(1)
+    finally:
+        w.close()
+
+
+async def slow_body(port: int, stop: asyncio.Event) -> None:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    await w.drain()
+    try:
+        while not stop.is_set():
+            w.write(b"a")
+            await w.drain()
+            await asyncio.sleep(1)
+    finally:
+        w.close()
+
+
+async def slow_reader(port: int, stop: asyncio.Event) -> None:
+    r, w = await asyncio.open_connection("127.0.0.1", port, limit=1024)
+    sock = w.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    w.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    await w.drain()
+    await stop.wait()  # never read
+    w.close()
+
+
+async def hold(port: int, loris: int, bodies: int, readers: int) -> None:
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(slowloris(port, stop)) for _ in range(loris)]
+    tasks += [asyncio.create_task(slow_body(port, stop)) for _ in range(bodies)]
+    tasks += [asyncio.create_task(slow_reader(port, stop)) for _ in range(readers)]
+    print("holding", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)  # until the parent says stop
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def child_main(args) -> int:
+    asyncio.run(hold(args.port, args.slowloris, args.slow_bodies, args.slow_readers))
+    return 0
+
+
+# ---- the measurement (parent) -------------------------------------------------------------
+
+def with_slow_clients(a, port: int, readers: int):
+    p = subprocess.Popen(
+        [sys.executable, __file__, "--child", "--port", str(port), "--slowloris",
+         str(a.slowloris), "--slow-bodies", str(a.slow_bodies), "--slow-readers", str(readers)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "holding":
+        raise RuntimeError("the slow clients did not start")
+    return p
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--slowloris", type=int, default=2000)
+    ap.add_argument("--slow-bodies", type=int, default=500)
+    ap.add_argument("--slow-readers", type=int, default=500)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=32)
+    ap.add_argument("--out")
+    ap.add_argument("--child", action="store_true")
+    ap.add_argument("--port", type=int)
+    a = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if a.child:
+        return child_main(a)
+    if not BIN.exists():
+        print(f"{BIN} missing: run `cargo build --release` first", file=sys.stderr)
+        return 2
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN), "serve", "bench_app:application", "--chdir", str(REPO / "bench" / "apps"),
+         "--threads", str(a.threads), "--bind", f"127.0.0.1:{port}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rows = []
+    try:
+        while "listening on" not in server.stderr.readline():
+            if server.poll() is not None:
+                raise RuntimeError("the server did not start")
+        # Keep reading its log (408s, departed clients): a full pipe would stall the server.
+        threading.Thread(target=server.stderr.read, daemon=True).start()
+        url = f"http://127.0.0.1:{port}/hello"
+        wrk(url, 1)  # warm-up
+        base, err = wrk(url, a.seconds)
+        rows.append(("alone", base, err, blocked_in_write(server.pid)))
+        for label, readers in (
+                (f"{a.slowloris} slowloris + {a.slow_bodies} slow bodies", 0),
+                (f"… + {a.slow_readers} slow readers of 1 MiB", a.slow_readers)):
+            slow = with_slow_clients(a, port, readers)
+            try:
+                time.sleep(2)  # let the slow clients reach their steady state (a measurement)
+                rate, err = wrk(url, a.seconds)
+                rows.append((label, rate, err, blocked_in_write(server.pid)))
+            finally:
+                slow.stdin.write("stop\n")
+                slow.stdin.flush()
+                slow.wait(60)
+    finally:
+        server.terminate()
+        server.wait(60)
+    lines = [f"# slow clients: /hello with wrk -c50 beside held slow connections, "
+             f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, --threads {a.threads}",
+             "", "| alongside | requests/s | ÷ alone | wrk errors | threads blocked writing |",
+             "|---|---:|---:|---:|---:|"]
+    for label, rate, err, blocked in rows:
+        lines.append(f"| {label} | {rate:,.0f} | {rate / base:.2f} | {err} | {blocked} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
