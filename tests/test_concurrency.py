@@ -125,8 +125,9 @@ def test_client_disconnect_mid_upload(echo_server):
 
 def test_slow_bodies_hold_no_worker(server_factory):
     """Clients trickling their bodies wait in the server, not in worker threads: with two
-    threads and twenty stalled uploads (Content-Length and chunked), other clients are served,
-    and each upload is answered correctly once its body completes."""
+    threads and twenty stalled uploads (Content-Length and chunked, and one pipelined behind a
+    complete request), other clients are served, and each upload is answered correctly once
+    its body completes."""
     s = server_factory("echo_app", args=["--threads", "2"])
     slow = []
     for i in range(10):
@@ -139,6 +140,15 @@ def test_slow_bodies_hold_no_worker(server_factory):
         c.send(g(s, f"/chunked/{i}", method="POST", extra=b"Transfer-Encoding: chunked\r\n",
                  body=b"5\r\nabcde\r\n"))
         slow.append(c)
+    # complete requests with slow ones pipelined behind them: those wait parked too
+    pipes = []
+    for _ in range(3):
+        piped = s.conn(timeout=30)
+        piped.send(g(s, "/first", method="POST", extra=b"Content-Length: 2\r\n", body=b"ok")
+                   + g(s, "/second", method="POST", extra=b"Content-Length: 100\r\n",
+                       body=b"c" * 10))
+        assert piped.read_response().json()["_body"] == "ok"
+        pipes.append(piped)
     for i in range(5):
         c = s.conn()
         c.send(g(s, f"/normal/{i}", method="POST", extra=b"Content-Length: 5\r\n",
@@ -146,6 +156,11 @@ def test_slow_bodies_hold_no_worker(server_factory):
         e = c.read_response().json()
         assert e["_body"] == "hello" and e["PATH_INFO"] == f"/normal/{i}"
         c.close()
+    for piped in pipes:
+        piped.send(b"d" * 90)
+        e = piped.read_response().json()
+        assert e["PATH_INFO"] == "/second" and e["_body"] == "c" * 10 + "d" * 90
+        piped.close()
     for c in slow[:10]:
         c.send(b"b" * 990)
     for c in slow[10:]:

@@ -51,16 +51,16 @@ pub const BODY_AHEAD: usize = 64 * 1024;
 /// Whether to keep waiting (parked, no worker) for more of the body before calling the app:
 /// the body is neither complete nor `BODY_AHEAD` long yet. Not when the client waits for
 /// `100 Continue`, nor when the request will be refused anyway.
-pub fn await_body(head: &Head, rest: &[u8], settings: &Settings) -> bool {
+pub fn await_body(head: &Head, rest: &[u8], shared: &Shared) -> bool {
     if head.expect_continue || rest.len() >= BODY_AHEAD {
+        return false;
+    }
+    if precheck(head, &shared.settings, shared.app.environ.policy()).is_err() {
         return false;
     }
     match head.framing {
         Framing::None => false,
-        Framing::Length(n) => {
-            let refused = settings.max_body > 0 && n > settings.max_body;
-            !refused && (rest.len() as u64) < n
-        }
+        Framing::Length(n) => (rest.len() as u64) < n,
         Framing::Chunked => {
             // Complete (or already broken) chunked framing is dispatched; the body reader
             // decodes it again for the app.
@@ -218,6 +218,10 @@ pub fn serve(
         };
         // A complete pipelined request is served at once; a partial one waits parked.
         match parse_head(&leftover, &settings.limits) {
+            // A pipelined request whose body is still arriving waits parked, like any other.
+            Ok(Some(next)) if await_body(&next, &leftover[next.head_len..], shared) => {
+                return Some(leftover);
+            }
             Ok(Some(next)) => {
                 rest = leftover.slice(next.head_len..);
                 head = next;

@@ -466,7 +466,7 @@ impl Server {
                 Ok(Some(head)) => head,
             };
             let rest = frozen.slice(head.head_len..);
-            if connection::await_body(&head, &rest, settings) {
+            if connection::await_body(&head, &rest, &self.shared) {
                 // A slow client's body must not hold a worker: wait here, parked, until the
                 // body (or its first BODY_AHEAD bytes) has arrived.
                 if state.phase != Phase::Body {
