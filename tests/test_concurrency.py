@@ -8,6 +8,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from gwhelpers import q, wait_for_file
 
 
@@ -249,3 +251,22 @@ def test_many_pipelined_requests_on_one_connection(echo_server):
     for i in range(100):
         assert c.read_response().json()["PATH_INFO"] == f"/pipe/{i}"
     c.close()
+
+
+@pytest.mark.parametrize("procs", [[], ["--workers", "1"]], ids=["single", "supervised"])
+def test_app_leaking_threads_keeps_serving_and_still_stops(server_factory, procs):
+    """Each request leaves a non-daemon thread blocked forever: requests keep being served,
+    and SIGTERM still ends the server promptly with status 0 (Python's interpreter is not
+    finalised, so it does not wait for the leaked threads)."""
+    s = server_factory("leaky_app", args=["--graceful-timeout", "2", *procs])
+    counts = []
+    for i in range(30):
+        c = s.conn()
+        c.send(g(s, f"/leak/{i}"))
+        r = c.read_response()
+        assert r.status == 200, r
+        counts.append(int(r.body))
+        c.close()
+    assert counts[-1] >= counts[0] + 29  # the threads really are still there
+    assert s.stop(timeout=15) == 0
+
