@@ -4,6 +4,7 @@ Ordering is established with gates (files the app waits for) and events, never w
 sleeps; timeouts only bound a failure.
 """
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -269,4 +270,43 @@ def test_app_leaking_threads_keeps_serving_and_still_stops(server_factory, procs
         c.close()
     assert counts[-1] >= counts[0] + 29  # the threads really are still there
     assert s.stop(timeout=15) == 0
+
+
+def test_slow_clients_hold_no_worker(server_factory):
+    """Two worker threads, and 300 slow clients held open: 200 half-sent heads, 50 half-sent
+    bodies, 50 clients that never read a 1 MiB response. Normal clients are still served
+    (each slow one would otherwise hold one of the two workers), and every slow client is
+    still waiting (nothing was refused or closed)."""
+    s = server_factory("framing_app", args=["--threads", "2"])
+    held = []
+    try:
+        for i in range(200):
+            c = s.socket()
+            c.sendall(f"GET /loris/{i} HTTP/1.1\r\nHost: h\r\nX-Slow: ".encode())
+            held.append(c)
+        for i in range(50):
+            c = s.socket()
+            c.sendall(b"POST /body HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\nab")
+            held.append(c)
+        for i in range(50):
+            c = s.socket()
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.sendall(f"GET /big?size={1 << 20} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            held.append(c)
+        for i in range(10):
+            c = s.conn()
+            c.send(g(s, "/list?parts=3"))
+            r = c.read_response()
+            assert r.status == 200, r
+            c.close()
+        for i, c in enumerate(held[:250]):
+            c.setblocking(False)
+            try:
+                got = c.recv(1)
+            except BlockingIOError:
+                continue  # still waiting, as it should be
+            pytest.fail(f"slow client {i} was {'answered' if got else 'closed'}")
+    finally:
+        for c in held:
+            c.close()
 
