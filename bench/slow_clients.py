@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import resource
 import socket
 import subprocess
@@ -31,30 +30,8 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / "target" / "release" / "wsgi-gateway"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wrk(url: str, seconds: int) -> tuple[float, int]:
-    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", url], capture_output=True,
-                         text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    errors = 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        errors += sum(int(x) for x in m.groups())
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        errors += int(m.group(1))
-    return rate, errors
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
+from benchlib import BIN, REPO, free_port, wrk  # noqa: E402
 
 
 def blocked_in_write(pid: int) -> int:
@@ -170,7 +147,7 @@ def main() -> int:
         threading.Thread(target=server.stderr.read, daemon=True).start()
         url = f"http://127.0.0.1:{port}/hello"
         wrk(url, 1)  # warm-up
-        base, err = wrk(url, a.seconds)
+        _, base, err = wrk(url, a.seconds)
         rows.append(("alone", base, err, blocked_in_write(server.pid)))
         for label, readers in (
                 (f"{a.slowloris} slowloris + {a.slow_bodies} slow bodies", 0),
@@ -178,7 +155,7 @@ def main() -> int:
             slow = with_slow_clients(a, port, readers)
             try:
                 time.sleep(2)  # let the slow clients reach their steady state (a measurement)
-                rate, err = wrk(url, a.seconds)
+                _, rate, err = wrk(url, a.seconds)
                 rows.append((label, rate, err, blocked_in_write(server.pid)))
             finally:
                 slow.stdin.write("stop\n")

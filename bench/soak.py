@@ -16,22 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / "target" / "release" / "wsgi-gateway"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
+from benchlib import BIN, REPO, free_port, wrk  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:
@@ -55,20 +46,6 @@ def wait_line(proc, pattern: str, deadline: float) -> str:
         if re.search(pattern, line):
             return line
     raise RuntimeError(f"no line matching {pattern!r} in time")
-
-
-def wrk(url: str, seconds: int) -> tuple[int, int]:
-    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", url], capture_output=True,
-                         text=True, check=True).stdout
-    done = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = 0
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        bad += int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        bad += sum(int(x) for x in m.groups())
-    return done, bad
 
 
 def main() -> int:
@@ -97,7 +74,7 @@ def main() -> int:
         total = 0
         rows.append((0, rss_kib(worker)))
         while total < a.requests:
-            done, bad = wrk(url, a.segment)
+            done, _, bad = wrk(url, a.segment)
             if bad:
                 raise RuntimeError(f"wrk saw {bad} failed requests")
             total += done

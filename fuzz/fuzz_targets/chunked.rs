@@ -3,6 +3,9 @@
 
 #![no_main]
 
+#[path = "common.rs"]
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use wsgi_gateway::http::chunked::ChunkedDecoder;
 
@@ -18,15 +21,7 @@ fuzz_target!(|data: &[u8]| {
     for (ext, trailers) in [(16, 64), (4096, 8192)] {
         let whole = decode(data, ext, trailers, &mut |_| usize::MAX, 1 << 16);
         // Pieces and out sizes from a generator seeded by the input, so seeds stay plain bodies.
-        let mut rng = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        }) | 1;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = common::seeded(data);
         assert_eq!(
             decode(data, ext, trailers, &mut |_| 1, 1),
             whole,

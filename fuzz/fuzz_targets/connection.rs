@@ -26,6 +26,9 @@
 
 #![no_main]
 
+#[path = "common.rs"]
+mod common;
+
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,15 +109,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // Everything that is not the byte stream comes from a generator seeded by the input, so
     // seeds stay plain requests.
-    let mut rng = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    }) | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = common::seeded(data);
     // Knobs that end a connection early (a mount, a body limit) are rarer, so most runs go
     // through several pipelined requests.
     let knobs = next();

@@ -4,17 +4,13 @@
 
 #![no_main]
 
+#[path = "common.rs"]
+mod common;
+
 use bytes::Bytes;
+use common::SMALL;
 use libfuzzer_sys::fuzz_target;
 use wsgi_gateway::http::head::{parse_head, HeadLimits};
-
-/// Small limits reach the 414/431 paths with short inputs.
-const SMALL: HeadLimits = HeadLimits {
-    max_request_line: 64,
-    max_headers: 6,
-    max_field_size: 48,
-    max_head_size: 256,
-};
 
 fuzz_target!(|data: &[u8]| {
     check(data, &SMALL);

@@ -19,18 +19,14 @@
 
 #![no_main]
 
+#[path = "common.rs"]
+mod common;
+
 use bytes::Bytes;
+use common::SMALL;
 use libfuzzer_sys::fuzz_target;
 use wsgi_gateway::http::head::{parse_head, Head, HeadError, HeadLimits};
 use wsgi_gateway::request::Version;
-
-/// Small limits reach the 414/431 decisions with short inputs (same as the `head` target).
-const SMALL: HeadLimits = HeadLimits {
-    max_request_line: 64,
-    max_headers: 6,
-    max_field_size: 48,
-    max_head_size: 256,
-};
 
 fuzz_target!(|data: &[u8]| {
     compare(data, &SMALL);

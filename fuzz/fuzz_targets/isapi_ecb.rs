@@ -74,7 +74,10 @@ fuzz_target!(|data: &[u8]| {
     let user = vars.get(&b"REMOTE_USER"[..]).filter(|v| !v.is_empty());
     assert_eq!(req.remote_user.as_deref(), user.map(|v| v.as_slice()));
     for (key, _) in &req.extra {
-        assert!(!key.starts_with(b"HTTP_") && key.as_ref() != b"REMOTE_USER", "{key:?}");
+        assert!(
+            !key.starts_with(b"HTTP_") && key.as_ref() != b"REMOTE_USER",
+            "{key:?}"
+        );
     }
     for (name, _) in &req.headers {
         assert!(!name.is_empty() && !name.contains(&b':') && !name.contains(&b'\n'));

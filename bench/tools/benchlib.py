@@ -1,0 +1,36 @@
+"""What the bench scripts share: the release binary, a free loopback port, and wrk's figures."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+BIN = REPO / "target" / "release" / "wsgi-gateway"
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wrk(url: str, seconds: int) -> tuple[int, float, int]:
+    """Runs `wrk -t1 -c50` for `seconds`: (requests, requests/s, failed requests), where
+    failed counts non-2xx/3xx answers and socket errors of every kind."""
+    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", url], capture_output=True,
+                         text=True, check=True).stdout
+    done = int(re.search(r"(\d+) requests in", out).group(1))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        bad += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        bad += sum(int(x) for x in m.groups())
+    return done, rate, bad
