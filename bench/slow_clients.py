@@ -2,7 +2,7 @@
 """Normal clients' throughput while slow and hostile clients are held open.
 
 usage: python3 bench/slow_clients.py [--slowloris 2000] [--slow-bodies 500]
-                                     [--slow-readers 500]
+                                     [--slow-readers 500] [--reader-mib 4]
                                      [--seconds 5] [--threads 32] [--out FILE]
 
 Starts the release build (`cargo build --release` first) on bench/apps/bench_app.py and
@@ -11,9 +11,11 @@ server process:
   1. alone (the baseline);
   2. while SLOWLORIS connections dribble a request head one byte per second and SLOW_BODIES
      connections dribble a request body (Content-Length 100000) one byte per second;
-  3. as 2, plus SLOW_READERS connections that ask for `/big` (1 MiB) and never read it.
-For each it reports requests/s, the ratio to the baseline, wrk's errors, and how many of the
-server's threads sat blocked in a socket write at the end (a worker held by a slow reader).
+  3. as 2, plus SLOW_READERS connections that ask for `/big?mib=READER_MIB` (more than the
+     kernel buffers for a client that reads nothing) and never read it.
+For each it reports requests/s, the ratio to the baseline, wrk's errors, how many of the
+server's threads sat blocked in a socket write at the end (a worker held by a slow reader),
+and the server's peak RSS so far.
 The slow clients run in a child process (asyncio), so they do not compete with wrk's thread.
 """
 
@@ -48,6 +50,14 @@ def blocked_in_write(pid: int) -> int:
     return n
 
 
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 # ---- the slow clients (child process) -----------------------------------------------------
 
 async def slowloris(port: int, stop: asyncio.Event) -> None:
@@ -76,21 +86,21 @@ async def slow_body(port: int, stop: asyncio.Event) -> None:
         w.close()
 
 
-async def slow_reader(port: int, stop: asyncio.Event) -> None:
+async def slow_reader(port: int, mib: int, stop: asyncio.Event) -> None:
     r, w = await asyncio.open_connection("127.0.0.1", port, limit=1024)
     sock = w.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    w.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    w.write(f"GET /big?mib={mib} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     await w.drain()
     await stop.wait()  # never read
     w.close()
 
 
-async def hold(port: int, loris: int, bodies: int, readers: int) -> None:
+async def hold(port: int, loris: int, bodies: int, readers: int, mib: int) -> None:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(slowloris(port, stop)) for _ in range(loris)]
     tasks += [asyncio.create_task(slow_body(port, stop)) for _ in range(bodies)]
-    tasks += [asyncio.create_task(slow_reader(port, stop)) for _ in range(readers)]
+    tasks += [asyncio.create_task(slow_reader(port, mib, stop)) for _ in range(readers)]
     print("holding", flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)  # until the parent says stop
@@ -99,7 +109,8 @@ async def hold(port: int, loris: int, bodies: int, readers: int) -> None:
 
 
 def child_main(args) -> int:
-    asyncio.run(hold(args.port, args.slowloris, args.slow_bodies, args.slow_readers))
+    asyncio.run(hold(args.port, args.slowloris, args.slow_bodies, args.slow_readers,
+                     args.reader_mib))
     return 0
 
 
@@ -108,7 +119,8 @@ def child_main(args) -> int:
 def with_slow_clients(a, port: int, readers: int):
     p = subprocess.Popen(
         [sys.executable, __file__, "--child", "--port", str(port), "--slowloris",
-         str(a.slowloris), "--slow-bodies", str(a.slow_bodies), "--slow-readers", str(readers)],
+         str(a.slowloris), "--slow-bodies", str(a.slow_bodies), "--slow-readers", str(readers),
+         "--reader-mib", str(a.reader_mib)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     if p.stdout.readline().strip() != "holding":
         raise RuntimeError("the slow clients did not start")
@@ -120,6 +132,7 @@ def main() -> int:
     ap.add_argument("--slowloris", type=int, default=2000)
     ap.add_argument("--slow-bodies", type=int, default=500)
     ap.add_argument("--slow-readers", type=int, default=500)
+    ap.add_argument("--reader-mib", type=int, default=4)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=32)
     ap.add_argument("--out")
@@ -148,15 +161,16 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}/hello"
         wrk(url, 1)  # warm-up
         _, base, err = wrk(url, a.seconds)
-        rows.append(("alone", base, err, blocked_in_write(server.pid)))
+        rows.append(("alone", base, err, blocked_in_write(server.pid), peak_rss(server.pid)))
         for label, readers in (
                 (f"{a.slowloris} slowloris + {a.slow_bodies} slow bodies", 0),
-                (f"… + {a.slow_readers} slow readers of 1 MiB", a.slow_readers)):
+                (f"… + {a.slow_readers} slow readers of {a.reader_mib} MiB", a.slow_readers)):
             slow = with_slow_clients(a, port, readers)
             try:
                 time.sleep(2)  # let the slow clients reach their steady state (a measurement)
                 _, rate, err = wrk(url, a.seconds)
-                rows.append((label, rate, err, blocked_in_write(server.pid)))
+                rows.append((label, rate, err, blocked_in_write(server.pid),
+                             peak_rss(server.pid)))
             finally:
                 slow.stdin.write("stop\n")
                 slow.stdin.flush()
@@ -166,10 +180,11 @@ def main() -> int:
         server.wait(60)
     lines = [f"# slow clients: /hello with wrk -c50 beside held slow connections, "
              f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, --threads {a.threads}",
-             "", "| alongside | requests/s | ÷ alone | wrk errors | threads blocked writing |",
-             "|---|---:|---:|---:|---:|"]
-    for label, rate, err, blocked in rows:
-        lines.append(f"| {label} | {rate:,.0f} | {rate / base:.2f} | {err} | {blocked} |")
+             "", "| alongside | requests/s | ÷ alone | wrk errors | threads blocked writing "
+             "| server peak RSS |", "|---|---:|---:|---:|---:|---:|"]
+    for label, rate, err, blocked, rss in rows:
+        lines.append(f"| {label} | {rate:,.0f} | {rate / base:.2f} | {err} | {blocked} "
+                     f"| {rss / 1024:.0f} MiB |")
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:

@@ -2,7 +2,7 @@
 
 /hello   13-byte text/plain with Content-Length
 /echo    reads the request body fully, answers its length as text
-/big     1 MiB as 16 chunks of 64 KiB, with Content-Length
+/big     1 MiB as 16 chunks of 64 KiB, with Content-Length (`?mib=N`: N MiB, for slow readers)
 /stream  generator of 100 small chunks, no Content-Length (chunked on HTTP/1.1)
 /slow    sleeps 50 ms (a blocking call such as a DB query), then /hello
 /app     a Flask view rendering a Jinja template (flask_app.py; Flask imported on first use,
@@ -63,14 +63,16 @@ def _echo(environ, start_response):
 
 
 def _big(environ, start_response):
+    query = environ.get("QUERY_STRING", "")
+    chunks = BIG_CHUNKS * int(query[4:]) if query.startswith("mib=") else BIG_CHUNKS
     start_response(
         "200 OK",
         [
             ("Content-Type", "application/octet-stream"),
-            ("Content-Length", str(len(CHUNK) * BIG_CHUNKS)),
+            ("Content-Length", str(len(CHUNK) * chunks)),
         ],
     )
-    return [CHUNK] * BIG_CHUNKS
+    return [CHUNK] * chunks
 
 
 def _stream_body():

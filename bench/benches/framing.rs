@@ -73,6 +73,7 @@ fn connection() -> (Arc<ConnIo>, JoinHandle<u64>) {
         Arc::new(ConnIo::new(
             stream,
             (Duration::from_secs(60), Duration::from_secs(60)),
+            0,
         )),
         drain,
     )

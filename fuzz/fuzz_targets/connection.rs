@@ -189,6 +189,7 @@ fn run(data: &[u8], setup: &Setup, pieces: &[usize]) -> Vec<Event> {
     let io = Arc::new(ConnIo::new(
         Stream::Unix(server),
         (Duration::from_secs(5), Duration::from_secs(5)),
+        0,
     ));
     let events = serve(data, setup, io);
     // The server side is closed by now (`serve` owned the last reference), so a writer blocked

@@ -237,6 +237,9 @@ pub struct ServeArgs {
     /// Seconds a client may stop reading the response before the connection is dropped.
     #[arg(long, default_value = "60", value_parser = parse_seconds, env = "WSGI_GATEWAY_WRITE_TIMEOUT")]
     pub write_timeout: Duration,
+    /// Response bytes queued for a client that reads slowly, so its worker moves on (beyond 256 KiB they wait in a temporary file); past this the worker waits for the client. 0 = never queue.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20, env = "WSGI_GATEWAY_WRITE_BUFFER")]
+    pub write_buffer: u64,
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
     pub graceful_timeout: Duration,

@@ -247,7 +247,7 @@ def file_route(environ, start_response, p):
         with open(DATA_FILE, "rb") as f:
             flo = io.BytesIO(f.read())
     else:
-        flo = open(DATA_FILE, "rb")
+        flo = open(p.get("path", DATA_FILE), "rb")
     return environ["wsgi.file_wrapper"](flo, int(p.get("blk", "8192")))
 
 

@@ -160,6 +160,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         keepalive_timeout: args.keepalive_timeout,
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
+        write_buffer: args.write_buffer,
         graceful_timeout: args.graceful_timeout,
         max_connections: to_usize(args.max_connections),
         backlog: args.backlog,

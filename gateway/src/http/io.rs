@@ -7,6 +7,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use parking_lot::Mutex;
+
+use super::spool::Spool;
 use crate::python::without_gil;
 
 pub enum Stream {
@@ -107,16 +110,30 @@ pub struct ConnIo {
     pub response_started: AtomicBool,
     /// The response being sent ends this connection (set by the responder per request).
     pub close_after: AtomicBool,
+    /// What the client has not taken yet (see `spool`), and whether there is any: checked
+    /// without the lock on every write.
+    spool: Mutex<Spool>,
+    spooled: AtomicBool,
+    /// --write-buffer: copied bytes queued before a write waits for the client; 0 = never
+    /// queue (the worker waits, GIL released).
+    write_buffer: u64,
 }
 
 impl ConnIo {
-    pub fn new(stream: Stream, timeouts: (std::time::Duration, std::time::Duration)) -> ConnIo {
+    pub fn new(
+        stream: Stream,
+        timeouts: (std::time::Duration, std::time::Duration),
+        write_buffer: u64,
+    ) -> ConnIo {
         ConnIo {
             stream,
             timeouts,
             timeouts_set: AtomicBool::new(false),
             response_started: AtomicBool::new(false),
             close_after: AtomicBool::new(true),
+            spool: Mutex::new(Spool::default()),
+            spooled: AtomicBool::new(false),
+            write_buffer,
         }
     }
 
@@ -137,25 +154,80 @@ impl ConnIo {
         }
     }
 
-    /// Writes every byte of `bufs`, waiting (GIL released) whenever the socket is full.
+    /// Writes every byte of `bufs` in order after anything queued before. What the socket does
+    /// not take at once is queued (the reactor sends it as the client reads) until the queue
+    /// passes --write-buffer; then this waits (GIL released) until the client has taken it all.
     pub fn write_all(&self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
         let mut bufs = bufs;
-        match write_vectored_all(&self.stream, &mut bufs) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocking(move |s| {
-                // In blocking mode the socket's write timeout surfaces as WouldBlock/TimedOut.
-                write_vectored_all(s, &mut bufs).map_err(|e| {
-                    if timed_out(&e) {
-                        io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "client stopped reading (--write-timeout)",
-                        )
-                    } else {
-                        e
-                    }
-                })
-            }),
-            other => other,
+        if !self.spooled.load(Ordering::Acquire) {
+            match write_vectored_all(&self.stream, &mut bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
+            }
+            if self.write_buffer == 0 {
+                return self.blocking(move |s| {
+                    // In blocking mode the write timeout surfaces as WouldBlock/TimedOut.
+                    write_vectored_all(s, &mut bufs).map_err(write_timed_out)
+                });
+            }
         }
+        let mut spool = self.spool.lock();
+        if !spool.is_empty() && spool.flush(&self.stream)?.done {
+            match write_vectored_all(&self.stream, &mut bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => {
+                    self.spooled.store(false, Ordering::Release);
+                    return other;
+                }
+            }
+        }
+        spool.push(bufs)?;
+        self.spooled.store(true, Ordering::Release);
+        if spool.copied() > self.write_buffer {
+            self.wait_for_spool(&mut spool)?;
+        }
+        Ok(())
+    }
+
+    /// Sends `offset..offset+len` of `fd` after anything queued before, queuing (by
+    /// descriptor) what the socket does not take at once.
+    pub fn send_file(&self, fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+        let mut spool = self.spool.lock();
+        spool.push_file(fd, offset, len)?;
+        self.spooled.store(true, Ordering::Release);
+        if spool.flush(&self.stream)?.done {
+            self.spooled.store(false, Ordering::Release);
+        } else if self.write_buffer == 0 {
+            self.wait_for_spool(&mut spool)?;
+        }
+        Ok(())
+    }
+
+    /// Whether response bytes are queued for the reactor to send.
+    pub fn spooled(&self) -> bool {
+        self.spooled.load(Ordering::Acquire)
+    }
+
+    /// Sends what the queue holds without waiting; `done` once it is empty.
+    pub fn flush_spool(&self) -> io::Result<super::spool::Flushed> {
+        let mut spool = self.spool.lock();
+        let flushed = spool.flush(&self.stream)?;
+        if flushed.done {
+            self.spooled.store(false, Ordering::Release);
+        }
+        Ok(flushed)
+    }
+
+    /// Waits (GIL released, bounded by --write-timeout) until the queue has gone out.
+    fn wait_for_spool(&self, spool: &mut Spool) -> io::Result<()> {
+        let flushed = self.blocking(|s| spool.flush(s).map_err(write_timed_out))?;
+        if !flushed.done {
+            // In blocking mode the write timeout surfaces as WouldBlock, which `flush` takes
+            // for "full".
+            return Err(write_timed_out(io::ErrorKind::WouldBlock.into()));
+        }
+        self.spooled.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Runs `f` on the socket in blocking mode (bounded by its timeouts) without the GIL.
@@ -195,6 +267,18 @@ impl ConnIo {
 
     pub fn started(&self) -> bool {
         self.response_started.load(Ordering::Acquire)
+    }
+}
+
+/// A blocking write that hit the socket's write timeout, reported as such.
+fn write_timed_out(e: io::Error) -> io::Error {
+    if timed_out(&e) {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client stopped reading (--write-timeout)",
+        )
+    } else {
+        e
     }
 }
 

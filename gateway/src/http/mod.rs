@@ -12,6 +12,7 @@ pub mod io;
 pub mod listener;
 pub mod response;
 pub mod server;
+pub mod spool;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct Settings {
     pub keepalive_timeout: Duration,
     pub body_timeout: Duration,
     pub write_timeout: Duration,
+    /// --write-buffer (see `spool`).
+    pub write_buffer: u64,
     pub graceful_timeout: Duration,
     pub max_connections: usize,
     pub backlog: u32,

@@ -3,7 +3,7 @@
 //! in one vectored write, and a chunk is written straight from the app's `bytes`.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use super::date::push_date;
@@ -146,33 +146,9 @@ impl Responder for HttpResponder {
             return Ok(false);
         }
         self.send([b"", b"", b""])?;
-        let sock = self.io.stream.as_raw_fd();
-        let mut off =
-            i64::try_from(offset).map_err(|_| io::Error::other("file offset too large"))?;
-        let mut left = len;
-        self.io.blocking(|_| {
-            while left > 0 {
-                let count = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-                // SAFETY: both descriptors are open for the duration of the call and `off` is a
-                // valid, exclusively borrowed offset; the kernel copies file pages to the socket.
-                let n = unsafe { libc::sendfile(sock, fd, &mut off, count) };
-                if n < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(e);
-                }
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shorter than expected",
-                    ));
-                }
-                left -= n as u64;
-            }
-            Ok(())
-        })?;
+        // SAFETY: the caller keeps `fd` open for the duration of this call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        self.io.send_file(fd, offset, len)?;
         self.sent = len;
         Ok(true)
     }

@@ -58,6 +58,9 @@ enum Phase {
     /// The head is in; the start of the body is still arriving (body timeout, from the last
     /// byte). No worker is held meanwhile.
     Body,
+    /// The response is written but the client has not taken all of it: the reactor sends the
+    /// rest as it reads (write timeout, from the last progress). No worker is held meanwhile.
+    Sending,
     /// Closing: discard what the client still sends, then close, so an RST cannot destroy the
     /// response just written.
     Linger,
@@ -68,6 +71,10 @@ struct ConnState {
     buf: BytesMut,
     phase: Phase,
     deadline: Instant,
+    /// After `Sending`: linger and close instead of serving the next request.
+    close_after_send: bool,
+    /// The epoll registration includes EPOLLOUT (only while `Sending`).
+    out_armed: bool,
 }
 
 impl ConnState {
@@ -89,6 +96,23 @@ impl ConnState {
     fn awaiting_body(&mut self, settings: &Settings) {
         self.phase = Phase::Body;
         self.deadline = Instant::now() + settings.body_timeout;
+    }
+
+    /// The response is queued for the reactor to send; `close`: the connection ends after it.
+    fn sending(&mut self, settings: &Settings, close: bool) {
+        self.phase = Phase::Sending;
+        self.close_after_send = close;
+        self.deadline = Instant::now() + settings.write_timeout;
+    }
+
+    /// Ends the connection once the client has the whole response: lingers now, or after the
+    /// queued rest went out.
+    fn close(&mut self, settings: &Settings) {
+        if self.conn.io.spooled() {
+            self.sending(settings, true);
+        } else {
+            self.linger();
+        }
     }
 
     /// Half-closes and starts discarding: the client sees our FIN after the response.
@@ -138,6 +162,7 @@ impl Conns {
     /// generation and joins the epoll set (dropped if it cannot); a known one keeps both, and
     /// goes straight back to the ready queue if readiness was reported while it was served.
     fn park(&mut self, epoll: &OwnedFd, idx: u32, state: ConnState, new: bool) {
+        let mut state = state;
         let (gen, pending) = match self.slots.get(idx as usize) {
             Some(Entry::Owned { gen, pending }) if !new => (*gen, *pending),
             _ => {
@@ -151,6 +176,21 @@ impl Conns {
                 (self.gen, false)
             }
         };
+        let want_out = state.phase == Phase::Sending;
+        if want_out != state.out_armed {
+            // Modifying re-checks readiness: a socket that drained meanwhile still reports.
+            let data = EventData::new_u64(token(idx, gen));
+            let events = if want_out {
+                conn_events() | EventFlags::OUT
+            } else {
+                conn_events()
+            };
+            if epoll::modify(epoll, state.conn.io.stream.as_fd(), data, events).is_err() {
+                self.free_slot(idx);
+                return;
+            }
+            state.out_armed = want_out;
+        }
         self.queue_deadline(idx, state.deadline);
         if let Some(slot) = self.slots.get_mut(idx as usize) {
             *slot = Entry::Parked { gen, state };
@@ -193,6 +233,19 @@ pub struct Server {
 
 fn token(idx: u32, gen: u32) -> u64 {
     (u64::from(gen) << 32) | u64::from(idx)
+}
+
+/// After `Server::handle`: read the socket again, or park the connection now.
+enum Step {
+    Read,
+    Park,
+}
+
+/// After `Server::send_rest`: all sent, more to send when the client reads, or client gone.
+enum Sent {
+    Done,
+    Wait,
+    Gone,
 }
 
 /// What a worker does with a connection when it is done with it for now.
@@ -316,7 +369,11 @@ impl Server {
                 continue;
             }
             let conn = Conn {
-                io: Arc::new(ConnIo::new(stream, (s.body_timeout, s.write_timeout))),
+                io: Arc::new(ConnIo::new(
+                    stream,
+                    (s.body_timeout, s.write_timeout),
+                    s.write_buffer,
+                )),
                 peer,
                 listener: l.info.clone(),
             };
@@ -325,6 +382,8 @@ impl Server {
                 buf: BytesMut::new(),
                 phase: Phase::Reading,
                 deadline: Instant::now(),
+                close_after_send: false,
+                out_armed: false,
             };
             state.reading(s);
             self.insert(state);
@@ -410,10 +469,22 @@ impl Server {
     /// Reads what the client sent; serves every complete request inline.
     fn serve(&self, py: Python<'_>, mut state: ConnState) -> After {
         let settings = &self.shared.settings;
-        // The last read came back short, so the socket was empty then: anything later raises a
-        // new edge. Only then may the connection be parked without reading to EAGAIN.
-        let mut drained: bool;
         loop {
+            if state.phase == Phase::Sending {
+                match self.send_rest(&mut state) {
+                    Sent::Wait => return After::Park(state),
+                    Sent::Gone => return After::Close(state),
+                    Sent::Done if state.phase == Phase::Reading => {
+                        // A pipelined request arrived behind the response: look at it before
+                        // reading, as the socket may hold nothing more to raise an edge.
+                        if let Step::Park = self.handle(py, &mut state, false) {
+                            return After::Park(state);
+                        }
+                        continue;
+                    }
+                    Sent::Done => {}
+                }
+            }
             // Read into a reused per-thread buffer and keep only what arrived: no per-read
             // zeroing, and idle connections hold no buffer at all. Lingering discards.
             let got = SCRATCH.with(|s| {
@@ -424,7 +495,8 @@ impl Server {
                 }
                 r
             });
-            match got {
+            // A short read means the socket was empty then: anything later raises a new edge.
+            let drained = match got {
                 // The client closed: a half-sent head gets no answer anyone could read.
                 Ok(0) => {
                     if state.phase == Phase::Body {
@@ -435,7 +507,7 @@ impl Server {
                     }
                     return After::Close(state);
                 }
-                Ok(n) => drained = n < READ_CHUNK,
+                Ok(n) => n < READ_CHUNK,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if state.buf.is_empty() {
                         // Idle connections hold no buffer memory.
@@ -445,56 +517,105 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return After::Close(state),
-            }
+            };
             match state.phase {
                 Phase::Linger => continue,
                 Phase::Idle => state.reading(settings),
-                Phase::Reading => {}
+                Phase::Reading | Phase::Sending => {}
                 Phase::Body => state.awaiting_body(settings),
             }
-            let frozen = std::mem::take(&mut state.buf).freeze();
-            let head = match parse_head(&frozen, &settings.limits) {
-                Ok(None) => {
-                    state.buf = into_mut(frozen);
-                    continue;
-                }
-                Err(e) => {
-                    connection::reject(&state.conn, e.status, e.reason);
-                    state.linger();
-                    continue;
-                }
-                Ok(Some(head)) => head,
-            };
-            let rest = frozen.slice(head.head_len..);
-            if connection::await_body(&head, &rest, &self.shared) {
-                // A slow client's body must not hold a worker: wait here, parked, until the
-                // body (or its first BODY_AHEAD bytes) has arrived.
-                if state.phase != Phase::Body {
-                    state.awaiting_body(settings);
-                }
-                state.buf = into_mut(frozen);
-                continue;
+            if let Step::Park = self.handle(py, &mut state, drained) {
+                return After::Park(state);
             }
-            // A body may have been read from the socket up to its last byte, with more behind.
-            let body_read = !matches!(head.framing, Framing::None | Framing::Length(0));
-            match connection::serve(py, &self.shared, &state.conn, head, rest) {
-                Some(leftover) if leftover.is_empty() => {
-                    state.idle(settings);
-                    if drained && !body_read {
-                        // Keep-alive, nothing buffered, socket empty at the last read: park
-                        // without a read that would only find nothing.
-                        return After::Park(state);
-                    }
+        }
+    }
+
+    /// Parses what is buffered and serves every complete request in it. `drained`: the last
+    /// read found the socket empty, so a connection left with nothing buffered may park
+    /// without reading again.
+    fn handle(&self, py: Python<'_>, state: &mut ConnState, drained: bool) -> Step {
+        let settings = &self.shared.settings;
+        let frozen = std::mem::take(&mut state.buf).freeze();
+        let head = match parse_head(&frozen, &settings.limits) {
+            Ok(None) => {
+                state.buf = into_mut(frozen);
+                return Step::Read;
+            }
+            Err(e) => {
+                connection::reject(&state.conn, e.status, e.reason);
+                state.close(settings);
+                return Step::Read;
+            }
+            Ok(Some(head)) => head,
+        };
+        let rest = frozen.slice(head.head_len..);
+        if connection::await_body(&head, &rest, &self.shared) {
+            // A slow client's body must not hold a worker: wait here, parked, until the
+            // body (or its first BODY_AHEAD bytes) has arrived.
+            if state.phase != Phase::Body {
+                state.awaiting_body(settings);
+            }
+            state.buf = into_mut(frozen);
+            return Step::Read;
+        }
+        // A body may have been read from the socket up to its last byte, with more behind.
+        let body_read = !matches!(head.framing, Framing::None | Framing::Length(0));
+        match connection::serve(py, &self.shared, &state.conn, head, rest) {
+            // Discard what the client still sends until EAGAIN, then park.
+            None => state.close(settings),
+            Some(leftover) if state.conn.io.spooled() => {
+                // The client has not taken the whole response: the rest goes out as it reads,
+                // and what it sent meanwhile waits until then.
+                state.buf = into_mut(leftover);
+                state.sending(settings, false);
+                return Step::Park;
+            }
+            Some(leftover) if leftover.is_empty() => {
+                state.idle(settings);
+                if drained && !body_read {
+                    // Keep-alive, nothing buffered, socket empty at the last read: park
+                    // without a read that would only find nothing.
+                    return Step::Park;
                 }
-                Some(leftover) => {
-                    // Keep-alive: what follows is the start of the next request.
-                    state.reading(settings);
-                    state.buf = into_mut(leftover);
+            }
+            Some(leftover) => {
+                // Keep-alive: what follows is the start of the next request.
+                state.reading(settings);
+                state.buf = into_mut(leftover);
+            }
+        }
+        Step::Read
+    }
+
+    /// Sends more of a queued response. When all of it is out, the connection lingers to its
+    /// close, waits for its next request, or (`Reading`) has one buffered already.
+    fn send_rest(&self, state: &mut ConnState) -> Sent {
+        let settings = &self.shared.settings;
+        match state.conn.io.flush_spool() {
+            Ok(f) if !f.done => {
+                if f.progressed {
+                    state.deadline = Instant::now() + settings.write_timeout;
                 }
-                None => {
-                    // Discard what the client still sends until EAGAIN, then park.
-                    state.linger();
-                }
+                Sent::Wait
+            }
+            Ok(_) if state.close_after_send => {
+                state.linger();
+                Sent::Done
+            }
+            Ok(_) if state.buf.is_empty() => {
+                state.idle(settings);
+                Sent::Done
+            }
+            Ok(_) => {
+                state.reading(settings);
+                Sent::Done
+            }
+            Err(e) => {
+                tracing::info!(
+                    "{}: connection closed while its response was being sent: {e}",
+                    peer_text(&state.conn.peer)
+                );
+                Sent::Gone
             }
         }
     }
@@ -563,6 +684,13 @@ impl Server {
                     Some("request head not received within --header-timeout")
                 }
                 Phase::Body => Some("request body not received within --body-timeout"),
+                Phase::Sending => {
+                    tracing::info!(
+                        "{}: client stopped reading its response (--write-timeout); connection closed",
+                        peer_text(&state.conn.peer)
+                    );
+                    None
+                }
                 _ => None,
             };
             if let Some(why) = why {

@@ -1,0 +1,249 @@
+//! Response bytes a client has not taken yet. When the socket is full, the responder queues
+//! the rest here instead of waiting for the client, so its worker moves on to other requests;
+//! the reactor sends the queue as the client reads (EPOLLOUT). Up to `MEMORY` copied bytes
+//! stay in memory, the rest go to an unlinked temporary file sent with `sendfile`; a file the
+//! app hands over (`wsgi.file_wrapper`) is queued by a duplicate of its descriptor, not copied.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, IoSlice, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use super::io::Stream;
+
+/// Copied bytes one connection keeps in memory before the rest goes to a temporary file.
+pub const MEMORY: usize = 256 * 1024;
+/// Largest piece one `sendfile` call is asked for.
+const SENDFILE_MAX: u64 = 1 << 30;
+
+enum Segment {
+    Memory {
+        data: Vec<u8>,
+        sent: usize,
+    },
+    /// `at..end` of the spool's temporary file.
+    Temp {
+        at: u64,
+        end: u64,
+    },
+    /// `at..end` of a file the app returned.
+    File {
+        fd: OwnedFd,
+        at: u64,
+        end: u64,
+    },
+}
+
+#[derive(Default)]
+pub struct Spool {
+    segments: VecDeque<Segment>,
+    in_memory: usize,
+    /// Copied bytes (memory and temporary file) not sent yet: what `--write-buffer` bounds.
+    copied: u64,
+    /// Created on the first spill, dropped (and so deleted) once everything is sent.
+    temp: Option<(File, u64)>,
+}
+
+/// What one non-blocking `flush` achieved.
+pub struct Flushed {
+    pub done: bool,
+    pub progressed: bool,
+}
+
+impl Spool {
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    pub fn copied(&self) -> u64 {
+        self.copied
+    }
+
+    /// Queues a copy of `bufs`.
+    pub fn push(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
+        for buf in bufs.iter().filter(|b| !b.is_empty()) {
+            let fits = self.in_memory.saturating_add(buf.len()) <= MEMORY;
+            match self.segments.back_mut() {
+                Some(Segment::Memory { data, .. }) if fits => data.extend_from_slice(buf),
+                _ if fits => self.segments.push_back(Segment::Memory {
+                    data: buf.to_vec(),
+                    sent: 0,
+                }),
+                _ => self.spill(buf)?,
+            }
+            if fits {
+                self.in_memory += buf.len();
+            }
+            self.copied = self.copied.saturating_add(buf.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Appends `buf` to the temporary file.
+    fn spill(&mut self, buf: &[u8]) -> io::Result<()> {
+        let (file, end) = match &mut self.temp {
+            Some(t) => t,
+            None => self.temp.insert((tempfile::tempfile()?, 0)),
+        };
+        file.write_all(buf)?;
+        let start = *end;
+        *end = end
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| io::Error::other("spool file too large"))?;
+        match self.segments.back_mut() {
+            Some(Segment::Temp { end: e, .. }) if *e == start => *e = *end,
+            _ => self.segments.push_back(Segment::Temp {
+                at: start,
+                end: *end,
+            }),
+        }
+        Ok(())
+    }
+
+    /// Queues `offset..offset+len` of `fd` (the app's file, duplicated: the app may close it).
+    pub fn push_file(&mut self, fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| io::Error::other("file range too large"))?;
+        self.segments.push_back(Segment::File {
+            fd: fd.try_clone_to_owned()?,
+            at: offset,
+            end,
+        });
+        Ok(())
+    }
+
+    /// Sends what the socket takes without waiting (the socket is non-blocking), or waits
+    /// for every byte when it is in blocking mode.
+    pub fn flush(&mut self, stream: &Stream) -> io::Result<Flushed> {
+        let mut progressed = false;
+        while let Some(front) = self.segments.front_mut() {
+            let (n, finished) = match front {
+                Segment::Memory { data, sent } => {
+                    let rest = data.get(*sent..).unwrap_or_default();
+                    let n = match stream.write_nb(rest) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => n,
+                        Err(e) => return self.stopped(e, progressed),
+                    };
+                    *sent += n;
+                    self.in_memory = self.in_memory.saturating_sub(n);
+                    self.copied = self.copied.saturating_sub(n as u64);
+                    (n, *sent >= data.len())
+                }
+                Segment::Temp { at, end } => {
+                    let Some((file, _)) = &self.temp else {
+                        return Err(io::Error::other("spool file missing"));
+                    };
+                    let n = match send_file(stream, file.as_fd(), at, *end) {
+                        Ok(n) => n,
+                        Err(e) => return self.stopped(e, progressed),
+                    };
+                    self.copied = self.copied.saturating_sub(n as u64);
+                    (n, *at >= *end)
+                }
+                Segment::File { fd, at, end } => {
+                    let n = match send_file(stream, fd.as_fd(), at, *end) {
+                        Ok(n) => n,
+                        Err(e) => return self.stopped(e, progressed),
+                    };
+                    (n, *at >= *end)
+                }
+            };
+            progressed |= n > 0;
+            if finished {
+                self.segments.pop_front();
+            }
+        }
+        // Everything went out: the temporary file is deleted with its descriptor.
+        self.temp = None;
+        self.in_memory = 0;
+        self.copied = 0;
+        Ok(Flushed {
+            done: true,
+            progressed,
+        })
+    }
+
+    /// A write that could not go on: the socket is full (not an error) or the client is gone.
+    fn stopped(&self, e: io::Error, progressed: bool) -> io::Result<Flushed> {
+        match e.kind() {
+            io::ErrorKind::WouldBlock => Ok(Flushed {
+                done: false,
+                progressed,
+            }),
+            _ => Err(e),
+        }
+    }
+}
+
+/// One `sendfile` of `*at..end` of `fd`, advancing `*at`; a file that ended early is an error
+/// (the response promised those bytes).
+fn send_file(stream: &Stream, fd: BorrowedFd<'_>, at: &mut u64, end: u64) -> io::Result<usize> {
+    let count = usize::try_from(end.saturating_sub(*at).min(SENDFILE_MAX)).unwrap_or(1 << 20);
+    let mut off = i64::try_from(*at).map_err(|_| io::Error::other("file offset too large"))?;
+    loop {
+        // SAFETY: both descriptors are open for the call and `off` is a valid, exclusively
+        // borrowed offset; the kernel copies file pages to the socket.
+        let n = unsafe { libc::sendfile(stream.as_raw_fd(), fd.as_raw_fd(), &mut off, count) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than the response says",
+            ));
+        }
+        *at = (*at).saturating_add(n as u64);
+        return Ok(n as usize);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    /// Pushes `total` bytes in pieces, then drains the spool into a reader thread through a
+    /// small socket: the bytes arrive complete and in order, across memory and temp file.
+    #[test]
+    fn spool_keeps_order_across_memory_and_file() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let stream = Stream::Unix(ours);
+        let expected: Vec<u8> = (0..(3 * MEMORY + 12345)).map(|i| (i % 251) as u8).collect();
+        let mut spool = Spool::default();
+        let mut at = 0;
+        for size in [1usize, 1000, 70_000, MEMORY, 5, 300_000].iter().cycle() {
+            let end = (at + size).min(expected.len());
+            spool.push(&[IoSlice::new(&expected[at..end])]).unwrap();
+            at = end;
+            if at == expected.len() {
+                break;
+            }
+        }
+        assert!(spool.temp.is_some(), "more than MEMORY spills to a file");
+        assert_eq!(spool.copied(), expected.len() as u64);
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).unwrap();
+            got
+        });
+        loop {
+            let f = spool.flush(&stream).unwrap();
+            if f.done {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        assert!(spool.is_empty() && spool.temp.is_none() && spool.copied() == 0);
+        drop(stream);
+        assert!(reader.join().unwrap() == expected);
+    }
+}
