@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
-from benchlib import BIN, REPO, free_port, wrk  # noqa: E402
+from benchlib import BIN, REPO, free_port, report, status_kib, wrk  # noqa: E402
 
 
 def blocked_in_write(pid: int) -> int:
@@ -48,14 +48,6 @@ def blocked_in_write(pid: int) -> int:
                 or "sock_alloc_send" in wchan or "unix_stream_sendmsg" in wchan:
             n += 1
     return n
-
-
-def peak_rss(pid: int) -> int:
-    """The process's peak resident set (VmHWM), in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
 
 
 # ---- the slow clients (child process) -----------------------------------------------------
@@ -161,7 +153,8 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}/hello"
         wrk(url, 1)  # warm-up
         _, base, err = wrk(url, a.seconds)
-        rows.append(("alone", base, err, blocked_in_write(server.pid), peak_rss(server.pid)))
+        rows.append(("alone", base, err, blocked_in_write(server.pid),
+                     status_kib(server.pid, "VmHWM")))
         for label, readers in (
                 (f"{a.slowloris} slowloris + {a.slow_bodies} slow bodies", 0),
                 (f"… + {a.slow_readers} slow readers of {a.reader_mib} MiB", a.slow_readers)):
@@ -170,7 +163,7 @@ def main() -> int:
                 time.sleep(2)  # let the slow clients reach their steady state (a measurement)
                 _, rate, err = wrk(url, a.seconds)
                 rows.append((label, rate, err, blocked_in_write(server.pid),
-                             peak_rss(server.pid)))
+                             status_kib(server.pid, "VmHWM")))
             finally:
                 slow.stdin.write("stop\n")
                 slow.stdin.flush()
@@ -185,10 +178,7 @@ def main() -> int:
     for label, rate, err, blocked, rss in rows:
         lines.append(f"| {label} | {rate:,.0f} | {rate / base:.2f} | {err} | {blocked} "
                      f"| {rss / 1024:.0f} MiB |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text)
+    report(lines, a.out)
     return 0
 
 

@@ -22,15 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
-from benchlib import BIN, REPO, free_port, wrk  # noqa: E402
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
+from benchlib import BIN, REPO, free_port, report, status_kib, wrk  # noqa: E402
 
 
 def children(pid: int) -> list[int]:
@@ -72,13 +64,13 @@ def main() -> int:
         worker = worker[0]
         url = f"http://127.0.0.1:{port}{a.route}"
         total = 0
-        rows.append((0, rss_kib(worker)))
+        rows.append((0, status_kib(worker)))
         while total < a.requests:
             done, _, bad = wrk(url, a.segment)
             if bad:
                 raise RuntimeError(f"wrk saw {bad} failed requests")
             total += done
-            rows.append((total, rss_kib(worker)))
+            rows.append((total, status_kib(worker)))
             if children(proc.pid) != [worker]:
                 raise RuntimeError("the worker was replaced during the soak")
     finally:
@@ -90,10 +82,7 @@ def main() -> int:
              "", "| requests | worker RSS (KiB) | since first segment |", "|---:|---:|---:|"]
     for n, kib in rows:
         lines.append(f"| {n:,} | {kib:,} | {kib - warm:+,} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text)
+    report(lines, a.out)
     return 0
 
 

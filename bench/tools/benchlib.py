@@ -1,4 +1,5 @@
-"""What the bench scripts share: the release binary, a free loopback port, and wrk's figures."""
+"""What the bench scripts share: the release binary, a free loopback port, wrk's figures, a
+process's memory, and printing the result table."""
 
 from __future__ import annotations
 
@@ -34,3 +35,20 @@ def wrk(url: str, seconds: int) -> tuple[int, float, int]:
     if m:
         bad += sum(int(x) for x in m.groups())
     return done, rate, bad
+
+
+def status_kib(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of /proc/PID/status in KiB: VmRSS (now) or VmHWM (the peak so far)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def report(lines: list[str], out: str | None) -> None:
+    """Prints the markdown result and, with --out, writes it there too."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        Path(out).write_text(text)

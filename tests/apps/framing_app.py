@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import warnings
+import zlib
 from urllib.parse import parse_qs
 from wsgiref.validate import validator
 
@@ -251,6 +252,20 @@ def file_route(environ, start_response, p):
     return environ["wsgi.file_wrapper"](flo, int(p.get("blk", "8192")))
 
 
+def count(environ, start_response, p):
+    """Reads the body in 64 KiB blocks to its end; answers its length and CRC-32."""
+    inp, n, crc = environ["wsgi.input"], 0, 0
+    while True:
+        block = inp.read(65536)
+        if not block:
+            break
+        n += len(block)
+        crc = zlib.crc32(block, crc)
+    body = f"{n} {crc}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def server_header(environ, start_response, p):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Server", "custom-server/1"),
                               ("Date", "Mon, 01 Jan 2001 00:00:00 GMT"), ("Content-Length", "2")])
@@ -375,6 +390,7 @@ ROUTES = {
     "/exc_after_empty": exc_after_empty,
     "/latin1_header": latin1_header,
     "/file": file_route,
+    "/count": count,
     "/server_header": server_header,
     "/app_conn_close": app_conn_close,
     "/list": list_route,
