@@ -175,6 +175,26 @@ pub struct AppArgs {
     pub debug: bool,
 }
 
+/// What the HTTP server and the ISAPI extension both take beyond the app: how many requests
+/// may be inside it at once, the body limit, and header names with `_`.
+#[derive(Args, Debug, Clone)]
+pub struct ServiceArgs {
+    /// Header names containing `_`: drop them, or refuse the request with 400.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "drop",
+        env = "WSGI_GATEWAY_HEADER_UNDERSCORES"
+    )]
+    pub header_underscores: Underscores,
+    /// Python worker threads: how many requests may be inside the app at once (an idle one costs nothing).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
+    pub threads: u32,
+    /// Largest request body in bytes (413 beyond); 0 = unlimited.
+    #[arg(long, default_value_t = 1 << 30, env = "WSGI_GATEWAY_MAX_BODY_SIZE")]
+    pub max_body_size: u64,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -187,14 +207,8 @@ pub struct ServeArgs {
         env = "WSGI_GATEWAY_SCRIPT_NAME"
     )]
     pub script_name: String,
-    /// Header names containing `_`: drop them, or refuse the request with 400.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "drop",
-        env = "WSGI_GATEWAY_HEADER_UNDERSCORES"
-    )]
-    pub header_underscores: Underscores,
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// Address to listen on: HOST:PORT, [V6]:PORT or unix:PATH (repeatable).
     #[arg(
         long,
@@ -204,9 +218,6 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub bind: Vec<String>,
-    /// Python worker threads: how many requests may be inside the app at once (an idle one costs nothing).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
-    pub threads: u32,
     /// Access log (Apache combined + duration in µs): a file path or `-` for stdout.
     #[arg(long, value_name = "PATH", env = "WSGI_GATEWAY_ACCESS_LOG")]
     pub access_log: Option<String>,
@@ -222,9 +233,6 @@ pub struct ServeArgs {
     /// Largest request head in bytes (431 beyond).
     #[arg(long, default_value_t = 262144, value_parser = clap::value_parser!(u64).range(256..), env = "WSGI_GATEWAY_LIMIT_REQUEST_HEAD")]
     pub limit_request_head: u64,
-    /// Largest request body in bytes (413 beyond); 0 = unlimited.
-    #[arg(long, default_value_t = 1 << 30, env = "WSGI_GATEWAY_MAX_BODY_SIZE")]
-    pub max_body_size: u64,
     /// Seconds a client has to send a whole request head (408 after).
     #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_HEADER_TIMEOUT")]
     pub header_timeout: Duration,

@@ -155,7 +155,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
             max_field_size: to_usize(args.limit_request_field_size),
             max_head_size: to_usize(args.limit_request_head),
         },
-        max_body: args.max_body_size,
+        max_body: args.service.max_body_size,
         header_timeout: args.header_timeout,
         keepalive_timeout: args.keepalive_timeout,
         body_timeout: args.body_timeout,
@@ -164,7 +164,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         graceful_timeout: args.graceful_timeout,
         max_connections: to_usize(args.max_connections),
         backlog: args.backlog,
-        threads: args.threads as usize,
+        threads: args.service.threads as usize,
         script_name: script_name.into(),
         max_requests,
     };
@@ -175,7 +175,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
             multiprocess: worker.is_some(),
             run_once: false,
         },
-        args.header_underscores == Underscores::Refuse,
+        args.service.header_underscores == Underscores::Refuse,
     )?;
     // Sockets after the app: a server that cannot start never holds a port, even briefly.
     let listeners = sockets(&args, worker.as_ref())?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{Args, Parser};
 
-use crate::config::{parse_file, parse_seconds, AppArgs, ConfigError, Underscores};
+use crate::config::{parse_file, parse_seconds, AppArgs, ConfigError, ServiceArgs};
 
 #[derive(Parser, Debug)]
 #[command(name = "wsgi-gateway ISAPI extension")]
@@ -23,20 +23,11 @@ pub struct IsapiArgs {
     /// Mount point (SCRIPT_NAME); default: the IIS application's path, from APPL_MD_PATH.
     #[arg(long, value_name = "PREFIX", env = "WSGI_GATEWAY_SCRIPT_NAME")]
     pub script_name: Option<String>,
-    #[arg(
-        long,
-        value_enum,
-        default_value = "drop",
-        env = "WSGI_GATEWAY_HEADER_UNDERSCORES"
-    )]
-    pub header_underscores: Underscores,
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
-    pub threads: u32,
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// Requests waiting for a worker; beyond it IIS gets 503 at once.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "WSGI_GATEWAY_QUEUE_SIZE")]
     pub queue_size: u32,
-    #[arg(long, default_value_t = 1 << 30, env = "WSGI_GATEWAY_MAX_BODY_SIZE")]
-    pub max_body_size: u64,
     /// Seconds TerminateExtension waits for requests in flight.
     #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
     pub graceful_timeout: Duration,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use pyo3::prelude::*;
 
 use super::body::EcbBody;
@@ -23,11 +23,12 @@ use crate::python::call::WsgiApp;
 use crate::python::environ::FrontEndKind;
 
 /// The running extension; `None` before GetExtensionVersion and after TerminateExtension.
-static RUNNING: Mutex<Option<Arc<Extension>>> = Mutex::new(None);
+/// Read-locked by every request (IIS threads do not serialise on it).
+static RUNNING: RwLock<Option<Arc<Extension>>> = RwLock::new(None);
 
 struct Extension {
     /// Closed (taken) by TerminateExtension: nothing new is queued after that.
-    queue: Mutex<Option<Sender<Job>>>,
+    queue: RwLock<Option<Sender<Job>>>,
     jobs: Arc<Jobs>,
     pool: Pool,
     mount: Option<Vec<u8>>,
@@ -102,7 +103,7 @@ impl WorkSource for Jobs {
 
 /// GetExtensionVersion: everything that can fail does so here, with a message.
 pub fn start() -> Result<(), String> {
-    let mut running = RUNNING.lock();
+    let mut running = RUNNING.write();
     if running.is_some() {
         return Ok(());
     }
@@ -122,7 +123,7 @@ fn launch(cfg: IsapiConfig) -> Result<Arc<Extension>, String> {
     let args = &cfg.args;
     let policy = args
         .app
-        .trust_policy(args.header_underscores == Underscores::Refuse)
+        .trust_policy(args.service.header_underscores == Underscores::Refuse)
         .map_err(|e| format!("{}: {e}", cfg.file.display()))?;
     let kind = FrontEndKind {
         multithread: true,
@@ -142,10 +143,10 @@ fn launch(cfg: IsapiConfig) -> Result<Arc<Extension>, String> {
     let jobs = Arc::new(Jobs {
         rx,
         app,
-        max_body: args.max_body_size,
+        max_body: args.service.max_body_size,
         in_flight: InFlight::default(),
     });
-    let threads = args.threads as usize;
+    let threads = args.service.threads as usize;
     let pool = pool::start(threads, "wsgi-isapi", jobs.clone())
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     tracing::info!(
@@ -155,11 +156,11 @@ fn launch(cfg: IsapiConfig) -> Result<Arc<Extension>, String> {
         cfg.file.display()
     );
     Ok(Arc::new(Extension {
-        queue: Mutex::new(Some(tx)),
+        queue: RwLock::new(Some(tx)),
         jobs,
         pool,
         mount: cfg.mount,
-        max_body: args.max_body_size,
+        max_body: args.service.max_body_size,
         graceful: args.graceful_timeout,
     }))
 }
@@ -175,7 +176,7 @@ impl ServerVariables for EcbVariables<'_> {
 
 /// HttpExtensionProc: queue the request (PENDING), or answer it at once.
 pub fn accept(ecb: Ecb) -> Dword {
-    let Some(ext) = RUNNING.lock().clone() else {
+    let Some(ext) = RUNNING.read().clone() else {
         return ecb.answer(503, "shutting down");
     };
     let total = ecb.total_bytes();
@@ -211,7 +212,7 @@ pub fn accept(ecb: Ecb) -> Dword {
         req,
         session: session.clone(),
     };
-    let sent = match &*ext.queue.lock() {
+    let sent = match &*ext.queue.read() {
         Some(tx) => tx.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => "queue full",
             TrySendError::Disconnected(_) => "shutting down",
@@ -235,11 +236,11 @@ pub fn accept(ecb: Ecb) -> Dword {
 /// TerminateExtension: stop queueing, let requests finish within the graceful timeout, end
 /// the rest, and wait for the workers to leave.
 pub fn stop() {
-    let Some(ext) = RUNNING.lock().take() else {
+    let Some(ext) = RUNNING.write().take() else {
         return;
     };
     // Workers finish what is queued, then see the queue closed and exit.
-    drop(ext.queue.lock().take());
+    drop(ext.queue.write().take());
     let in_flight = &ext.jobs.in_flight;
     let deadline = Instant::now() + ext.graceful;
     let mut sessions = in_flight.sessions.lock();
