@@ -127,28 +127,33 @@ enum HeaderRole {
 }
 
 fn header_role(name: &str) -> HeaderRole {
-    const FORBIDDEN: [&str; 6] = [
-        "transfer-encoding",
-        "upgrade",
-        "te",
-        "trailer",
-        "proxy-authenticate",
-        "proxy-authorization",
-    ];
-    if name.eq_ignore_ascii_case("content-length") {
-        HeaderRole::ContentLength
-    } else if name.eq_ignore_ascii_case("date") {
-        HeaderRole::Date
-    } else if name.eq_ignore_ascii_case("server") {
-        HeaderRole::Server
-    } else if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive") {
-        HeaderRole::ConnectionControl
-    } else if FORBIDDEN.iter().any(|f| name.eq_ignore_ascii_case(f)) {
-        HeaderRole::Forbidden
-    } else {
-        HeaderRole::Plain
+    // By length first: most names are none of these and are told so by one comparison.
+    let is = |text: &str| name.eq_ignore_ascii_case(text);
+    match name.len() {
+        14 if is("content-length") => HeaderRole::ContentLength,
+        4 if is("date") => HeaderRole::Date,
+        6 if is("server") => HeaderRole::Server,
+        10 if is("connection") || is("keep-alive") => HeaderRole::ConnectionControl,
+        // Hop-by-hop headers an app must not set.
+        17 if is("transfer-encoding") => HeaderRole::Forbidden,
+        7 if is("upgrade") || is("trailer") => HeaderRole::Forbidden,
+        2 if is("te") => HeaderRole::Forbidden,
+        18 if is("proxy-authenticate") => HeaderRole::Forbidden,
+        19 if is("proxy-authorization") => HeaderRole::Forbidden,
+        _ => HeaderRole::Plain,
     }
 }
+
+/// `is_tchar` as a table: one lookup per byte of every header name an app sends.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = is_tchar(i as u8);
+        i += 1;
+    }
+    t
+};
 
 /// The app's headers, validated and serialised once.
 #[derive(Debug, Default)]
@@ -172,7 +177,7 @@ impl HeaderBlock {
     /// Validates one `(name, value)` pair and appends it. `code` decides whether a
     /// Content-Length may be sent at all (never on 1xx/204).
     pub fn push(&mut self, name: &str, value: &str, code: u16) -> Result<(), InvalidResponse> {
-        if name.is_empty() || !name.bytes().all(is_tchar) {
+        if name.is_empty() || !name.bytes().all(|b| TCHAR[usize::from(b)]) {
             return Err(InvalidResponse(format!("invalid header name {name:?}")));
         }
         // Values are almost always ASCII: the character scan only runs for the rest.

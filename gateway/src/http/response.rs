@@ -2,7 +2,7 @@
 //! Content-Length, chunked or close-delimited bodies. The head goes out with the first chunk
 //! in one vectored write, and a chunk is written straight from the app's `bytes`.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
@@ -31,13 +31,28 @@ pub struct HttpResponder {
     sent: u64,
 }
 
+thread_local! {
+    /// The response head buffer, handed from one response to the next on this thread.
+    static HEAD_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl Drop for HttpResponder {
+    fn drop(&mut self) {
+        let mut head = std::mem::take(&mut self.head);
+        head.clear();
+        HEAD_BUF.set(head);
+    }
+}
+
 impl HttpResponder {
     pub fn new(io: Arc<ConnIo>, version: Version, client_close: bool) -> HttpResponder {
+        let mut head = HEAD_BUF.take();
+        head.reserve(256);
         HttpResponder {
             io,
             version,
             client_close,
-            head: Vec::with_capacity(256),
+            head,
             head_pending: false,
             mode: Mode::NoBody,
             sent: 0,
@@ -101,7 +116,8 @@ impl Responder for HttpResponder {
             h.extend_from_slice(b"\r\n");
         }
         if let Some(n) = computed_length(head) {
-            h.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+            // Formatted in place: no allocation per response.
+            let _ = write!(h, "Content-Length: {n}\r\n");
         }
         self.mode = if !head.body_allowed {
             Mode::NoBody

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
@@ -101,8 +102,20 @@ const METHODS: [&str; 9] = [
 ];
 
 /// Everything needed to turn a `Request` into an environ dict, built once per front end.
+/// The last Host value seen and what it gave. A server hears the same few Host values, so
+/// HTTP_HOST, SERVER_NAME and SERVER_PORT are usually made once, not per request.
+struct HostStrings {
+    raw: Vec<u8>,
+    value: Py<PyString>,
+    /// SERVER_NAME and SERVER_PORT from `value` under a scheme (its default port).
+    parts: Option<(Scheme, Py<PyString>, Py<PyString>)>,
+}
+
 pub struct EnvironBuilder {
     template: Py<PyDict>,
+    host: Mutex<Option<HostStrings>>,
+    /// The last client address seen (REMOTE_ADDR): clients come from few addresses.
+    remote_addr: Mutex<Option<(std::sync::Arc<str>, Py<PyString>)>>,
     keys: Keys,
     http_keys: HashMap<Vec<u8>, Py<PyString>>,
     methods: Vec<(&'static [u8], Py<PyString>)>,
@@ -169,6 +182,8 @@ impl EnvironBuilder {
             .collect();
         Ok(EnvironBuilder {
             template: template.unbind(),
+            host: Mutex::new(None),
+            remote_addr: Mutex::new(None),
             keys,
             http_keys,
             methods,
@@ -216,8 +231,8 @@ impl EnvironBuilder {
         env.set_item(&k.server_protocol, proto)?;
         match &req.peer {
             Peer::Tcp(p) => {
-                env.set_item(&k.remote_addr, &*p.ip)?;
-                env.set_item(&k.remote_port, &*p.port)?;
+                env.set_item(&k.remote_addr, self.remote_addr(py, &p.ip)?)?;
+                env.set_item(&k.remote_port, latin1(py, p.port.as_bytes())?)?;
             }
             Peer::Unix => {
                 env.set_item(&k.remote_addr, "")?;
@@ -249,7 +264,11 @@ impl EnvironBuilder {
                     }
                 }
             };
-            let value = latin1(py, value)?;
+            let value = if key.is(k.http_host.bind(py)) {
+                self.host_value(py, value)?
+            } else {
+                latin1(py, value)?
+            };
             match env.get_item(&key)? {
                 Some(prev)
                     if !key.is(k.content_type.bind(py)) && !key.is(k.content_length.bind(py)) =>
@@ -274,12 +293,17 @@ impl EnvironBuilder {
         if trusted {
             self.apply_proxy_headers(py, &env, &mut scheme, &mut host)?;
         }
-        let (server_name, server_port) = match &host {
-            Some(h) => split_host(&h.to_cow()?, scheme),
-            None => (req.server_name.clone(), req.server_port.clone()),
-        };
-        env.set_item(&k.server_name, server_name)?;
-        env.set_item(&k.server_port, server_port)?;
+        match &host {
+            Some(h) => {
+                let (name, port) = self.server_name_port(py, h, scheme)?;
+                env.set_item(&k.server_name, name)?;
+                env.set_item(&k.server_port, port)?;
+            }
+            None => {
+                env.set_item(&k.server_name, &req.server_name)?;
+                env.set_item(&k.server_port, &req.server_port)?;
+            }
+        }
         let scheme_str = match scheme {
             Scheme::Http => &self.schemes[0],
             Scheme::Https => &self.schemes[1],
@@ -299,6 +323,64 @@ impl EnvironBuilder {
         }
         env.set_item(&k.input, input)?;
         Ok(env)
+    }
+
+    /// REMOTE_ADDR's text, reused while clients keep coming from the same address.
+    fn remote_addr<'py>(
+        &self,
+        py: Python<'py>,
+        ip: &std::sync::Arc<str>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        let mut last = self.remote_addr.lock();
+        if let Some((text, s)) = last.as_ref() {
+            if **text == **ip {
+                return Ok(s.bind(py).clone());
+            }
+        }
+        let s = latin1(py, ip.as_bytes())?;
+        *last = Some((ip.clone(), s.clone().unbind()));
+        Ok(s)
+    }
+
+    /// HTTP_HOST's text, reused while clients keep sending the same Host.
+    fn host_value<'py>(&self, py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyString>> {
+        let mut last = self.host.lock();
+        if let Some(h) = last.as_ref().filter(|h| h.raw == raw) {
+            return Ok(h.value.bind(py).clone());
+        }
+        let value = latin1(py, raw)?;
+        *last = Some(HostStrings {
+            raw: raw.to_vec(),
+            value: value.clone().unbind(),
+            parts: None,
+        });
+        Ok(value)
+    }
+
+    /// SERVER_NAME and SERVER_PORT from the host the request names (Host, or a trusted
+    /// proxy's): made once per Host value and scheme.
+    fn server_name_port<'py>(
+        &self,
+        py: Python<'py>,
+        host: &Bound<'py, PyString>,
+        scheme: Scheme,
+    ) -> PyResult<(Bound<'py, PyString>, Bound<'py, PyString>)> {
+        let split = || -> PyResult<_> {
+            let (name, port) = split_host(&host.to_cow()?, scheme);
+            Ok((PyString::new(py, &name), PyString::new(py, &port)))
+        };
+        let mut last = self.host.lock();
+        let Some(h) = last.as_mut().filter(|h| h.value.bind(py).is(host)) else {
+            return split();
+        };
+        if let Some((s, name, port)) = &h.parts {
+            if *s == scheme {
+                return Ok((name.bind(py).clone(), port.bind(py).clone()));
+            }
+        }
+        let (name, port) = split()?;
+        h.parts = Some((scheme, name.clone().unbind(), port.clone().unbind()));
+        Ok((name, port))
     }
 
     /// From a trusted proxy: client address, scheme and host as the proxy saw them.

@@ -24,13 +24,24 @@ where
 
 /// Bytes-as-latin-1 `str`, the type PEP 3333 wants for every CGI-style environ value.
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
-    if let Ok(ascii) = std::str::from_utf8(bytes) {
-        if ascii.is_ascii() {
-            return Ok(PyString::new(py, ascii));
-        }
-    }
     let len = isize::try_from(bytes.len())
         .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("value too long"))?;
+    if bytes.is_ascii() {
+        // The common case, as CPython builds ASCII text itself: one allocation and one copy,
+        // no decoding.
+        // SAFETY: PyUnicode_New(len, 127) returns a new compact ASCII string with room for
+        // exactly `len` bytes (or NULL with an exception set); it is filled from `bytes`
+        // before anything else can see it.
+        unsafe {
+            let s = pyo3::ffi::PyUnicode_New(len, 127);
+            if s.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            let data = pyo3::ffi::PyUnicode_DATA(s).cast::<u8>();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+            return Ok(Bound::from_owned_ptr(py, s).cast_into_unchecked());
+        }
+    }
     // SAFETY: the pointer and length describe `bytes`, which outlives the call; CPython copies
     // the data and returns a new reference or NULL with an exception set.
     unsafe {
