@@ -52,10 +52,25 @@ def blocked_in_write(pid: int) -> int:
 
 # ---- the slow clients (child process) -----------------------------------------------------
 
-async def slowloris(port: int, stop: asyncio.Event) -> None:
+class Ready:
+    """Counts slow clients that have connected and sent their start."""
+
+    def __init__(self, total: int):
+        self.left, self.all = total, asyncio.Event()
+        if total == 0:
+            self.all.set()
+
+    def one(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.all.set()
+
+
+async def slowloris(port: int, stop: asyncio.Event, ready: Ready) -> None:
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
     await w.drain()
+    ready.one()
     try:
         while not stop.is_set():
             w.write(b"X")
@@ -65,10 +80,11 @@ async def slowloris(port: int, stop: asyncio.Event) -> None:
         w.close()
 
 
-async def slow_body(port: int, stop: asyncio.Event) -> None:
+async def slow_body(port: int, stop: asyncio.Event, ready: Ready) -> None:
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
     await w.drain()
+    ready.one()
     try:
         while not stop.is_set():
             w.write(b"a")
@@ -78,26 +94,45 @@ async def slow_body(port: int, stop: asyncio.Event) -> None:
         w.close()
 
 
-async def slow_reader(port: int, mib: int, stop: asyncio.Event) -> None:
+async def slow_reader(port: int, mib: int, stop: asyncio.Event, ready: Ready) -> None:
     r, w = await asyncio.open_connection("127.0.0.1", port, limit=1024)
     sock = w.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     w.write(f"GET /big?mib={mib} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     await w.drain()
+    ready.one()
     await stop.wait()  # never read
     w.close()
 
 
 async def hold(port: int, loris: int, bodies: int, readers: int, mib: int) -> None:
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(slowloris(port, stop)) for _ in range(loris)]
-    tasks += [asyncio.create_task(slow_body(port, stop)) for _ in range(bodies)]
-    tasks += [asyncio.create_task(slow_reader(port, mib, stop)) for _ in range(readers)]
+    stop, ready = asyncio.Event(), Ready(loris + bodies + readers)
+    tasks = [asyncio.create_task(slowloris(port, stop, ready)) for _ in range(loris)]
+    tasks += [asyncio.create_task(slow_body(port, stop, ready)) for _ in range(bodies)]
+    tasks += [asyncio.create_task(slow_reader(port, mib, stop, ready)) for _ in range(readers)]
+    await ready.all.wait()  # every slow client connected and started
     print("holding", flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)  # until the parent says stop
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pid: int, timeout: float = 120.0) -> float:
+    """Waits until the server uses under a quarter of a core (measured over 0.5 s windows):
+    the slow clients' burst of work is over. Returns the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        before = cpu_seconds(pid)
+        time.sleep(0.5)  # a measurement window
+        if cpu_seconds(pid) - before < 0.125:
+            break
+    return time.monotonic() - start
 
 
 def child_main(args) -> int:
@@ -160,10 +195,11 @@ def main() -> int:
                 (f"… + {a.slow_readers} slow readers of {a.reader_mib} MiB", a.slow_readers)):
             slow = with_slow_clients(a, port, readers)
             try:
-                time.sleep(2)  # let the slow clients reach their steady state (a measurement)
+                # Measure the steady state: the slow readers' responses produced and queued.
+                quiet = wait_quiet(server.pid)
                 _, rate, err = wrk(url, a.seconds)
-                rows.append((label, rate, err, blocked_in_write(server.pid),
-                             status_kib(server.pid, "VmHWM")))
+                rows.append((f"{label} (quiet after {quiet:.1f} s)", rate, err,
+                             blocked_in_write(server.pid), status_kib(server.pid, "VmHWM")))
             finally:
                 slow.stdin.write("stop\n")
                 slow.stdin.flush()

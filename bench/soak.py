@@ -15,29 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
-from benchlib import BIN, REPO, free_port, report, status_kib, wrk  # noqa: E402
-
-
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
-def wait_line(proc, pattern: str, deadline: float) -> str:
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            raise RuntimeError("the server exited before it was ready")
-        if re.search(pattern, line):
-            return line
-    raise RuntimeError(f"no line matching {pattern!r} in time")
+from benchlib import (BIN, REPO, children, free_port, report, status_kib,  # noqa: E402
+                      wait_line, wrk)
 
 
 def main() -> int:

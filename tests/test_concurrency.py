@@ -358,3 +358,26 @@ def test_concurrent_large_uploads_stream_in_bounded_memory(server_factory):
     assert all(b == want for b in bodies), [b for b in bodies if b != want][:3]
     grown_mib = (_peak_rss_kib(s.proc.pid) - base) / 1024
     assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB during 640 MiB of uploads"
+
+
+def test_request_waiting_for_a_busy_worker_outlives_header_timeout(server_factory, tmp_path):
+    """A connection accepted while the one worker thread was free, whose request arrives once
+    that worker is held by a gated request: it waits unread past --header-timeout (the wait is
+    the server's, not the client's: its bytes are in the socket) and is answered once the
+    worker is free, not dropped."""
+    s = server_factory("framing_app", args=["--threads", "1", "--header-timeout", "1",
+                                            "--log-level", "debug"])
+    gate, entered = tmp_path / "gate", tmp_path / "entered"
+    waiting = s.conn(timeout=30)  # accepted no later than `busy`, before the worker is held
+    busy = s.conn(timeout=30)
+    busy.send(g(s, f"/wait?gate={q(gate)}&entered={q(entered)}&i=busy"))
+    wait_for_file(entered)
+    mark = s.log_mark()
+    waiting.send(g(s, "/hello?i=waiting"))
+    s.wait_log(r"request bytes unread past the deadline \(every worker busy\); kept", since=mark,
+               timeout=30)
+    gate.write_text("open")
+    assert busy.read_response().body == b"released busy"
+    assert waiting.read_response().body == b"hello waiting"
+    busy.close()
+    waiting.close()

@@ -166,23 +166,54 @@ def try_pid(s, path="/pid", timeout=15.0):
 
 class Load:
     """Client threads sending /pid requests (fresh connection each) until stopped or each
-    has sent `per_thread`. results: (t_start, t_end, pid or None, version or error)."""
+    has sent `per_thread`; `keepalive` more threads send theirs back to back on one
+    keep-alive connection each (a new one only after the server said `Connection: close`; a
+    request is never retried). results: (t_start, t_end, pid or None, version or error)."""
 
-    def __init__(self, s, threads=4, per_thread=None, path="/pid"):
+    def __init__(self, s, threads=4, per_thread=None, path="/pid", keepalive=0):
         self.s, self.path, self.per_thread = s, path, per_thread
         self.results = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self.threads += [threading.Thread(target=self._run_keepalive, daemon=True)
+                         for _ in range(keepalive)]
+
+    def _record(self, t0, pid, info):
+        with self.lock:
+            self.results.append((t0, time.monotonic(), pid, info))
 
     def _run(self):
         i = 0
         while not self.stopping.is_set() and (self.per_thread is None or i < self.per_thread):
             t0 = time.monotonic()
             pid, info = try_pid(self.s, self.path)
-            with self.lock:
-                self.results.append((t0, time.monotonic(), pid, info))
+            self._record(t0, pid, info)
             i += 1
+
+    def _run_keepalive(self):
+        i, c = 0, None
+        while not self.stopping.is_set() and (self.per_thread is None or i < self.per_thread):
+            t0 = time.monotonic()
+            try:
+                c = c or self.s.conn(15.0)
+                c.send(get(self.s.host_header, self.path))
+                r = c.read_response()
+                if r.status != 200 or not r.complete:
+                    raise AssertionError(repr(r))
+                d = r.json()
+                self._record(t0, d["pid"], d["version"])
+                if "close" in r.connection_tokens():
+                    c.close()
+                    c = None
+            except (OSError, ConnClosed, AssertionError) as e:
+                self._record(t0, None, "keep-alive: " + repr(e))
+                if c:
+                    c.close()
+                c = None
+            i += 1
+        if c:
+            c.close()
 
     def __enter__(self):
         for t in self.threads:
@@ -400,14 +431,15 @@ def test_max_requests_alone_runs_a_supervisor(gw):
 @pytest.mark.timeout(120)
 def test_sighup_reload_without_failed_requests(gw, tmp_path):
     """Three good reloads (v2, v3, v4 on disk), then one whose code raises at import (v5),
-    under continuous requests (a fresh connection each): no request fails."""
+    under continuous requests (a fresh connection each, and back to back on keep-alive
+    connections): no request fails."""
     app = tmp_path / "reload_app.py"
     app.write_text(app_source("v1"))
     s = gw("reload_app", args=["--workers", "2"], chdir=tmp_path)
     gen = s.ready_pids()
     assert len(gen) == 2
     hups = []
-    with Load(s, threads=3) as load:
+    with Load(s, threads=3, keepalive=2) as load:
         wait_until(lambda: len(load.ok()) >= 10, 20, "first requests")
 
         for version in ("v2", "v3", "v4"):

@@ -1,11 +1,12 @@
 """What the bench scripts share: the release binary, a free loopback port, wrk's figures, a
-process's memory, and printing the result table."""
+process's memory and children, waiting for a log line, and printing the result table."""
 
 from __future__ import annotations
 
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -52,3 +53,18 @@ def report(lines: list[str], out: str | None) -> None:
     print(text)
     if out:
         Path(out).write_text(text)
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def wait_line(proc, pattern: str, deadline: float) -> str:
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise RuntimeError("the server exited before it was ready")
+        if re.search(pattern, line):
+            return line
+    raise RuntimeError(f"no line matching {pattern!r} in time")

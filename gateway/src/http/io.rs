@@ -181,7 +181,17 @@ impl ConnIo {
                 }
             }
         }
-        spool.push(bufs)?;
+        let len = bufs
+            .iter()
+            .map(|b| b.len())
+            .fold(0usize, usize::saturating_add);
+        if spool.will_spill(len) {
+            // A file write can wait on the disk: never with the GIL held.
+            let queue = &mut *spool;
+            without_gil(move || queue.push(bufs))?;
+        } else {
+            spool.push(bufs)?;
+        }
         self.spooled.store(true, Ordering::Release);
         if spool.copied() > self.write_buffer {
             self.wait_for_spool(&mut spool)?;

@@ -46,6 +46,9 @@ const EVENT_BATCH: usize = 64;
 /// On a graceful stop, how long a just-accepted connection that has sent nothing yet may take
 /// to start its request.
 const STOP_GRACE: Duration = Duration::from_secs(1);
+/// How soon a connection past its deadline whose bytes no worker has read yet is looked at
+/// again.
+const RECHECK: Duration = Duration::from_millis(500);
 /// How long a listener rests after accept failed (out of file descriptors).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -152,6 +155,8 @@ struct Conns {
     queued: Vec<Option<Instant>>,
     /// Listeners resting after a failed accept, and until when.
     paused: Vec<(Instant, usize)>,
+    /// A stop began: until then idle connections may still bring a request (`busy`).
+    draining_until: Option<Instant>,
     /// Events fetched in a batch and not yet served: whoever holds the poller role next takes
     /// them, so a worker stuck in a slow app strands none of them.
     ready: std::collections::VecDeque<u64>,
@@ -277,6 +282,7 @@ impl Server {
                 deadlines: BinaryHeap::new(),
                 queued: Vec::new(),
                 paused: Vec::new(),
+                draining_until: None,
                 ready: std::collections::VecDeque::new(),
             }),
             shared,
@@ -672,6 +678,11 @@ impl Server {
                 if deadline > now {
                     // Served and parked again since this entry was queued.
                     c.queue_deadline(idx, deadline);
+                } else if waiting_for_us(c.slots.get(idx as usize)) {
+                    // Its bytes are here but every worker was busy: the wait is ours, not the
+                    // client's (back-pressure, not a refusal). Look again soon.
+                    tracing::debug!("connection {idx}: request bytes unread past the deadline (every worker busy); kept");
+                    c.queue_deadline(idx, now + RECHECK);
                 } else if let Entry::Parked { state, .. } = c.free_slot(idx) {
                     expired.push(state);
                 }
@@ -714,30 +725,25 @@ impl Server {
                 let _ = std::fs::remove_file(path);
             }
         }
-        let mut idle = Vec::new();
         {
             let mut c = self.conns.lock();
-            // Only connections between requests close now. One whose request is arriving (or
-            // that was just accepted) is still served, so no request is lost to a stop or a
-            // reload; a silent new one gets `STOP_GRACE` to start its request.
-            // Slot indices fit in u32: `insert` never creates one that does not.
-            let mut idle_slots = Vec::new();
+            // No connection is closed under a client that may be sending a request right now:
+            // one whose request is arriving is served, and a silent new one and an idle
+            // keep-alive one get `STOP_GRACE` to start a request (answered with
+            // `Connection: close`). Closing an idle keep-alive connection at once would lose the
+            // request its client sent meanwhile. Slot indices fit in u32 (see `insert`).
             let mut silent = Vec::new();
             for (i, e) in (0u32..).zip(&c.slots) {
                 if let Entry::Parked { state, .. } = e {
                     match state.phase {
-                        Phase::Idle => idle_slots.push(i),
+                        Phase::Idle => silent.push(i),
                         Phase::Reading if state.buf.is_empty() => silent.push(i),
                         _ => {}
                     }
                 }
             }
-            for i in idle_slots {
-                if let Entry::Parked { state, .. } = c.free_slot(i) {
-                    idle.push(state);
-                }
-            }
             let grace = Instant::now() + STOP_GRACE;
+            c.draining_until = Some(grace);
             for i in silent {
                 if let Some(Entry::Parked { state, .. }) = c.slots.get_mut(i as usize) {
                     if state.deadline > grace {
@@ -747,18 +753,19 @@ impl Server {
                 }
             }
         }
-        for state in idle {
-            let _ = epoll::delete(&self.epoll, state.conn.io.stream.as_fd());
-        }
     }
 
-    /// Connections still being served, with a request arriving, or lingering.
+    /// Connections still being served, with a request arriving, or lingering; while a stop
+    /// drains (`STOP_GRACE`), idle keep-alive ones too (they may still send a request).
     pub fn busy(&self) -> usize {
         let c = self.conns.lock();
+        let draining = c.draining_until.is_some_and(|t| Instant::now() < t);
         c.owned
             + c.slots
                 .iter()
-                .filter(|e| matches!(e, Entry::Parked { state, .. } if state.phase != Phase::Idle))
+                .filter(|e| {
+                    matches!(e, Entry::Parked { state, .. } if draining || state.phase != Phase::Idle)
+                })
                 .count()
     }
 
@@ -828,6 +835,24 @@ impl Server {
             }
         }
     }
+}
+
+/// Whether a parked connection past its deadline has unread bytes in its socket: it sent
+/// (more of) a request that no worker has read yet. Not for a response being sent or a
+/// lingering close, which wait on the client alone.
+fn waiting_for_us(entry: Option<&Entry>) -> bool {
+    let Some(Entry::Parked { state, .. }) = entry else {
+        return false;
+    };
+    if matches!(state.phase, Phase::Sending | Phase::Linger) {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+    matches!(
+        rustix::net::recv(&state.conn.io.stream, &mut byte, flags),
+        Ok((n, _)) if n > 0
+    )
 }
 
 /// `METHOD target` of a buffered request whose head is complete, for the log.

@@ -59,6 +59,11 @@ impl Spool {
         self.copied
     }
 
+    /// Whether queuing `len` more bytes writes to the temporary file (worth releasing the GIL).
+    pub fn will_spill(&self, len: usize) -> bool {
+        self.in_memory.saturating_add(len) > MEMORY
+    }
+
     /// Queues a copy of `bufs`.
     pub fn push(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
         for buf in bufs.iter().filter(|b| !b.is_empty()) {
