@@ -42,6 +42,11 @@ pub struct ResponseHead<'a> {
 pub trait Responder: Send + Sync {
     fn start(&mut self, head: &ResponseHead<'_>) -> io::Result<()>;
     fn write(&mut self, chunk: &[u8]) -> io::Result<()>;
+    /// Several chunks the app handed over at once (a list): a front end that can send them
+    /// in one call does (fewer system calls, bigger segments).
+    fn write_many(&mut self, chunks: &[&[u8]]) -> io::Result<()> {
+        chunks.iter().try_for_each(|c| self.write(c))
+    }
     /// Send `len` bytes of the open file `fd` from `offset` if the front end can do it without
     /// copying through Python; `Ok(false)` means "not supported, send it with `write`".
     fn send_file(&mut self, _fd: RawFd, _offset: u64, _len: u64) -> io::Result<bool> {

@@ -164,6 +164,9 @@ impl WsgiApp {
         } else {
             false
         };
+        if self.send_list(sr, iterable, where_) {
+            return;
+        }
         let iter = match iterable.try_iter() {
             Ok(it) => it,
             Err(_) => {
@@ -215,6 +218,44 @@ impl WsgiApp {
                 }
             }
         }
+    }
+
+    /// A list (or tuple) of several `bytes` goes out in one call: its chunks are all there,
+    /// so nothing is delayed. Anything else (or `write()` used) takes the item-by-item path;
+    /// `true` when the list was handled here.
+    fn send_list(
+        &self,
+        sr: &Bound<'_, StartResponse>,
+        iterable: &Bound<'_, PyAny>,
+        where_: &dyn Fn() -> String,
+    ) -> bool {
+        let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = iterable.cast_exact::<PyList>() {
+            list.iter().collect()
+        } else if let Ok(tuple) = iterable.cast_exact::<PyTuple>() {
+            tuple.iter().collect()
+        } else {
+            return false;
+        };
+        if items.len() < 2 {
+            return false;
+        }
+        let Some(chunks) = items
+            .iter()
+            .map(|i| i.cast_exact::<PyBytes>().ok().map(|b| b.as_bytes()))
+            .collect::<Option<Vec<&[u8]>>>()
+        else {
+            return false;
+        };
+        let Ok(mut this) = sr.try_borrow_mut() else {
+            return false;
+        };
+        if this.state.used_write || !this.state.has_status() {
+            return false;
+        }
+        if let Err(SendError::Client(e)) = this.state.send_many(&chunks) {
+            tracing::debug!("{}: client went away: {e}", where_());
+        }
+        true
     }
 
     fn report_sr(

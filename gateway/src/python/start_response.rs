@@ -145,6 +145,46 @@ impl ResponseState {
         if !body_allowed(code, self.is_head) {
             return Ok(());
         }
+        let chunk = self.clip(chunk);
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.responder.write(chunk) {
+            return Err(self.client_error(e));
+        }
+        Ok(())
+    }
+
+    /// Sends the chunks of a list the app returned, in one go where the front end can.
+    pub fn send_many(&mut self, chunks: &[&[u8]]) -> Result<(), SendError> {
+        let Some((code, _)) = self.status else {
+            return Err(SendError::NoStatus);
+        };
+        if self.outcome.client_gone || self.outcome.aborted {
+            return Ok(());
+        }
+        if !self.outcome.headers_sent {
+            let length = match self.headers.content_length {
+                Some(n) => BodyLength::Known(n),
+                None => BodyLength::Unknown,
+            };
+            if let Err(e) = self.start(length) {
+                return Err(self.client_error(e));
+            }
+        }
+        if !body_allowed(code, self.is_head) {
+            return Ok(());
+        }
+        let clipped: Vec<&[u8]> = chunks.iter().map(|c| self.clip(c)).collect();
+        if let Err(e) = self.responder.write_many(&clipped) {
+            return Err(self.client_error(e));
+        }
+        Ok(())
+    }
+
+    /// What of `chunk` fits within the app's Content-Length (the excess is dropped, with one
+    /// warning), counted as sent.
+    fn clip<'a>(&mut self, chunk: &'a [u8]) -> &'a [u8] {
         let mut chunk = chunk;
         if let Some(limit) = self.headers.content_length {
             let room = limit.saturating_sub(self.sent);
@@ -156,16 +196,10 @@ impl ResponseState {
                 }
                 self.outcome.truncated = true;
                 chunk = &chunk[..usize::try_from(room).unwrap_or(0)];
-                if chunk.is_empty() {
-                    return Ok(());
-                }
             }
         }
         self.sent = self.sent.saturating_add(chunk.len() as u64);
-        if let Err(e) = self.responder.write(chunk) {
-            return Err(self.client_error(e));
-        }
-        Ok(())
+        chunk
     }
 
     /// Sends a regular file without copying it through Python; `Ok(false)` = use `send`.
