@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
-from benchlib import BIN, REPO, children, free_port, report, wait_line, wrk  # noqa: E402
+from benchlib import children, free_port, report, start_gateway, wait_line, wrk  # noqa: E402
 
 
 def main() -> int:
@@ -32,16 +31,9 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=2.0)
     ap.add_argument("--out")
     a = ap.parse_args()
-    if not BIN.exists():
-        print(f"{BIN} missing: run `cargo build --release` first", file=sys.stderr)
-        return 2
     port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN), "serve", "bench_app:application", "--chdir", str(REPO / "bench" / "apps"),
-         "--workers", str(a.workers), "--bind", f"127.0.0.1:{port}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_gateway(port, "--workers", str(a.workers))
     try:
-        wait_line(proc, r"listening on", time.monotonic() + 30)
         before = sorted(children(proc.pid))
         seconds = int(a.interval * (a.reloads + 1)) + 2
         result = {}

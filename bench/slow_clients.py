@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
-from benchlib import BIN, REPO, free_port, report, status_kib, wrk  # noqa: E402
+from benchlib import free_port, report, start_gateway, status_kib, wrk  # noqa: E402
 
 
 def blocked_in_write(pid: int) -> int:
@@ -170,19 +170,10 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if a.child:
         return child_main(a)
-    if not BIN.exists():
-        print(f"{BIN} missing: run `cargo build --release` first", file=sys.stderr)
-        return 2
     port = free_port()
-    server = subprocess.Popen(
-        [str(BIN), "serve", "bench_app:application", "--chdir", str(REPO / "bench" / "apps"),
-         "--threads", str(a.threads), "--bind", f"127.0.0.1:{port}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = start_gateway(port, "--threads", str(a.threads))
     rows = []
     try:
-        while "listening on" not in server.stderr.readline():
-            if server.poll() is not None:
-                raise RuntimeError("the server did not start")
         # Keep reading its log (408s, departed clients): a full pipe would stall the server.
         threading.Thread(target=server.stderr.read, daemon=True).start()
         url = f"http://127.0.0.1:{port}/hello"

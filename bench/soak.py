@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
-from benchlib import (BIN, REPO, children, free_port, report, status_kib,  # noqa: E402
-                      wait_line, wrk)
+from benchlib import children, free_port, report, start_gateway, status_kib, wrk  # noqa: E402
 
 
 def main() -> int:
@@ -32,17 +30,10 @@ def main() -> int:
     ap.add_argument("--route", default="/hello")
     ap.add_argument("--out")
     a = ap.parse_args()
-    if not BIN.exists():
-        print(f"{BIN} missing: run `cargo build --release` first", file=sys.stderr)
-        return 2
     port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN), "serve", "bench_app:application", "--chdir", str(REPO / "bench" / "apps"),
-         "--workers", "1", "--bind", f"127.0.0.1:{port}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_gateway(port, "--workers", "1")
     rows = []
     try:
-        wait_line(proc, r"listening on", time.monotonic() + 30)
         worker = children(proc.pid)
         if len(worker) != 1:
             raise RuntimeError(f"expected one worker under pid {proc.pid}, found {worker}")

@@ -19,14 +19,13 @@ import asyncio
 import os
 import resource
 import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
-from benchlib import BIN, REPO, free_port, report, status_kib  # noqa: E402
+from benchlib import free_port, report, start_gateway, status_kib  # noqa: E402
 
 BLOCK = memoryview(bytes(range(256)) * 4096)  # 1 MiB
 
@@ -73,28 +72,13 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=32)
     ap.add_argument("--out")
     a = ap.parse_args()
-    if not BIN.exists():
-        print(f"{BIN} missing: run `cargo build --release` first", file=sys.stderr)
-        return 2
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     size = a.mb * 1_000_000
     total = size * a.clients
     port = free_port()
-    server = subprocess.Popen(
-        [str(BIN), "serve", "bench_app:application", "--chdir", str(REPO / "bench" / "apps"),
-         "--threads", str(a.threads), "--bind", f"127.0.0.1:{port}", "--log-level", "warn"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = start_gateway(port, "--threads", str(a.threads))
     try:
-        # --log-level warn hides the "listening" line: wait for the port instead.
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError("the server did not start: " + server.stderr.read())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)  # polling for start-up, not synchronising a result
         threading.Thread(target=server.stderr.read, daemon=True).start()
         start_rss = status_kib(server.pid)
         sent = [0]

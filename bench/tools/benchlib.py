@@ -1,5 +1,6 @@
 """What the bench scripts share: the release binary, a free loopback port, wrk's figures, a
-process's memory and children, waiting for a log line, and printing the result table."""
+process's memory and children, starting the gateway on the bench app, waiting for a log line,
+and printing the result table."""
 
 from __future__ import annotations
 
@@ -68,3 +69,23 @@ def wait_line(proc, pattern: str, deadline: float) -> str:
         if re.search(pattern, line):
             return line
     raise RuntimeError(f"no line matching {pattern!r} in time")
+
+
+def start_gateway(port: int, *args: str) -> subprocess.Popen:
+    """The release build serving bench/apps/bench_app.py on 127.0.0.1:PORT with `args`, once it
+    says it is listening. Its stderr is a pipe the caller keeps reading (`wait_line`, or a
+    thread), so the server never blocks on a full one. Exits with a message when the binary
+    is missing."""
+    if not BIN.exists():
+        raise SystemExit(f"{BIN} missing: run `cargo build --release` first")
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "bench_app:application", "--chdir", str(REPO / "bench" / "apps"),
+         "--bind", f"127.0.0.1:{port}", *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_line(proc, r"listening on", time.monotonic() + 60)
+    except BaseException:
+        proc.kill()
+        proc.wait(30)
+        raise
+    return proc

@@ -123,26 +123,7 @@ impl ResponseState {
     /// Sends one body chunk. `last` says the app promised this is its only chunk (so the
     /// length is known without chunked framing).
     pub fn send(&mut self, chunk: &[u8], last: bool) -> Result<(), SendError> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        let Some((code, _)) = self.status else {
-            return Err(SendError::NoStatus);
-        };
-        if self.outcome.client_gone || self.outcome.aborted {
-            return Ok(());
-        }
-        if !self.outcome.headers_sent {
-            let length = match self.headers.content_length {
-                Some(n) => BodyLength::Known(n),
-                None if last => BodyLength::Known(chunk.len() as u64),
-                None => BodyLength::Unknown,
-            };
-            if let Err(e) = self.start(length) {
-                return Err(self.client_error(e));
-            }
-        }
-        if !body_allowed(code, self.is_head) {
+        if chunk.is_empty() || !self.open_body(last.then_some(chunk.len() as u64))? {
             return Ok(());
         }
         let chunk = self.clip(chunk);
@@ -157,22 +138,7 @@ impl ResponseState {
 
     /// Sends the chunks of a list the app returned, in one go where the front end can.
     pub fn send_many(&mut self, chunks: &[&[u8]]) -> Result<(), SendError> {
-        let Some((code, _)) = self.status else {
-            return Err(SendError::NoStatus);
-        };
-        if self.outcome.client_gone || self.outcome.aborted {
-            return Ok(());
-        }
-        if !self.outcome.headers_sent {
-            let length = match self.headers.content_length {
-                Some(n) => BodyLength::Known(n),
-                None => BodyLength::Unknown,
-            };
-            if let Err(e) = self.start(length) {
-                return Err(self.client_error(e));
-            }
-        }
-        if !body_allowed(code, self.is_head) {
+        if !self.open_body(None)? {
             return Ok(());
         }
         let clipped: Vec<&[u8]> = chunks.iter().map(|c| self.clip(c)).collect();
@@ -180,6 +146,27 @@ impl ResponseState {
             return Err(self.client_error(e));
         }
         Ok(())
+    }
+
+    /// Starts the response unless it has started (`only`: the length of the app's only
+    /// chunk, when it promised one) and says whether body bytes go out at all.
+    fn open_body(&mut self, only: Option<u64>) -> Result<bool, SendError> {
+        let Some((code, _)) = self.status else {
+            return Err(SendError::NoStatus);
+        };
+        if self.outcome.client_gone || self.outcome.aborted {
+            return Ok(false);
+        }
+        if !self.outcome.headers_sent {
+            let length = match self.headers.content_length.or(only) {
+                Some(n) => BodyLength::Known(n),
+                None => BodyLength::Unknown,
+            };
+            if let Err(e) = self.start(length) {
+                return Err(self.client_error(e));
+            }
+        }
+        Ok(body_allowed(code, self.is_head))
     }
 
     /// What of `chunk` fits within the app's Content-Length (the excess is dropped, with one
