@@ -140,6 +140,7 @@ fuzz_target!(|data: &[u8]| {
             keepalive_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
+            write_buffer: 0,
             graceful_timeout: Duration::from_secs(5),
             max_connections: 1,
             backlog: 1,
