@@ -96,28 +96,40 @@ fn is_ctl(b: u8) -> bool {
     b < 0x20 || b == 0x7F
 }
 
-/// tchar (RFC 9110 §5.6.2): what header names and other tokens are made of. The request
-/// parser's byte table is built from this too.
+/// tchar (RFC 9110 §5.6.2): what header names and other tokens are made of, one table lookup
+/// per byte (every header name an app sends is checked). The request parser's byte table is
+/// built from this too.
 pub const fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
+    TCHAR[b as usize]
 }
+
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
 
 /// What a header means to the framing layer.
 enum HeaderRole {
@@ -149,17 +161,6 @@ fn header_role(name: &str) -> HeaderRole {
     }
 }
 
-/// `is_tchar` as a table: one lookup per byte of every header name an app sends.
-static TCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = is_tchar(i as u8);
-        i += 1;
-    }
-    t
-};
-
 /// The app's headers, validated and serialised once.
 #[derive(Debug, Default)]
 pub struct HeaderBlock {
@@ -182,7 +183,7 @@ impl HeaderBlock {
     /// Validates one `(name, value)` pair and appends it. `code` decides whether a
     /// Content-Length may be sent at all (never on 1xx/204).
     pub fn push(&mut self, name: &str, value: &str, code: u16) -> Result<(), InvalidResponse> {
-        if name.is_empty() || !name.bytes().all(|b| TCHAR[usize::from(b)]) {
+        if name.is_empty() || !name.bytes().all(is_tchar) {
             return Err(InvalidResponse(format!("invalid header name {name:?}")));
         }
         // Values are almost always ASCII: the character scan only runs for the rest.
