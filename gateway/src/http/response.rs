@@ -158,44 +158,31 @@ impl Responder for HttpResponder {
     }
 
     fn write_many(&mut self, chunks: &[&[u8]]) -> io::Result<()> {
-        if self.mode == Mode::NoBody {
-            return Ok(());
-        }
-        let chunks: Vec<&[u8]> = chunks.iter().copied().filter(|c| !c.is_empty()).collect();
         let total = chunks
             .iter()
-            .fold(0u64, |n, c| n.saturating_add(c.len() as u64));
-        self.sent = self.sent.saturating_add(total);
-        // Each chunk's size line (chunked framing): the buffer and where its text starts.
-        let sizes: Vec<([u8; 18], usize)> = if self.mode == Mode::Chunked {
-            chunks
-                .iter()
-                .map(|c| {
-                    let mut size = [0u8; 18];
-                    let start = size.len() - hex(c.len(), &mut size).len();
-                    (size, start)
-                })
-                .collect()
+            .map(|c| c.len())
+            .fold(0usize, usize::saturating_add);
+        if total == 0 || self.mode == Mode::NoBody {
+            return Ok(());
+        }
+        self.sent = self.sent.saturating_add(total as u64);
+        // Chunked: one frame around all of them (chunk boundaries carry no meaning).
+        let mut size = [0u8; 18];
+        let (open, close): (&[u8], &[u8]) = if self.mode == Mode::Chunked {
+            (hex(total, &mut size), b"\r\n")
         } else {
-            Vec::new()
+            (b"", b"")
         };
         let head: &[u8] = if std::mem::take(&mut self.head_pending) {
             &self.head
         } else {
             &[]
         };
-        let mut slices = Vec::with_capacity(1 + 3 * chunks.len());
+        let mut slices = Vec::with_capacity(chunks.len() + 3);
         slices.push(IoSlice::new(head));
-        for (i, chunk) in chunks.iter().enumerate() {
-            match sizes.get(i) {
-                Some((size, start)) => {
-                    slices.push(IoSlice::new(&size[*start..]));
-                    slices.push(IoSlice::new(chunk));
-                    slices.push(IoSlice::new(b"\r\n"));
-                }
-                None => slices.push(IoSlice::new(chunk)),
-            }
-        }
+        slices.push(IoSlice::new(open));
+        slices.extend(chunks.iter().map(|c| IoSlice::new(c)));
+        slices.push(IoSlice::new(close));
         self.io.mark_started();
         self.io.write_all(&mut slices)
     }
