@@ -157,14 +157,15 @@ impl WsgiApp {
             }
         }
         // PEP 3333: trust len(); a one-element response gets a computed Content-Length.
-        let single = if let Ok(list) = iterable.cast::<PyList>() {
-            list.len() == 1
+        let len = if let Ok(list) = iterable.cast::<PyList>() {
+            Some(list.len())
         } else if let Ok(tuple) = iterable.cast::<PyTuple>() {
-            tuple.len() == 1
+            Some(tuple.len())
         } else {
-            false
+            None
         };
-        if self.send_list(sr, iterable, where_) {
+        let single = len == Some(1);
+        if len.is_some_and(|n| n > 1) && self.send_list(sr, iterable, where_) {
             return;
         }
         let iter = match iterable.try_iter() {
@@ -221,8 +222,8 @@ impl WsgiApp {
     }
 
     /// A list (or tuple) of several `bytes` goes out in one call: its chunks are all there,
-    /// so nothing is delayed. Anything else (or `write()` used) takes the item-by-item path;
-    /// `true` when the list was handled here.
+    /// so nothing is delayed. Anything else (a subclass, an item that is not exactly `bytes`,
+    /// or `write()` used) takes the item-by-item path; `true` when the list was handled here.
     fn send_list(
         &self,
         sr: &Bound<'_, StartResponse>,
@@ -236,9 +237,6 @@ impl WsgiApp {
         } else {
             return false;
         };
-        if items.len() < 2 {
-            return false;
-        }
         let Some(chunks) = items
             .iter()
             .map(|i| i.cast_exact::<PyBytes>().ok().map(|b| b.as_bytes()))
