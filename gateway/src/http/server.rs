@@ -63,7 +63,8 @@ enum Phase {
     Body,
     /// The response is written but the client has not taken all of it: the reactor sends the
     /// rest as it reads (write timeout, from the last progress). No worker is held meanwhile.
-    Sending,
+    /// `close`: then linger and close instead of serving the next request.
+    Sending { close: bool },
     /// Closing: discard what the client still sends, then close, so an RST cannot destroy the
     /// response just written.
     Linger,
@@ -74,8 +75,6 @@ struct ConnState {
     buf: BytesMut,
     phase: Phase,
     deadline: Instant,
-    /// After `Sending`: linger and close instead of serving the next request.
-    close_after_send: bool,
     /// The epoll registration includes EPOLLOUT (only while `Sending`).
     out_armed: bool,
 }
@@ -103,8 +102,7 @@ impl ConnState {
 
     /// The response is queued for the reactor to send; `close`: the connection ends after it.
     fn sending(&mut self, settings: &Settings, close: bool) {
-        self.phase = Phase::Sending;
-        self.close_after_send = close;
+        self.phase = Phase::Sending { close };
         self.deadline = Instant::now() + settings.write_timeout;
     }
 
@@ -181,7 +179,7 @@ impl Conns {
                 (self.gen, false)
             }
         };
-        let want_out = state.phase == Phase::Sending;
+        let want_out = matches!(state.phase, Phase::Sending { .. });
         if want_out != state.out_armed {
             // Modifying re-checks readiness: a socket that drained meanwhile still reports.
             let data = EventData::new_u64(token(idx, gen));
@@ -388,7 +386,6 @@ impl Server {
                 buf: BytesMut::new(),
                 phase: Phase::Reading,
                 deadline: Instant::now(),
-                close_after_send: false,
                 out_armed: false,
             };
             state.reading(s);
@@ -476,8 +473,8 @@ impl Server {
     fn serve(&self, py: Python<'_>, mut state: ConnState) -> After {
         let settings = &self.shared.settings;
         loop {
-            if state.phase == Phase::Sending {
-                match self.send_rest(&mut state) {
+            if let Phase::Sending { close } = state.phase {
+                match self.send_rest(&mut state, close) {
                     Sent::Wait => return After::Park(state),
                     Sent::Gone => return After::Close(state),
                     Sent::Done if state.phase == Phase::Reading => {
@@ -527,7 +524,7 @@ impl Server {
             match state.phase {
                 Phase::Linger => continue,
                 Phase::Idle => state.reading(settings),
-                Phase::Reading | Phase::Sending => {}
+                Phase::Reading | Phase::Sending { .. } => {}
                 Phase::Body => state.awaiting_body(settings),
             }
             if let Step::Park = self.handle(py, &mut state, drained) {
@@ -594,8 +591,8 @@ impl Server {
     }
 
     /// Sends more of a queued response. When all of it is out, the connection lingers to its
-    /// close, waits for its next request, or (`Reading`) has one buffered already.
-    fn send_rest(&self, state: &mut ConnState) -> Sent {
+    /// close (`close`), waits for its next request, or (`Reading`) has one buffered already.
+    fn send_rest(&self, state: &mut ConnState, close: bool) -> Sent {
         let settings = &self.shared.settings;
         match state.conn.io.flush_spool() {
             Ok(f) if !f.done => {
@@ -604,7 +601,7 @@ impl Server {
                 }
                 Sent::Wait
             }
-            Ok(_) if state.close_after_send => {
+            Ok(_) if close => {
                 state.linger();
                 Sent::Done
             }
@@ -695,7 +692,7 @@ impl Server {
                     Some("request head not received within --header-timeout")
                 }
                 Phase::Body => Some("request body not received within --body-timeout"),
-                Phase::Sending => {
+                Phase::Sending { .. } => {
                     tracing::info!(
                         "{}: client stopped reading its response (--write-timeout); connection closed",
                         peer_text(&state.conn.peer)
@@ -844,7 +841,7 @@ fn waiting_for_us(entry: Option<&Entry>) -> bool {
     let Some(Entry::Parked { state, .. }) = entry else {
         return false;
     };
-    if matches!(state.phase, Phase::Sending | Phase::Linger) {
+    if matches!(state.phase, Phase::Sending { .. } | Phase::Linger) {
         return false;
     }
     let mut byte = [0u8; 1];
