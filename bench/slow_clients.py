@@ -66,32 +66,25 @@ class Ready:
             self.all.set()
 
 
-async def slowloris(port: int, stop: asyncio.Event, ready: Ready) -> None:
+async def dribble(port: int, start: bytes, byte: bytes, stop: asyncio.Event,
+                  ready: Ready) -> None:
+    """Sends `start`, then `byte` once a second until stopped."""
     r, w = await asyncio.open_connection("127.0.0.1", port)
-    w.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+    w.write(start)
     await w.drain()
     ready.one()
     try:
         while not stop.is_set():
-            w.write(b"X")
+            w.write(byte)
             await w.drain()
             await asyncio.sleep(1)
     finally:
         w.close()
 
 
-async def slow_body(port: int, stop: asyncio.Event, ready: Ready) -> None:
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    w.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-    await w.drain()
-    ready.one()
-    try:
-        while not stop.is_set():
-            w.write(b"a")
-            await w.drain()
-            await asyncio.sleep(1)
-    finally:
-        w.close()
+# A slowloris never finishes its head; a slow body never finishes its 100000 bytes.
+SLOWLORIS = (b"GET /hello HTTP/1.1\r\nHost: x\r\n", b"X")
+SLOW_BODY = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", b"a")
 
 
 async def slow_reader(port: int, mib: int, stop: asyncio.Event, ready: Ready) -> None:
@@ -107,8 +100,8 @@ async def slow_reader(port: int, mib: int, stop: asyncio.Event, ready: Ready) ->
 
 async def hold(port: int, loris: int, bodies: int, readers: int, mib: int) -> None:
     stop, ready = asyncio.Event(), Ready(loris + bodies + readers)
-    tasks = [asyncio.create_task(slowloris(port, stop, ready)) for _ in range(loris)]
-    tasks += [asyncio.create_task(slow_body(port, stop, ready)) for _ in range(bodies)]
+    tasks = [asyncio.create_task(dribble(port, *SLOWLORIS, stop, ready)) for _ in range(loris)]
+    tasks += [asyncio.create_task(dribble(port, *SLOW_BODY, stop, ready)) for _ in range(bodies)]
     tasks += [asyncio.create_task(slow_reader(port, mib, stop, ready)) for _ in range(readers)]
     await ready.all.wait()  # every slow client connected and started
     print("holding", flush=True)
