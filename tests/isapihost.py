@@ -213,36 +213,28 @@ class IsapiHost(ErrorLogFile):
 
     def wait_out(self, prefix: str, since: int = 0, timeout: float = 60.0) -> str:
         """The first stdout line from index `since` on that starts with `prefix`."""
-        found: list[str] = []
-
-        def check():
-            for line in self.out_lines[since:]:
-                if line.startswith(prefix):
-                    found.append(line)
-                    return True
-            return self._eof == 2
-
-        with self._cond:
-            self._cond.wait_for(check, timeout=timeout)
-        if not found:
-            raise AssertionError(f"no harness output line starting with {prefix!r} within "
-                                 f"{timeout}s\n{self.diagnostics()}")
-        return found[0]
+        return self._wait_line(lambda line: line.startswith(prefix), since, timeout,
+                               f"harness output line starting with {prefix!r}")
 
     def wait_pending(self, target: str, timeout: float = 60.0) -> str:
         """Waits until HttpExtensionProc returned PENDING for a request for `target`."""
+        return self._wait_line(
+            lambda line: line.startswith("pending #") and line.endswith(" " + target), 0,
+            timeout, f"PENDING for {target!r}")
+
+    def _wait_line(self, matches, since: int, timeout: float, what: str) -> str:
+        """The first stdout line from index `since` on that `matches`; fails after `timeout`
+        or once the harness has exited without one."""
         found: list[str] = []
 
         def check():
-            found[:] = [line for line in self.out_lines
-                        if line.startswith("pending #") and line.endswith(" " + target)]
+            found[:] = [line for line in self.out_lines[since:] if matches(line)][:1]
             return bool(found) or self._eof == 2
 
         with self._cond:
             self._cond.wait_for(check, timeout=timeout)
         if not found:
-            raise AssertionError(f"no PENDING for {target!r} within {timeout}s\n"
-                                 f"{self.diagnostics()}")
+            raise AssertionError(f"no {what} within {timeout}s\n{self.diagnostics()}")
         return found[0]
 
     def send(self, cmd: str) -> int:
