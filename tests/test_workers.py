@@ -546,9 +546,10 @@ def test_stop_signal_lets_in_flight_request_finish(gw, tmp_path, sig):
     wait_until(lambda: not s.children(), 5, "workers gone after the supervisor stopped")
 
 
-@pytest.mark.timeout(60)
-def test_sigquit_stops_at_once_with_a_request_blocked_forever(gw, tmp_path):
-    s = gw(args=["--workers", "2"])
+def block_a_worker(s, tmp_path):
+    """Sends a /block request (its app call never returns) from a thread and waits until a
+    worker is inside it. Returns the thread, that worker's pid, and a dict whose "pid" is the
+    request's try_pid() result once the thread has ended."""
     entered = tmp_path / "entered"
     result = {}
 
@@ -557,7 +558,13 @@ def test_sigquit_stops_at_once_with_a_request_blocked_forever(gw, tmp_path):
 
     t = threading.Thread(target=blocked)
     t.start()
-    wait_for_file(entered)
+    return t, int(wait_for_file(entered).split()[0]), result
+
+
+@pytest.mark.timeout(60)
+def test_sigquit_stops_at_once_with_a_request_blocked_forever(gw, tmp_path):
+    s = gw(args=["--workers", "2"])
+    t, _, result = block_a_worker(s, tmp_path)
     t0 = time.monotonic()
     s.proc.send_signal(signal.SIGQUIT)
     try:
@@ -574,10 +581,7 @@ def test_sigquit_stops_at_once_with_a_request_blocked_forever(gw, tmp_path):
 @pytest.mark.timeout(60)
 def test_second_sigterm_kills_what_is_left(gw, tmp_path):
     s = gw(args=["--workers", "2", "--graceful-timeout", "60"])
-    entered = tmp_path / "entered"
-    t = threading.Thread(target=try_pid, args=(s, f"/block?entered={q(entered)}", 30))
-    t.start()
-    busy = int(wait_for_file(entered).split()[0])
+    t, busy, _ = block_a_worker(s, tmp_path)
     (idle,) = set(s.ready_pids()) - {busy}
     mark = s.log_mark()
     s.proc.send_signal(signal.SIGTERM)
@@ -596,10 +600,7 @@ def test_second_sigterm_kills_what_is_left(gw, tmp_path):
 @pytest.mark.timeout(60)
 def test_graceful_timeout_kills_what_is_left(gw, tmp_path):
     s = gw(args=["--workers", "2", "--graceful-timeout", "1"])
-    entered = tmp_path / "entered"
-    t = threading.Thread(target=try_pid, args=(s, f"/block?entered={q(entered)}", 30))
-    t.start()
-    wait_for_file(entered)
+    t, _, _ = block_a_worker(s, tmp_path)
     t0 = time.monotonic()
     s.proc.send_signal(signal.SIGTERM)
     try:
