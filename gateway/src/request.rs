@@ -75,8 +75,9 @@ pub struct Request {
     pub headers: Vec<(Bytes, Bytes)>,
     pub peer: Peer,
     /// (SERVER_NAME, SERVER_PORT) when no Host header says otherwise.
-    pub server_name: String,
-    pub server_port: String,
+    /// Shared with the listener (or made once by the front end): no copy per request.
+    pub server_name: std::sync::Arc<str>,
+    pub server_port: std::sync::Arc<str>,
     pub scheme: Scheme,
     /// Set only by a front end that authenticated the client (IIS, a CGI host); never from a header.
     pub remote_user: Option<Bytes>,

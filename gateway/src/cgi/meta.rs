@@ -218,8 +218,11 @@ impl Meta {
             // No Host header and no configured name (lighttpd passes SERVER_NAME empty then):
             // the address the request came in on, as the HTTP listener does.
             server_name: text(self.server_name.or(self.server_addr))
-                .unwrap_or_else(|| "localhost".into()),
-            server_port: text(self.server_port).unwrap_or_else(|| default_port.into()),
+                .unwrap_or_else(|| "localhost".into())
+                .into(),
+            server_port: text(self.server_port)
+                .unwrap_or_else(|| default_port.into())
+                .into(),
             scheme,
             remote_user: self.remote_user,
             auth_type: self.auth_type,
@@ -299,8 +302,8 @@ mod tests {
         assert_eq!(&r.query[..], b"x=1");
         assert_eq!(&r.target[..], b"/cgi-bin/app/a b/%2F?x=1");
         assert_eq!(r.version, Version::Http11);
-        assert_eq!(r.server_name, "example.org");
-        assert_eq!(r.server_port, "8080");
+        assert_eq!(&*r.server_name, "example.org");
+        assert_eq!(&*r.server_port, "8080");
         assert_eq!(
             r.peer,
             Peer::Named {
@@ -397,9 +400,9 @@ mod tests {
         let mut v = base();
         v.retain(|(k, _)| *k != "SERVER_NAME");
         v.push(("SERVER_NAME", ""));
-        assert_eq!(read(&v).request.server_name, "10.0.0.1");
+        assert_eq!(&*read(&v).request.server_name, "10.0.0.1");
         v.retain(|(k, _)| *k != "SERVER_ADDR");
-        assert_eq!(read(&v).request.server_name, "localhost");
+        assert_eq!(&*read(&v).request.server_name, "localhost");
     }
 
     #[test]

@@ -88,8 +88,8 @@ fn tcp_bound(listener: TcpListener, local: SocketAddr) -> Bound {
     Bound {
         sock: Sock::Tcp(listener),
         info: Arc::new(ListenerInfo {
-            server_name: host.clone(),
-            server_port: local.port().to_string(),
+            server_name: host.as_str().into(),
+            server_port: local.port().to_string().into(),
             scheme: Scheme::Http,
         }),
         display: format!("http://{host}:{}", local.port()),

@@ -48,8 +48,8 @@ pub struct Settings {
 /// What a listener tells the app about itself.
 #[derive(Debug)]
 pub struct ListenerInfo {
-    pub server_name: String,
-    pub server_port: String,
+    pub server_name: Arc<str>,
+    pub server_port: Arc<str>,
     pub scheme: Scheme,
 }
 
