@@ -1,8 +1,6 @@
 //! Building the WSGI environ: interned keys, a template dict copied per request, and the
 //! mapping of a `Request` into PEP 3333 terms (latin-1 `str` values, decoded PATH_INFO).
 
-use std::collections::HashMap;
-
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -117,7 +115,9 @@ pub struct EnvironBuilder {
     /// The last client address seen (REMOTE_ADDR): clients come from few addresses.
     remote_addr: Mutex<Option<(std::sync::Arc<str>, Py<PyString>)>>,
     keys: Keys,
-    http_keys: HashMap<Vec<u8>, Py<PyString>>,
+    /// `HTTP_*` keys of `COMMON_HEADERS`, by the length of the header name: finding one
+    /// compares a few names of that length, with no key built and no hashing.
+    http_keys: Vec<Vec<(&'static [u8], Py<PyString>)>>,
     methods: Vec<(&'static [u8], Py<PyString>)>,
     protocols: [Py<PyString>; 2],
     schemes: [Py<PyString>; 2],
@@ -168,14 +168,17 @@ impl EnvironBuilder {
         ] {
             template.set_item(key.bind(py), "")?;
         }
-        let http_keys = COMMON_HEADERS
-            .iter()
-            .map(|name| {
-                let key = http_key_bytes(name.as_bytes());
-                let text = String::from_utf8_lossy(&key).into_owned();
-                (key, PyString::intern(py, &text).unbind())
-            })
-            .collect();
+        let mut http_keys: Vec<Vec<_>> = Vec::new();
+        for name in COMMON_HEADERS {
+            let key = http_key_bytes(name.as_bytes());
+            let text = String::from_utf8_lossy(&key).into_owned();
+            if http_keys.len() <= name.len() {
+                http_keys.resize_with(name.len() + 1, Vec::new);
+            }
+            if let Some(same_length) = http_keys.get_mut(name.len()) {
+                same_length.push((name.as_bytes(), PyString::intern(py, &text).unbind()));
+            }
+        }
         let methods = METHODS
             .iter()
             .map(|m| (m.as_bytes(), PyString::intern(py, m).unbind()))
@@ -249,45 +252,40 @@ impl EnvironBuilder {
         let trusted = self.policy.peer_trusted(&req.peer);
         let mut scheme = req.scheme;
         let mut host: Option<Bound<'py, PyString>> = None;
-        let mut key_buf = Vec::with_capacity(64);
         for (name, value) in &req.headers {
             let key = match self.policy.fate(name, trusted) {
                 HeaderFate::Drop => continue,
                 HeaderFate::ContentType => k.content_type.bind(py).clone(),
                 HeaderFate::ContentLength => k.content_length.bind(py).clone(),
-                HeaderFate::Http => {
-                    key_buf.clear();
-                    push_http_key(&mut key_buf, name);
-                    match self.http_keys.get(key_buf.as_slice()) {
-                        Some(interned) => interned.bind(py).clone(),
-                        None => latin1(py, &key_buf)?,
-                    }
-                }
+                HeaderFate::Http => match self.common_key(name) {
+                    Some(interned) => interned.bind(py).clone(),
+                    None => latin1(py, &http_key_bytes(name))?,
+                },
             };
             let value = if key.is(k.http_host.bind(py)) {
                 self.host_value(py, value)?
             } else {
                 latin1(py, value)?
             };
-            match env.get_item(&key)? {
-                Some(prev)
-                    if !key.is(k.content_type.bind(py)) && !key.is(k.content_length.bind(py)) =>
-                {
-                    let sep = if name.eq_ignore_ascii_case(b"cookie") {
-                        "; "
-                    } else {
-                        ", "
-                    };
-                    let prev: String = prev.extract()?;
-                    let joined = format!("{prev}{sep}{}", value.to_cow()?);
-                    env.set_item(&key, joined)?;
-                }
-                _ => {
-                    if key.is(k.http_host.bind(py)) {
-                        host = Some(value.clone());
-                    }
-                    env.set_item(&key, value)?;
-                }
+            if key.is(k.content_type.bind(py)) || key.is(k.content_length.bind(py)) {
+                // Never joined: the HTTP parser refuses a second one, and CGI and ISAPI hosts
+                // pass one.
+                env.set_item(&key, value)?;
+                continue;
+            }
+            let is_host = key.is(k.http_host.bind(py));
+            if let Some(prev) = insert_new(&env, &key, &value)? {
+                // A repeated header: one value, joined as RFC 9110 §5.3 allows.
+                let sep = if name.eq_ignore_ascii_case(b"cookie") {
+                    "; "
+                } else {
+                    ", "
+                };
+                let prev: String = prev.extract()?;
+                let joined = format!("{prev}{sep}{}", value.to_cow()?);
+                env.set_item(&key, joined)?;
+            } else if is_host {
+                host = Some(value);
             }
         }
         if trusted {
@@ -300,8 +298,8 @@ impl EnvironBuilder {
                 env.set_item(&k.server_port, port)?;
             }
             None => {
-                env.set_item(&k.server_name, &req.server_name)?;
-                env.set_item(&k.server_port, &req.server_port)?;
+                env.set_item(&k.server_name, &*req.server_name)?;
+                env.set_item(&k.server_port, &*req.server_port)?;
             }
         }
         let scheme_str = match scheme {
@@ -323,6 +321,20 @@ impl EnvironBuilder {
         }
         env.set_item(&k.input, input)?;
         Ok(env)
+    }
+
+    /// The interned `HTTP_*` key of a common header name (any case; `_` matches `-`).
+    fn common_key(&self, name: &[u8]) -> Option<&Py<PyString>> {
+        let same = |known: &[u8]| {
+            name.iter()
+                .zip(known)
+                .all(|(&b, &k)| b.to_ascii_lowercase() == k || (b == b'_' && k == b'-'))
+        };
+        self.http_keys
+            .get(name.len())?
+            .iter()
+            .find(|(known, _)| same(known))
+            .map(|(_, key)| key)
     }
 
     /// REMOTE_ADDR's text, reused while clients keep coming from the same address.
@@ -437,14 +449,30 @@ impl EnvironBuilder {
     }
 }
 
+/// Puts `value` under `key` unless the key is there already; then returns what is there.
+/// One dict lookup for the usual case of a header sent once.
+fn insert_new<'py>(
+    env: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+    value: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let before = env.len();
+    // SAFETY: all three are live objects of this thread (GIL held); PyDict_SetDefault
+    // returns a borrowed reference to the value now in the dict, or NULL with an exception set.
+    let now = unsafe { pyo3::ffi::PyDict_SetDefault(env.as_ptr(), key.as_ptr(), value.as_ptr()) };
+    if now.is_null() {
+        return Err(PyErr::fetch(env.py()));
+    }
+    if env.len() > before {
+        return Ok(None);
+    }
+    // SAFETY: `now` is a valid borrowed reference (checked non-null above), owned by `env`.
+    Ok(Some(unsafe { Bound::from_borrowed_ptr(env.py(), now) }))
+}
+
 /// `HTTP_` + upper-cased name with `-` → `_`.
 fn http_key_bytes(name: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(name.len() + 5);
-    push_http_key(&mut out, name);
-    out
-}
-
-fn push_http_key(out: &mut Vec<u8>, name: &[u8]) {
     out.extend_from_slice(b"HTTP_");
     out.extend(name.iter().map(|&b| {
         if b == b'-' {
@@ -453,6 +481,7 @@ fn push_http_key(out: &mut Vec<u8>, name: &[u8]) {
             b.to_ascii_uppercase()
         }
     }));
+    out
 }
 
 /// SERVER_NAME and SERVER_PORT from a Host value (`example.com:8080`, `[::1]:80`).
