@@ -37,7 +37,11 @@ const READ_CHUNK: usize = 16 * 1024;
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+    /// The buffer of the last request this thread finished, for its next read: the allocation
+    /// and its shared-ownership header are reused instead of made for every request.
+    static SPARE: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
 }
+
 const LINGER: Duration = Duration::from_secs(2);
 /// Connections one worker accepts before it re-arms the listener and lets others in.
 const ACCEPT_BATCH: usize = 64;
@@ -490,6 +494,9 @@ impl Server {
             }
             // Read into a reused per-thread buffer and keep only what arrived: no per-read
             // zeroing, and idle connections hold no buffer at all. Lingering discards.
+            if state.buf.capacity() == 0 {
+                state.buf = SPARE.take();
+            }
             let got = SCRATCH.with(|s| {
                 let mut scratch = s.borrow_mut();
                 let r = state.conn.io.stream.read_nb(&mut scratch[..]);
@@ -514,7 +521,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if state.buf.is_empty() {
                         // Idle connections hold no buffer memory.
-                        state.buf = BytesMut::new();
+                        SPARE.set(std::mem::take(&mut state.buf));
                     }
                     return After::Park(state);
                 }
@@ -538,10 +545,12 @@ impl Server {
     /// without reading again.
     fn handle(&self, py: Python<'_>, state: &mut ConnState, drained: bool) -> Step {
         let settings = &self.shared.settings;
-        let frozen = std::mem::take(&mut state.buf).freeze();
+        // `split` leaves `state.buf` empty but sharing the allocation, and the request's
+        // slices share it too: once they are dropped it is this thread's next read buffer.
+        let frozen = state.buf.split().freeze();
         let head = match parse_head(&frozen, &settings.limits) {
             Ok(None) => {
-                state.buf = into_mut(frozen);
+                unsplit(&mut state.buf, frozen);
                 return Step::Read;
             }
             Err(e) => {
@@ -558,7 +567,7 @@ impl Server {
             if state.phase != Phase::Body {
                 state.awaiting_body(settings);
             }
-            state.buf = into_mut(frozen);
+            unsplit(&mut state.buf, frozen);
             return Step::Read;
         }
         // A body may have been read from the socket up to its last byte, with more behind.
@@ -569,11 +578,14 @@ impl Server {
             Some(leftover) if state.conn.io.spooled() => {
                 // The client has not taken the whole response: the rest goes out as it reads,
                 // and what it sent meanwhile waits until then.
-                state.buf = into_mut(leftover);
+                drop(frozen);
+                unsplit(&mut state.buf, leftover);
                 state.sending(settings, false);
                 return Step::Park;
             }
             Some(leftover) if leftover.is_empty() => {
+                drop((leftover, frozen));
+                SPARE.set(std::mem::take(&mut state.buf));
                 state.idle(settings);
                 if drained && !body_read {
                     // Keep-alive, nothing buffered, socket empty at the last read: park
@@ -584,7 +596,8 @@ impl Server {
             Some(leftover) => {
                 // Keep-alive: what follows is the start of the next request.
                 state.reading(settings);
-                state.buf = into_mut(leftover);
+                drop(frozen);
+                unsplit(&mut state.buf, leftover);
             }
         }
         Step::Read
@@ -869,6 +882,13 @@ fn conn_events() -> EventFlags {
 /// Listeners: one-shot, re-armed after each accept batch, so one worker accepts at a time.
 fn armed() -> EventFlags {
     EventFlags::IN | EventFlags::RDHUP | EventFlags::ONESHOT
+}
+
+/// Makes `bytes`, split off `buf`, the buffer to append to again. `buf`'s empty rest shares
+/// their allocation and is let go first, so that they are not copied.
+fn unsplit(buf: &mut BytesMut, bytes: Bytes) {
+    *buf = BytesMut::new();
+    *buf = into_mut(bytes);
 }
 
 /// The bytes as a buffer to append to, without a copy when nothing else shares them.
