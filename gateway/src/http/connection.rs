@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 
 use super::access_log::Entry;
 use super::body::HttpBody;
-use super::head::{parse_head, Head};
+use super::head::{parse_head, reuse_headers, Head};
 use super::response::HttpResponder;
 use super::{error_response, Conn, Settings, Shared};
 use crate::request::{decode_path, Framing, Peer, Request};
@@ -205,6 +205,7 @@ pub fn serve(
             });
         }
 
+        reuse_headers(req.headers);
         if retire_now(shared) {
             return None;
         }

@@ -271,6 +271,19 @@ fn known(name: &[u8]) -> Known {
     }
 }
 
+thread_local! {
+    /// The header list of the last request this thread finished (`reuse_headers`), taken by
+    /// its next head instead of a new allocation.
+    static SPARE_HEADERS: std::cell::Cell<Vec<(Bytes, Bytes)>> =
+        const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Gives a finished request's header list back, for the next head this thread parses.
+pub fn reuse_headers(mut headers: Vec<(Bytes, Bytes)>) {
+    headers.clear();
+    SPARE_HEADERS.set(headers);
+}
+
 /// Parses a request head from the start of `buf`.
 ///
 /// `Ok(None)`: incomplete, call again with more bytes. `Err`: answer `status` and close.
@@ -372,7 +385,10 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
     let mut pos = i + 2;
 
     // Header fields.
-    let mut headers = Vec::with_capacity(limits.max_headers.min(32));
+    let mut headers = SPARE_HEADERS.take();
+    if headers.capacity() == 0 {
+        headers.reserve(limits.max_headers.min(32));
+    }
     let mut content_length: Option<Span> = None;
     let mut content_lengths = 0usize;
     let mut te = TransferCoding::default();
