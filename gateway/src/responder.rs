@@ -21,7 +21,7 @@ pub enum BodyLength {
 #[derive(Debug)]
 pub struct ResponseHead<'a> {
     pub code: u16,
-    /// `"200 OK"` as the app gave it (validated).
+    /// `"200 OK"` as the app gave it (validated), as latin-1 bytes.
     pub status: &'a [u8],
     /// The app's headers, validated, as `Name: value\r\n` lines (hop-by-hop ones removed).
     pub header_block: &'a [u8],
@@ -161,23 +161,61 @@ fn header_role(name: &str) -> HeaderRole {
     }
 }
 
-/// The app's headers, validated and serialised once.
+thread_local! {
+    /// The buffer of the last response head this thread finished, for its next one.
+    static SPARE_BLOCK: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+/// A head buffer larger than this (an app's huge headers) is freed, not kept per thread.
+const SPARE_BLOCK_MAX: usize = 16 * 1024;
+
+/// The app's status and headers, validated and serialised once, in one buffer: the status
+/// text, then the `Name: value\r\n` lines. The buffer is reused from one response to the next.
 #[derive(Debug, Default)]
 pub struct HeaderBlock {
-    pub block: Vec<u8>,
+    block: Vec<u8>,
+    status_len: usize,
     pub content_length: Option<u64>,
     pub has_date: bool,
     pub has_server: bool,
     pub close: bool,
 }
 
-impl HeaderBlock {
-    /// An empty block with room for a typical app's headers (no regrowth per header).
-    pub fn with_capacity(bytes: usize) -> HeaderBlock {
-        HeaderBlock {
-            block: Vec::with_capacity(bytes),
-            ..HeaderBlock::default()
+impl Drop for HeaderBlock {
+    fn drop(&mut self) {
+        let capacity = self.block.capacity();
+        if capacity > 0 && capacity <= SPARE_BLOCK_MAX {
+            let mut block = std::mem::take(&mut self.block);
+            block.clear();
+            SPARE_BLOCK.set(block);
         }
+    }
+}
+
+impl HeaderBlock {
+    /// A block for `status`, already checked by `parse_status`, with no headers yet.
+    pub fn new(status: &str) -> HeaderBlock {
+        let mut block = SPARE_BLOCK.take();
+        // Room for a typical app's headers: no regrowth per header.
+        block.reserve(256);
+        push_latin1(&mut block, status);
+        HeaderBlock {
+            status_len: block.len(),
+            block,
+            content_length: None,
+            has_date: false,
+            has_server: false,
+            close: false,
+        }
+    }
+
+    /// The status text (`200 OK`), as latin-1 bytes.
+    pub fn status(&self) -> &[u8] {
+        self.block.get(..self.status_len).unwrap_or_default()
+    }
+
+    /// The header lines, each ending in CRLF.
+    pub fn lines(&self) -> &[u8] {
+        self.block.get(self.status_len..).unwrap_or_default()
     }
 
     /// Validates one `(name, value)` pair and appends it. `code` decides whether a
@@ -319,13 +357,14 @@ mod tests {
 
     #[test]
     fn headers_validated_and_serialised() {
-        let mut h = HeaderBlock::default();
+        let mut h = HeaderBlock::new("200 OK");
         h.push("Content-Type", "text/plain", 200).unwrap();
         h.push("Content-Length", "13", 200).unwrap();
         h.push("X-Latin", "caf\u{e9}", 200).unwrap();
         assert_eq!(h.content_length, Some(13));
+        assert_eq!(h.status(), b"200 OK");
         assert_eq!(
-            h.block,
+            h.lines(),
             b"Content-Type: text/plain\r\nContent-Length: 13\r\nX-Latin: caf\xe9\r\n"
         );
         assert!(h.push("X-Bad", "a\r\nSet-Cookie: x", 200).is_err());
@@ -344,14 +383,14 @@ mod tests {
         h.push("Connection", "Close", 200).unwrap();
         h.push("Keep-Alive", "timeout=5", 200).unwrap();
         assert!(h.close);
-        assert!(h.block.is_empty());
+        assert!(h.lines().is_empty());
     }
 
     #[test]
     fn no_content_length_on_204() {
         let mut h = HeaderBlock::default();
         h.push("Content-Length", "0", 204).unwrap();
-        assert!(h.block.is_empty());
+        assert!(h.lines().is_empty());
         assert!(!body_allowed(204, false));
         assert!(!body_allowed(200, true));
         assert!(body_allowed(200, false));

@@ -29,7 +29,8 @@ pub struct Outcome {
 pub struct ResponseState {
     responder: Box<dyn Responder>,
     is_head: bool,
-    status: Option<(u16, String)>,
+    /// The status code, once `start_response` gave one; its text is in `headers`.
+    code: Option<u16>,
     headers: HeaderBlock,
     sent: u64,
     pub used_write: bool,
@@ -47,7 +48,7 @@ impl ResponseState {
         ResponseState {
             responder,
             is_head,
-            status: None,
+            code: None,
             headers: HeaderBlock::default(),
             sent: 0,
             used_write: false,
@@ -56,11 +57,11 @@ impl ResponseState {
     }
 
     pub fn code(&self) -> u16 {
-        self.status.as_ref().map_or(0, |s| s.0)
+        self.code.unwrap_or(0)
     }
 
     pub fn has_status(&self) -> bool {
-        self.status.is_some()
+        self.code.is_some()
     }
 
     pub fn body_bytes_sent(&self) -> u64 {
@@ -78,7 +79,7 @@ impl ResponseState {
 
     fn set(&mut self, status: &str, headers: &Bound<'_, PyAny>) -> PyResult<()> {
         let code = parse_status(status).map_err(|e| PyValueError::new_err(e.0))?;
-        let mut block = HeaderBlock::with_capacity(256);
+        let mut block = HeaderBlock::new(status);
         if let Ok(list) = headers.cast::<PyList>() {
             push_headers(&mut block, list.iter(), code)?;
         } else if let Ok(tuple) = headers.cast::<PyTuple>() {
@@ -89,23 +90,23 @@ impl ResponseState {
                 headers.get_type().name()?
             )));
         }
-        self.status = Some((code, status.to_string()));
+        self.code = Some(code);
         self.headers = block;
         Ok(())
     }
 
     fn start(&mut self, length: BodyLength) -> io::Result<()> {
-        let Some((code, status)) = &self.status else {
+        let Some(code) = self.code else {
             return Err(io::Error::other("no status"));
         };
         let head = ResponseHead {
-            code: *code,
-            status: status.as_bytes(),
-            header_block: &self.headers.block,
+            code,
+            status: self.headers.status(),
+            header_block: self.headers.lines(),
             length,
             app_content_length: self.headers.content_length.is_some()
-                && !((100..200).contains(code) || *code == 204),
-            body_allowed: body_allowed(*code, self.is_head),
+                && !((100..200).contains(&code) || code == 204),
+            body_allowed: body_allowed(code, self.is_head),
             has_date: self.headers.has_date,
             has_server: self.headers.has_server,
             close: self.headers.close,
@@ -151,7 +152,7 @@ impl ResponseState {
     /// Starts the response unless it has started (`only`: the length of the app's only
     /// chunk, when it promised one) and says whether body bytes go out at all.
     fn open_body(&mut self, only: Option<u64>) -> Result<bool, SendError> {
-        let Some((code, _)) = self.status else {
+        let Some(code) = self.code else {
             return Err(SendError::NoStatus);
         };
         if self.outcome.client_gone || self.outcome.aborted {
@@ -196,7 +197,7 @@ impl ResponseState {
         offset: u64,
         len: u64,
     ) -> Result<bool, SendError> {
-        let Some((code, _)) = self.status else {
+        let Some(code) = self.code else {
             return Err(SendError::NoStatus);
         };
         if self.outcome.headers_sent || !body_allowed(code, self.is_head) {
@@ -278,8 +279,8 @@ impl ResponseState {
             body.extend_from_slice(detail.as_bytes());
             body.push(b'\n');
         }
-        self.status = Some((code, format!("{code} {reason}")));
-        let mut headers = HeaderBlock::default();
+        self.code = Some(code);
+        let mut headers = HeaderBlock::new(&format!("{code} {reason}"));
         let close = self.headers.close;
         let cl = body.len().to_string();
         let pushed = headers
@@ -322,7 +323,7 @@ impl StartResponse {
                     let value = info.get_item(1)?;
                     return Err(PyErr::from_value(value));
                 }
-                None if state.status.is_some() => {
+                None if state.has_status() => {
                     return Err(PyAssertionError::new_err(
                         "start_response called a second time without exc_info",
                     ))
