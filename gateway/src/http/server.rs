@@ -137,9 +137,11 @@ enum Entry {
         gen: u32,
         pending: bool,
     },
+    /// Boxed: a connection changes hands (slot, worker, slot) on every request, and moving a
+    /// pointer is cheaper than moving the state.
     Parked {
         gen: u32,
-        state: ConnState,
+        state: Box<ConnState>,
     },
 }
 
@@ -168,7 +170,7 @@ impl Conns {
     /// Parks `state` in slot `idx` with its deadline queued. A `new` connection gets a new
     /// generation and joins the epoll set (dropped if it cannot); a known one keeps both, and
     /// goes straight back to the ready queue if readiness was reported while it was served.
-    fn park(&mut self, epoll: &OwnedFd, idx: u32, state: ConnState, new: bool) {
+    fn park(&mut self, epoll: &OwnedFd, idx: u32, state: Box<ConnState>, new: bool) {
         let mut state = state;
         let (gen, pending) = match self.slots.get(idx as usize) {
             Some(Entry::Owned { gen, pending }) if !new => (*gen, *pending),
@@ -257,8 +259,8 @@ enum Sent {
 
 /// What a worker does with a connection when it is done with it for now.
 enum After {
-    Park(ConnState),
-    Close(ConnState),
+    Park(Box<ConnState>),
+    Close(Box<ConnState>),
 }
 
 impl Server {
@@ -385,13 +387,13 @@ impl Server {
                 peer,
                 listener: l.info.clone(),
             };
-            let mut state = ConnState {
+            let mut state = Box::new(ConnState {
                 conn,
                 buf: BytesMut::new(),
                 phase: Phase::Reading,
                 deadline: Instant::now(),
                 out_armed: false,
-            };
+            });
             state.reading(s);
             self.insert(state);
         }
@@ -406,7 +408,7 @@ impl Server {
     }
 
     /// Adds a new connection to the set, parked and armed.
-    fn insert(&self, state: ConnState) {
+    fn insert(&self, state: Box<ConnState>) {
         let mut c = self.conns.lock();
         let idx = match c.free.pop() {
             Some(i) => i,
@@ -425,7 +427,7 @@ impl Server {
     }
 
     /// Takes a parked connection for this worker, if the event is still current.
-    fn take(&self, tok: u64) -> Option<(u32, ConnState)> {
+    fn take(&self, tok: u64) -> Option<(u32, Box<ConnState>)> {
         let idx = (tok & 0xFFFF_FFFF) as u32;
         let gen = (tok >> 32) as u32;
         let mut c = self.conns.lock();
@@ -474,7 +476,7 @@ impl Server {
     }
 
     /// Reads what the client sent; serves every complete request inline.
-    fn serve(&self, py: Python<'_>, mut state: ConnState) -> After {
+    fn serve(&self, py: Python<'_>, mut state: Box<ConnState>) -> After {
         let settings = &self.shared.settings;
         loop {
             if let Phase::Sending { close } = state.phase {
