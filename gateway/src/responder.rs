@@ -131,6 +131,19 @@ const TCHAR: [bool; 256] = {
     t
 };
 
+/// The bytes a header value may hold, as UTF-8 of a latin-1 string: tab, visible ASCII and
+/// space, and what encodes U+0080..U+00FF (lead bytes 0xC2/0xC3, continuation bytes). A lead
+/// byte from 0xC4 up starts a character beyond latin-1; controls and DEL are refused.
+const VALUE_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i == 0x09 || (i >= 0x20 && i != 0x7F && i <= 0xC3);
+        i += 1;
+    }
+    t
+};
+
 /// What a header means to the framing layer.
 enum HeaderRole {
     Plain,
@@ -224,10 +237,7 @@ impl HeaderBlock {
         if name.is_empty() || !name.bytes().all(is_tchar) {
             return Err(InvalidResponse(format!("invalid header name {name:?}")));
         }
-        // Values are almost always ASCII: the character scan only runs for the rest.
-        let bad_value = value.bytes().any(|b| is_ctl(b) && b != b'\t')
-            || (!value.is_ascii() && value.chars().any(|c| c as u32 > 0xFF));
-        if bad_value {
+        if !value.bytes().all(|b| VALUE_BYTE[b as usize]) {
             return Err(InvalidResponse(format!(
                 "invalid value for header {name:?}: {value:?} (control or non-latin-1 character)"
             )));
@@ -275,10 +285,14 @@ impl HeaderBlock {
             HeaderRole::Server => self.has_server = true,
             HeaderRole::Plain => {}
         }
-        push_latin1(&mut self.block, name);
-        self.block.extend_from_slice(b": ");
-        push_latin1(&mut self.block, value.trim_matches([' ', '\t']));
-        self.block.extend_from_slice(b"\r\n");
+        let value = value.trim_matches([' ', '\t']);
+        let out = &mut self.block;
+        out.reserve(name.len().saturating_add(value.len()).saturating_add(4));
+        // A valid name is ASCII.
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        push_latin1(out, value);
+        out.extend_from_slice(b"\r\n");
         Ok(())
     }
 }
@@ -371,6 +385,12 @@ mod tests {
         assert!(h.push("Bad Name", "x", 200).is_err());
         assert!(h.push("", "x", 200).is_err());
         assert!(h.push("X-Wide", "\u{263A}", 200).is_err());
+        // Latin-1 ends at U+00FF (UTF-8 lead byte 0xC3); controls and DEL are refused, tab is not.
+        assert!(h.push("X-Top", "\u{ff}\u{80}", 200).is_ok());
+        assert!(h.push("X-Tab", "a\tb", 200).is_ok());
+        assert!(h.push("X-Beyond", "\u{100}", 200).is_err());
+        assert!(h.push("X-Del", "a\u{7f}b", 200).is_err());
+        assert!(h.push("X-Nul", "a\0b", 200).is_err());
         assert!(h.push("Transfer-Encoding", "chunked", 200).is_err());
         assert!(h.push("Upgrade", "h2c", 200).is_err());
         assert!(h.push("Content-Length", "-1", 200).is_err());
