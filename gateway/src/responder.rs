@@ -259,7 +259,7 @@ impl HeaderBlock {
                 return Ok(());
             }
             HeaderRole::ContentLength => {
-                let v = value.trim_matches([' ', '\t']);
+                let v = trim_ows(value);
                 let n = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
                     v.parse::<u64>().ok()
                 } else {
@@ -285,7 +285,7 @@ impl HeaderBlock {
             HeaderRole::Server => self.has_server = true,
             HeaderRole::Plain => {}
         }
-        let value = value.trim_matches([' ', '\t']);
+        let value = trim_ows(value);
         let out = &mut self.block;
         out.reserve(name.len().saturating_add(value.len()).saturating_add(4));
         // A valid name is ASCII.
@@ -295,6 +295,15 @@ impl HeaderBlock {
         out.extend_from_slice(b"\r\n");
         Ok(())
     }
+}
+
+/// `s` without the spaces and tabs around it (optional whitespace, RFC 9110 §5.6.3).
+fn trim_ows(s: &str) -> &str {
+    let ows = |c: &u8| *c == b' ' || *c == b'\t';
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !ows(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ows(c)).map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or_default()
 }
 
 /// Appends a string whose characters are all ≤ U+00FF as latin-1 bytes.
@@ -395,6 +404,19 @@ mod tests {
         assert!(h.push("Upgrade", "h2c", 200).is_err());
         assert!(h.push("Content-Length", "-1", 200).is_err());
         assert!(h.push("Content-Length", "14", 200).is_err());
+    }
+
+    #[test]
+    fn values_lose_surrounding_whitespace() {
+        let mut h = HeaderBlock::new("200 OK");
+        h.push("X-Pad", " \t a b \t", 200).unwrap();
+        h.push("X-Blank", " \t ", 200).unwrap();
+        h.push("Content-Length", "\t 7 ", 200).unwrap();
+        assert_eq!(h.content_length, Some(7));
+        assert_eq!(
+            h.lines(),
+            b"X-Pad: a b\r\nX-Blank: \r\nContent-Length: 7\r\n"
+        );
     }
 
     #[test]
