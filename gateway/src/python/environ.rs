@@ -179,10 +179,22 @@ impl EnvironBuilder {
                 same_length.push((name.as_bytes(), PyString::intern(py, &text).unbind()));
             }
         }
-        let methods = METHODS
+        let methods: Vec<_> = METHODS
             .iter()
             .map(|m| (m.as_bytes(), PyString::intern(py, m).unbind()))
             .collect();
+        let protocols = [
+            PyString::intern(py, "HTTP/1.0").unbind(),
+            PyString::intern(py, "HTTP/1.1").unbind(),
+        ];
+        let schemes = [
+            PyString::intern(py, "http").unbind(),
+            PyString::intern(py, "https").unbind(),
+        ];
+        // The usual values are the template's: `build` sets only what differs from them.
+        template.set_item(&keys.request_method, PyString::intern(py, "GET"))?;
+        template.set_item(&keys.server_protocol, &protocols[1])?;
+        template.set_item(&keys.url_scheme, &schemes[0])?;
         Ok(EnvironBuilder {
             template: template.unbind(),
             host: Mutex::new(None),
@@ -190,14 +202,8 @@ impl EnvironBuilder {
             keys,
             http_keys,
             methods,
-            protocols: [
-                PyString::intern(py, "HTTP/1.0").unbind(),
-                PyString::intern(py, "HTTP/1.1").unbind(),
-            ],
-            schemes: [
-                PyString::intern(py, "http").unbind(),
-                PyString::intern(py, "https").unbind(),
-            ],
+            protocols,
+            schemes,
             policy,
         })
     }
@@ -214,24 +220,27 @@ impl EnvironBuilder {
         input: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let k = &self.keys;
+        // A copy of the template: GET, HTTP/1.1, http, an empty query and SCRIPT_NAME.
         let env = self.template.bind(py).copy()?;
-        match self.methods.iter().find(|(m, _)| *m == req.method.as_ref()) {
-            Some((_, s)) => env.set_item(&k.request_method, s)?,
-            None => env.set_item(&k.request_method, latin1(py, &req.method)?)?,
+        if req.method.as_ref() != b"GET" {
+            match self.methods.iter().find(|(m, _)| *m == req.method.as_ref()) {
+                Some((_, s)) => env.set_item(&k.request_method, s)?,
+                None => env.set_item(&k.request_method, latin1(py, &req.method)?)?,
+            }
         }
         if !req.script_name.is_empty() {
             env.set_item(&k.script_name, latin1(py, &req.script_name)?)?;
         }
         env.set_item(&k.path_info, latin1(py, &req.path)?)?;
-        env.set_item(&k.query_string, latin1(py, &req.query)?)?;
+        if !req.query.is_empty() {
+            env.set_item(&k.query_string, latin1(py, &req.query)?)?;
+        }
         let target = latin1(py, &req.target)?;
         env.set_item(&k.request_uri, &target)?;
         env.set_item(&k.raw_uri, target)?;
-        let proto = match req.version {
-            Version::Http10 => &self.protocols[0],
-            Version::Http11 => &self.protocols[1],
-        };
-        env.set_item(&k.server_protocol, proto)?;
+        if req.version == Version::Http10 {
+            env.set_item(&k.server_protocol, &self.protocols[0])?;
+        }
         match &req.peer {
             Peer::Tcp(p) => {
                 env.set_item(&k.remote_addr, self.remote_addr(py, &p.ip)?)?;
@@ -302,12 +311,8 @@ impl EnvironBuilder {
                 env.set_item(&k.server_port, &*req.server_port)?;
             }
         }
-        let scheme_str = match scheme {
-            Scheme::Http => &self.schemes[0],
-            Scheme::Https => &self.schemes[1],
-        };
-        env.set_item(&k.url_scheme, scheme_str)?;
         if scheme == Scheme::Https {
+            env.set_item(&k.url_scheme, &self.schemes[1])?;
             env.set_item(&k.https, "on")?;
         }
         if let Some(user) = &req.remote_user {
