@@ -33,6 +33,8 @@ pub struct HttpBody {
     received: u64,
     /// Why reading failed, if the client caused it.
     failure: Option<BodyFailure>,
+    /// Some of the body came from the socket, not only from the bytes read with the head.
+    socket_read: bool,
 }
 
 impl HttpBody {
@@ -60,6 +62,7 @@ impl HttpBody {
             max_body,
             received: 0,
             failure: None,
+            socket_read: false,
         }
     }
 
@@ -78,6 +81,7 @@ impl HttpBody {
     /// More raw bytes from the socket into `buffered` (which must be empty).
     fn fill(&mut self, want: usize) -> io::Result<usize> {
         let mut buf = BytesMut::zeroed(want.clamp(1, READ_SIZE));
+        self.socket_read = true;
         let n = self.io.read(&mut buf)?;
         buf.truncate(n);
         self.buffered = buf.freeze();
@@ -100,6 +104,7 @@ impl HttpBody {
                     n
                 } else {
                     // Straight from the socket into the caller's buffer: no intermediate copy.
+                    self.socket_read = true;
                     let n = self.io.read(&mut out[..want])?;
                     if n == 0 {
                         return Err(io::Error::new(
@@ -166,9 +171,15 @@ impl HttpBody {
         }
     }
 
+    /// Whether any of the body was read from the socket (`finish` may read too): if not, the
+    /// socket is as its last read left it.
+    pub fn socket_read(&self) -> bool {
+        self.socket_read
+    }
+
     /// After the response: the bytes that follow the body (the next pipelined request), or
     /// `None` when the connection cannot be reused. A small unread remainder is drained.
-    pub fn finish(mut self) -> Option<Bytes> {
+    pub fn finish(&mut self) -> Option<Bytes> {
         // A failed read leaves the connection's framing unknown.
         if self.failure.is_some() {
             return None;
@@ -196,7 +207,7 @@ impl HttpBody {
                 }
             }
         }
-        Some(self.buffered)
+        Some(std::mem::take(&mut self.buffered))
     }
 }
 

@@ -164,17 +164,27 @@ fn retire_now(shared: &Shared) -> bool {
     true
 }
 
-/// Serves `head` and any complete pipelined requests behind it. Returns the bytes that
-/// follow (the start of the next request) when the connection stays open, `None` to close.
+/// What a connection that stays open is left with after `serve`.
+pub struct Served {
+    /// The bytes after the last request served: the start of the next one.
+    pub leftover: Bytes,
+    /// A request body was read from the socket, not only from the bytes that came with its
+    /// head: the socket may hold more, so it must be read again before the connection parks.
+    pub socket_read: bool,
+}
+
+/// Serves `head` and any complete pipelined requests behind it. Returns what is left when
+/// the connection stays open, `None` to close.
 pub fn serve(
     py: Python<'_>,
     shared: &Shared,
     conn: &Conn,
     head: Head,
     rest: Bytes,
-) -> Option<Bytes> {
+) -> Option<Served> {
     let settings = &shared.settings;
     let (mut head, mut rest, mut received) = (head, rest, Instant::now());
+    let mut socket_read = false;
     loop {
         if let Err((status, why)) = precheck(&head, settings, shared.app.environ.policy()) {
             reject(conn, status, why);
@@ -214,21 +224,33 @@ pub fn serve(
             .and_then(|r| r.into_any().downcast::<HttpBody>().ok());
         let reusable = outcome.reusable && !conn.io.close_after() && !close_requested;
         let leftover = match body {
-            Some(b) if reusable => b.finish()?,
+            Some(mut b) if reusable => {
+                let next = b.finish();
+                socket_read |= b.socket_read();
+                next?
+            }
             _ => return None,
         };
         // A complete pipelined request is served at once; a partial one waits parked.
         match parse_head(&leftover, &settings.limits) {
             // A pipelined request whose body is still arriving waits parked, like any other.
             Ok(Some(next)) if await_body(&next, &leftover[next.head_len..], shared) => {
-                return Some(leftover);
+                return Some(Served {
+                    leftover,
+                    socket_read,
+                });
             }
             Ok(Some(next)) => {
                 rest = leftover.slice(next.head_len..);
                 head = next;
                 received = Instant::now();
             }
-            Ok(None) => return Some(leftover),
+            Ok(None) => {
+                return Some(Served {
+                    leftover,
+                    socket_read,
+                })
+            }
             Err(e) => {
                 reject(conn, e.status, e.reason);
                 return None;

@@ -24,13 +24,13 @@ use pyo3::prelude::*;
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::net::SocketFlags;
 
-use super::connection::{self, peer_text};
+use super::connection::{self, peer_text, Served};
 use super::head::parse_head;
 use super::io::{ConnIo, Stream};
 use super::listener::{Bound, Sock};
 use super::{error_response, Conn, Settings, Shared};
 use crate::pool::{Next, WorkSource};
-use crate::request::{Framing, Peer, TcpPeer};
+use crate::request::{Peer, TcpPeer};
 
 const LISTENER_BIT: u64 = 1 << 63;
 const READ_CHUNK: usize = 16 * 1024;
@@ -572,12 +572,10 @@ impl Server {
             unsplit(&mut state.buf, frozen);
             return Step::Read;
         }
-        // A body may have been read from the socket up to its last byte, with more behind.
-        let body_read = !matches!(head.framing, Framing::None | Framing::Length(0));
         match connection::serve(py, &self.shared, &state.conn, head, rest) {
             // Discard what the client still sends until EAGAIN, then park.
             None => state.close(settings),
-            Some(leftover) if state.conn.io.spooled() => {
+            Some(Served { leftover, .. }) if state.conn.io.spooled() => {
                 // The client has not taken the whole response: the rest goes out as it reads,
                 // and what it sent meanwhile waits until then.
                 drop(frozen);
@@ -585,17 +583,21 @@ impl Server {
                 state.sending(settings, false);
                 return Step::Park;
             }
-            Some(leftover) if leftover.is_empty() => {
+            Some(Served {
+                leftover,
+                socket_read,
+            }) if leftover.is_empty() => {
                 drop((leftover, frozen));
                 SPARE.set(std::mem::take(&mut state.buf));
                 state.idle(settings);
-                if drained && !body_read {
-                    // Keep-alive, nothing buffered, socket empty at the last read: park
-                    // without a read that would only find nothing.
+                if drained && !socket_read {
+                    // Keep-alive, nothing buffered, socket empty at the last read (a body
+                    // read from it since may have ended just before more): park without a
+                    // read that would only find nothing.
                     return Step::Park;
                 }
             }
-            Some(leftover) => {
+            Some(Served { leftover, .. }) => {
                 // Keep-alive: what follows is the start of the next request.
                 state.reading(settings);
                 drop(frozen);
