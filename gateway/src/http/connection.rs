@@ -183,7 +183,9 @@ pub fn serve(
     rest: Bytes,
 ) -> Option<Served> {
     let settings = &shared.settings;
-    let (mut head, mut rest, mut received) = (head, rest, Instant::now());
+    // When the request arrived, for the access log's duration (no clock read without one).
+    let clock = || shared.access_log.as_ref().map(|_| Instant::now());
+    let (mut head, mut rest, mut received) = (head, rest, clock());
     let mut socket_read = false;
     loop {
         if let Err((status, why)) = precheck(&head, settings, shared.app.environ.policy()) {
@@ -211,7 +213,7 @@ pub fn serve(
                 bytes: outcome.body_bytes,
                 referer: header(&req, b"referer"),
                 user_agent: header(&req, b"user-agent"),
-                duration: received.elapsed(),
+                duration: received.map(|t| t.elapsed()).unwrap_or_default(),
             });
         }
 
@@ -243,7 +245,7 @@ pub fn serve(
             Ok(Some(next)) => {
                 rest = leftover.slice(next.head_len..);
                 head = next;
-                received = Instant::now();
+                received = clock();
             }
             Ok(None) => {
                 return Some(Served {
