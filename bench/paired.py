@@ -1,0 +1,195 @@
+"""Paired runs: wsgi-gateway and one peer under the same load at the same time, both on CPU 0,
+their two wrk clients on CPU 1. The two servers share one CPU, so the ratio of their request
+rates is the ratio of what a request costs each of them (user and kernel time, wake-ups
+included), and whatever the machine does meanwhile hits both alike. On the shared 2-core
+bench machine the rounds of `compare.sh` vary by up to 30 %; a paired ratio varies by about
+1 % (the self-pair below measures exactly that: wsgi-gateway against itself).
+
+What it does not measure: how a server behaves with a CPU of its own (latency, the wrk <->
+server ping-pong), and servers that use more than one CPU. `compare.sh` measures those.
+
+usage: python3 bench/paired.py [--rounds N] [--seconds S] [--peers fastwsgi,bjoern,granian]
+                               [--scenarios hello,echo,big,stream] [--out FILE]
+Needs the release build (cargo build --release) and the peers' venv that bench/compare.sh
+makes (bench/.venv); `--out` defaults to bench/results/<date>-paired.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
+from benchlib import BIN, REPO, free_port, report  # noqa: E402
+
+APPS = REPO / "bench" / "apps"
+VENV = REPO / "bench" / ".venv"
+VPY = VENV / "bin" / "python"
+SERVER_CPU, CLIENT_CPU = 0, 1
+
+# path, connections, wrk Lua (None: plain GET); the same routes and loads as compare.sh.
+SCENARIOS = {
+    "hello": ("/hello", 50, None),
+    "echo": ("/echo", 50, 'wrk.method = "POST"\nwrk.body = string.rep("a", 4096)\n'
+             'wrk.headers["Content-Type"] = "application/octet-stream"\n'),
+    "big": ("/big", 10, None),
+    "stream": ("/stream", 50, None),
+}
+PEERS = ("fastwsgi", "bjoern", "granian")
+
+
+def command(server: str, port: int) -> list[str]:
+    if server == "wsgi-gateway":
+        return [str(BIN), "serve", "bench_app:application", "--bind", f"127.0.0.1:{port}",
+                "--threads", "32", "--chdir", str(APPS), "--log-level", "warn"]
+    if server == "granian":
+        # compare.sh's settings for it: one worker, 16 blocking threads.
+        return [str(VENV / "bin" / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", "1", "--blocking-threads", "16",
+                "--backpressure", "20000", "--log-level", "warning", "--working-dir",
+                str(APPS), "bench_app:application"]
+    return [str(VPY), str(APPS / "run_server.py"), server, "127.0.0.1", str(port)]
+
+
+def on_cpu(cpu: int):
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def start(server: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(command(server, port), cwd=APPS, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, preexec_fn=on_cpu(SERVER_CPU))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"paired.py: {server} exited at start-up (command: {' '.join(command(server, port))})")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello", timeout=1):
+                return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    sys.exit(f"paired.py: {server} did not answer on port {port} within 20 s")
+
+
+def wrk(port: int, scenario: str, seconds: int, lua: str | None) -> subprocess.Popen:
+    path, conns, _ = SCENARIOS[scenario]
+    args = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s"]
+    if lua:
+        args += ["-s", lua]
+    return subprocess.Popen(args + [f"http://127.0.0.1:{port}{path}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=on_cpu(CLIENT_CPU))
+
+
+def rate(out: str) -> float:
+    if re.search(r"Non-2xx or 3xx responses|Socket errors", out):
+        sys.exit(f"paired.py: wrk saw errors:\n{out}")
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        sys.exit(f"paired.py: no rate in wrk's output:\n{out}")
+    return float(m.group(1))
+
+
+def pair(a: str, b: str, scenario: str, seconds: int, lua: str | None) -> tuple[float, float]:
+    """One round: both servers loaded at once; their request rates."""
+    servers = [start(a), start(b)]
+    try:
+        for warm in [wrk(port, scenario, 1, lua) for _, port in servers]:
+            warm.communicate()
+        runs = [wrk(port, scenario, seconds, lua) for _, port in servers]
+        ra, rb = (rate(r.communicate()[0]) for r in runs)
+    finally:
+        for proc, _ in servers:
+            proc.terminate()
+        for proc, _ in servers:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return ra, rb
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / f"{date.today()}-paired.md"))
+    args = ap.parse_args()
+    peers = [p for p in args.peers.split(",") if p]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    for s in scenarios:
+        if s not in SCENARIOS:
+            sys.exit(f"paired.py: --scenarios: unknown scenario {s!r} (known: {', '.join(SCENARIOS)})")
+    for p in peers:
+        if p not in PEERS:
+            sys.exit(f"paired.py: --peers: unknown peer {p!r} (known: {', '.join(PEERS)})")
+    if args.rounds < 1 or args.seconds < 1:
+        sys.exit("paired.py: --rounds and --seconds must be at least 1")
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("paired.py: needs two CPUs (servers on CPU 0, clients on CPU 1)")
+    if not BIN.exists():
+        sys.exit(f"paired.py: {BIN} is missing: run `cargo build --release` first")
+    if not VPY.exists():
+        sys.exit(f"paired.py: {VENV} is missing: run `bash bench/compare.sh` once, it makes it")
+
+    started = time.monotonic()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for scenario in scenarios:
+            lua = None
+            if SCENARIOS[scenario][2]:
+                lua = os.path.join(tmp, f"{scenario}.lua")
+                Path(lua).write_text(SCENARIOS[scenario][2])
+            for peer in ["wsgi-gateway"] + peers:
+                ratios, rates = [], []
+                for r in range(args.rounds):
+                    # Alternate which one starts (and is loaded) first.
+                    if r % 2 == 0:
+                        ours, theirs = pair("wsgi-gateway", peer, scenario, args.seconds, lua)
+                    else:
+                        theirs, ours = pair(peer, "wsgi-gateway", scenario, args.seconds, lua)
+                    ratios.append(ours / theirs)
+                    rates.append((ours, theirs))
+                    print(f"  {scenario:7s} vs {peer:13s} round {r + 1}: "
+                          f"{ours:9.0f} / {theirs:9.0f} req/s = {ours / theirs:.3f}", flush=True)
+                rows.append((scenario, peer, statistics.median(ratios), ratios, rates))
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), "?")
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "?"
+    lines = [
+        "# Paired runs: wsgi-gateway and a peer at the same time on one CPU",
+        "",
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, `python3 bench/paired.py`, "
+        f"{args.rounds} rounds of {args.seconds} s, git {rev}; {os.cpu_count()} × {cpu}, "
+        f"kernel {os.uname().release}; {round(time.monotonic() - started)} s in all.",
+        "",
+        "Both servers on CPU 0, each loaded by its own `wrk -t1` on CPU 1 (the connections of "
+        "compare.sh's scenario). Ratio = wsgi-gateway's requests/s ÷ the peer's, in the same "
+        "seconds: above 1, a request costs wsgi-gateway less CPU. `wsgi-gateway` against "
+        "itself shows the method's own spread.",
+        "",
+        "| scenario | vs | median ratio | rounds | req/s (ours / theirs), round 1 |",
+        "|---|---|---:|---|---|",
+    ]
+    for scenario, peer, median, ratios, rates in rows:
+        lines.append(f"| {scenario} | {peer} | **{median:.3f}** | "
+                     f"{' '.join(f'{x:.3f}' for x in ratios)} | "
+                     f"{rates[0][0]:,.0f} / {rates[0][1]:,.0f} |")
+    report(lines, args.out)
+
+
+if __name__ == "__main__":
+    main()
