@@ -189,6 +189,15 @@ def test_head_drains_and_closes_iterable(framing_server, tmp_path):
     assert "closed yielded=5" in wait_for_file(m, predicate=lambda t: "closed" in t)
 
 
+def test_status_reason_goes_out_as_latin1(framing_server):
+    # PEP 3333: the status is a latin-1 str, so a reason beyond ASCII is sent as latin-1
+    # bytes (the helper decodes the status line as latin-1; UTF-8 would read "TrÃ¨s").
+    r, c = one(framing_server, f"/status?code=200&parts=1&reason={q('Très bien')}")
+    assert (r.status, r.reason) == (200, "Très bien")
+    assert_reusable(framing_server, c)
+    c.close()
+
+
 @pytest.mark.parametrize("code", ["204", "304"])
 def test_no_body_statuses(framing_server, tmp_path, code):
     m = tmp_path / f"{code}.marker"

@@ -96,7 +96,8 @@ def status_route(environ, start_response, p):
     headers = [] if code in ("204", "304") else [("Content-Type", "text/plain")]
     if "cl" in p:
         headers.append(("Content-Length", p["cl"]))
-    start_response(f"{code} {reasons.get(code, 'Whatever')}", headers)
+    reason = p.get("reason") or reasons.get(code, "Whatever")
+    start_response(f"{code} {reason}", headers)
     return Recording(p.get("marker"), int(p.get("parts", "2")), size=8)
 
 
