@@ -41,6 +41,8 @@ thread_local! {
     /// and its shared-ownership header are reused instead of made for every request.
     static SPARE: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
 }
+/// A read buffer that grew past this (a huge head, a body read ahead) is freed, not kept.
+const SPARE_MAX: usize = 64 * 1024;
 
 const LINGER: Duration = Duration::from_secs(2);
 /// Connections one worker accepts before it re-arms the listener and lets others in.
@@ -523,7 +525,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if state.buf.is_empty() {
                         // Idle connections hold no buffer memory.
-                        SPARE.set(std::mem::take(&mut state.buf));
+                        keep_spare(std::mem::take(&mut state.buf));
                     }
                     return After::Park(state);
                 }
@@ -550,6 +552,7 @@ impl Server {
         // `split` leaves `state.buf` empty but sharing the allocation, and the request's
         // slices share it too: once they are dropped it is this thread's next read buffer.
         let frozen = state.buf.split().freeze();
+        let small = frozen.len().saturating_add(state.buf.capacity()) <= SPARE_MAX;
         let head = match parse_head(&frozen, &settings.limits) {
             Ok(None) => {
                 unsplit(&mut state.buf, frozen);
@@ -588,7 +591,10 @@ impl Server {
                 socket_read,
             }) if leftover.is_empty() => {
                 drop((leftover, frozen));
-                SPARE.set(std::mem::take(&mut state.buf));
+                let buf = std::mem::take(&mut state.buf);
+                if small {
+                    keep_spare(buf);
+                }
                 state.idle(settings);
                 if drained && !socket_read {
                     // Keep-alive, nothing buffered, socket empty at the last read (a body
@@ -886,6 +892,13 @@ fn conn_events() -> EventFlags {
 /// Listeners: one-shot, re-armed after each accept batch, so one worker accepts at a time.
 fn armed() -> EventFlags {
     EventFlags::IN | EventFlags::RDHUP | EventFlags::ONESHOT
+}
+
+/// Keeps an emptied read buffer as this thread's next one, unless it grew large.
+fn keep_spare(buf: BytesMut) {
+    if buf.capacity() <= SPARE_MAX {
+        SPARE.set(buf);
+    }
 }
 
 /// Makes `bytes`, split off `buf`, the buffer to append to again. `buf`'s empty rest shares
