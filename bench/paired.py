@@ -2,8 +2,8 @@
 their two wrk clients on CPU 1. The two servers share one CPU, so the ratio of their request
 rates is the ratio of what a request costs each of them (user and kernel time, wake-ups
 included), and whatever the machine does meanwhile hits both alike. On the shared 2-core
-bench machine the rounds of `compare.sh` vary by up to 30 %; a paired round varies by at most about
-3 % (the self-pair below measures exactly that: wsgi-gateway against itself).
+bench machine the rounds of `compare.sh` vary by up to 30 %; a paired round varies by at
+most about 3 % (the self-pair below measures exactly that: wsgi-gateway against itself).
 
 What it does not measure: how a server behaves with a CPU of its own (latency, the wrk <->
 server ping-pong), and servers that use more than one CPU. `compare.sh` measures those.
