@@ -78,7 +78,7 @@ pub fn parse_status(status: &str) -> Result<u16, InvalidResponse> {
     if bytes.len() > 3 && bytes[3] != b' ' {
         return Err(bad());
     }
-    if bytes.iter().any(|&b| is_ctl(b) && b != b'\t') || status.chars().any(|c| c as u32 > 0xFF) {
+    if !latin1_text(status) {
         return Err(InvalidResponse(format!(
             "invalid status {status:?}: control or non-latin-1 character"
         )));
@@ -92,8 +92,9 @@ pub fn parse_status(status: &str) -> Result<u16, InvalidResponse> {
     Ok(code)
 }
 
-fn is_ctl(b: u8) -> bool {
-    b < 0x20 || b == 0x7F
+/// Text a status line or header value may hold: latin-1 characters, no controls but tab.
+fn latin1_text(s: &str) -> bool {
+    s.bytes().all(|b| TEXT_BYTE[b as usize])
 }
 
 /// tchar (RFC 9110 §5.6.2): what header names and other tokens are made of, one table lookup
@@ -131,10 +132,10 @@ const TCHAR: [bool; 256] = {
     t
 };
 
-/// The bytes a header value may hold, as UTF-8 of a latin-1 string: tab, visible ASCII and
-/// space, and what encodes U+0080..U+00FF (lead bytes 0xC2/0xC3, continuation bytes). A lead
-/// byte from 0xC4 up starts a character beyond latin-1; controls and DEL are refused.
-const VALUE_BYTE: [bool; 256] = {
+/// The bytes of `latin1_text`, as UTF-8 of a latin-1 string: tab, visible ASCII and space,
+/// and what encodes U+0080..U+00FF (lead bytes 0xC2/0xC3, continuation bytes). A lead byte
+/// from 0xC4 up starts a character beyond latin-1; controls and DEL are refused.
+const TEXT_BYTE: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
@@ -237,7 +238,7 @@ impl HeaderBlock {
         if name.is_empty() || !name.bytes().all(is_tchar) {
             return Err(InvalidResponse(format!("invalid header name {name:?}")));
         }
-        if !value.bytes().all(|b| VALUE_BYTE[b as usize]) {
+        if !latin1_text(value) {
             return Err(InvalidResponse(format!(
                 "invalid value for header {name:?}: {value:?} (control or non-latin-1 character)"
             )));
