@@ -59,6 +59,16 @@ impl HttpResponder {
         }
     }
 
+    /// What goes before and after `len` body bytes: a chunk's size line and CRLF when the
+    /// body is chunked, nothing otherwise.
+    fn frame<'a>(&self, len: usize, size: &'a mut [u8; 18]) -> (&'a [u8], &'static [u8]) {
+        if self.mode == Mode::Chunked {
+            (hex(len, size), b"\r\n")
+        } else {
+            (b"", b"")
+        }
+    }
+
     /// Writes the head if it is still pending, then `parts`, in one vectored write.
     fn send(&mut self, parts: [&[u8]; 3]) -> io::Result<()> {
         let head: &[u8] = if std::mem::take(&mut self.head_pending) {
@@ -148,13 +158,9 @@ impl Responder for HttpResponder {
             return Ok(());
         }
         self.sent = self.sent.saturating_add(chunk.len() as u64);
-        if self.mode == Mode::Chunked {
-            let mut size = [0u8; 18];
-            let size = hex(chunk.len(), &mut size);
-            self.send([size, chunk, b"\r\n"])
-        } else {
-            self.send([chunk, b"", b""])
-        }
+        let mut size = [0u8; 18];
+        let (open, close) = self.frame(chunk.len(), &mut size);
+        self.send([open, chunk, close])
     }
 
     fn write_many(&mut self, chunks: &[&[u8]]) -> io::Result<()> {
@@ -168,11 +174,7 @@ impl Responder for HttpResponder {
         self.sent = self.sent.saturating_add(total as u64);
         // Chunked: one frame around all of them (chunk boundaries carry no meaning).
         let mut size = [0u8; 18];
-        let (open, close): (&[u8], &[u8]) = if self.mode == Mode::Chunked {
-            (hex(total, &mut size), b"\r\n")
-        } else {
-            (b"", b"")
-        };
+        let (open, close) = self.frame(total, &mut size);
         let head: &[u8] = if std::mem::take(&mut self.head_pending) {
             &self.head
         } else {
