@@ -119,8 +119,9 @@ pub struct EnvironBuilder {
     /// compares a few names of that length, with no key built and no hashing.
     http_keys: Vec<Vec<(&'static [u8], Py<PyString>)>>,
     methods: Vec<(&'static [u8], Py<PyString>)>,
-    protocols: [Py<PyString>; 2],
-    schemes: [Py<PyString>; 2],
+    /// The values that differ from the template's `HTTP/1.1` and `http`.
+    http10: Py<PyString>,
+    https: Py<PyString>,
     policy: TrustPolicy,
 }
 
@@ -179,22 +180,14 @@ impl EnvironBuilder {
                 same_length.push((name.as_bytes(), PyString::intern(py, &text).unbind()));
             }
         }
-        let methods: Vec<_> = METHODS
+        let methods = METHODS
             .iter()
             .map(|m| (m.as_bytes(), PyString::intern(py, m).unbind()))
             .collect();
-        let protocols = [
-            PyString::intern(py, "HTTP/1.0").unbind(),
-            PyString::intern(py, "HTTP/1.1").unbind(),
-        ];
-        let schemes = [
-            PyString::intern(py, "http").unbind(),
-            PyString::intern(py, "https").unbind(),
-        ];
         // The usual values are the template's: `build` sets only what differs from them.
         template.set_item(&keys.request_method, PyString::intern(py, "GET"))?;
-        template.set_item(&keys.server_protocol, &protocols[1])?;
-        template.set_item(&keys.url_scheme, &schemes[0])?;
+        template.set_item(&keys.server_protocol, PyString::intern(py, "HTTP/1.1"))?;
+        template.set_item(&keys.url_scheme, PyString::intern(py, "http"))?;
         Ok(EnvironBuilder {
             template: template.unbind(),
             host: Mutex::new(None),
@@ -202,8 +195,8 @@ impl EnvironBuilder {
             keys,
             http_keys,
             methods,
-            protocols,
-            schemes,
+            http10: PyString::intern(py, "HTTP/1.0").unbind(),
+            https: PyString::intern(py, "https").unbind(),
             policy,
         })
     }
@@ -239,7 +232,7 @@ impl EnvironBuilder {
         env.set_item(&k.request_uri, &target)?;
         env.set_item(&k.raw_uri, target)?;
         if req.version == Version::Http10 {
-            env.set_item(&k.server_protocol, &self.protocols[0])?;
+            env.set_item(&k.server_protocol, &self.http10)?;
         }
         match &req.peer {
             Peer::Tcp(p) => {
@@ -312,7 +305,7 @@ impl EnvironBuilder {
             }
         }
         if scheme == Scheme::Https {
-            env.set_item(&k.url_scheme, &self.schemes[1])?;
+            env.set_item(&k.url_scheme, &self.https)?;
             env.set_item(&k.https, "on")?;
         }
         if let Some(user) = &req.remote_user {
