@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
-from benchlib import BIN, REPO, free_port, report  # noqa: E402
+from benchlib import BIN, REPO, free_port, parse_wrk, report  # noqa: E402
 
 APPS = REPO / "bench" / "apps"
 VENV = REPO / "bench" / ".venv"
@@ -91,12 +90,13 @@ def wrk(port: int, scenario: str, seconds: int, lua: str | None) -> subprocess.P
 
 
 def rate(out: str) -> float:
-    if re.search(r"Non-2xx or 3xx responses|Socket errors", out):
-        sys.exit(f"paired.py: wrk saw errors:\n{out}")
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not m:
-        sys.exit(f"paired.py: no rate in wrk's output:\n{out}")
-    return float(m.group(1))
+    try:
+        _, per_second, failed = parse_wrk(out)
+    except AttributeError:
+        sys.exit(f"paired.py: no figures in wrk's output:\n{out}")
+    if failed:
+        sys.exit(f"paired.py: wrk saw {failed} failed requests:\n{out}")
+    return per_second
 
 
 def pair(a: str, b: str, scenario: str, seconds: int, lua: str | None) -> tuple[float, float]:

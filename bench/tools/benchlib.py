@@ -27,6 +27,11 @@ def wrk(url: str, seconds: int) -> tuple[int, float, int]:
     failed counts non-2xx/3xx answers and socket errors of every kind."""
     out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", url], capture_output=True,
                          text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> tuple[int, float, int]:
+    """wrk's printed figures: (requests, requests/s, failed requests)."""
     done = int(re.search(r"(\d+) requests in", out).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     bad = 0
