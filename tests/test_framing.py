@@ -328,16 +328,21 @@ def test_empty_chunk_does_not_send_headers(framing_server):
     c.close()
 
 
+@pytest.mark.parametrize("burst", [0, 30])
 @pytest.mark.parametrize("mode", ["gen", "write"])
-def test_blocks_are_streamed_without_waiting_for_the_app(framing_server, tmp_path, mode):
+def test_blocks_are_streamed_without_waiting_for_the_app(framing_server, tmp_path, mode, burst):
+    """Every block written so far reaches the client while the app waits. With `burst`, the
+    blocks after the first are small and back to back: the kernel may merge them (Nagle, see
+    --stream-nodelay), but must still send them without the app's next block."""
     gate = tmp_path / "gate"
     c = framing_server.conn(timeout=30)
+    last = f"burst {burst - 1};".encode() if burst else b"first block;"
     try:
-        c.send(g(framing_server, f"/v/stream_gate?mode={mode}&gate={q(gate)}"))
+        c.send(g(framing_server, f"/v/stream_gate?mode={mode}&gate={q(gate)}&burst={burst}"))
         r = c.read_head()
         assert r.status == 200 and r.header("transfer-encoding") == "chunked"
-        # the first block must arrive while the app is still blocked on the gate
-        while b"first block;" not in c.buf:
+        # the blocks must arrive while the app is still blocked on the gate
+        while last not in c.buf:
             assert c._fill(), "connection closed before the first block"
         assert b"second block;" not in c.buf
         gate.write_text("open")

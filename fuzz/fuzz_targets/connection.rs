@@ -141,6 +141,7 @@ fuzz_target!(|data: &[u8]| {
             body_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
             write_buffer: 0,
+            stream_nodelay: true,
             graceful_timeout: Duration::from_secs(5),
             max_connections: 1,
             backlog: 1,

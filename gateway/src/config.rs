@@ -248,6 +248,9 @@ pub struct ServeArgs {
     /// Response bytes queued for a client that reads slowly, so its worker moves on (beyond 256 KiB they wait in a temporary file); past this the worker waits for the client. 0 = never queue.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20, env = "WSGI_GATEWAY_WRITE_BUFFER")]
     pub write_buffer: u64,
+    /// Send every block of a response the moment it is written, one TCP segment each. By default the first block goes out with the head at once, later small blocks may wait for the client's acknowledgement of earlier ones (Nagle) and go out together, and the response's end is pushed at once. Set it for event streams whose bursts must not wait a round trip.
+    #[arg(long, env = "WSGI_GATEWAY_STREAM_NODELAY")]
+    pub stream_nodelay: bool,
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
     pub graceful_timeout: Duration,

@@ -188,17 +188,21 @@ def _wait_gate(path):
 def stream_gate(environ, start_response, p):
     """Sends a first block, then blocks until the test opens the gate: proves streaming."""
     write = start_response("200 OK", [("Content-Type", "text/plain")])
+    burst = [b"burst %d;" % i for i in range(int(p.get("burst", "0")))]
     if p.get("mode") == "write":
         write(b"first block;")
+        for block in burst:
+            write(block)
         _wait_gate(p["gate"])
         write(b"second block;")
         return []
-    return _gated_gen(p["gate"])
+    return _gated_gen(p["gate"], burst)
 
 
-def _gated_gen(gate):
+def _gated_gen(gate, burst):
     yield b""  # empty chunks must not trigger or delay anything
     yield b"first block;"
+    yield from burst
     _wait_gate(gate)
     yield b"second block;"
 

@@ -161,6 +161,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
         write_buffer: args.write_buffer,
+        stream_nodelay: args.stream_nodelay,
         graceful_timeout: args.graceful_timeout,
         max_connections: to_usize(args.max_connections),
         backlog: args.backlog,

@@ -5,7 +5,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use parking_lot::Mutex;
 
@@ -117,6 +117,13 @@ pub struct ConnIo {
     /// --write-buffer: copied bytes queued before a write waits for the client; 0 = never
     /// queue (the worker waits, GIL released).
     write_buffer: u64,
+    /// A TCP connection without --stream-nodelay: a response's later blocks may be merged.
+    merge_ok: bool,
+    /// TCP_NODELAY is off (see `merge`); the lock makes each switch and this flag one step,
+    /// as the worker and the pusher both switch it.
+    merging: Mutex<bool>,
+    /// Body writes while merging, so the pusher can tell a paused response from a busy one.
+    pub(super) writes: AtomicU32,
 }
 
 impl ConnIo {
@@ -134,7 +141,34 @@ impl ConnIo {
             spool: Mutex::new(Spool::default()),
             spooled: AtomicBool::new(false),
             write_buffer,
+            merge_ok: false,
+            merging: Mutex::new(false),
+            writes: AtomicU32::new(0),
         }
+    }
+
+    /// Allows merging on this connection (TCP only; see `merge` and --stream-nodelay).
+    pub fn allow_merging(mut self, on: bool) -> ConnIo {
+        self.merge_ok = on && matches!(self.stream, Stream::Tcp(_));
+        self
+    }
+
+    pub fn merge_allowed(&self) -> bool {
+        self.merge_ok
+    }
+
+    /// `true`: TCP_NODELAY off, so the kernel holds a small write while an earlier small one is
+    /// unacknowledged and sends it with what follows (Nagle). `false`: TCP_NODELAY on again,
+    /// which also sends at once what the kernel holds. Returns whether the socket is now so.
+    pub fn set_merging(&self, on: bool) -> bool {
+        let Stream::Tcp(s) = &self.stream else {
+            return !on;
+        };
+        let mut merging = self.merging.lock();
+        if *merging != on && s.set_nodelay(!on).is_ok() {
+            *merging = on;
+        }
+        *merging == on
     }
 
     /// Reads at least one byte (or EOF), waiting up to the socket's read timeout.

@@ -1,6 +1,7 @@
 //! The standalone HTTP/1.1 front end: sockets (`listener`), the shared readiness set the
 //! workers serve from (`server`), request parsing (`head`, `chunked`), one request through the
-//! app (`connection`, `body`), and response framing (`response`).
+//! app (`connection`, `body`), and response framing (`response`,
+//! `merge`).
 
 pub mod access_log;
 pub mod body;
@@ -10,6 +11,7 @@ pub mod date;
 pub mod head;
 pub mod io;
 pub mod listener;
+pub mod merge;
 pub mod response;
 pub mod server;
 pub mod spool;
@@ -35,6 +37,8 @@ pub struct Settings {
     pub write_timeout: Duration,
     /// --write-buffer (see `spool`).
     pub write_buffer: u64,
+    /// --stream-nodelay: every block of a response goes out in its own segment at once.
+    pub stream_nodelay: bool,
     pub graceful_timeout: Duration,
     pub max_connections: usize,
     pub backlog: u32,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::date::push_date;
 use super::io::ConnIo;
+use super::merge;
 use crate::request::Version;
 use crate::responder::{computed_length, BodyLength, Responder, ResponseHead};
 
@@ -29,6 +30,8 @@ pub struct HttpResponder {
     head_pending: bool,
     mode: Mode,
     sent: u64,
+    /// This response's later blocks may be merged (`merge`) until it ends.
+    merging: bool,
 }
 
 thread_local! {
@@ -38,6 +41,7 @@ thread_local! {
 
 impl Drop for HttpResponder {
     fn drop(&mut self) {
+        self.stop_merging();
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         HEAD_BUF.set(head);
@@ -56,6 +60,21 @@ impl HttpResponder {
             head_pending: false,
             mode: Mode::NoBody,
             sent: 0,
+            merging: false,
+        }
+    }
+
+    /// Before each body write: the first goes out with the head at once, later ones may be
+    /// merged into fewer segments (see `merge`).
+    fn later_block(&mut self, len: usize) {
+        if !self.head_pending {
+            self.merging = merge::later_write(&self.io, self.merging, len);
+        }
+    }
+
+    fn stop_merging(&mut self) {
+        if std::mem::take(&mut self.merging) {
+            merge::stop(&self.io);
         }
     }
 
@@ -158,6 +177,7 @@ impl Responder for HttpResponder {
             return Ok(());
         }
         self.sent = self.sent.saturating_add(chunk.len() as u64);
+        self.later_block(chunk.len());
         let mut size = [0u8; 18];
         let (open, close) = self.frame(chunk.len(), &mut size);
         self.send([open, chunk, close])
@@ -172,6 +192,7 @@ impl Responder for HttpResponder {
             return Ok(());
         }
         self.sent = self.sent.saturating_add(total as u64);
+        self.later_block(total);
         // Chunked: one frame around all of them (chunk boundaries carry no meaning).
         let mut size = [0u8; 18];
         let (open, close) = self.frame(total, &mut size);
@@ -207,7 +228,9 @@ impl Responder for HttpResponder {
         } else {
             b""
         };
-        self.send([tail, b"", b""])
+        let sent = self.send([tail, b"", b""]);
+        self.stop_merging();
+        sent
     }
 
     fn abort(&mut self) {
@@ -223,6 +246,109 @@ impl Responder for HttpResponder {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+
+    use super::{ConnIo, HttpResponder};
+    use crate::http::io::Stream;
+    use crate::request::Version;
+    use crate::responder::{BodyLength, Responder, ResponseHead};
+
+    fn nodelay(io: &ConnIo) -> bool {
+        match &io.stream {
+            Stream::Tcp(s) => s.nodelay().unwrap(),
+            Stream::Unix(_) => unreachable!(),
+        }
+    }
+
+    /// The first block goes out under TCP_NODELAY; later blocks may be merged (Nagle) and the
+    /// end of the response restores TCP_NODELAY, so the next response is not held back.
+    #[test]
+    fn later_blocks_of_a_response_may_merge_until_it_ends() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (mut client, server) = pair(&listener);
+        let timeouts = (
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(5),
+        );
+        let io = Arc::new(ConnIo::new(Stream::Tcp(server), timeouts, 0).allow_merging(true));
+        let head = ResponseHead {
+            code: 200,
+            status: b"200 OK",
+            header_block: b"",
+            length: BodyLength::Unknown,
+            app_content_length: false,
+            body_allowed: true,
+            has_date: true,
+            has_server: true,
+            close: false,
+        };
+        for _ in 0..2 {
+            let mut r = HttpResponder::new(io.clone(), Version::Http11, false);
+            r.start(&head).unwrap();
+            r.write(b"first").unwrap();
+            assert!(nodelay(&io), "the first block must not wait");
+            r.write(b"second").unwrap();
+            assert!(!nodelay(&io), "later blocks may be merged");
+            r.write(b"third").unwrap();
+            r.finish().unwrap();
+            assert!(nodelay(&io), "the end of a response restores TCP_NODELAY");
+        }
+        // A response that pauses: the pusher sends what is held (TCP_NODELAY on) within a few
+        // intervals, and the next write merges again.
+        let mut r = HttpResponder::new(io.clone(), Version::Http11, false);
+        r.start(&head).unwrap();
+        r.write(b"first").unwrap();
+        r.write(b"second").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !nodelay(&io) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a paused response was never pushed"
+            );
+            std::thread::yield_now();
+        }
+        r.write(b"third").unwrap();
+        assert!(!nodelay(&io), "merging resumes with the next write");
+        r.finish().unwrap();
+        assert!(nodelay(&io));
+        drop(r);
+        // A response dropped half-way (an app error) restores it too.
+        let mut r = HttpResponder::new(io.clone(), Version::Http11, false);
+        r.start(&head).unwrap();
+        r.write(b"a").unwrap();
+        r.write(b"b").unwrap();
+        drop(r);
+        assert!(nodelay(&io));
+        // --stream-nodelay: never off.
+        let (_peer, server) = pair(&listener);
+        let plain = Arc::new(ConnIo::new(Stream::Tcp(server), timeouts, 0));
+        let mut r = HttpResponder::new(plain.clone(), Version::Http11, false);
+        r.start(&head).unwrap();
+        r.write(b"a").unwrap();
+        r.write(b"b").unwrap();
+        assert!(nodelay(&plain));
+        // Every block arrived, in order.
+        drop(io);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        let body = String::from_utf8_lossy(&got);
+        assert_eq!(
+            body.matches("5\r\nfirst\r\n6\r\nsecond\r\n5\r\nthird\r\n0\r\n\r\n")
+                .count(),
+            3
+        );
+    }
+
+    /// A connected server-side socket with TCP_NODELAY on, as the listener makes them.
+    fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nodelay(true).unwrap();
+        (client, server)
+    }
+
     #[test]
     fn hex_sizes() {
         let mut b = [0u8; 18];

@@ -381,11 +381,10 @@ impl Server {
                 continue;
             }
             let conn = Conn {
-                io: Arc::new(ConnIo::new(
-                    stream,
-                    (s.body_timeout, s.write_timeout),
-                    s.write_buffer,
-                )),
+                io: Arc::new(
+                    ConnIo::new(stream, (s.body_timeout, s.write_timeout), s.write_buffer)
+                        .allow_merging(!s.stream_nodelay),
+                ),
                 peer,
                 listener: l.info.clone(),
             };
