@@ -144,6 +144,13 @@ pub trait BodyReader: Send + Sync {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Bytes still to come when the front end knows it (Content-Length bodies).
     fn remaining(&self) -> Option<u64>;
+    /// Body bytes already in memory that the next `read` would return first (may be empty),
+    /// so `wsgi.input` can copy them once, straight into the app's `bytes`.
+    fn in_memory(&self) -> &[u8] {
+        &[]
+    }
+    /// Takes the first `n` bytes of `in_memory` as read.
+    fn consume(&mut self, _n: usize) {}
     /// Why reading failed, when it was the client's doing rather than the app's.
     fn failure(&self) -> Option<BodyFailure> {
         None

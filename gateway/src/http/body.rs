@@ -238,6 +238,31 @@ impl BodyReader for HttpBody {
         self.failure
     }
 
+    fn in_memory(&self) -> &[u8] {
+        match self.framing {
+            // Bytes past the body belong to the next request.
+            Framing::Length { remaining } => {
+                let n = usize::try_from(remaining)
+                    .map_or(self.buffered.len(), |r| r.min(self.buffered.len()));
+                &self.buffered[..n]
+            }
+            Framing::Chunked(_) => &[],
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.in_memory().len());
+        if n == 0 {
+            return;
+        }
+        // The body is on its way: no 100-continue is owed any more (as in `send_continue`).
+        self.expect_continue = false;
+        bytes::Buf::advance(&mut self.buffered, n);
+        if let Framing::Length { remaining } = &mut self.framing {
+            *remaining -= n as u64;
+        }
+    }
+
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
         self
     }

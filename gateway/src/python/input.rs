@@ -111,6 +111,17 @@ impl WsgiInput {
         py: Python<'py>,
         len: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
+        // The usual case: the whole body came with the head. One copy, and no zero-filling of
+        // the new `bytes` first (`new_with` below zeroes it).
+        if self.buffered().is_empty() {
+            if let Some(reader) = self.reader.as_mut() {
+                if let Some(mem) = reader.in_memory().get(..len) {
+                    let out = PyBytes::new(py, mem);
+                    reader.consume(len);
+                    return Ok(out);
+                }
+            }
+        }
         PyBytes::new_with(py, len, |out| {
             let have = self.buffered().len().min(len);
             out[..have].copy_from_slice(&self.buffered()[..have]);
