@@ -334,6 +334,14 @@ def test_blocks_are_streamed_without_waiting_for_the_app(framing_server, tmp_pat
     """Every block written so far reaches the client while the app waits. With `burst`, the
     blocks after the first are small and back to back: the kernel may merge them (Nagle, see
     --stream-nodelay), but must still send them without the app's next block."""
+    _stream_gate(framing_server, tmp_path, mode, burst)
+
+
+def test_stream_nodelay_streams_every_block(server_factory, tmp_path):
+    _stream_gate(server_factory("framing_app", args=["--stream-nodelay"]), tmp_path, "gen", 30)
+
+
+def _stream_gate(framing_server, tmp_path, mode, burst):
     gate = tmp_path / "gate"
     c = framing_server.conn(timeout=30)
     last = f"burst {burst - 1};".encode() if burst else b"first block;"
