@@ -1,15 +1,20 @@
 """Paired runs: wsgi-gateway and one peer under the same load at the same time, both on CPU 0,
-their two wrk clients on CPU 1. The two servers share one CPU, so the ratio of their request
-rates is the ratio of what a request costs each of them (user and kernel time, wake-ups
-included), and whatever the machine does meanwhile hits both alike. On the shared 2-core
-bench machine the rounds of `compare.sh` vary by up to 30 %; a paired round varies by at
-most about 3 % (the self-pair below measures exactly that: wsgi-gateway against itself).
+their two wrk clients on CPU 1, so whatever the machine does meanwhile hits both alike. Each
+server's CPU time (all its threads and child processes, from /proc/<pid>/task/*/schedstat) is
+read around the measured seconds, and the figure compared is requests per CPU-second: what a
+request costs each server, user and kernel time included. On the shared 2-core bench machine
+the rounds of `compare.sh` vary by up to 30 %; a paired round varies by a few per cent (the
+self-pair below measures that: wsgi-gateway against itself).
+
+The ratio of the two request rates is reported beside it. It equals the cost ratio only when
+the scheduler gives both servers the same CPU share, which it does not always do: a server
+with more runnable threads, or one that waits less, gets more.
 
 What it does not measure: how a server behaves with a CPU of its own (latency, the wrk <->
 server ping-pong), and servers that use more than one CPU. `compare.sh` measures those.
 
 usage: python3 bench/paired.py [--rounds N] [--seconds S] [--peers fastwsgi,bjoern,granian]
-                               [--scenarios hello,echo,big,stream] [--out FILE]
+                               [--scenarios hello,echo,big,stream,app] [--out FILE]
 Needs the release build (cargo build --release) and the peers' venv that bench/compare.sh
 makes (bench/.venv); `--out` defaults to bench/results/<date>-paired.md.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -28,7 +34,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
-from benchlib import BIN, REPO, free_port, parse_wrk, report  # noqa: E402
+from benchlib import BIN, REPO, children, free_port, parse_wrk, report  # noqa: E402
 
 APPS = REPO / "bench" / "apps"
 VENV = REPO / "bench" / ".venv"
@@ -42,6 +48,7 @@ SCENARIOS = {
              'wrk.headers["Content-Type"] = "application/octet-stream"\n'),
     "big": ("/big", 10, None),
     "stream": ("/stream", 50, None),
+    "app": ("/app", 50, None),
 }
 PEERS = ("fastwsgi", "bjoern", "granian")
 
@@ -49,7 +56,7 @@ PEERS = ("fastwsgi", "bjoern", "granian")
 def command(server: str, port: int) -> list[str]:
     if server == "wsgi-gateway":
         return [str(BIN), "serve", "bench_app:application", "--bind", f"127.0.0.1:{port}",
-                "--threads", "32", "--chdir", str(APPS), "--log-level", "warn"]
+                "--threads", "32", "--chdir", str(APPS), "--venv", str(VENV), "--log-level", "warn"]
     if server == "granian":
         # compare.sh's settings for it: one worker, 16 blocking threads.
         return [str(VENV / "bin" / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
@@ -94,19 +101,38 @@ def rate(out: str) -> float:
         _, per_second, failed = parse_wrk(out)
     except AttributeError:
         sys.exit(f"paired.py: no figures in wrk's output:\n{out}")
-    if failed:
+    # A wrk timeout (2 s) is latency, not a wrong answer: a single-threaded server queues 50
+    # Flask requests behind one another. Wrong answers and socket errors stop the run.
+    timeouts = re.search(r"Socket errors: .*timeout (\d+)", out)
+    if failed - (int(timeouts.group(1)) if timeouts else 0):
         sys.exit(f"paired.py: wrk saw {failed} failed requests:\n{out}")
     return per_second
 
 
-def pair(a: str, b: str, scenario: str, seconds: int, lua: str | None) -> tuple[float, float]:
-    """One round: both servers loaded at once; their request rates."""
+def cpu_ns(pid: int) -> int:
+    """CPU time used so far by a process's threads and (recursively) its child processes."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that just exited
+    return total + sum(cpu_ns(child) for child in children(pid))
+
+
+def pair(a: str, b: str, scenario: str, seconds: int,
+         lua: str | None) -> tuple[tuple[float, float], tuple[float, float]]:
+    """One round: both servers loaded at once; their request rates and requests per
+    CPU-second."""
     servers = [start(a), start(b)]
     try:
         for warm in [wrk(port, scenario, 1, lua) for _, port in servers]:
             warm.communicate()
+        before = [cpu_ns(proc.pid) for proc, _ in servers]
         runs = [wrk(port, scenario, seconds, lua) for _, port in servers]
-        ra, rb = (rate(r.communicate()[0]) for r in runs)
+        outs = [r.communicate()[0] for r in runs]
+        used = [(cpu_ns(proc.pid) - b0) / 1e9 for (proc, _), b0 in zip(servers, before)]
+        ra, rb = (rate(out) for out in outs)
     finally:
         for proc, _ in servers:
             proc.terminate()
@@ -115,7 +141,8 @@ def pair(a: str, b: str, scenario: str, seconds: int, lua: str | None) -> tuple[
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    return ra, rb
+    # wrk's two runs start and end within milliseconds of each other: requests ≈ rate × seconds.
+    return (ra, rb), (ra * seconds / max(used[0], 1e-9), rb * seconds / max(used[1], 1e-9))
 
 
 def main() -> None:
@@ -152,18 +179,23 @@ def main() -> None:
                 lua = os.path.join(tmp, f"{scenario}.lua")
                 Path(lua).write_text(SCENARIOS[scenario][2])
             for peer in ["wsgi-gateway"] + peers:
-                ratios, rates = [], []
+                ratios, rate_ratios, firsts = [], [], None
                 for r in range(args.rounds):
                     # Alternate which one starts (and is loaded) first.
                     if r % 2 == 0:
-                        ours, theirs = pair("wsgi-gateway", peer, scenario, args.seconds, lua)
+                        rates, per_cpu = pair("wsgi-gateway", peer, scenario, args.seconds, lua)
                     else:
-                        theirs, ours = pair(peer, "wsgi-gateway", scenario, args.seconds, lua)
-                    ratios.append(ours / theirs)
-                    rates.append((ours, theirs))
+                        rates, per_cpu = pair(peer, "wsgi-gateway", scenario, args.seconds, lua)
+                        rates, per_cpu = rates[::-1], per_cpu[::-1]
+                    ratios.append(per_cpu[0] / per_cpu[1])
+                    rate_ratios.append(rates[0] / rates[1])
+                    firsts = firsts or (rates, per_cpu)
                     print(f"  {scenario:7s} vs {peer:13s} round {r + 1}: "
-                          f"{ours:9.0f} / {theirs:9.0f} req/s = {ours / theirs:.3f}", flush=True)
-                rows.append((scenario, peer, statistics.median(ratios), ratios, rates))
+                          f"{per_cpu[0]:9.0f} / {per_cpu[1]:9.0f} req per CPU-s = "
+                          f"{ratios[-1]:.3f} (req/s {rates[0]:.0f} / {rates[1]:.0f} = "
+                          f"{rate_ratios[-1]:.3f})", flush=True)
+                rows.append((scenario, peer, statistics.median(ratios), ratios,
+                             statistics.median(rate_ratios), firsts))
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), "?")
@@ -177,17 +209,20 @@ def main() -> None:
         f"kernel {os.uname().release}; {round(time.monotonic() - started)} s in all.",
         "",
         "Both servers on CPU 0, each loaded by its own `wrk -t1` on CPU 1 (the connections of "
-        "compare.sh's scenario). Ratio = wsgi-gateway's requests/s ÷ the peer's, in the same "
-        "seconds: above 1, a request costs wsgi-gateway less CPU. `wsgi-gateway` against "
-        "itself shows the method's own spread.",
+        "compare.sh's scenario). Cost ratio = wsgi-gateway's requests per CPU-second ÷ the "
+        "peer's, measured in the same seconds (each server's CPU time from schedstat, threads "
+        "and child processes included): above 1, a request costs wsgi-gateway less CPU. The "
+        "req/s ratio is the same two servers' request rates, which also reflects how the "
+        "scheduler shared the CPU. `wsgi-gateway` against itself shows the method's spread.",
         "",
-        "| scenario | vs | median ratio | rounds | req/s (ours / theirs), round 1 |",
-        "|---|---|---:|---|---|",
+        "| scenario | vs | cost ratio (median) | rounds | req/s ratio (median) | round 1: req per CPU-s, req/s (ours / theirs) |",
+        "|---|---|---:|---|---:|---|",
     ]
-    for scenario, peer, median, ratios, rates in rows:
+    for scenario, peer, median, ratios, rate_median, (rates, per_cpu) in rows:
         lines.append(f"| {scenario} | {peer} | **{median:.3f}** | "
-                     f"{' '.join(f'{x:.3f}' for x in ratios)} | "
-                     f"{rates[0][0]:,.0f} / {rates[0][1]:,.0f} |")
+                     f"{' '.join(f'{x:.3f}' for x in ratios)} | {rate_median:.3f} | "
+                     f"{per_cpu[0]:,.0f} / {per_cpu[1]:,.0f}, "
+                     f"{rates[0]:,.0f} / {rates[1]:,.0f} |")
     report(lines, args.out)
 
 
