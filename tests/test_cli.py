@@ -1,5 +1,7 @@
 """Command line, configuration precedence, app loading, listeners, signals."""
 
+import http.client
+import json
 import os
 import re
 import signal
@@ -34,6 +36,7 @@ CHDIR = ["--chdir", str(APPS_DIR)]
     (["serve", "echo_app", "--bind", "not-an-address", *CHDIR], "not-an-address"),
     (["serve", "echo_app", "--header-underscores", "maybe", *BIND, *CHDIR], "header-underscores"),
     (["serve", "echo_app", "--log-level", "chatty", *BIND, *CHDIR], "log-level"),
+    (["serve", "echo_app", "--switch-interval", "0", *BIND, *CHDIR], "switch-interval"),
     (["frobnicate"], "frobnicate"),
 ])
 def test_bad_option(args, needle):
@@ -180,6 +183,18 @@ def test_welcome_app_without_app(server_factory, echo_server):
     assert r.getheader("content-type", "").startswith("text/html")
     assert "wsgi-gateway" in body
     assert pyver in body
+
+
+@pytest.mark.parametrize("args,want", [([], 0.001), (["--switch-interval", "0.0025"], 0.0025)])
+def test_switch_interval(server_factory, args, want):
+    """The worker threads' GIL switch interval is set before the app is imported (Python's own
+    default is 0.005)."""
+    s = server_factory("runtime_app", args=args)
+    c = http.client.HTTPConnection(s.host, s.port, timeout=30)
+    c.request("GET", "/")
+    got = json.loads(c.getresponse().read())["switch_interval"]
+    c.close()
+    assert abs(got - want) < 1e-9, got
 
 
 def test_no_subcommand_means_serve(server_factory):

@@ -193,6 +193,9 @@ pub struct ServiceArgs {
     /// Largest request body in bytes (413 beyond); 0 = unlimited.
     #[arg(long, default_value_t = 1 << 30, env = "WSGI_GATEWAY_MAX_BODY_SIZE")]
     pub max_body_size: u64,
+    /// Python's thread switch interval (`sys.setswitchinterval`), set before the app is imported: how long a thread back from a blocking call (a database, `time.sleep`) waits for the GIL while a worker runs ready requests. Python's default is 0.005.
+    #[arg(long, value_name = "SECONDS", default_value = "0.001", value_parser = parse_seconds, env = "WSGI_GATEWAY_SWITCH_INTERVAL")]
+    pub switch_interval: Duration,
 }
 
 #[derive(Args, Debug, Clone)]

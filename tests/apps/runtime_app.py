@@ -13,6 +13,7 @@ def application(environ, start_response):
         "base_prefix": sys.base_prefix,
         "pip_origin": pip.origin if pip else None,
         "process_env_keys": sorted(os.environ),
+        "switch_interval": sys.getswitchinterval(),
     }).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(body)))])

@@ -64,7 +64,12 @@ fn init_logging(app: &AppArgs) -> Result<(), Fatal> {
 }
 
 /// Loads the app and the environ builder for a front end (under the GIL).
-fn load(app: &AppArgs, kind: FrontEndKind, refuse_underscores: bool) -> Result<WsgiApp, Fatal> {
+fn load(
+    app: &AppArgs,
+    kind: FrontEndKind,
+    refuse_underscores: bool,
+    switch_interval: Option<std::time::Duration>,
+) -> Result<WsgiApp, Fatal> {
     let policy = app.trust_policy(refuse_underscores)?;
     Ok(interpreter::load_wsgi_app(
         &app.app_spec(),
@@ -72,6 +77,7 @@ fn load(app: &AppArgs, kind: FrontEndKind, refuse_underscores: bool) -> Result<W
         kind,
         app.debug,
         false,
+        switch_interval,
     )?)
 }
 
@@ -106,6 +112,8 @@ fn run_cgi(args: CgiArgs) -> Result<ExitCode, Fatal> {
             run_once: true,
         },
         false,
+        // One thread: Python's default.
+        None,
     )?;
     Ok(match cgi::serve_one(&app, args.iis_path_info) {
         cgi::Served::Answered => ExitCode::SUCCESS,
@@ -177,6 +185,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
             run_once: false,
         },
         args.service.header_underscores == Underscores::Refuse,
+        Some(args.service.switch_interval),
     )?;
     // Sockets after the app: a server that cannot start never holds a port, even briefly.
     let listeners = sockets(&args, worker.as_ref())?;

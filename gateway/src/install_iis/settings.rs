@@ -28,7 +28,8 @@ pub(super) fn render(settings: &Settings) -> Result<String, ConfigError> {
         "# Settings for wsgi_gateway.dll, which reads the wsgi-gateway.toml beside itself.\n\
          # Written by `wsgi-gateway install-iis`. Other keys: log-level, debug, queue-size,\n\
          # max-body-size, graceful-timeout, forwarded-allow-ips, identity-header,\n\
-         # header-underscores, script-name (see the README). Recycle the pool after a change.\n\
+         # header-underscores, script-name, switch-interval (see the README). Recycle the pool\n\
+         # after a change.\n\
          {body}"
     ))
 }

@@ -137,6 +137,7 @@ fn launch(cfg: IsapiConfig) -> Result<Arc<Extension>, String> {
         kind,
         args.app.debug,
         args.app.error_log != "-",
+        Some(args.service.switch_interval),
     )
     .map_err(|e| e.0)?;
     let (tx, rx) = crossbeam_channel::bounded(args.queue_size as usize);
