@@ -99,10 +99,8 @@ pub fn later_write(io: &Arc<ConnIo>, merging: bool, len: usize) -> bool {
         return false;
     }
     let mut conns = w.conns.lock();
-    conns.push((
-        io.clone(),
-        io.writes.load(Ordering::Relaxed).wrapping_sub(1),
-    ));
+    // This write counts: the pusher's first look sees it and leaves the connection be.
+    conns.push((io.clone(), io.writes.fetch_add(1, Ordering::Relaxed)));
     if conns.len() == 1 {
         w.wake.notify_one();
     }
