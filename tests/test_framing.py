@@ -351,7 +351,7 @@ def _stream_gate(framing_server, tmp_path, mode, burst):
         assert r.status == 200 and r.header("transfer-encoding") == "chunked"
         # the blocks must arrive while the app is still blocked on the gate
         while last not in c.buf:
-            assert c._fill(), "connection closed before the first block"
+            assert c._fill(), "connection closed before the blocks written so far"
         assert b"second block;" not in c.buf
         gate.write_text("open")
         c.buf = b""

@@ -170,9 +170,8 @@ pub fn load_wsgi_app(
         if let Some(interval) = switch_interval {
             // The worker holding the poller role keeps the GIL while requests are ready, so a
             // thread whose blocking call returned waits for it until this interval forces a
-            // switch. At Python's 5 ms, `mixed` (bench/) measured slow calls at 180 req/s of
-            // the 200 possible and, in some runs, /hello p99 at 14-50 ms; at 1 ms, 191 req/s
-            // and 2.5-2.8 ms.
+            // switch. In bench/'s `mixed` (by hand, 5 runs each), slow calls went from 179-182
+            // req/s at Python's 5 ms to 191 of the 200 possible at 1 ms.
             py.import("sys")
                 .and_then(|sys| sys.call_method1("setswitchinterval", (interval.as_secs_f64(),)))
                 .map_err(|e| {
