@@ -57,11 +57,10 @@ thread_local! {
 struct Role {
     /// Nobody holds the poller role: a standby worker may take it.
     free: bool,
-    /// The role holder (thread id) is running work number `epoch` since this instant.
+    /// The role holder (thread id) is running work number `epoch` since this instant. A
+    /// holder whose epoch is no longer here when its work ends lost the role meanwhile.
     serving: Option<(u64, Instant, i32)>,
     epoch: u64,
-    /// The holder of this epoch lost the role to a standby worker while it worked.
-    revoked: u64,
     standby: usize,
     monitor_parked: bool,
     closed: bool,
@@ -101,14 +100,23 @@ impl Sched {
         epoch
     }
 
-    /// Whether this worker still holds the role after its work.
+    /// Whether this worker still holds the role after its work. Only the epoch in `serving`
+    /// says so: a worker whose role was handed on, while the worker after it lost the role in
+    /// turn, must not take it back (two pollers would then share the GIL for good).
     fn end(&self, epoch: u64) -> bool {
         let mut r = self.role.lock();
-        if r.revoked == epoch {
+        if !matches!(r.serving, Some((serving, ..)) if serving == epoch) {
             return false;
         }
         r.serving = None;
         true
+    }
+
+    /// Takes the role from the holder (busy with its work) for a standby worker.
+    fn hand_off(&self, r: &mut Role) {
+        r.serving = None;
+        r.free = true;
+        self.standby.notify_one();
     }
 
     fn close(&self) {
@@ -155,10 +163,7 @@ impl Sched {
                     every = HANDOFF;
                     calm = 0;
                     if r.standby > 0 && (now >= since + HANDOFF_BUSY || thread_blocked(tid)) {
-                        r.revoked = epoch;
-                        r.serving = None;
-                        r.free = true;
-                        self.standby.notify_one();
+                        self.hand_off(&mut r);
                     } else {
                         // Every worker is busy, or the holder is running: look again soon.
                         self.monitor.wait_for(&mut r, Duration::from_millis(1));
@@ -281,4 +286,32 @@ fn worker<S: WorkSource>(source: &S, sched: &Sched) {
             has_role = sched.end(epoch);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_whose_role_was_handed_on_never_gets_it_back() {
+        let sched = Sched::default();
+        sched.role.lock().free = true;
+        // Worker 1 takes the role and starts slow work; the monitor hands the role on.
+        assert!(sched.take_role());
+        let first = sched.begin();
+        sched.hand_off(&mut sched.role.lock());
+        // Worker 2 takes it, and its own work is slow too: handed on again.
+        assert!(sched.take_role());
+        let second = sched.begin();
+        sched.hand_off(&mut sched.role.lock());
+        // Both finish: neither holds the role now, and it waits for a standby worker.
+        assert!(!sched.end(first), "worker 1 took back a role it had lost");
+        assert!(!sched.end(second), "worker 2 took back a role it had lost");
+        assert!(sched.role.lock().free);
+        // A holder whose work was not handed on keeps the role.
+        assert!(sched.take_role());
+        let third = sched.begin();
+        assert!(sched.end(third));
+        assert!(!sched.role.lock().free);
+    }
 }
