@@ -185,8 +185,13 @@ fn thread_id() -> i32 {
     0
 }
 
-/// Whether a thread of this process is sleeping (blocked in the kernel) rather than running
-/// or waiting for a CPU, from `/proc/self/task/<tid>/stat`.
+/// Whether a thread of this process is blocked in the kernel on something outside the process
+/// (a socket, a timer, the disk), from `/proc/self/task/<tid>/{stat,syscall}`: only then can a
+/// standby worker run Python meanwhile. A thread in a futex wait is waiting for another thread
+/// of this process, nearly always for the GIL: a second worker would queue behind it too, and
+/// every hand-off then makes one more thread queue for the GIL (a Flask app pinned to one CPU
+/// ended up with all 32 workers taking turns, 15 context switches a request). Such a thread
+/// counts as running and is handed off after `HANDOFF_BUSY`.
 fn thread_blocked(tid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
         // Without /proc, fall back to the plain time limit.
@@ -196,7 +201,24 @@ fn thread_blocked(tid: i32) -> bool {
     let state = stat
         .rfind(')')
         .and_then(|i| stat[i + 1..].trim_start().chars().next());
-    matches!(state, Some('S' | 'D'))
+    matches!(state, Some('S' | 'D')) && !in_futex_wait(tid)
+}
+
+/// Whether the thread is blocked in `futex` (its first field in `/proc/.../syscall` is the
+/// system call's number).
+#[cfg(target_os = "linux")]
+fn in_futex_wait(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).is_ok_and(|s| {
+        s.split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<libc::c_long>().ok())
+            == Some(libc::SYS_futex)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn in_futex_wait(_tid: i32) -> bool {
+    false
 }
 
 /// The running workers, so a front end that must not outlive them (the ISAPI library, which
