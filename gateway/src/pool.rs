@@ -13,18 +13,20 @@ use pyo3::prelude::*;
 
 /// How long a piece of work may hold the poller role before a standby worker takes over, when
 /// its thread is blocked (waiting on a socket, a database, `time.sleep`): another worker can
-/// then run Python meanwhile.
-const HANDOFF: Duration = Duration::from_millis(2);
+/// then run Python meanwhile. Until then nothing else is served: in bench/'s `mixed` (200 calls
+/// a second that sleep 50 ms, beside `/hello`), 2 ms of it took `/hello` from ~70k to ~45k
+/// req/s with a p99 of 4.8 ms; 250 µs gave 65-74k req/s and 2.1-2.3 ms.
+const HANDOFF: Duration = Duration::from_micros(250);
 /// The limit for work whose thread is running (a CPU-bound call, or a thread the OS preempted):
 /// a second worker would only queue for the GIL, so hand over later, for fairness alone.
 const HANDOFF_BUSY: Duration = Duration::from_millis(20);
-/// While every look finds the work it timed already done (fast requests back to back), the
-/// monitor looks half as often after `CALM_LOOKS` such looks in a row, down to one look per
-/// `LOOK_MAX`; work that overruns brings it back to `HANDOFF` at once. Each look wakes a
-/// thread: at one per `HANDOFF` under steady load that was ~500 wakes a second on the 2-core
-/// bench machine, each costing tens of microseconds of CPU and often preempting a worker or
-/// the client. Traffic with slow calls among fast ones keeps the monitor at `HANDOFF`; only
-/// a slow call after a long run of fast ones may wait up to `LOOK_MAX` to be handed off.
+/// While every look finds the work it timed already done (fast requests back to back) or
+/// running on a CPU, the monitor looks half as often after `CALM_LOOKS` such looks in a row,
+/// down to one look per `LOOK_MAX`; work found blocked brings it back to `HANDOFF` at once.
+/// Each look wakes a thread, costing tens of microseconds of CPU on the 2-core bench machine
+/// and often preempting a worker or the client. Traffic with blocking calls among fast ones
+/// keeps the monitor at `HANDOFF`; only a blocking call after a long run of fast or CPU-bound
+/// ones may wait up to `LOOK_MAX` to be handed off.
 const LOOK_MAX: Duration = Duration::from_millis(8);
 const CALM_LOOKS: u32 = 32;
 
@@ -149,29 +151,40 @@ impl Sched {
                     if now < due {
                         if timed.is_some_and(|t| t != epoch) {
                             // The work timed last ended in time: one more calm look.
-                            calm += 1;
-                            if calm >= CALM_LOOKS {
-                                calm = 0;
-                                every = every.saturating_mul(2).min(LOOK_MAX);
-                            }
+                            calm = calm_look(calm, &mut every);
                         }
                         timed = Some(epoch);
                         self.monitor.wait_until(&mut r, due);
                         continue;
                     }
-                    // This work has run for `every` (at least `HANDOFF`): look closely again.
-                    every = HANDOFF;
-                    calm = 0;
-                    if r.standby > 0 && (now >= since + HANDOFF_BUSY || thread_blocked(tid)) {
+                    // This work has run for `every` (at least `HANDOFF`).
+                    if r.standby > 0 && now >= since + HANDOFF_BUSY {
+                        self.hand_off(&mut r);
+                    } else if r.standby > 0 && thread_blocked(tid) {
+                        // The app blocks in calls like this one: look closely from now on.
+                        every = HANDOFF;
+                        calm = 0;
                         self.hand_off(&mut r);
                     } else {
-                        // Every worker is busy, or the holder is running: look again soon.
+                        // Every worker is busy, or the holder is running (a CPU-bound call is
+                        // no reason to look more often): look again soon, it may block next.
+                        calm = calm_look(calm, &mut every);
                         self.monitor.wait_for(&mut r, Duration::from_millis(1));
                     }
                 }
             }
         }
     }
+}
+
+/// Counts a look that found nothing to hand off; after `CALM_LOOKS` in a row the monitor
+/// looks half as often.
+fn calm_look(calm: u32, every: &mut Duration) -> u32 {
+    if calm + 1 < CALM_LOOKS {
+        return calm + 1;
+    }
+    *every = every.saturating_mul(2).min(LOOK_MAX);
+    0
 }
 
 #[cfg(unix)]
@@ -189,9 +202,9 @@ fn thread_id() -> i32 {
 /// (a socket, a timer, the disk), from `/proc/self/task/<tid>/{stat,syscall}`: only then can a
 /// standby worker run Python meanwhile. A thread in a futex wait is waiting for another thread
 /// of this process, nearly always for the GIL: a second worker would queue behind it too, and
-/// every hand-off then makes one more thread queue for the GIL (a Flask app pinned to one CPU
-/// ended up with all 32 workers taking turns, 15 context switches a request). Such a thread
-/// counts as running and is handed off after `HANDOFF_BUSY`.
+/// every such hand-off adds one more thread to the GIL's queue. Such a thread counts as
+/// running and is handed off after `HANDOFF_BUSY` (a wait on the app's own lock, which frees
+/// the GIL, is handed off that late too).
 fn thread_blocked(tid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
         // Without /proc, fall back to the plain time limit.
@@ -335,5 +348,65 @@ mod tests {
         let third = sched.begin();
         assert!(sched.end(third));
         assert!(!sched.role.lock().free);
+    }
+
+    /// Waits until the thread sleeps in the kernel (`S` in `/proc`).
+    #[cfg(target_os = "linux")]
+    fn wait_until_asleep(tid: i32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+            let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
+            if state == Some('S') {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "thread {tid} never went to sleep"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_waiting_on_a_socket_is_blocked_one_waiting_on_a_lock_is_not() {
+        use std::io::{Read, Write};
+        use std::sync::mpsc;
+
+        // Blocked on a socket (like an app waiting for its database): hand it off.
+        let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            tx.send(thread_id()).unwrap();
+            let mut byte = [0u8; 1];
+            (&theirs).read_exact(&mut byte).unwrap();
+        });
+        let tid = rx.recv().unwrap();
+        wait_until_asleep(tid);
+        assert!(
+            thread_blocked(tid),
+            "a thread in recv was taken for running"
+        );
+        ours.write_all(b"x").unwrap();
+        reader.join().unwrap();
+
+        // Waiting for a lock another thread holds (like the GIL): not worth a hand-off.
+        let lock = Arc::new(Mutex::new(()));
+        let held = lock.lock();
+        let (tx, rx) = mpsc::channel();
+        let waiter_lock = lock.clone();
+        let waiter = std::thread::spawn(move || {
+            tx.send(thread_id()).unwrap();
+            drop(waiter_lock.lock());
+        });
+        let tid = rx.recv().unwrap();
+        wait_until_asleep(tid);
+        assert!(
+            !thread_blocked(tid),
+            "a thread waiting for a lock was taken for blocked"
+        );
+        drop(held);
+        waiter.join().unwrap();
     }
 }
