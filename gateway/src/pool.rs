@@ -20,6 +20,9 @@ const HANDOFF: Duration = Duration::from_micros(250);
 /// The limit for work whose thread is running (a CPU-bound call, or a thread the OS preempted):
 /// a second worker would only queue for the GIL, so hand over later, for fairness alone.
 const HANDOFF_BUSY: Duration = Duration::from_millis(20);
+/// The limit where a thread's state cannot be read: short enough for slow calls, long enough
+/// that a CPU-bound Flask view (~0.4 ms) does not bring a second worker to queue for the GIL.
+const HANDOFF_UNSEEN: Duration = Duration::from_millis(2);
 /// While every look finds the work it timed already done (fast requests back to back) or
 /// running on a CPU, the monitor looks half as often after `CALM_LOOKS` such looks in a row,
 /// down to one look per `LOOK_MAX`; work found blocked brings it back to `HANDOFF` at once.
@@ -160,7 +163,9 @@ impl Sched {
                     // This work has run for `every` (at least `HANDOFF`).
                     if r.standby > 0 && now >= since + HANDOFF_BUSY {
                         self.hand_off(&mut r);
-                    } else if r.standby > 0 && thread_blocked(tid) {
+                    } else if r.standby > 0
+                        && thread_blocked(tid).unwrap_or(now >= since + HANDOFF_UNSEEN)
+                    {
                         // The app blocks in calls like this one: look closely from now on.
                         every = HANDOFF;
                         calm = 0;
@@ -192,7 +197,7 @@ fn thread_id() -> i32 {
     rustix::thread::gettid().as_raw_nonzero().get()
 }
 
-/// Without `/proc` a thread's state cannot be read; `thread_blocked` then says "blocked".
+/// Without `/proc` a thread's state cannot be read (`thread_blocked` says `None`).
 #[cfg(not(unix))]
 fn thread_id() -> i32 {
     0
@@ -204,17 +209,15 @@ fn thread_id() -> i32 {
 /// of this process, nearly always for the GIL: a second worker would queue behind it too, and
 /// every such hand-off adds one more thread to the GIL's queue. Such a thread counts as
 /// running and is handed off after `HANDOFF_BUSY` (a wait on the app's own lock, which frees
-/// the GIL, is handed off that late too).
-fn thread_blocked(tid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
-        // Without /proc, fall back to the plain time limit.
-        return true;
-    };
+/// the GIL, is handed off that late too). `None` without `/proc` (Windows, for the ISAPI
+/// extension).
+fn thread_blocked(tid: i32) -> Option<bool> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
     // The state follows the command name, which is in parentheses and may contain spaces.
     let state = stat
         .rfind(')')
         .and_then(|i| stat[i + 1..].trim_start().chars().next());
-    matches!(state, Some('S' | 'D')) && !in_futex_wait(tid)
+    Some(matches!(state, Some('S' | 'D')) && !in_futex_wait(tid))
 }
 
 /// Whether the thread is blocked in `futex` (its first field in `/proc/.../syscall` is the
@@ -384,8 +387,9 @@ mod tests {
         });
         let tid = rx.recv().unwrap();
         wait_until_asleep(tid);
-        assert!(
+        assert_eq!(
             thread_blocked(tid),
+            Some(true),
             "a thread in recv was taken for running"
         );
         ours.write_all(b"x").unwrap();
@@ -402,8 +406,9 @@ mod tests {
         });
         let tid = rx.recv().unwrap();
         wait_until_asleep(tid);
-        assert!(
-            !thread_blocked(tid),
+        assert_eq!(
+            thread_blocked(tid),
+            Some(false),
             "a thread waiting for a lock was taken for blocked"
         );
         drop(held);
