@@ -7,6 +7,7 @@ sleeps; timeouts only bound a failure.
 import socket
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -77,6 +78,54 @@ def test_quick_requests_answered_while_slow_ones_in_flight(server_factory, tmp_p
         t.join(60)
     assert sorted(slow_results) == [0, 1]
     assert all(r.body == b"released %d" % i for i, r in slow_results.items())
+
+
+def test_one_worker_polls_again_after_slow_calls_were_handed_off(server_factory, tmp_path):
+    """Slow calls each hand the poller role on to a standby worker. Once they are over, one
+    worker polls again: fast requests one after another all run on the same thread, with no
+    GIL shared between pollers. (A worker whose role had been handed on once took it back
+    when the worker after it lost it too, so every slow call left one more poller behind.)"""
+    s = server_factory("framing_app", args=["--threads", "8"])
+    gate = tmp_path / "gate"
+    done = {}
+
+    def slow(i):
+        c = s.conn(timeout=60)
+        try:
+            c.send(g(s, f"/wait?i={i}&gate={q(gate)}&entered={q(tmp_path / f'entered{i}')}"))
+            done[i] = c.read_response().body
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(4):
+        # Each one in the app at once: the role was handed on after each.
+        wait_for_file(tmp_path / f"entered{i}")
+    gate.write_text("open")
+    for t in threads:
+        t.join(60)
+    assert done == {i: b"released %d" % i for i in range(4)}
+
+    def fast(_):
+        c = s.conn()
+        try:
+            bodies = []
+            for _ in range(50):
+                c.send(g(s, "/thread"))
+                r = c.read_response()
+                assert r.status == 200
+                bodies.append(r.body)
+            return bodies
+        finally:
+            c.close()
+
+    # Clients at once, so that a second poller, if there were one, would find work ready.
+    with ThreadPoolExecutor(max_workers=8) as ex:
+        seen = Counter(b for bodies in ex.map(fast, range(8)) for b in bodies)
+    # The monitor may still hand a request on if the machine stalls its thread for 20 ms.
+    assert max(seen.values()) >= 360, f"requests per worker thread: {sorted(seen.values())}"
 
 
 def test_slow_route_does_not_block_others(framing_server, tmp_path):

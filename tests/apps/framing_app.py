@@ -9,6 +9,7 @@ hides it).
 import io
 import os
 import sys
+import threading
 import time
 import warnings
 import zlib
@@ -173,6 +174,13 @@ def wait(environ, start_response, p):
             raise RuntimeError("gate never opened")
         time.sleep(0.01)
     body = b"released " + p.get("i", "").encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def thread_route(environ, start_response, p):
+    """Which worker thread runs this request."""
+    body = str(threading.get_ident()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 
@@ -390,6 +398,7 @@ ROUTES = {
     "/exc_info_after": exc_info_after,
     "/slow": slow,
     "/wait": wait,
+    "/thread": thread_route,
     "/big": big,
     "/stream_gate": stream_gate,
     "/exc_after_empty": exc_after_empty,
