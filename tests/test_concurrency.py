@@ -47,24 +47,31 @@ def test_200_concurrent_keepalive_clients(echo_server):
     assert results == list(range(n_clients))
 
 
-def test_quick_requests_answered_while_slow_ones_in_flight(server_factory, tmp_path):
-    s = server_factory("framing_app", args=["--threads", "4"])
-    gate = tmp_path / "gate"
-    slow_results = {}
+def gated_calls(s, tmp_path, gate, n):
+    """Starts `n` requests that wait inside the app until `gate` exists, and returns once all
+    are in the app: their threads, and their responses by number as they come."""
+    results = {}
 
     def slow(i):
         c = s.conn(timeout=60)
         try:
             c.send(g(s, f"/wait?i={i}&gate={q(gate)}&entered={q(tmp_path / f'entered{i}')}"))
-            slow_results[i] = c.read_response()
+            results[i] = c.read_response()
         finally:
             c.close()
 
-    threads = [threading.Thread(target=slow, args=(i,)) for i in range(2)]
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
-    for i in range(2):
+    for i in range(n):
         wait_for_file(tmp_path / f"entered{i}")
+    return threads, results
+
+
+def test_quick_requests_answered_while_slow_ones_in_flight(server_factory, tmp_path):
+    s = server_factory("framing_app", args=["--threads", "4"])
+    gate = tmp_path / "gate"
+    threads, slow_results = gated_calls(s, tmp_path, gate, 2)
     # both slow requests are now inside the app and cannot finish until the gate opens
     for k in range(20):
         c = s.conn()
@@ -87,26 +94,12 @@ def test_one_worker_polls_again_after_slow_calls_were_handed_off(server_factory,
     when the worker after it lost it too, so every slow call left one more poller behind.)"""
     s = server_factory("framing_app", args=["--threads", "8"])
     gate = tmp_path / "gate"
-    done = {}
-
-    def slow(i):
-        c = s.conn(timeout=60)
-        try:
-            c.send(g(s, f"/wait?i={i}&gate={q(gate)}&entered={q(tmp_path / f'entered{i}')}"))
-            done[i] = c.read_response().body
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=slow, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for i in range(4):
-        # Each one in the app at once: the role was handed on after each.
-        wait_for_file(tmp_path / f"entered{i}")
+    # All four in the app at once: the role was handed on after each.
+    threads, done = gated_calls(s, tmp_path, gate, 4)
     gate.write_text("open")
     for t in threads:
         t.join(60)
-    assert done == {i: b"released %d" % i for i in range(4)}
+    assert {i: r.body for i, r in done.items()} == {i: b"released %d" % i for i in range(4)}
 
     def fast(_):
         c = s.conn()
