@@ -69,10 +69,13 @@ def on_cpu(cpu: int):
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
-def start(server: str) -> tuple[subprocess.Popen, int]:
+def start(server: str, cpu: int | None = SERVER_CPU) -> tuple[subprocess.Popen, int]:
+    """Starts a server (on `cpu`, or wherever the scheduler puts it with None) and waits until
+    it answers."""
     port = free_port()
     proc = subprocess.Popen(command(server, port), cwd=APPS, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=on_cpu(SERVER_CPU))
+                            stderr=subprocess.DEVNULL,
+                            preexec_fn=None if cpu is None else on_cpu(cpu))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
