@@ -23,12 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BIN, REPO, parse_wrk, report  # noqa: E402
+from benchlib import BIN, REPO, choose, parse_wrk, provenance, report  # noqa: E402
 import paired  # noqa: E402
 
 PACE_MS = 1
@@ -77,15 +77,8 @@ def main() -> None:
     ap.add_argument("--servers", default=",".join(SERVERS))
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / f"{date.today()}-latency.md"))
     args = ap.parse_args()
-    scenarios = [s for s in args.scenarios.split(",") if s]
-    servers = [s for s in args.servers.split(",") if s]
-    for s in scenarios:
-        if s not in paired.SCENARIOS:
-            sys.exit(f"latency.py: --scenarios: unknown scenario {s!r} "
-                     f"(known: {', '.join(paired.SCENARIOS)})")
-    for s in servers:
-        if s not in SERVERS:
-            sys.exit(f"latency.py: --servers: unknown server {s!r} (known: {', '.join(SERVERS)})")
+    scenarios = choose("latency.py", "--scenarios", args.scenarios, paired.SCENARIOS, "scenario")
+    servers = choose("latency.py", "--servers", args.servers, SERVERS, "server")
     if args.rounds < 1 or args.seconds < 1:
         sys.exit("latency.py: --rounds and --seconds must be at least 1")
     if not BIN.exists():
@@ -116,16 +109,11 @@ def main() -> None:
                 p99s = " ".join(f"{p[2] / 1000:.2f}" for _, p in runs[server])
                 rows.append((scenario, server, rate, med, p99s, med[2] / ours_p99))
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), "?")
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "?"
     lines = [
         "# Latency at the same offered load",
         "",
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, `python3 bench/latency.py`, "
-        f"{args.rounds} interleaved round(s) of {args.seconds} s, git {rev}; {os.cpu_count()} × "
-        f"{cpu}, kernel {os.uname().release}; {round(time.monotonic() - started)} s in all.",
+        provenance("python3 bench/latency.py",
+                   f"{args.rounds} interleaved round(s) of {args.seconds} s", started),
         "",
         f"One server at a time, unpinned, `wrk -t1` with compare.sh's connections, each "
         f"connection waiting {PACE_MS} ms between an answer and its next request: about the "

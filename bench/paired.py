@@ -29,11 +29,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
-from benchlib import BIN, REPO, children, free_port, parse_wrk, report  # noqa: E402
+from benchlib import (BIN, REPO, children, choose, free_port, parse_wrk,  # noqa: E402
+                      provenance, report)
 
 APPS = REPO / "bench" / "apps"
 VENV = REPO / "bench" / ".venv"
@@ -154,14 +155,8 @@ def main() -> None:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / f"{date.today()}-paired.md"))
     args = ap.parse_args()
-    peers = [p for p in args.peers.split(",") if p]
-    scenarios = [s for s in args.scenarios.split(",") if s]
-    for s in scenarios:
-        if s not in SCENARIOS:
-            sys.exit(f"paired.py: --scenarios: unknown scenario {s!r} (known: {', '.join(SCENARIOS)})")
-    for p in peers:
-        if p not in PEERS:
-            sys.exit(f"paired.py: --peers: unknown peer {p!r} (known: {', '.join(PEERS)})")
+    peers = choose("paired.py", "--peers", args.peers, PEERS, "peer")
+    scenarios = choose("paired.py", "--scenarios", args.scenarios, SCENARIOS, "scenario")
     if args.rounds < 1 or args.seconds < 1:
         sys.exit("paired.py: --rounds and --seconds must be at least 1")
     if (os.cpu_count() or 1) < 2:
@@ -198,16 +193,11 @@ def main() -> None:
                 rows.append((scenario, peer, statistics.median(ratios), ratios,
                              statistics.median(rate_ratios), firsts))
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), "?")
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "?"
     lines = [
         "# Paired runs: wsgi-gateway and a peer at the same time on one CPU",
         "",
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, `python3 bench/paired.py`, "
-        f"{args.rounds} rounds of {args.seconds} s, git {rev}; {os.cpu_count()} × {cpu}, "
-        f"kernel {os.uname().release}; {round(time.monotonic() - started)} s in all.",
+        provenance("python3 bench/paired.py", f"{args.rounds} rounds of {args.seconds} s",
+                   started),
         "",
         "Both servers on CPU 0, each loaded by its own `wrk -t1` on CPU 1 (the connections of "
         "compare.sh's scenario). Cost ratio = wsgi-gateway's requests per CPU-second ÷ the "

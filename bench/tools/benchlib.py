@@ -4,10 +4,13 @@ and printing the result table."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
+import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -95,3 +98,25 @@ def start_gateway(port: int, *args: str) -> subprocess.Popen:
         proc.wait(30)
         raise
     return proc
+
+
+def provenance(command: str, what: str, started: float) -> str:
+    """The line a bench script's result starts with: when, the command and what it ran, the
+    commit, the machine, and how long it took (`started`: time.monotonic() at its start)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), "?")
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "?"
+    return (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, `{command}`, {what}, git {rev}; "
+            f"{os.cpu_count()} × {cpu}, kernel {os.uname().release}; "
+            f"{round(time.monotonic() - started)} s in all.")
+
+
+def choose(script: str, option: str, value: str, known, kind: str) -> list[str]:
+    """The comma-separated names given to `option`, each checked against `known`; an unknown
+    one ends the script with a message naming it and the known ones."""
+    names = [n for n in value.split(",") if n]
+    for n in names:
+        if n not in known:
+            sys.exit(f"{script}: {option}: unknown {kind} {n!r} (known: {', '.join(known)})")
+    return names
