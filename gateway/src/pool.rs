@@ -212,12 +212,19 @@ fn thread_id() -> i32 {
 /// the GIL, is handed off that late too). `None` without `/proc` (Windows, for the ISAPI
 /// extension).
 fn thread_blocked(tid: i32) -> Option<bool> {
+    let state = thread_state(tid)?;
+    Some(matches!(state, Some('S' | 'D')) && !in_futex_wait(tid))
+}
+
+/// The thread's state letter from `/proc/self/task/<tid>/stat` (`R`, `S`, `D`…); `None`
+/// without `/proc`, `Some(None)` if the line cannot be read.
+fn thread_state(tid: i32) -> Option<Option<char>> {
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
     // The state follows the command name, which is in parentheses and may contain spaces.
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].trim_start().chars().next());
-    Some(matches!(state, Some('S' | 'D')) && !in_futex_wait(tid))
+    Some(
+        stat.rfind(')')
+            .and_then(|i| stat[i + 1..].trim_start().chars().next()),
+    )
 }
 
 /// Whether the thread is blocked in `futex` (its first field in `/proc/.../syscall` is the
@@ -358,9 +365,7 @@ mod tests {
     fn wait_until_asleep(tid: i32) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-            let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
-            if state == Some('S') {
+            if thread_state(tid) == Some(Some('S')) {
                 return;
             }
             assert!(
