@@ -158,17 +158,18 @@ def main() -> None:
                              f"{lower:g} of {args.rounds}"))
 
     if args.saturated:
-        title, command = "Latency at saturation", "python3 bench/latency.py --saturated"
+        title = "Latency at saturation"
         load = ("each connection sending its next request as soon as it has an answer, as in "
                 "compare.sh: every server as fast as it goes.")
     else:
-        title, command = "Latency at the same offered load", "python3 bench/latency.py"
+        title = "Latency at the same offered load"
         load = (f"each connection waiting {PACE_MS} ms between an answer and its next request: "
                 "about the same load for every server, none saturated.")
     lines = [
         f"# {title}",
         "",
-        provenance(command, f"{args.rounds} interleaved round(s) of {args.seconds} s", started),
+        provenance(" ".join(["python3 bench/latency.py", *sys.argv[1:]]),
+                   f"{args.rounds} interleaved round(s) of {args.seconds} s", started),
         "",
         f"One server at a time, unpinned, `wrk -t1` with compare.sh's connections, {load} "
         f"Medians over rounds. `p99 ÷ {servers[0]}'s`: above 1, {servers[0]}'s tail is "
