@@ -64,6 +64,8 @@ pub struct Gathering {
 }
 
 /// What to do with a request whose head just arrived.
+// Matched at once where it is made; boxing the common `Call` would allocate per request.
+#[allow(clippy::large_enum_variant)]
 pub enum Start {
     /// Call the app now.
     Call(Head, RateMeter),
