@@ -241,6 +241,7 @@ impl ConnIo {
         if !queued {
             // The server's queues are full (--write-buffer-total): this response waits for its
             // client instead of taking more memory or disk.
+            spool.budget().say_full();
             self.wait_for_spool(&mut spool)?;
             return self.write_waiting(&mut bufs);
         }

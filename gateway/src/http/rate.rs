@@ -33,12 +33,16 @@ pub enum TooSlow {
     Rate,
 }
 
-/// One transfer's waiting so far: the bytes that moved and the time spent waiting for them.
+/// One transfer's allowance for waiting on the client: a bucket that starts with the grace
+/// period, drains by the time spent waiting, and refills by `1 / bytes_per_sec` seconds per
+/// byte that moved, up to the idle limit (or the grace period, if longer). A client at the
+/// minimum rate or faster never runs dry; one that sent a burst and then trickles gets at most
+/// an idle limit's worth of the burst's credit, not hours of it.
 #[derive(Clone, Copy, Debug)]
 pub struct RateMeter {
     rate: MinRate,
     idle: Duration,
-    waited: Duration,
+    credit: Duration,
     bytes: u64,
 }
 
@@ -47,48 +51,39 @@ impl RateMeter {
         RateMeter {
             rate,
             idle,
-            waited: Duration::ZERO,
+            credit: rate.grace,
             bytes: 0,
         }
     }
 
-    /// How long the next wait may last, and what ends it if nothing arrives by then. Each byte
-    /// earns `1 / bytes_per_sec` seconds of waiting on top of the grace period.
+    /// How long the next wait may last, and what ends it if nothing arrives by then.
     pub fn limit(&self) -> (Duration, TooSlow) {
-        if self.rate.bytes_per_sec == 0 {
-            return (self.idle, TooSlow::Idle);
-        }
-        let earned_nanos = u128::from(self.bytes).saturating_mul(1_000_000_000)
-            / u128::from(self.rate.bytes_per_sec);
-        let earned = Duration::from_nanos(u64::try_from(earned_nanos).unwrap_or(u64::MAX));
-        let left = self
-            .rate
-            .grace
-            .saturating_add(earned)
-            .saturating_sub(self.waited);
-        if left < self.idle {
-            (left, TooSlow::Rate)
-        } else {
+        if self.rate.bytes_per_sec == 0 || self.credit >= self.idle {
             (self.idle, TooSlow::Idle)
+        } else {
+            (self.credit, TooSlow::Rate)
         }
     }
 
     /// Records a wait that ended (with or without data).
     pub fn waited(&mut self, d: Duration) {
-        self.waited = self.waited.saturating_add(d);
+        self.credit = self.credit.saturating_sub(d);
     }
 
     /// Records bytes that moved.
     pub fn moved(&mut self, n: usize) {
         self.bytes = self.bytes.saturating_add(n as u64);
+        if self.rate.bytes_per_sec == 0 || n == 0 {
+            return;
+        }
+        let nanos = (n as u128).saturating_mul(1_000_000_000) / u128::from(self.rate.bytes_per_sec);
+        let earned = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        let cap = self.idle.max(self.rate.grace);
+        self.credit = self.credit.saturating_add(earned).min(cap);
     }
 
     pub fn bytes(&self) -> u64 {
         self.bytes
-    }
-
-    pub fn waited_total(&self) -> Duration {
-        self.waited
     }
 }
 
@@ -119,6 +114,33 @@ mod tests {
         // Plenty earned: the idle limit is the shorter one.
         m.moved(240 * 3600);
         assert_eq!(m.limit(), (Duration::from_secs(60), TooSlow::Idle));
+    }
+
+    /// A burst banks at most an idle limit of credit: a trickle after it is dropped within
+    /// about that long, not after the hours the burst's bytes would pay for on average.
+    #[test]
+    fn a_burst_then_a_trickle_banks_at_most_the_idle_limit() {
+        let mut m = RateMeter::new(KESTREL, Duration::from_secs(60));
+        m.moved(70_000);
+        let mut elapsed = Duration::ZERO;
+        while m.limit().0 >= Duration::from_secs(1) {
+            m.waited(Duration::from_secs(1));
+            m.moved(1);
+            elapsed += Duration::from_secs(1);
+        }
+        assert!(elapsed > Duration::from_secs(55) && elapsed <= Duration::from_secs(61));
+        assert_eq!(m.limit().1, TooSlow::Rate);
+    }
+
+    /// Exactly the minimum rate, in bursts a few seconds apart, never runs dry.
+    #[test]
+    fn the_minimum_rate_in_bursts_is_enough() {
+        let mut m = RateMeter::new(KESTREL, Duration::from_secs(60));
+        for _ in 0..1000 {
+            assert!(m.limit().0 >= Duration::from_secs(4));
+            m.waited(Duration::from_secs(4));
+            m.moved(960);
+        }
     }
 
     /// One byte a second: the client runs out of allowance just after the grace period,
@@ -153,6 +175,7 @@ mod tests {
         m.moved(usize::MAX);
         m.moved(usize::MAX);
         assert_eq!(m.limit(), (Duration::from_secs(1), TooSlow::Idle));
+        assert_eq!(m.bytes(), u64::MAX);
         m.waited(Duration::MAX);
         m.waited(Duration::MAX);
         assert_eq!(m.limit(), (Duration::ZERO, TooSlow::Rate));

@@ -42,6 +42,8 @@ enum Segment {
 pub struct SpoolBudget {
     used: AtomicU64,
     cap: u64,
+    /// When a write last found the budget full and said so (at most once a minute).
+    last_said: parking_lot::Mutex<Option<std::time::Instant>>,
 }
 
 impl SpoolBudget {
@@ -49,7 +51,21 @@ impl SpoolBudget {
         Arc::new(SpoolBudget {
             used: AtomicU64::new(0),
             cap,
+            last_said: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// Logs that the budget is full, at most once a minute: a sign of many stalled readers.
+    pub fn say_full(&self) {
+        let now = std::time::Instant::now();
+        let mut last = self.last_said.lock();
+        if last.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(60)) {
+            *last = Some(now);
+            tracing::warn!(
+                "queued response bytes reached --write-buffer-total ({} bytes): responses wait for their clients",
+                self.cap
+            );
+        }
     }
 
     pub fn unlimited() -> Arc<SpoolBudget> {
@@ -129,6 +145,10 @@ impl Spool {
         let queued = self.copied.saturating_sub(before);
         self.budget.give_back(len.saturating_sub(queued));
         pushed.map(|()| true)
+    }
+
+    pub fn budget(&self) -> &SpoolBudget {
+        &self.budget
     }
 
     /// Bytes that left the queue: no longer this connection's share of the budget.
