@@ -370,4 +370,28 @@ mod tests {
         drop(stream);
         assert!(reader.join().unwrap() == expected);
     }
+
+    /// Two connections share one budget: a push that would pass the cap queues nothing, and
+    /// what is sent or dropped is given back.
+    #[test]
+    fn the_budget_caps_what_every_spool_copies_together() {
+        let budget = SpoolBudget::new(1000);
+        let mut a = Spool::new(budget.clone());
+        let mut b = Spool::new(budget.clone());
+        assert!(a.try_push(&[IoSlice::new(&[1; 600])]).unwrap());
+        assert!(!b.try_push(&[IoSlice::new(&[2; 401])]).unwrap());
+        assert!(b.is_empty() && budget.used() == 600);
+        assert!(b.try_push(&[IoSlice::new(&[2; 400])]).unwrap());
+        assert_eq!(budget.used(), 1000);
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let stream = Stream::Unix(ours);
+        assert!(a.flush(&stream).unwrap().done);
+        assert_eq!(budget.used(), 400);
+        drop(b);
+        assert_eq!(budget.used(), 0, "a dropped spool gives its share back");
+        let mut got = vec![0u8; 600];
+        theirs.read_exact(&mut got).unwrap();
+        assert!(got.iter().all(|&x| x == 1));
+    }
 }
