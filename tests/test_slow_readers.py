@@ -1,7 +1,9 @@
 """Clients that read their responses slowly hold no worker thread: what the socket does not
 take at once is queued (in memory, then in a temporary file; an app's file by descriptor) and
 the server sends it as the client reads. --write-buffer bounds the queue, --write-timeout
-ends a client that stopped reading.
+ends a client that stopped reading. The tests whose clients read nothing until every app call
+has ended turn --min-response-rate off: by default a client that takes nothing for 5 s is
+dropped, which is what it is for (tested in test_slow_bodies.py).
 
 Ordering is established with markers (files the app writes when its iterable is closed),
 never with sleeps; timeouts only bound a failure.
@@ -47,7 +49,8 @@ def test_slow_readers_hold_no_worker(server_factory, tmp_path):
     """One worker thread, six clients reading nothing of 12 MiB responses (Content-Length and
     chunked): each app call runs to its end anyway, other clients are served, and each slow
     client then receives its whole body, byte for byte."""
-    s = server_factory("framing_app", args=["--threads", "1", "--write-timeout", "120"])
+    s = server_factory("framing_app", args=["--threads", "1", "--write-timeout", "120",
+                                             "--min-response-rate", "0"])
     markers = [tmp_path / f"m{i}" for i in range(6)]
     readers = [
         slow_reader(s, g(s, f"/big?size={SIZE}&marker={q(m)}" + ("&cl=1" if i % 2 else "")))
@@ -103,7 +106,8 @@ def test_file_response_to_slow_reader(server_factory, tmp_path):
     data = expected(SIZE)[::-1]
     f = tmp_path / "big.bin"
     f.write_bytes(data)
-    s = server_factory("framing_app", args=["--threads", "1", "--write-timeout", "120"])
+    s = server_factory("framing_app", args=["--threads", "1", "--write-timeout", "120",
+                                             "--min-response-rate", "0"])
     c = slow_reader(s, g(s, f"/file?path={q(f)}&cl={SIZE}"))
     with s.conn(timeout=30) as other:
         other.send(g(s, "/hello?i=free"))

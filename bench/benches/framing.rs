@@ -25,7 +25,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gateway_bench::start_python;
 use pyo3::prelude::*;
-use wsgi_gateway::http::io::{ConnIo, Stream};
+use wsgi_gateway::http::io::{ConnIo, SendLimits, Stream};
 use wsgi_gateway::http::response::HttpResponder;
 use wsgi_gateway::request::Version;
 use wsgi_gateway::responder::{BodyLength, Responder, ResponseHead};
@@ -55,9 +55,6 @@ fn connection() -> (Arc<ConnIo>, JoinHandle<u64>) {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
     let stream = Stream::Unix(ours);
     stream.set_nonblocking(true).unwrap();
-    stream
-        .set_timeouts(Duration::from_secs(30), Duration::from_secs(30))
-        .unwrap();
     let drain = std::thread::spawn(move || {
         let mut theirs = theirs;
         let mut buf = vec![0u8; 256 * 1024];
@@ -72,8 +69,7 @@ fn connection() -> (Arc<ConnIo>, JoinHandle<u64>) {
     (
         Arc::new(ConnIo::new(
             stream,
-            (Duration::from_secs(60), Duration::from_secs(60)),
-            0,
+            &SendLimits::unqueued(Duration::from_secs(60)),
         )),
         drain,
     )

@@ -12,11 +12,14 @@
 //! data of a simple independent chunked reading), and `finish()` hands back exactly the bytes
 //! after it; and the record of (method, target, body, error) is the same for both deliveries.
 //!
-//! Python: `HttpBody` reaches Python only through `ConnIo::blocking` (which releases the GIL
-//! while a read or write waits), and only when a non-blocking attempt would block. Our socket
-//! is left in blocking mode, so `ConnIo::read` waits in its first attempt and that path is not
-//! taken; the interpreter is never needed. Production sockets are non-blocking: the GIL release
+//! Python: `HttpBody` reaches Python only when `ConnIo` waits for the socket (it releases the
+//! GIL around the poll), and only when a non-blocking attempt would block. Our socket is left
+//! in blocking mode, so `ConnIo::read` waits in its first attempt and that path is not taken;
+//! the interpreter is never needed. Production sockets are non-blocking: the GIL release
 //! around the wait is a part of the read path this target does not run.
+//!
+//! An unread body rest that `finish()` leaves to the reactor (`Finished::Drain`) is fed to
+//! its `Drain` from blocking reads here, as the reactor feeds it from its reads.
 //!
 //! Not mirrored: the reactor's `connection::await_body`, which keeps reading (up to
 //! `BODY_AHEAD`) before the app is called when a head came from a read. Here every body is
@@ -37,10 +40,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::http::body::HttpBody;
+use wsgi_gateway::http::body::{Drained, Finished, HttpBody};
 use wsgi_gateway::http::connection::precheck;
 use wsgi_gateway::http::head::{parse_head, HeadLimits};
-use wsgi_gateway::http::io::{ConnIo, Stream};
+use wsgi_gateway::http::io::{ConnIo, SendLimits, Stream};
+use wsgi_gateway::http::rate::{MinRate, RateMeter};
 use wsgi_gateway::http::Settings;
 use wsgi_gateway::request::{BodyFailure, BodyReader, Framing};
 use wsgi_gateway::trust::TrustPolicy;
@@ -140,7 +144,10 @@ fuzz_target!(|data: &[u8]| {
             keepalive_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
+            min_body_rate: MinRate::OFF,
+            min_response_rate: MinRate::OFF,
             write_buffer: 0,
+            write_buffer_total: u64::MAX,
             stream_nodelay: true,
             graceful_timeout: Duration::from_secs(5),
             max_connections: 1,
@@ -190,8 +197,7 @@ fn run(data: &[u8], setup: &Setup, pieces: &[usize]) -> Vec<Event> {
     };
     let io = Arc::new(ConnIo::new(
         Stream::Unix(server),
-        (Duration::from_secs(5), Duration::from_secs(5)),
-        0,
+        &SendLimits::unqueued(Duration::from_secs(5)),
     ));
     let events = serve(data, setup, io);
     // The server side is closed by now (`serve` owned the last reference), so a writer blocked
@@ -255,7 +261,9 @@ fn serve(data: &[u8], setup: &Setup, io: Arc<ConnIo>) -> Vec<Event> {
             Ok(Some(head)) => head,
             Ok(None) => {
                 // As the server does: read what arrived and parse the grown buffer again.
-                let n = io.read(&mut scratch).expect("read from the socketpair");
+                let n = io
+                    .read(&mut scratch, &mut meter())
+                    .expect("read from the socketpair");
                 if n == 0 {
                     events.push(Event::Eof(frozen.len()));
                     assert_eq!(
@@ -297,6 +305,7 @@ fn serve(data: &[u8], setup: &Setup, io: Arc<ConnIo>) -> Vec<Event> {
             head.framing,
             head.expect_continue,
             setup.settings.max_body,
+            meter(),
         );
         let outcome = read_body(&mut body, setup.app, head.framing);
         // The body the app saw is what the framing says, or (after a failure) a prefix of it.
@@ -319,7 +328,7 @@ fn serve(data: &[u8], setup: &Setup, io: Arc<ConnIo>) -> Vec<Event> {
             push_outcome(&mut events, &outcome, upto, true);
             return events;
         }
-        let Some(leftover) = body.finish() else {
+        let Some(leftover) = finish(&mut body, &io, &mut scratch) else {
             push_outcome(&mut events, &outcome, upto, true);
             return events;
         };
@@ -338,6 +347,32 @@ fn serve(data: &[u8], setup: &Setup, io: Arc<ConnIo>) -> Vec<Event> {
             "finish() must give exactly the bytes after the body"
         );
         buf = BytesMut::from(&leftover[..]);
+    }
+}
+
+/// No rate, and an idle limit no test input reaches.
+fn meter() -> RateMeter {
+    RateMeter::new(MinRate::OFF, Duration::from_secs(5))
+}
+
+/// `finish()`, with an unread rest still to come received and discarded as the reactor does:
+/// the bytes after the body, or `None` when the connection ends.
+fn finish(body: &mut HttpBody, io: &ConnIo, scratch: &mut [u8]) -> Option<Bytes> {
+    let mut drain = match body.finish() {
+        Finished::Next(leftover) => return Some(leftover),
+        Finished::Close => return None,
+        Finished::Drain(drain) => drain,
+    };
+    loop {
+        let n = io.read(scratch, &mut meter()).ok()?;
+        if n == 0 {
+            return None;
+        }
+        match drain.feed(Bytes::copy_from_slice(&scratch[..n])) {
+            Drained::More => {}
+            Drained::Done(next) => return Some(next),
+            Drained::Close => return None,
+        }
     }
 }
 

@@ -251,6 +251,28 @@ pub struct ServeArgs {
     /// Response bytes queued for a client that reads slowly, so its worker moves on (beyond 256 KiB they wait in a temporary file); past this the worker waits for the client. 0 = never queue.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20, env = "WSGI_GATEWAY_WRITE_BUFFER")]
     pub write_buffer: u64,
+    /// Response bytes queued (in memory and temporary files) across all connections of one process; past this, an app's write waits for its client instead.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30, env = "WSGI_GATEWAY_WRITE_BUFFER_TOTAL")]
+    pub write_buffer_total: u64,
+    /// Slowest average rate (bytes/s) a client may send a request body at, once --min-rate-grace has passed; only time spent waiting for the client counts. 0 = off.
+    #[arg(
+        long,
+        value_name = "BYTES/S",
+        default_value_t = 240,
+        env = "WSGI_GATEWAY_MIN_REQUEST_BODY_RATE"
+    )]
+    pub min_request_body_rate: u64,
+    /// Slowest average rate (bytes/s) a client may take a response at, once --min-rate-grace has passed; only time spent waiting for the client counts. 0 = off.
+    #[arg(
+        long,
+        value_name = "BYTES/S",
+        default_value_t = 240,
+        env = "WSGI_GATEWAY_MIN_RESPONSE_RATE"
+    )]
+    pub min_response_rate: u64,
+    /// Seconds of waiting on a client before the minimum rates apply.
+    #[arg(long, default_value = "5", value_parser = parse_seconds, env = "WSGI_GATEWAY_MIN_RATE_GRACE")]
+    pub min_rate_grace: Duration,
     /// Send every block of a response the moment it is written, one TCP segment each. By default the first block goes out with the head at once, later small blocks may wait for the client's acknowledgement of earlier ones (Nagle) and go out together, and the response's end is pushed at once. Set it for event streams whose bursts must not wait a round trip.
     #[arg(long, env = "WSGI_GATEWAY_STREAM_NODELAY")]
     pub stream_nodelay: bool,

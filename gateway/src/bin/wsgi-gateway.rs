@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wsgi_gateway::cgi;
 use wsgi_gateway::config::{self, AppArgs, CgiArgs, Command, Parsed, ServeArgs, Underscores};
 use wsgi_gateway::http::server::Server;
-use wsgi_gateway::http::{self, head::HeadLimits, listener, Settings, Shared};
+use wsgi_gateway::http::{self, head::HeadLimits, listener, rate::MinRate, Settings, Shared};
 use wsgi_gateway::pool;
 use wsgi_gateway::python::call::WsgiApp;
 use wsgi_gateway::python::environ::FrontEndKind;
@@ -168,7 +168,16 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         keepalive_timeout: args.keepalive_timeout,
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
+        min_body_rate: MinRate {
+            bytes_per_sec: args.min_request_body_rate,
+            grace: args.min_rate_grace,
+        },
+        min_response_rate: MinRate {
+            bytes_per_sec: args.min_response_rate,
+            grace: args.min_rate_grace,
+        },
         write_buffer: args.write_buffer,
+        write_buffer_total: args.write_buffer_total,
         stream_nodelay: args.stream_nodelay,
         graceful_timeout: args.graceful_timeout,
         max_connections: to_usize(args.max_connections),

@@ -1,5 +1,7 @@
 //! The request body on an HTTP connection: Content-Length or chunked, read as the app asks,
-//! never past its end (pipelined bytes after it stay for the next request).
+//! never past its end (pipelined bytes after it stay for the next request). What the app left
+//! unread is discarded by the reactor afterwards (`Drain`), never by a worker waiting on the
+//! client.
 
 use std::any::Any;
 use std::io;
@@ -9,11 +11,12 @@ use bytes::{Bytes, BytesMut};
 
 use super::chunked::ChunkedDecoder;
 use super::io::ConnIo;
+use super::rate::RateMeter;
 use crate::request::{BodyFailure, BodyReader};
 
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 const READ_SIZE: usize = 64 * 1024;
-/// Unread body bytes we are willing to read and discard to keep a connection alive.
+/// Unread body bytes we are willing to receive and discard to keep a connection alive.
 const DRAIN_LIMIT: u64 = 256 * 1024;
 
 enum Framing {
@@ -35,6 +38,82 @@ pub struct HttpBody {
     failure: Option<BodyFailure>,
     /// Some of the body came from the socket, not only from the bytes read with the head.
     socket_read: bool,
+    /// How long the client may keep the app waiting for body bytes.
+    meter: RateMeter,
+}
+
+/// What is left to do with a connection's request body once the response is done.
+pub enum Finished {
+    /// The body is complete: these bytes follow it (the start of the next request).
+    Next(Bytes),
+    /// Some of the unread body has not arrived yet: the reactor receives and discards it.
+    Drain(Box<Drain>),
+    /// The connection cannot be reused.
+    Close,
+}
+
+/// The unread rest of a request body, discarded as it arrives (by the reactor, no worker).
+pub struct Drain {
+    framing: Framing,
+    /// Raw bytes still allowed before the connection is not worth keeping.
+    allowance: u64,
+    /// The body's meter, carried on: a client slower than the minimum rate is dropped.
+    pub meter: RateMeter,
+}
+
+/// After `Drain::feed`.
+pub enum Drained {
+    /// The body goes on: wait for more.
+    More,
+    /// The body ended: these bytes follow it.
+    Done(Bytes),
+    /// Broken framing or too much left: close.
+    Close,
+}
+
+impl Drain {
+    /// Discards the body bytes at the start of `input`.
+    pub fn feed(&mut self, input: Bytes) -> Drained {
+        let Some(allowance) = self.allowance.checked_sub(input.len() as u64) else {
+            // More than we keep a connection for may be coming: the response is out, close.
+            return match discard(&mut self.framing, input) {
+                Ok(Some(rest)) => Drained::Done(rest),
+                _ => Drained::Close,
+            };
+        };
+        self.allowance = allowance;
+        match discard(&mut self.framing, input) {
+            Ok(Some(rest)) => Drained::Done(rest),
+            Ok(None) => Drained::More,
+            Err(()) => Drained::Close,
+        }
+    }
+}
+
+/// Skips the body bytes at the start of `input` (no copy of the data); `Some(rest)` once the
+/// body has ended, with the bytes that follow it.
+fn discard(framing: &mut Framing, mut input: Bytes) -> Result<Option<Bytes>, ()> {
+    match framing {
+        Framing::Length { remaining } => {
+            let n = usize::try_from(*remaining).map_or(input.len(), |r| r.min(input.len()));
+            bytes::Buf::advance(&mut input, n);
+            *remaining -= n as u64;
+            Ok((*remaining == 0).then_some(input))
+        }
+        Framing::Chunked(decoder) => {
+            let mut sink = [0u8; 4096];
+            loop {
+                if decoder.is_done() {
+                    return Ok(Some(input));
+                }
+                let (used, produced) = decoder.decode(&input, &mut sink).map_err(|_| ())?;
+                bytes::Buf::advance(&mut input, used);
+                if used == 0 && produced == 0 {
+                    return Ok(None);
+                }
+            }
+        }
+    }
 }
 
 impl HttpBody {
@@ -44,6 +123,7 @@ impl HttpBody {
         framing: crate::request::Framing,
         expect_continue: bool,
         max_body: u64,
+        meter: RateMeter,
     ) -> HttpBody {
         let framing = match framing {
             crate::request::Framing::None => Framing::Length { remaining: 0 },
@@ -63,6 +143,7 @@ impl HttpBody {
             received: 0,
             failure: None,
             socket_read: false,
+            meter,
         }
     }
 
@@ -82,7 +163,7 @@ impl HttpBody {
     fn fill(&mut self, want: usize) -> io::Result<usize> {
         let mut buf = BytesMut::zeroed(want.clamp(1, READ_SIZE));
         self.socket_read = true;
-        let n = self.io.read(&mut buf)?;
+        let n = self.io.read(&mut buf, &mut self.meter)?;
         buf.truncate(n);
         self.buffered = buf.freeze();
         Ok(n)
@@ -105,7 +186,7 @@ impl HttpBody {
                 } else {
                     // Straight from the socket into the caller's buffer: no intermediate copy.
                     self.socket_read = true;
-                    let n = self.io.read(&mut out[..want])?;
+                    let n = self.io.read(&mut out[..want], &mut self.meter)?;
                     if n == 0 {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -177,37 +258,36 @@ impl HttpBody {
         self.socket_read
     }
 
-    /// After the response: the bytes that follow the body (the next pipelined request), or
-    /// `None` when the connection cannot be reused. A small unread remainder is drained.
-    pub fn finish(&mut self) -> Option<Bytes> {
+    /// After the response: what follows the body, without waiting for the client. The unread
+    /// body already here is skipped; a rest still to come is left for the reactor to drain.
+    pub fn finish(&mut self) -> Finished {
         // A failed read leaves the connection's framing unknown.
         if self.failure.is_some() {
-            return None;
+            return Finished::Close;
         }
-        if !self.complete() {
-            // The client is still waiting for our 100-continue: it may never send the body.
-            if self.expect_continue {
-                return None;
-            }
-            if let Framing::Length { remaining } = self.framing {
-                if remaining > DRAIN_LIMIT + self.buffered.len() as u64 {
-                    return None;
-                }
-            }
-            let mut sink = vec![0u8; 16 * 1024];
-            let mut drained = 0u64;
-            while !self.complete() {
-                match self.read_inner(&mut sink) {
-                    Ok(0) => break,
-                    Ok(n) => drained += n as u64,
-                    Err(_) => return None,
-                }
-                if drained > DRAIN_LIMIT {
-                    return None;
-                }
+        if self.complete() {
+            return Finished::Next(std::mem::take(&mut self.buffered));
+        }
+        // The client is still waiting for our 100-continue: it may never send the body.
+        if self.expect_continue {
+            return Finished::Close;
+        }
+        if let Framing::Length { remaining } = self.framing {
+            if remaining > DRAIN_LIMIT.saturating_add(self.buffered.len() as u64) {
+                return Finished::Close;
             }
         }
-        Some(std::mem::take(&mut self.buffered))
+        let buffered = std::mem::take(&mut self.buffered);
+        let mut drain = Drain {
+            framing: std::mem::replace(&mut self.framing, Framing::Length { remaining: 0 }),
+            allowance: DRAIN_LIMIT.saturating_add(buffered.len() as u64),
+            meter: self.meter,
+        };
+        match drain.feed(buffered) {
+            Drained::Done(next) => Finished::Next(next),
+            Drained::More => Finished::Drain(Box::new(drain)),
+            Drained::Close => Finished::Close,
+        }
     }
 }
 

@@ -9,8 +9,10 @@ use bytes::Bytes;
 use pyo3::prelude::*;
 
 use super::access_log::Entry;
-use super::body::HttpBody;
+use super::body::{Drain, Finished, HttpBody};
+use super::chunked::ChunkedDecoder;
 use super::head::{parse_head, reuse_headers, Head};
+use super::rate::RateMeter;
 use super::response::HttpResponder;
 use super::{error_response, Conn, Settings, Shared};
 use crate::request::{decode_path, Framing, Peer, Request};
@@ -48,33 +50,89 @@ pub fn precheck(
 /// no worker; a larger body streams to the app once this much has arrived.
 pub const BODY_AHEAD: usize = 64 * 1024;
 
-/// Whether to keep waiting (parked, no worker) for more of the body before calling the app:
-/// the body is neither complete nor `BODY_AHEAD` long yet. Not when the client waits for
-/// `100 Continue`, nor when the request will be refused anyway.
-pub fn await_body(head: &Head, rest: &[u8], shared: &Shared) -> bool {
-    if head.expect_continue || rest.len() >= BODY_AHEAD {
-        return false;
+/// A request whose head is in and whose body the reactor gathers (parked, no worker) before
+/// the app is called: until the body is complete or `BODY_AHEAD` long.
+pub struct Gathering {
+    pub head: Head,
+    /// Body bytes looked at so far: chunked framing is decoded once, as bytes arrive.
+    scanned: usize,
+    decoder: Option<Box<ChunkedDecoder>>,
+    /// The client waits for `100 Continue` before it sends the body: the reactor owes it.
+    pub continue_owed: bool,
+    /// How long the client may take to send the body (idle limit and minimum rate).
+    pub meter: RateMeter,
+}
+
+/// What to do with a request whose head just arrived.
+// Matched at once where it is made; boxing the common `Call` would allocate per request.
+#[allow(clippy::large_enum_variant)]
+pub enum Start {
+    /// Call the app now.
+    Call(Head, RateMeter),
+    /// Wait for (more of) the body first.
+    Gather(Box<Gathering>),
+}
+
+impl Start {
+    /// Decides for `head`, with `rest` the bytes that came after it. A request that will be
+    /// refused, or has no body, goes on at once. With `Expect: 100-continue` the server
+    /// answers `100 Continue` itself for a small declared body (it passed every check the
+    /// server can make) and gathers it like any other; a large or unsized one goes to the app
+    /// at once, which may refuse it before the client sends it.
+    pub fn new(head: Head, rest: &[u8], shared: &Shared) -> Start {
+        let settings = &shared.settings;
+        let meter = RateMeter::new(settings.min_body_rate, settings.body_timeout);
+        let policy = shared.app.environ.policy();
+        if precheck(&head, settings, policy).is_err() {
+            return Start::Call(head, meter);
+        }
+        let small = match head.framing {
+            Framing::None => return Start::Call(head, meter),
+            Framing::Length(n) => n <= BODY_AHEAD as u64,
+            Framing::Chunked => false,
+        };
+        if head.expect_continue && !small {
+            return Start::Call(head, meter);
+        }
+        let chunked = head.framing == Framing::Chunked;
+        let mut gathering = Gathering {
+            continue_owed: head.expect_continue,
+            head,
+            scanned: 0,
+            decoder: chunked.then(|| Box::new(ChunkedDecoder::for_requests())),
+            meter,
+        };
+        if gathering.ready(rest) {
+            Start::Call(gathering.head, gathering.meter)
+        } else {
+            Start::Gather(Box::new(gathering))
+        }
     }
-    if precheck(head, &shared.settings, shared.app.environ.policy()).is_err() {
-        return false;
-    }
-    match head.framing {
-        Framing::None => false,
-        Framing::Length(n) => (rest.len() as u64) < n,
-        Framing::Chunked => {
-            // Complete (or already broken) chunked framing is dispatched; the body reader
-            // decodes it again for the app.
-            let mut decoder = super::chunked::ChunkedDecoder::for_requests();
-            let mut out = [0u8; 4096];
-            let mut input = rest;
-            loop {
-                match decoder.decode(input, &mut out) {
-                    Err(_) => return false,
-                    Ok(_) if decoder.is_done() => return false,
-                    Ok((0, _)) => return true,
-                    Ok((used, _)) => input = &input[used..],
+}
+
+impl Gathering {
+    /// Whether the body gathered so far (`body`, which only grows) lets the app be called:
+    /// complete, `BODY_AHEAD` long, or broken (the body reader then reports it).
+    pub fn ready(&mut self, body: &[u8]) -> bool {
+        if body.len() >= BODY_AHEAD {
+            return true;
+        }
+        match (self.head.framing, &mut self.decoder) {
+            (Framing::Length(n), _) => body.len() as u64 >= n,
+            (Framing::Chunked, Some(decoder)) => {
+                let mut sink = [0u8; 4096];
+                let mut input = body.get(self.scanned..).unwrap_or_default();
+                self.scanned = body.len();
+                loop {
+                    match decoder.decode(input, &mut sink) {
+                        Err(_) => return true,
+                        Ok(_) if decoder.is_done() => return true,
+                        Ok((0, _)) => return false,
+                        Ok((used, _)) => input = input.get(used..).unwrap_or_default(),
+                    }
                 }
             }
+            _ => true,
         }
     }
 }
@@ -168,6 +226,9 @@ fn retire_now(shared: &Shared) -> bool {
 pub struct Served {
     /// The bytes after the last request served: the start of the next one.
     pub leftover: Bytes,
+    /// The last request's body has not all arrived: the reactor discards the rest first
+    /// (`leftover` is then empty).
+    pub drain: Option<Box<Drain>>,
     /// A request body was read from the socket, not only from the bytes that came with its
     /// head: the socket may hold more, so it must be read again before the connection parks.
     pub socket_read: bool,
@@ -179,13 +240,13 @@ pub fn serve(
     py: Python<'_>,
     shared: &Shared,
     conn: &Conn,
-    head: Head,
+    (head, meter): (Head, RateMeter),
     rest: Bytes,
 ) -> Option<Served> {
     let settings = &shared.settings;
     // When the request arrived, for the access log's duration (no clock read without one).
     let clock = || shared.access_log.as_ref().map(|_| Instant::now());
-    let (mut head, mut rest, mut received) = (head, rest, clock());
+    let (mut head, mut meter, mut rest, mut received) = (head, meter, rest, clock());
     let mut socket_read = false;
     loop {
         if let Err((status, why)) = precheck(&head, settings, shared.app.environ.policy()) {
@@ -197,7 +258,14 @@ pub fn serve(
         let framing = head.framing;
         let expect = head.expect_continue;
         let req = to_request(head, conn, settings);
-        let body = HttpBody::new(conn.io.clone(), rest, framing, expect, settings.max_body);
+        let body = HttpBody::new(
+            conn.io.clone(),
+            rest,
+            framing,
+            expect,
+            settings.max_body,
+            meter,
+        );
         let responder = HttpResponder::new(conn.io.clone(), req.version, close_requested);
         let outcome = shared
             .app
@@ -227,32 +295,44 @@ pub fn serve(
         let reusable = outcome.reusable && !conn.io.close_after() && !close_requested;
         let leftover = match body {
             Some(mut b) if reusable => {
-                let next = b.finish();
+                let finished = b.finish();
                 socket_read |= b.socket_read();
-                next?
+                match finished {
+                    Finished::Next(next) => next,
+                    Finished::Drain(drain) => {
+                        return Some(Served {
+                            leftover: Bytes::new(),
+                            drain: Some(drain),
+                            socket_read,
+                        })
+                    }
+                    Finished::Close => return None,
+                }
             }
             _ => return None,
         };
-        // A complete pipelined request is served at once; a partial one waits parked.
+        // A complete pipelined request is served at once; one whose body is still arriving,
+        // or a partial head, waits parked (the reactor looks at `leftover` again).
+        let parked = Served {
+            leftover: leftover.clone(),
+            drain: None,
+            socket_read,
+        };
         match parse_head(&leftover, &settings.limits) {
-            // A pipelined request whose body is still arriving waits parked, like any other.
-            Ok(Some(next)) if await_body(&next, &leftover[next.head_len..], shared) => {
-                return Some(Served {
-                    leftover,
-                    socket_read,
-                });
-            }
             Ok(Some(next)) => {
-                rest = leftover.slice(next.head_len..);
-                head = next;
-                received = clock();
+                let body_here = leftover.slice(next.head_len..);
+                match Start::new(next, &body_here, shared) {
+                    Start::Call(next, next_meter) => {
+                        head = next;
+                        meter = next_meter;
+                        rest = body_here;
+                        received = clock();
+                    }
+                    // Its body is still arriving: the reactor gathers it, parked.
+                    Start::Gather(_) => return Some(parked),
+                }
             }
-            Ok(None) => {
-                return Some(Served {
-                    leftover,
-                    socket_read,
-                })
-            }
+            Ok(None) => return Some(parked),
             Err(e) => {
                 reject(conn, e.status, e.reason);
                 return None;

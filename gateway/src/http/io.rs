@@ -1,15 +1,20 @@
 //! One client socket, shared by the body reader and the responder of the request being served.
-//! Operations try non-blocking first and release the GIL only when they really have to wait.
+//! Operations try non-blocking first and release the GIL only when they really have to wait;
+//! a wait is bounded by the transfer's `RateMeter` (idle limit and minimum data rate).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
+use rustix::event::{PollFd, PollFlags};
 
-use super::spool::Spool;
+use super::rate::{MinRate, RateMeter, TooSlow};
+use super::spool::{Spool, SpoolBudget};
 use crate::python::without_gil;
 
 pub enum Stream {
@@ -22,22 +27,6 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_nonblocking(on),
             Stream::Unix(s) => s.set_nonblocking(on),
-        }
-    }
-
-    pub fn set_timeouts(
-        &self,
-        read: std::time::Duration,
-        write: std::time::Duration,
-    ) -> io::Result<()> {
-        let (read, write) = (Some(read.max(MIN_TIMEOUT)), Some(write.max(MIN_TIMEOUT)));
-        match self {
-            Stream::Tcp(s) => s
-                .set_read_timeout(read)
-                .and_then(|_| s.set_write_timeout(write)),
-            Stream::Unix(s) => s
-                .set_read_timeout(read)
-                .and_then(|_| s.set_write_timeout(write)),
         }
     }
 
@@ -90,22 +79,37 @@ impl AsRawFd for Stream {
     }
 }
 
-/// A zero timeout means "none" to the socket API; never ask for that.
-const MIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);
+/// What bounds the sending side of a connection (from `Settings`).
+#[derive(Clone)]
+pub struct SendLimits {
+    /// --write-timeout: longest wait for the client to take any byte.
+    pub idle: Duration,
+    /// --min-response-rate.
+    pub min_rate: MinRate,
+    /// --write-buffer: copied bytes queued before a write waits for the client; 0 = never
+    /// queue (the worker waits, GIL released).
+    pub write_buffer: u64,
+    /// --write-buffer-total: what every connection's queue may hold together.
+    pub budget: Arc<SpoolBudget>,
+}
 
-fn timed_out(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+impl SendLimits {
+    /// No queue and no rate: every write waits for the client, up to `idle`.
+    pub fn unqueued(idle: Duration) -> SendLimits {
+        SendLimits {
+            idle,
+            min_rate: MinRate::OFF,
+            write_buffer: 0,
+            budget: SpoolBudget::unlimited(),
+        }
+    }
 }
 
 pub struct ConnIo {
     pub stream: Stream,
-    /// (--body-timeout, --write-timeout): given to the socket the first time a call has to
-    /// wait, so a connection that never waits costs no setsockopt.
-    timeouts: (std::time::Duration, std::time::Duration),
-    timeouts_set: AtomicBool,
+    /// How long the current response may keep waiting for the client (reset per request).
+    send_meter: Mutex<RateMeter>,
+    send_rate: (MinRate, Duration),
     /// The final response's head has gone out: no more `100 Continue`.
     pub response_started: AtomicBool,
     /// The response being sent ends this connection (set by the responder per request).
@@ -114,8 +118,7 @@ pub struct ConnIo {
     /// without the lock on every write.
     spool: Mutex<Spool>,
     spooled: AtomicBool,
-    /// --write-buffer: copied bytes queued before a write waits for the client; 0 = never
-    /// queue (the worker waits, GIL released).
+    /// --write-buffer (see `SendLimits`).
     write_buffer: u64,
     /// A TCP connection without --stream-nodelay: a response's later blocks may be merged.
     merge_ok: bool,
@@ -127,20 +130,16 @@ pub struct ConnIo {
 }
 
 impl ConnIo {
-    pub fn new(
-        stream: Stream,
-        timeouts: (std::time::Duration, std::time::Duration),
-        write_buffer: u64,
-    ) -> ConnIo {
+    pub fn new(stream: Stream, limits: &SendLimits) -> ConnIo {
         ConnIo {
             stream,
-            timeouts,
-            timeouts_set: AtomicBool::new(false),
+            send_meter: Mutex::new(RateMeter::new(limits.min_rate, limits.idle)),
+            send_rate: (limits.min_rate, limits.idle),
             response_started: AtomicBool::new(false),
             close_after: AtomicBool::new(true),
-            spool: Mutex::new(Spool::default()),
+            spool: Mutex::new(Spool::new(limits.budget.clone())),
             spooled: AtomicBool::new(false),
-            write_buffer,
+            write_buffer: limits.write_buffer,
             merge_ok: false,
             merging: Mutex::new(false),
             writes: AtomicU32::new(0),
@@ -171,26 +170,41 @@ impl ConnIo {
         *merging == on
     }
 
-    /// Reads at least one byte (or EOF), waiting up to the socket's read timeout.
-    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.stream.read_nb(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.blocking(|s| match s.read_nb(buf) {
-                    Err(e) if timed_out(&e) => Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "client sent nothing within --body-timeout",
-                    )),
-                    other => other,
-                })
+    /// Reads at least one byte (or EOF), waiting (GIL released) as long as `meter` allows.
+    pub fn read(&self, buf: &mut [u8], meter: &mut RateMeter) -> io::Result<usize> {
+        loop {
+            match self.stream.read_nb(buf) {
+                Ok(n) => {
+                    meter.moved(n);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait_ready(PollFlags::IN, meter)?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.read(buf),
-            other => other,
+        }
+    }
+
+    /// Waits (GIL released) until the socket is ready for `dir`, within what `meter` allows;
+    /// `TimedOut` names the limit the client ran into.
+    fn wait_ready(&self, dir: PollFlags, meter: &mut RateMeter) -> io::Result<()> {
+        let (limit, why) = meter.limit();
+        let start = Instant::now();
+        let ready = without_gil(|| poll_until(&self.stream, dir, start + limit));
+        meter.waited(start.elapsed());
+        match ready {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(too_slow(dir, why)),
+            Err(e) => Err(e),
         }
     }
 
     /// Writes every byte of `bufs` in order after anything queued before. What the socket does
     /// not take at once is queued (the reactor sends it as the client reads) until the queue
-    /// passes --write-buffer; then this waits (GIL released) until the client has taken it all.
+    /// passes --write-buffer, or every connection's queues together would pass
+    /// --write-buffer-total; then this waits (GIL released) until the client has taken it all.
     pub fn write_all(&self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
         let mut bufs = bufs;
         if !self.spooled.load(Ordering::Acquire) {
@@ -199,10 +213,7 @@ impl ConnIo {
                 other => return other,
             }
             if self.write_buffer == 0 {
-                return self.blocking(move |s| {
-                    // In blocking mode the write timeout surfaces as WouldBlock/TimedOut.
-                    write_vectored_all(s, &mut bufs).map_err(write_timed_out)
-                });
+                return self.write_waiting(&mut bufs);
             }
         }
         let mut spool = self.spool.lock();
@@ -219,12 +230,20 @@ impl ConnIo {
             .iter()
             .map(|b| b.len())
             .fold(0usize, usize::saturating_add);
-        if spool.will_spill(len) {
+        let queued = if spool.will_spill(len) {
             // A file write can wait on the disk: never with the GIL held.
             let queue = &mut *spool;
-            without_gil(move || queue.push(bufs))?;
+            let pending = &*bufs;
+            without_gil(move || queue.try_push(pending))?
         } else {
-            spool.push(bufs)?;
+            spool.try_push(bufs)?
+        };
+        if !queued {
+            // The server's queues are full (--write-buffer-total): this response waits for its
+            // client instead of taking more memory or disk.
+            spool.budget().say_full();
+            self.wait_for_spool(&mut spool)?;
+            return self.write_waiting(&mut bufs);
         }
         self.spooled.store(true, Ordering::Release);
         if spool.copied() > self.write_buffer {
@@ -262,33 +281,40 @@ impl ConnIo {
         Ok(flushed)
     }
 
-    /// Waits (GIL released, bounded by --write-timeout) until the queue has gone out.
-    fn wait_for_spool(&self, spool: &mut Spool) -> io::Result<()> {
-        let flushed = self.blocking(|s| spool.flush(s).map_err(write_timed_out))?;
-        if !flushed.done {
-            // In blocking mode the write timeout surfaces as WouldBlock, which `flush` takes
-            // for "full".
-            return Err(write_timed_out(io::ErrorKind::WouldBlock.into()));
-        }
-        self.spooled.store(false, Ordering::Release);
-        Ok(())
+    /// How long the current response may keep waiting for its client: the reactor records
+    /// its waits here too, so one meter covers the whole response.
+    pub fn send_meter(&self) -> MutexGuard<'_, RateMeter> {
+        self.send_meter.lock()
     }
 
-    /// Runs `f` on the socket in blocking mode (bounded by its timeouts) without the GIL.
-    pub fn blocking<T: Send>(
-        &self,
-        f: impl Send + FnOnce(&Stream) -> io::Result<T>,
-    ) -> io::Result<T> {
-        let stream = &self.stream;
-        if !self.timeouts_set.swap(true, Ordering::AcqRel) {
-            stream.set_timeouts(self.timeouts.0, self.timeouts.1)?;
+    /// Writes the rest of `bufs`, waiting for the client as long as the send meter allows.
+    fn write_waiting(&self, bufs: &mut &mut [IoSlice<'_>]) -> io::Result<()> {
+        let mut meter = self.send_meter.lock();
+        loop {
+            let before = pending(bufs);
+            let result = write_vectored_all(&self.stream, bufs);
+            meter.moved(before.saturating_sub(pending(bufs)));
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait_ready(PollFlags::OUT, &mut meter)?
+                }
+                other => return other,
+            }
         }
-        without_gil(move || {
-            stream.set_nonblocking(false)?;
-            let result = f(stream);
-            stream.set_nonblocking(true)?;
-            result
-        })
+    }
+
+    /// Waits (GIL released) until the queue has gone out, as long as the send meter allows.
+    fn wait_for_spool(&self, spool: &mut Spool) -> io::Result<()> {
+        let mut meter = self.send_meter.lock();
+        loop {
+            let flushed = spool.flush(&self.stream)?;
+            meter.moved(flushed.sent);
+            if flushed.done {
+                self.spooled.store(false, Ordering::Release);
+                return Ok(());
+            }
+            self.wait_ready(PollFlags::OUT, &mut meter)?;
+        }
     }
 
     pub fn mark_started(&self) {
@@ -299,6 +325,8 @@ impl ConnIo {
     pub fn next_request(&self) {
         self.response_started.store(false, Ordering::Release);
         self.close_after.store(true, Ordering::Release);
+        let (rate, idle) = self.send_rate;
+        *self.send_meter.lock() = RateMeter::new(rate, idle);
     }
 
     pub fn set_close_after(&self, close: bool) {
@@ -314,16 +342,41 @@ impl ConnIo {
     }
 }
 
-/// A blocking write that hit the socket's write timeout, reported as such.
-fn write_timed_out(e: io::Error) -> io::Error {
-    if timed_out(&e) {
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            "client stopped reading (--write-timeout)",
-        )
-    } else {
-        e
+/// The error for a client that kept us waiting too long, naming the limit it ran into.
+fn too_slow(dir: PollFlags, why: TooSlow) -> io::Error {
+    let text = match (dir == PollFlags::IN, why) {
+        (true, TooSlow::Idle) => "client sent nothing within --body-timeout",
+        (true, TooSlow::Rate) => "client sent the body slower than --min-request-body-rate",
+        (false, TooSlow::Idle) => "client stopped reading (--write-timeout)",
+        (false, TooSlow::Rate) => "client read the response slower than --min-response-rate",
+    };
+    io::Error::new(io::ErrorKind::TimedOut, text)
+}
+
+/// Waits until `stream` is ready for `dir` (or hung up: the next call then says how) or
+/// `deadline` passes; `false` on the deadline.
+fn poll_until(stream: &Stream, dir: PollFlags, deadline: Instant) -> io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = rustix::event::Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(stream, dir)];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) if left.is_zero() => return Ok(false),
+            // Woken early (timer slack) with time left: wait again.
+            Ok(0) => {}
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+}
+
+/// Bytes still to write in `bufs`.
+fn pending(bufs: &[IoSlice<'_>]) -> usize {
+    bufs.iter().map(|b| b.len()).fold(0, usize::saturating_add)
 }
 
 /// Writes `bufs` until done or an error (`WouldBlock` included), consuming what was written.

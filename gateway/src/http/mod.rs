@@ -12,6 +12,7 @@ pub mod head;
 pub mod io;
 pub mod listener;
 pub mod merge;
+pub mod rate;
 pub mod response;
 pub mod server;
 pub mod spool;
@@ -35,8 +36,14 @@ pub struct Settings {
     pub keepalive_timeout: Duration,
     pub body_timeout: Duration,
     pub write_timeout: Duration,
+    /// --min-request-body-rate after --min-rate-grace (see `rate`).
+    pub min_body_rate: rate::MinRate,
+    /// --min-response-rate after --min-rate-grace.
+    pub min_response_rate: rate::MinRate,
     /// --write-buffer (see `spool`).
     pub write_buffer: u64,
+    /// --write-buffer-total: every connection's queued response bytes together.
+    pub write_buffer_total: u64,
     /// --stream-nodelay: every block of a response goes out in its own segment at once.
     pub stream_nodelay: bool,
     pub graceful_timeout: Duration,

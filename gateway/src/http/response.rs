@@ -251,7 +251,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::{ConnIo, HttpResponder};
-    use crate::http::io::Stream;
+    use crate::http::io::{SendLimits, Stream};
     use crate::request::Version;
     use crate::responder::{BodyLength, Responder, ResponseHead};
 
@@ -268,11 +268,8 @@ mod tests {
     fn later_blocks_of_a_response_may_merge_until_it_ends() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let (mut client, server) = pair(&listener);
-        let timeouts = (
-            std::time::Duration::from_secs(5),
-            std::time::Duration::from_secs(5),
-        );
-        let io = Arc::new(ConnIo::new(Stream::Tcp(server), timeouts, 0).allow_merging(true));
+        let limits = SendLimits::unqueued(std::time::Duration::from_secs(5));
+        let io = Arc::new(ConnIo::new(Stream::Tcp(server), &limits).allow_merging(true));
         let head = ResponseHead {
             code: 200,
             status: b"200 OK",
@@ -323,7 +320,7 @@ mod tests {
         assert!(nodelay(&io));
         // --stream-nodelay: never off.
         let (_peer, server) = pair(&listener);
-        let plain = Arc::new(ConnIo::new(Stream::Tcp(server), timeouts, 0));
+        let plain = Arc::new(ConnIo::new(Stream::Tcp(server), &limits));
         let mut r = HttpResponder::new(plain.clone(), Version::Http11, false);
         r.start(&head).unwrap();
         r.write(b"a").unwrap();

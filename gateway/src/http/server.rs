@@ -24,10 +24,13 @@ use pyo3::prelude::*;
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::net::SocketFlags;
 
-use super::connection::{self, peer_text, Served};
+use super::body::{Drain, Drained, CONTINUE};
+use super::connection::{self, peer_text, Gathering, Served, Start};
 use super::head::parse_head;
-use super::io::{ConnIo, Stream};
+use super::io::{ConnIo, SendLimits, Stream};
 use super::listener::{Bound, Sock};
+use super::rate::{RateMeter, TooSlow};
+use super::spool::SpoolBudget;
 use super::{error_response, Conn, Settings, Shared};
 use crate::pool::{Next, WorkSource};
 use crate::request::{Peer, TcpPeer};
@@ -64,9 +67,12 @@ enum Phase {
     Idle,
     /// Part of a head has arrived (header timeout, counted from its first byte).
     Reading,
-    /// The head is in; the start of the body is still arriving (body timeout, from the last
-    /// byte). No worker is held meanwhile.
+    /// The head is in; the start of the body is still arriving (`ConnState::gathering`; its
+    /// meter bounds the wait). No worker is held meanwhile.
     Body,
+    /// The response is out but the app left part of the body unread, and it has not all
+    /// arrived: received and discarded (`ConnState::drain`), then the next request is read.
+    Drain,
     /// The response is written but the client has not taken all of it: the reactor sends the
     /// rest as it reads (write timeout, from the last progress). No worker is held meanwhile.
     /// `close`: then linger and close instead of serving the next request.
@@ -83,6 +89,12 @@ struct ConnState {
     deadline: Instant,
     /// The epoll registration includes EPOLLOUT (only while `Sending`).
     out_armed: bool,
+    /// `Body`: the request whose body is being gathered (`buf` holds only body bytes).
+    gathering: Option<Box<Gathering>>,
+    /// `Drain` (or `Sending` before it): the unread rest of the last request's body.
+    drain: Option<Box<Drain>>,
+    /// When the current wait on the client began, for the transfer's rate meter.
+    since: Instant,
 }
 
 impl ConnState {
@@ -99,24 +111,58 @@ impl ConnState {
         self.deadline = Instant::now() + settings.header_timeout;
     }
 
-    /// The head is complete and the body's first bytes are awaited: the body timeout runs
-    /// from the latest byte.
-    fn awaiting_body(&mut self, settings: &Settings) {
+    /// The head is complete and the body is awaited: its meter sets the deadline.
+    fn gather(&mut self, gathering: Box<Gathering>) {
         self.phase = Phase::Body;
-        self.deadline = Instant::now() + settings.body_timeout;
+        self.since = Instant::now();
+        self.deadline = self.since + gathering.meter.limit().0;
+        self.gathering = Some(gathering);
+    }
+
+    /// The unread rest of the body is discarded as it arrives.
+    fn drain(&mut self, drain: Box<Drain>) {
+        self.phase = Phase::Drain;
+        self.since = Instant::now();
+        self.deadline = self.since + drain.meter.limit().0;
+        self.drain = Some(drain);
+    }
+
+    /// The meter of the transfer this connection waits on (body being gathered or drained).
+    fn receive_meter(&mut self) -> Option<&mut RateMeter> {
+        match self.phase {
+            Phase::Body => self.gathering.as_mut().map(|g| &mut g.meter),
+            Phase::Drain => self.drain.as_mut().map(|d| &mut d.meter),
+            _ => None,
+        }
+    }
+
+    /// `n` body bytes arrived: the wait so far counts against the client's rate, and the
+    /// deadline moves by what the bytes earned (not back to a whole idle limit per byte).
+    fn received(&mut self, n: usize) {
+        let now = Instant::now();
+        let since = self.since;
+        if let Some(meter) = self.receive_meter() {
+            meter.waited(now.saturating_duration_since(since));
+            meter.moved(n);
+            let limit = meter.limit().0;
+            self.since = now;
+            self.deadline = now + limit;
+        }
     }
 
     /// The response is queued for the reactor to send; `close`: the connection ends after it.
-    fn sending(&mut self, settings: &Settings, close: bool) {
+    fn sending(&mut self, close: bool) {
         self.phase = Phase::Sending { close };
-        self.deadline = Instant::now() + settings.write_timeout;
+        self.since = Instant::now();
+        self.deadline = self.since + self.conn.io.send_meter().limit().0;
     }
 
     /// Ends the connection once the client has the whole response: lingers now, or after the
     /// queued rest went out.
-    fn close(&mut self, settings: &Settings) {
+    fn close(&mut self) {
+        self.drain = None;
         if self.conn.io.spooled() {
-            self.sending(settings, true);
+            self.sending(true);
         } else {
             self.linger();
         }
@@ -240,6 +286,8 @@ pub struct Server {
     listeners: Vec<Bound>,
     conns: Mutex<Conns>,
     pub shared: Arc<Shared>,
+    /// What every connection's sending side is bounded by, the spool budget included.
+    send_limits: SendLimits,
 }
 
 fn token(idx: u32, gen: u32) -> u64 {
@@ -276,7 +324,15 @@ impl Server {
                 armed(),
             )?;
         }
+        let s = &shared.settings;
+        let send_limits = SendLimits {
+            idle: s.write_timeout,
+            min_rate: s.min_response_rate,
+            write_buffer: s.write_buffer,
+            budget: SpoolBudget::new(s.write_buffer_total),
+        };
         Ok(Server {
+            send_limits,
             epoll,
             listeners,
             conns: Mutex::new(Conns {
@@ -382,8 +438,7 @@ impl Server {
             }
             let conn = Conn {
                 io: Arc::new(
-                    ConnIo::new(stream, (s.body_timeout, s.write_timeout), s.write_buffer)
-                        .allow_merging(!s.stream_nodelay),
+                    ConnIo::new(stream, &self.send_limits).allow_merging(!s.stream_nodelay),
                 ),
                 peer,
                 listener: l.info.clone(),
@@ -394,6 +449,9 @@ impl Server {
                 phase: Phase::Reading,
                 deadline: Instant::now(),
                 out_armed: false,
+                gathering: None,
+                drain: None,
+                since: Instant::now(),
             });
             state.reading(s);
             self.insert(state);
@@ -515,7 +573,7 @@ impl Server {
                     if state.phase == Phase::Body {
                         tracing::info!(
                             "{}: request body: the client went away before sending it; connection closed",
-                            request_line(&state.buf)
+                            gathered_line(&state)
                         );
                     }
                     return After::Close(state);
@@ -535,7 +593,11 @@ impl Server {
                 Phase::Linger => continue,
                 Phase::Idle => state.reading(settings),
                 Phase::Reading | Phase::Sending { .. } => {}
-                Phase::Body => state.awaiting_body(settings),
+                Phase::Body | Phase::Drain => {
+                    if let Ok(n) = got {
+                        state.received(n);
+                    }
+                }
             }
             if let Step::Park = self.handle(py, &mut state, drained) {
                 return After::Park(state);
@@ -548,6 +610,25 @@ impl Server {
     /// without reading again.
     fn handle(&self, py: Python<'_>, state: &mut ConnState, drained: bool) -> Step {
         let settings = &self.shared.settings;
+        if state.phase == Phase::Drain && !self.drain(state) {
+            return Step::Read;
+        }
+        if let Some(mut gathering) = state.gathering.take() {
+            // Only body bytes are buffered: look at the new ones.
+            if !gathering.ready(&state.buf) {
+                state.gathering = Some(gathering);
+                return Step::Read;
+            }
+            let rest = state.buf.split().freeze();
+            let served = connection::serve(
+                py,
+                &self.shared,
+                &state.conn,
+                (gathering.head, gathering.meter),
+                rest,
+            );
+            return self.after_serve(state, served, drained, false);
+        }
         // `split` leaves `state.buf` empty but sharing the allocation, and the request's
         // slices share it too: once they are dropped it is this thread's next read buffer.
         let frozen = state.buf.split().freeze();
@@ -559,37 +640,69 @@ impl Server {
             }
             Err(e) => {
                 connection::reject(&state.conn, e.status, e.reason);
-                state.close(settings);
+                state.close();
                 return Step::Read;
             }
             Ok(Some(head)) => head,
         };
         let rest = frozen.slice(head.head_len..);
-        if connection::await_body(&head, &rest, &self.shared) {
-            // A slow client's body must not hold a worker: wait here, parked, until the
-            // body (or its first BODY_AHEAD bytes) has arrived.
-            if state.phase != Phase::Body {
-                state.awaiting_body(settings);
+        let (head, meter) = match Start::new(head, &rest, &self.shared) {
+            Start::Call(head, meter) => (head, meter),
+            Start::Gather(mut gathering) => {
+                // A slow client's body must not hold a worker: wait here, parked, until the
+                // body (or its first BODY_AHEAD bytes) has arrived. The body is kept apart
+                // from the head, so each read looks at its new bytes only.
+                if gathering.continue_owed && !self.send_continue(state) {
+                    return Step::Read;
+                }
+                gathering.continue_owed = false;
+                gathering.head.expect_continue = false;
+                state.buf = BytesMut::from(&rest[..]);
+                state.gather(gathering);
+                return Step::Read;
             }
-            unsplit(&mut state.buf, frozen);
-            return Step::Read;
-        }
-        match connection::serve(py, &self.shared, &state.conn, head, rest) {
+        };
+        let served = connection::serve(py, &self.shared, &state.conn, (head, meter), rest);
+        drop(frozen);
+        self.after_serve(state, served, drained, small)
+    }
+
+    /// Where a connection goes once `connection::serve` is done with it.
+    fn after_serve(
+        &self,
+        state: &mut ConnState,
+        served: Option<Served>,
+        drained: bool,
+        small: bool,
+    ) -> Step {
+        let settings = &self.shared.settings;
+        match served {
             // Discard what the client still sends until EAGAIN, then park.
-            None => state.close(settings),
-            Some(Served { leftover, .. }) if state.conn.io.spooled() => {
+            None => state.close(),
+            Some(Served {
+                leftover, drain, ..
+            }) if state.conn.io.spooled() => {
                 // The client has not taken the whole response: the rest goes out as it reads,
-                // and what it sent meanwhile waits until then.
-                drop(frozen);
+                // and what it sent meanwhile waits until then (an unread body's rest too).
                 unsplit(&mut state.buf, leftover);
-                state.sending(settings, false);
+                state.drain = drain;
+                state.sending(false);
                 return Step::Park;
+            }
+            Some(Served {
+                drain: Some(drain), ..
+            }) => {
+                // The app left part of the body unread and it is still arriving: discard it
+                // here, with no worker waiting on the client.
+                state.buf.clear();
+                state.drain(drain);
             }
             Some(Served {
                 leftover,
                 socket_read,
+                ..
             }) if leftover.is_empty() => {
-                drop((leftover, frozen));
+                drop(leftover);
                 let buf = std::mem::take(&mut state.buf);
                 if small {
                     keep_spare(buf);
@@ -605,26 +718,87 @@ impl Server {
             Some(Served { leftover, .. }) => {
                 // Keep-alive: what follows is the start of the next request.
                 state.reading(settings);
-                drop(frozen);
                 unsplit(&mut state.buf, leftover);
             }
         }
         Step::Read
     }
 
+    /// Discards the unread body bytes buffered; `true` once the body has ended and what
+    /// follows it (buffered, maybe nothing yet) is the next request.
+    fn drain(&self, state: &mut ConnState) -> bool {
+        let Some(mut drain) = state.drain.take() else {
+            return true;
+        };
+        let input = state.buf.split().freeze();
+        match drain.feed(input) {
+            Drained::More => {
+                state.buf.clear();
+                state.drain = Some(drain);
+                false
+            }
+            Drained::Done(next) => {
+                let settings = &self.shared.settings;
+                if next.is_empty() {
+                    state.idle(settings);
+                } else {
+                    state.reading(settings);
+                    unsplit(&mut state.buf, next);
+                }
+                true
+            }
+            Drained::Close => {
+                tracing::info!(
+                    "{}: the unread rest of a request body is too long or badly framed; connection closed",
+                    peer_text(&state.conn.peer)
+                );
+                state.close();
+                false
+            }
+        }
+    }
+
+    /// Answers `Expect: 100-continue` for a body the server gathers; `false` (the connection
+    /// is closing) if the socket did not take the few bytes at once.
+    fn send_continue(&self, state: &mut ConnState) -> bool {
+        match state.conn.io.stream.write_nb(CONTINUE) {
+            Ok(n) if n == CONTINUE.len() => true,
+            _ => {
+                tracing::info!(
+                    "{}: could not send 100 Continue; connection closed",
+                    peer_text(&state.conn.peer)
+                );
+                state.close();
+                false
+            }
+        }
+    }
+
     /// Sends more of a queued response. When all of it is out, the connection lingers to its
-    /// close (`close`), waits for its next request, or (`Reading`) has one buffered already.
+    /// close (`close`), discards the unread rest of the body, waits for its next request, or
+    /// (`Reading`) has one buffered already.
     fn send_rest(&self, state: &mut ConnState, close: bool) -> Sent {
         let settings = &self.shared.settings;
-        match state.conn.io.flush_spool() {
-            Ok(f) if !f.done => {
-                if f.progressed {
-                    state.deadline = Instant::now() + settings.write_timeout;
-                }
-                Sent::Wait
-            }
+        let flushed = state.conn.io.flush_spool();
+        if let Ok(f) = &flushed {
+            // The wait since the last look counts against the client's minimum rate.
+            let now = Instant::now();
+            let mut meter = state.conn.io.send_meter();
+            meter.waited(now.saturating_duration_since(state.since));
+            meter.moved(f.sent);
+            state.since = now;
+            state.deadline = now + meter.limit().0;
+        }
+        match flushed {
+            Ok(f) if !f.done => Sent::Wait,
             Ok(_) if close => {
                 state.linger();
+                Sent::Done
+            }
+            Ok(_) if state.drain.is_some() => {
+                if let Some(drain) = state.drain.take() {
+                    state.drain(drain);
+                }
                 Sent::Done
             }
             Ok(_) if state.buf.is_empty() => {
@@ -707,16 +881,35 @@ impl Server {
                 }
             }
         }
-        for state in expired {
+        for mut state in expired {
             let _ = epoll::delete(&self.epoll, state.conn.io.stream.as_fd());
+            let slow = state.receive_meter().map(|m| m.limit().1);
             let why = match state.phase {
                 Phase::Reading if !state.buf.is_empty() => {
                     Some("request head not received within --header-timeout")
                 }
+                Phase::Body if slow == Some(TooSlow::Rate) => {
+                    Some("request body arrived slower than --min-request-body-rate")
+                }
                 Phase::Body => Some("request body not received within --body-timeout"),
-                Phase::Sending { .. } => {
+                Phase::Drain => {
+                    let limit = match slow {
+                        Some(TooSlow::Rate) => "--min-request-body-rate",
+                        _ => "--body-timeout",
+                    };
                     tracing::info!(
-                        "{}: client stopped reading its response (--write-timeout); connection closed",
+                        "{}: the unread rest of a request body did not arrive ({limit}); connection closed",
+                        peer_text(&state.conn.peer)
+                    );
+                    None
+                }
+                Phase::Sending { .. } => {
+                    let limit = match state.conn.io.send_meter().limit().1 {
+                        TooSlow::Rate => "read its response slower than --min-response-rate",
+                        TooSlow::Idle => "stopped reading its response (--write-timeout)",
+                    };
+                    tracing::info!(
+                        "{}: client {limit}; connection closed",
                         peer_text(&state.conn.peer)
                     );
                     None
@@ -725,7 +918,7 @@ impl Server {
             };
             if let Some(why) = why {
                 let what = match state.phase {
-                    Phase::Body => request_line(&state.buf),
+                    Phase::Body => gathered_line(&state),
                     _ => peer_text(&state.conn.peer),
                 };
                 tracing::info!("408 for {what}: {why}");
@@ -874,13 +1067,16 @@ fn waiting_for_us(entry: Option<&Entry>) -> bool {
     )
 }
 
-/// `METHOD target` of a buffered request whose head is complete, for the log.
-fn request_line(buf: &[u8]) -> String {
-    let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut words = line.splitn(3, |&b| b == b' ');
-    let method = String::from_utf8_lossy(words.next().unwrap_or_default());
-    let target = String::from_utf8_lossy(words.next().unwrap_or_default());
-    format!("{method} {target}")
+/// `METHOD target` of the request whose body is being gathered, for the log.
+fn gathered_line(state: &ConnState) -> String {
+    match &state.gathering {
+        Some(g) => format!(
+            "{} {}",
+            String::from_utf8_lossy(&g.head.method),
+            String::from_utf8_lossy(&g.head.target)
+        ),
+        None => peer_text(&state.conn.peer),
+    }
 }
 
 /// Connections: registered once, edge-triggered (see the module comment).
