@@ -144,8 +144,9 @@ def check_held_bodies(view, pid: int, path: str) -> tuple[int, int]:
     assert held - baseline < GROWTH_LIMIT, (
         f"RSS grew from {baseline / 2**20:.1f} MiB to {held / 2**20:.1f} MiB while "
         f"{len(HELD)} requests declared {DECLARED} bytes and sent at most {AHEAD}")
-    # The front end still serves, a body bigger than one read included.
-    body = bytes(range(256)) * 1024
+    # The front end still serves; an odd-sized body of 3 MiB takes the growing path's every
+    # step (read-ahead, doublings, the switch to the final `bytes` at half).
+    body = bytes(range(256)) * (3 * 4096) + b"!"
     for mode in ("all", "length", "huge"):
         assert post(view, path, mode, body) == (200, digest_line(body)), mode
     return baseline, held
