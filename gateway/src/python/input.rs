@@ -1,6 +1,7 @@
 //! `wsgi.input`: the request body as a Python file-like object, EOF exactly at the body's end.
 //! `read(n)` copies once (straight into the new `bytes`), `readinto` straight into the caller's
 //! buffer; the front end's reader releases the GIL whenever it has to wait for the client.
+//! No read allocates for bytes that have not arrived: a declared length is only a promise.
 
 use std::io;
 
@@ -13,6 +14,8 @@ use crate::request::{BodyFailure, BodyReader};
 
 /// How much `readline`/chunked reads pull from the front end at a time.
 const PULL: usize = 64 * 1024;
+/// How far a read of a long body may allocate ahead of the bytes that have arrived.
+const GROW: usize = 64 * 1024;
 
 #[pyclass(module = "wsgi_gateway")]
 pub struct WsgiInput {
@@ -106,38 +109,81 @@ impl WsgiInput {
     }
 
     /// Exactly `len` bytes (fewer only at EOF, which is then an error for a known length).
+    /// Memory follows the bytes that arrived, never the length the request declared.
     fn read_exact_known<'py>(
         &mut self,
         py: Python<'py>,
         len: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
+        let in_memory = self.reader.as_ref().map_or(0, |r| r.in_memory().len());
         // The usual case: the whole body came with the head. One copy, and no zero-filling of
         // the new `bytes` first (`new_with` below zeroes it).
-        if self.buffered().is_empty() {
+        if self.buffered().is_empty() && in_memory >= len {
             if let Some(reader) = self.reader.as_mut() {
-                if let Some(mem) = reader.in_memory().get(..len) {
-                    let out = PyBytes::new(py, mem);
-                    reader.consume(len);
-                    return Ok(out);
-                }
+                let out = PyBytes::new(py, &reader.in_memory()[..len]);
+                reader.consume(len);
+                return Ok(out);
             }
         }
-        PyBytes::new_with(py, len, |out| {
-            let have = self.buffered().len().min(len);
-            out[..have].copy_from_slice(&self.buffered()[..have]);
-            self.consume(have);
-            let mut filled = have;
-            while filled < len {
-                let n = self.read_reader(&mut out[filled..]).map_err(io_err)?;
-                if n == 0 {
-                    return Err(PyOSError::new_err(
-                        "the client closed the connection before sending the whole body",
-                    ));
-                }
-                filled += n;
+        let here = self.buffered().len().saturating_add(in_memory);
+        if len <= here.saturating_add(GROW) {
+            return PyBytes::new_with(py, len, |out| self.fill_exact(out));
+        }
+        // The rest is still on its way. Its first half goes into a buffer that grows as bytes
+        // arrive; then the `bytes` is made and the second half read straight into it: at most
+        // 3x what arrived is ever allocated, for one extra copy of only that first half.
+        let half = len.div_ceil(2);
+        let mut first = Vec::with_capacity(here.saturating_add(GROW).min(half));
+        first.extend_from_slice(self.buffered());
+        self.consume(first.len());
+        if let Some(reader) = self.reader.as_mut() {
+            let mem = reader.in_memory();
+            let take = mem.len().min(half.saturating_sub(first.len()));
+            first.extend_from_slice(&mem[..take]);
+            reader.consume(take);
+        }
+        let mut filled = first.len();
+        while filled < half {
+            if filled == first.len() {
+                // Zero (and so make resident) only what the next reads may fill.
+                let grow_to = filled
+                    .saturating_mul(2)
+                    .max(filled.saturating_add(GROW))
+                    .min(half);
+                first.reserve_exact(grow_to - filled);
+                first.resize(grow_to, 0);
             }
-            Ok(())
+            filled += self.read_some(&mut first[filled..])?;
+        }
+        first.truncate(filled);
+        PyBytes::new_with(py, len, |out| {
+            let (head, rest) = out.split_at_mut(filled);
+            head.copy_from_slice(&first);
+            drop(std::mem::take(&mut first));
+            self.fill_exact(rest)
         })
+    }
+
+    /// Fills all of `out`: the read-ahead first, then the front end.
+    fn fill_exact(&mut self, out: &mut [u8]) -> PyResult<()> {
+        let have = self.buffered().len().min(out.len());
+        out[..have].copy_from_slice(&self.buffered()[..have]);
+        self.consume(have);
+        let mut filled = have;
+        while filled < out.len() {
+            filled += self.read_some(&mut out[filled..])?;
+        }
+        Ok(())
+    }
+
+    /// Some bytes of a known-length body from the front end; its early end is an error.
+    fn read_some(&mut self, out: &mut [u8]) -> PyResult<usize> {
+        match self.read_reader(out).map_err(io_err)? {
+            0 => Err(PyOSError::new_err(
+                "the client closed the connection before sending the whole body",
+            )),
+            n => Ok(n),
+        }
     }
 
     /// Up to `limit` bytes (`None` = all) when the total is unknown (chunked bodies).
