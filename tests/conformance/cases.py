@@ -298,16 +298,20 @@ case("hdr-no-body-no-content-keys", "/nobody",
              "read": {"len": 0}},
      overrides=CGI_CL0)
 
-env_case("hdr-host-with-port", "/h", {"SERVER_NAME": "example.com", "SERVER_PORT": "8080",
+# SERVER_NAME follows Host; SERVER_PORT is the port the request was received on
+# (RFC 3875 §4.1.15): the listener's, the CGI host's, IIS's, whatever Host says.
+env_case("hdr-host-with-port", "/h", {"SERVER_NAME": "example.com", "SERVER_PORT": T("{port}"),
                                       "HTTP_HOST": "example.com:8080"},
          headers=[("Host", "example.com:8080")])
 env_case("hdr-host-without-port", "/h", {"SERVER_NAME": "example.com",
                                          "HTTP_HOST": "example.com",
-                                         "SERVER_PORT": "80"},
+                                         "SERVER_PORT": T("{port}")},
          headers=[("Host", "example.com")])
-env_case("hdr-host-ipv6", "/h", {"SERVER_NAME": "[::1]", "SERVER_PORT": "8443",
+env_case("hdr-host-ipv6", "/h", {"SERVER_NAME": "[::1]", "SERVER_PORT": T("{port}"),
                                  "HTTP_HOST": "[::1]:8443"},
          headers=[("Host", "[::1]:8443")])
+env_case("hdr-host-port-other-than-listener", "/h", {"SERVER_PORT": T("{port}")},
+         headers=[("Host", "localhost:1234")])
 env_case("hdr-host-uppercase", "/h", {"SERVER_NAME": Match("(?i)example\\.com"),
                                       "HTTP_HOST": Match("(?i)example\\.com")},
          headers=[("Host", "EXAMPLE.COM")])
