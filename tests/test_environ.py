@@ -411,6 +411,37 @@ def test_forwarded_allow_ips_forms(server_factory, allow, honoured):
         assert "HTTP_X_FORWARDED_FOR" not in e
 
 
+@pytest.fixture
+def unix_path():
+    import os
+    import tempfile
+    d = tempfile.mkdtemp(prefix="gw", dir="/tmp")  # short: sun_path holds ~100 bytes
+    path = os.path.join(d, "gw.sock")
+    yield path
+    if os.path.exists(path):
+        os.unlink(path)
+    os.rmdir(d)
+
+
+@pytest.mark.parametrize("allow,honoured", [("127.0.0.1", False), ("10.0.0.0/8", False),
+                                            ("127.0.0.1,unix", True), ("unix", True),
+                                            ("*", True)])
+def test_unix_socket_peer_trusted_only_when_listed(server_factory, unix_path, allow, honoured):
+    """A Unix-socket peer is trusted only through `unix` (or `*`) in --forwarded-allow-ips, not
+    merely because some IP range is listed."""
+    s = server_factory("echo_app", bind=f"unix:{unix_path}",
+                       args=["--forwarded-allow-ips", allow])
+    e = echo_raw(s, b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 203.0.113.7\r\n"
+                    b"X-Forwarded-Proto: https\r\nX-Forwarded-User: admin\r\n\r\n")
+    if honoured:
+        assert e["REMOTE_ADDR"] == "203.0.113.7" and e["wsgi.url_scheme"] == "https"
+        assert e["HTTP_X_FORWARDED_USER"] == "admin"
+    else:
+        assert e["REMOTE_ADDR"] == "" and e["wsgi.url_scheme"] == "http"
+        for key in ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_USER"):
+            assert key not in e, key
+
+
 def test_chdir_sets_working_directory(echo_server):
     from gwhelpers import APPS_DIR
     e = echo_raw(echo_server, req(echo_server, "/cwd"))

@@ -25,6 +25,9 @@ impl IpRange {
         if text == "*" {
             return Ok(IpRange::Any);
         }
+        if text.eq_ignore_ascii_case("unix") {
+            return Ok(IpRange::Unix);
+        }
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
@@ -72,7 +75,7 @@ impl IpRange {
                 },
                 IpAddr::V6(ip),
             ) => masked(u128::from(*net), u128::from(ip), *prefix, 128),
-            _ => false,
+            (IpRange::Unix, _) | (IpRange::Net { .. }, _) => false,
         }
     }
 }
@@ -121,8 +124,12 @@ impl TrustPolicy {
     pub fn peer_trusted(&self, peer: &Peer) -> bool {
         match peer {
             Peer::Tcp(p) => self.trusted.iter().any(|r| r.contains(p.addr.ip())),
-            // A Unix socket peer is a local process the operator placed there (a proxy).
-            Peer::Unix => !self.trusted.is_empty(),
+            // Only when the operator says so: listing a proxy's IP range must not also make
+            // every local process that can reach the socket a trusted proxy.
+            Peer::Unix => self
+                .trusted
+                .iter()
+                .any(|r| matches!(r, IpRange::Unix | IpRange::Any)),
             Peer::Named { addr, .. } => addr
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| self.trusted.iter().any(|r| r.contains(ip))),
@@ -392,6 +399,20 @@ mod tests {
         assert_eq!(set_by_last_trusted("real", 2), Some("real"));
         assert_eq!(set_by_last_trusted(" , ", 0), None);
         assert_eq!(set_by_last_trusted("a,,b", 0), Some("b"));
+    }
+
+    #[test]
+    fn unix_peers_only_when_listed() {
+        let unix = |list: &[&str]| policy(list).peer_trusted(&Peer::Unix);
+        assert!(!unix(&["127.0.0.1"]));
+        assert!(!unix(&["0.0.0.0/0", "::/0"]));
+        assert!(!unix(&[]));
+        assert!(unix(&["unix"]));
+        assert!(unix(&["10.0.0.0/8", "UNIX"]));
+        assert!(unix(&["*"]));
+        assert!(!IpRange::Unix.contains("127.0.0.1".parse().unwrap()));
+        assert!(!policy(&["unix"])
+            .peer_trusted(&Peer::Tcp(TcpPeer::new("127.0.0.1:5".parse().unwrap()))));
     }
 
     #[test]
