@@ -498,6 +498,12 @@ case("err-raise-after-headers-with-length", "/_/raise-after-cl",
              "log": ["conformance-secret-after-cl"]})
 case("err-bad-status", "/_/bad-status",
      expect={"status": 500, "body": {"not_contains": [b"bad status body"]}, "log": ["abc"]})
+# A final status must be 200-599: a 1xx sent as the final response would leave a proxy in
+# front waiting for another one (the connection desyncs). The app's start_response raises.
+for _code in ("100", "199", "600", "099"):
+    case(f"err-final-status-{_code}", f"/_/final-status/{_code}",
+         expect={"status": 500, "body": {"not_contains": [b"final status body"]},
+                 "log": [f"{_code} {'Continue' if _code == '100' else 'X'}"]})
 for _hop in ("upgrade", "transfer-encoding", "te"):
     case(f"err-hop-by-hop-{_hop}", f"/_/hop/{_hop}",
          expect={"status": 500, "body": {"not_contains": [b"hop body"]},

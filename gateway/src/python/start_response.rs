@@ -79,6 +79,14 @@ impl ResponseState {
 
     fn set(&mut self, status: &str, headers: &Bound<'_, PyAny>) -> PyResult<()> {
         let code = parse_status(status).map_err(|e| PyValueError::new_err(e.0))?;
+        // The app gives the final response: a 1xx would go out with no final one after it
+        // (a proxy in front then pairs the next response with this request), and there is no
+        // status above 599. Checked here, once, for every front end.
+        if !(200..=599).contains(&code) {
+            return Err(PyValueError::new_err(format!(
+                "invalid status {status:?}: a final response status must be 200-599"
+            )));
+        }
         let mut block = HeaderBlock::new(status);
         if let Ok(list) = headers.cast::<PyList>() {
             push_headers(&mut block, list.iter(), code)?;
