@@ -1,9 +1,9 @@
-"""start_response over the HTTP listener: which statuses an app may give as its final
-response."""
+"""start_response and write() over the HTTP listener: which statuses an app may give as its
+final response, and write() used from two app threads at once."""
 
 import pytest
 
-from gwhelpers import exchange
+from gwhelpers import RawConn, exchange
 
 
 def get(target, connection=None):
@@ -40,3 +40,38 @@ def test_final_status_200_and_599_accepted(servers):
         (r,), c = exchange(s, get(f"/app/_/status/{code}", connection="close"))
         c.close()
         assert r.status == code
+
+
+# ---- write() and start_response() from another thread -------------------------------------
+
+def test_write_from_two_threads_is_a_clean_error_not_a_panic(server_factory):
+    """tests/apps/write_race_app.py: one app thread is blocked inside write() (the client does
+    not read yet, --write-buffer 0); the other calls write() and start_response(exc_info).
+    Both must get a Python exception the app can catch, not a Rust panic (PanicException)."""
+    s = server_factory("write_race_app", args=["--write-buffer", "0", "--threads", "2"])
+    c = s.conn(timeout=30)
+    mark = s.log_mark()
+    c.send(get("/race", connection="close"))
+    m = s.wait_log(r"race-outcome: write=(\w+) start_response=(\w+)", since=mark, timeout=30)
+    r = c.read_head()
+    assert r.status == 200 and r.header("content-length") == str(32 << 20), r
+    got = len(c.buf)  # counted, not kept: 32 MiB
+    while chunk := c.sock.recv(1 << 20):
+        got += len(chunk)
+    c.close()
+    assert got == 32 << 20
+    assert m.group(1) == "RuntimeError" and m.group(2) == "RuntimeError", m.group(0)
+    log = s.log(mark)
+    assert "panicked" not in log and "PanicException" not in log, log[-3000:]
+    assert "race-writer-error" not in log, log[-3000:]
+    # the server keeps serving
+    assert echo_ok(s)
+
+
+def echo_ok(s):
+    c = RawConn(s.socket())
+    c.send(get("/", connection="close"))
+    r = c.read_response()
+    c.close()
+    return r.status == 200
+
