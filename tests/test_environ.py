@@ -116,17 +116,44 @@ def test_core_cgi_and_wsgi_keys(echo_server):
         assert absent not in e, absent
 
 
-def test_host_with_port(echo_server):
-    e = echo_raw(echo_server, b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n")
-    assert e["SERVER_NAME"] == "example.com"
-    assert e["SERVER_PORT"] == "8080"
-    assert e["HTTP_HOST"] == "example.com:8080"
+# SERVER_PORT is the port the request was received on (RFC 3875 §4.1.15), whatever Host says;
+# SERVER_NAME follows Host.
+@pytest.mark.parametrize("host,name", [("example.com:1234", "example.com"),
+                                       ("example.com:8080", "example.com"),
+                                       ("localhost", "localhost"),
+                                       ("[::1]:8443", "[::1]")])
+def test_server_port_is_the_listening_port_whatever_host_says(echo_server, host, name):
+    e = echo_raw(echo_server, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert e["SERVER_NAME"] == name
+    assert e["SERVER_PORT"] == str(echo_server.port)
+    assert e["HTTP_HOST"] == host
 
 
-def test_host_without_port(echo_server):
-    e = echo_raw(echo_server, b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
-    assert e["SERVER_NAME"] == "example.com"
-    assert e["SERVER_PORT"] != ""
+def test_server_port_from_trusted_proxy_forwarded_port(servers):
+    s = servers.get("trusted")
+    e = echo_raw(s, req(s, headers=[("X-Forwarded-Port", "8443")]))
+    assert e["SERVER_PORT"] == "8443"
+    # a trusted peer that forwards nothing is an ordinary client: the listening port
+    e = echo_raw(s, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert e["SERVER_PORT"] == str(s.port)
+
+
+def test_server_port_behind_trusted_proxy_without_forwarded_port(servers):
+    """The proxy received the request: its port is what its Host (or X-Forwarded-Host) and
+    scheme say, not the port it connected to here."""
+    s = servers.get("trusted")
+    e = echo_raw(s, b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-Proto: https\r\n"
+                    b"X-Forwarded-For: 203.0.113.7\r\n\r\n")
+    assert (e["SERVER_NAME"], e["SERVER_PORT"], e["wsgi.url_scheme"]) == (
+        "example.com", "443", "https")
+    e = echo_raw(s, req(s, headers=[("X-Forwarded-Host", "public.example:8443")]))
+    assert (e["SERVER_NAME"], e["SERVER_PORT"]) == ("public.example", "8443")
+
+
+def test_forwarded_port_ignored_from_untrusted_peer(echo_server):
+    e = echo_raw(echo_server, b"GET / HTTP/1.1\r\nHost: example.com:1234\r\n"
+                              b"X-Forwarded-Port: 8443\r\n\r\n")
+    assert e["SERVER_PORT"] == str(echo_server.port)
 
 
 def test_http10_without_host_uses_listener_address(echo_server):
@@ -142,7 +169,7 @@ def test_absolute_form_overrides_host(echo_server):
     assert e["PATH_INFO"] == "/abs/p"
     assert e["QUERY_STRING"] == "x=1"
     assert e["SERVER_NAME"] == "example.org"
-    assert e["SERVER_PORT"] == "8081"
+    assert e["SERVER_PORT"] == str(echo_server.port)
 
 
 def test_wsgi_errors_reaches_error_log(echo_server):
@@ -287,6 +314,80 @@ def test_trusted_forwarded_host(servers):
     assert e["SERVER_NAME"] == "public.example"
 
 
+# A proxy that appends (Apache mod_proxy, chains of proxies) leaves what the client wrote on
+# the left of each list: only the entry the last trusted proxy wrote may be believed.
+def test_trusted_forwarded_host_rightmost_not_client_written(servers):
+    s = servers.get("trusted")
+    e = echo_raw(s, req(s, headers=[("X-Forwarded-Host", "evil.example, real.example")]))
+    assert e["HTTP_HOST"] == "real.example"
+    assert e["SERVER_NAME"] == "real.example"
+    assert e["HTTP_X_FORWARDED_HOST"] == "evil.example, real.example"
+
+
+def test_trusted_forwarded_host_repeated_lines_are_one_list(servers):
+    s = servers.get("trusted")
+    e = echo_raw(s, req(s, headers=[("X-Forwarded-Host", "evil.example"),
+                                    ("X-Forwarded-Host", "real.example")]))
+    assert (e["HTTP_HOST"], e["SERVER_NAME"]) == ("real.example", "real.example")
+
+
+@pytest.mark.parametrize("client,proxy", [("http", "https"), ("https", "http")])
+def test_trusted_forwarded_proto_rightmost_not_client_written(servers, client, proxy):
+    s = servers.get("trusted")
+    e = echo_raw(s, req(s, headers=[("X-Forwarded-Proto", f"{client}, {proxy}")]))
+    assert e["wsgi.url_scheme"] == proxy
+    assert ("HTTPS" in e) == (proxy == "https")
+
+
+def test_trusted_forwarded_port_rightmost_not_client_written(servers):
+    s = servers.get("trusted")
+    e = echo_raw(s, req(s, headers=[("X-Forwarded-Port", "1"), ("X-Forwarded-Port", "8443")]))
+    assert e["SERVER_PORT"] == "8443"
+
+
+def test_trusted_forwarded_header_rightmost_not_client_written(servers):
+    s = servers.get("trusted")
+    e = echo_raw(s, req(s, headers=[
+        ("Forwarded", 'for=198.51.100.66;host=evil.example;proto=https, '
+                      'for=203.0.113.7;host="real.example:8080";proto=http')]))
+    assert e["REMOTE_ADDR"] == "203.0.113.7"
+    assert (e["HTTP_HOST"], e["SERVER_NAME"], e["SERVER_PORT"]) == (
+        "real.example:8080", "real.example", "8080")
+    assert e["wsgi.url_scheme"] == "http"
+
+
+def test_trusted_proxy_chain_takes_what_the_outermost_trusted_proxy_wrote(servers):
+    """client -> proxy A (127.0.0.1, trusted) -> proxy B -> here. X-Forwarded-For walks left
+    past trusted hops to the client; the other lists take the entry at the same position,
+    the one proxy A (facing the client) appended."""
+    s = servers.get("trusted")
+    e = echo_raw(s, req(s, headers=[
+        ("X-Forwarded-For", "198.51.100.66, 203.0.113.7, 127.0.0.1"),
+        ("X-Forwarded-Host", "evil.example, real.example, inner.internal"),
+        ("X-Forwarded-Proto", "http, https, http"),
+        ("X-Forwarded-Port", "1, 443, 8000")]))
+    assert e["REMOTE_ADDR"] == "203.0.113.7"
+    assert (e["HTTP_HOST"], e["SERVER_NAME"]) == ("real.example", "real.example")
+    assert e["wsgi.url_scheme"] == "https"
+    assert e["SERVER_PORT"] == "443"
+    e = echo_raw(s, req(s, headers=[
+        ("Forwarded", "for=198.51.100.66;host=evil.example, "
+                      "for=203.0.113.7;host=real.example;proto=https, "
+                      "for=127.0.0.1;host=inner.internal;proto=http")]))
+    assert e["REMOTE_ADDR"] == "203.0.113.7"
+    assert (e["HTTP_HOST"], e["wsgi.url_scheme"], e["SERVER_PORT"]) == (
+        "real.example", "https", "443")
+
+
+def test_trusted_proxy_that_replaces_the_header(servers):
+    """nginx's `proxy_set_header X-Forwarded-Host $host` leaves one value, whoever appended to
+    X-Forwarded-For: that value (set by a trusted proxy) is taken."""
+    s = servers.get("trusted")
+    e = echo_raw(s, req(s, headers=[("X-Forwarded-For", "203.0.113.7, 127.0.0.1"),
+                                    ("X-Forwarded-Host", "real.example")]))
+    assert (e["REMOTE_ADDR"], e["HTTP_HOST"]) == ("203.0.113.7", "real.example")
+
+
 def test_trusted_peer_still_never_sets_remote_user(servers):
     s = servers.get("trusted")
     e = echo_raw(s, req(s, headers=[("X-Forwarded-User", "admin"), ("Remote-User", "admin")]))
@@ -308,6 +409,37 @@ def test_forwarded_allow_ips_forms(server_factory, allow, honoured):
     else:
         assert e["REMOTE_ADDR"] == "127.0.0.1" and e["wsgi.url_scheme"] == "http"
         assert "HTTP_X_FORWARDED_FOR" not in e
+
+
+@pytest.fixture
+def unix_path():
+    import os
+    import tempfile
+    d = tempfile.mkdtemp(prefix="gw", dir="/tmp")  # short: sun_path holds ~100 bytes
+    path = os.path.join(d, "gw.sock")
+    yield path
+    if os.path.exists(path):
+        os.unlink(path)
+    os.rmdir(d)
+
+
+@pytest.mark.parametrize("allow,honoured", [("127.0.0.1", False), ("10.0.0.0/8", False),
+                                            ("127.0.0.1,unix", True), ("unix", True),
+                                            ("*", True)])
+def test_unix_socket_peer_trusted_only_when_listed(server_factory, unix_path, allow, honoured):
+    """A Unix-socket peer is trusted only through `unix` (or `*`) in --forwarded-allow-ips, not
+    merely because some IP range is listed."""
+    s = server_factory("echo_app", bind=f"unix:{unix_path}",
+                       args=["--forwarded-allow-ips", allow])
+    e = echo_raw(s, b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 203.0.113.7\r\n"
+                    b"X-Forwarded-Proto: https\r\nX-Forwarded-User: admin\r\n\r\n")
+    if honoured:
+        assert e["REMOTE_ADDR"] == "203.0.113.7" and e["wsgi.url_scheme"] == "https"
+        assert e["HTTP_X_FORWARDED_USER"] == "admin"
+    else:
+        assert e["REMOTE_ADDR"] == "" and e["wsgi.url_scheme"] == "http"
+        for key in ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_USER"):
+            assert key not in e, key
 
 
 def test_chdir_sets_working_directory(echo_server):

@@ -154,7 +154,7 @@ pub struct AppArgs {
         env = "WSGI_GATEWAY_LOG_LEVEL"
     )]
     pub log_level: LogLevel,
-    /// Peers (IPs, CIDR ranges, or `*`) whose X-Forwarded-*/Forwarded and identity headers are believed.
+    /// Peers (IPs, CIDR ranges, `unix` for clients of a Unix-socket --bind, or `*` for all) whose X-Forwarded-*/Forwarded and identity headers are believed. A Unix-socket peer is trusted only through `unix` or `*`.
     #[arg(
         long,
         value_name = "LIST",

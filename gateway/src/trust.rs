@@ -5,11 +5,18 @@ use std::net::IpAddr;
 
 use crate::request::Peer;
 
-/// An address range from `--forwarded-allow-ips` (`10.0.0.0/8`, `::1`, `*`).
+/// An entry of `--forwarded-allow-ips`: an address range (`10.0.0.0/8`, `::1`), `unix` (peers
+/// on a Unix socket) or `*` (every peer, Unix sockets included).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IpRange {
     Any,
-    Net { addr: IpAddr, prefix: u8 },
+    /// Peers on a Unix socket: any local process that can open it, so never implied by an
+    /// address range.
+    Unix,
+    Net {
+        addr: IpAddr,
+        prefix: u8,
+    },
 }
 
 impl IpRange {
@@ -17,6 +24,9 @@ impl IpRange {
         let text = text.trim();
         if text == "*" {
             return Ok(IpRange::Any);
+        }
+        if text.eq_ignore_ascii_case("unix") {
+            return Ok(IpRange::Unix);
         }
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
@@ -65,7 +75,7 @@ impl IpRange {
                 },
                 IpAddr::V6(ip),
             ) => masked(u128::from(*net), u128::from(ip), *prefix, 128),
-            _ => false,
+            (IpRange::Unix, _) | (IpRange::Net { .. }, _) => false,
         }
     }
 }
@@ -114,8 +124,12 @@ impl TrustPolicy {
     pub fn peer_trusted(&self, peer: &Peer) -> bool {
         match peer {
             Peer::Tcp(p) => self.trusted.iter().any(|r| r.contains(p.addr.ip())),
-            // A Unix socket peer is a local process the operator placed there (a proxy).
-            Peer::Unix => !self.trusted.is_empty(),
+            // Only when the operator says so: listing a proxy's IP range must not also make
+            // every local process that can reach the socket a trusted proxy.
+            Peer::Unix => self
+                .trusted
+                .iter()
+                .any(|r| matches!(r, IpRange::Unix | IpRange::Any)),
             Peer::Named { addr, .. } => addr
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| self.trusted.iter().any(|r| r.contains(ip))),
@@ -171,47 +185,135 @@ impl TrustPolicy {
     }
 
     /// From a trusted peer's `X-Forwarded-For`, the client address: the rightmost hop that is
-    /// not itself a trusted proxy.
-    pub fn forwarded_client<'a>(&self, xff: &'a str) -> Option<&'a str> {
+    /// not itself a trusted proxy (the leftmost hop when all are), with its position counted
+    /// from the right (0 = the entry our peer appended). See `set_by_last_trusted`.
+    pub fn forwarded_client<'a>(&self, xff: &'a str) -> Option<(usize, &'a str)> {
         let mut last = None;
-        for hop in xff.rsplit(',').map(str::trim).filter(|h| !h.is_empty()) {
-            last = Some(hop);
-            match hop.parse::<IpAddr>() {
-                Ok(ip) if self.trusted.iter().any(|r| r.contains(ip)) => continue,
-                _ => return Some(hop),
+        for (at, hop) in list_from_right(xff).enumerate() {
+            last = Some((at, hop));
+            if !self.is_trusted_hop(hop) {
+                return last;
+            }
+        }
+        last
+    }
+
+    fn is_trusted_hop(&self, hop: &str) -> bool {
+        hop.parse::<IpAddr>()
+            .is_ok_and(|ip| self.trusted.iter().any(|r| r.contains(ip)))
+    }
+
+    /// From a trusted peer's RFC 7239 `Forwarded`, the element the last trusted proxy added:
+    /// elements are walked from the right while their `for=` is a trusted proxy, as
+    /// `forwarded_client` walks `X-Forwarded-For` (each proxy appends one element whose
+    /// `for=` is the peer it heard from), and the element where trust ends is taken whole.
+    pub fn forwarded_element(&self, value: &str) -> ForwardedElement {
+        let mut last = ForwardedElement::default();
+        for element in split_unquoted(value, b',').into_iter().rev() {
+            let element = ForwardedElement::parse(element);
+            if element == ForwardedElement::default() {
+                continue;
+            }
+            let trusted_hop = element
+                .for_
+                .as_deref()
+                .is_some_and(|f| self.is_trusted_hop(f));
+            last = element;
+            if !trusted_hop {
+                break;
             }
         }
         last
     }
 }
 
-/// The `for=`, `proto=` and `host=` of the last element of an RFC 7239 `Forwarded` header.
-pub fn parse_forwarded(value: &str) -> (Option<String>, Option<String>, Option<String>) {
-    let last = value.rsplit(',').next().unwrap_or("");
-    let (mut for_, mut proto, mut host) = (None, None, None);
-    for pair in last.split(';') {
-        let Some((k, v)) = pair.split_once('=') else {
-            continue;
-        };
-        let v = v.trim().trim_matches('"').to_string();
-        match k.trim().to_ascii_lowercase().as_str() {
-            "for" => {
-                // `for="[2001:db8::1]:4711"` or `for=192.0.2.60:80`: keep the address only.
-                let addr = if let Some(rest) = v.strip_prefix('[') {
-                    rest.split(']').next().unwrap_or("").to_string()
-                } else {
-                    v.rsplit_once(':')
-                        .filter(|(a, _)| !a.contains(':'))
-                        .map_or(v.clone(), |(a, _)| a.to_string())
-                };
-                for_ = Some(addr);
+/// A list-valued forwarding header (`X-Forwarded-Host: a, b`) from the right, empty entries
+/// skipped. Repeated header lines reach here joined in order, so they count as one list.
+fn list_from_right(list: &str) -> impl Iterator<Item = &str> {
+    list.rsplit(',').map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The entry of a list-valued forwarding header (`X-Forwarded-Host`, `-Proto`, `-Port`) that
+/// the last trusted proxy wrote. `at` is where `forwarded_client` stopped in
+/// `X-Forwarded-For` (0 when there is none).
+///
+/// A proxy that appends (Apache mod_proxy, HAProxy `option forwardfor`) adds one entry on the
+/// right of each list, so entry `at` from the right of every list was written by the same
+/// proxy: the one that appended the client's address to `X-Forwarded-For`, i.e. the outermost
+/// trusted proxy, the one the client spoke to. Entries further left were written by the client
+/// (or an untrusted hop) and are never taken. A list shorter than that means some proxy
+/// replaced the header instead of appending (nginx `proxy_set_header`): everything left of the
+/// replacing proxy's entry is gone, so its leftmost entry is what a trusted proxy set, the
+/// one nearest the client.
+pub fn set_by_last_trusted(list: &str, at: usize) -> Option<&str> {
+    let mut taken = None;
+    for entry in list_from_right(list).take(at.saturating_add(1)) {
+        taken = Some(entry);
+    }
+    taken
+}
+
+/// `for=`, `proto=` and `host=` of one element of an RFC 7239 `Forwarded` header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForwardedElement {
+    /// The address only (`for="[2001:db8::1]:4711"` gives `2001:db8::1`).
+    pub for_: Option<String>,
+    /// Lower case.
+    pub proto: Option<String>,
+    pub host: Option<String>,
+}
+
+impl ForwardedElement {
+    fn parse(element: &str) -> ForwardedElement {
+        let mut out = ForwardedElement::default();
+        for pair in split_unquoted(element, b';') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches('"').to_string();
+            if v.is_empty() {
+                continue;
             }
-            "proto" => proto = Some(v.to_ascii_lowercase()),
-            "host" => host = Some(v),
-            _ => {}
+            match k.trim().to_ascii_lowercase().as_str() {
+                "for" => {
+                    // `for="[2001:db8::1]:4711"` or `for=192.0.2.60:80`: the address only.
+                    let addr = if let Some(rest) = v.strip_prefix('[') {
+                        rest.split(']').next().unwrap_or("").to_string()
+                    } else {
+                        v.rsplit_once(':')
+                            .filter(|(a, _)| !a.contains(':'))
+                            .map_or(v.clone(), |(a, _)| a.to_string())
+                    };
+                    out.for_ = Some(addr);
+                }
+                "proto" => out.proto = Some(v.to_ascii_lowercase()),
+                "host" => out.host = Some(v),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// Splits on `sep` outside quoted strings (RFC 7239 values may be quoted, and a quoted value
+/// may hold `,` or `;`).
+fn split_unquoted(text: &str, sep: u8) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, b) in text.bytes().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if quoted && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            quoted = !quoted;
+        } else if b == sep && !quoted {
+            parts.push(text.get(start..i).unwrap_or(""));
+            start = i + 1;
         }
     }
-    (for_, proto, host)
+    parts.push(text.get(start..).unwrap_or(""));
+    parts
 }
 
 #[cfg(test)]
@@ -272,18 +374,72 @@ mod tests {
     #[test]
     fn forwarded_for_rightmost_untrusted() {
         let p = policy(&["10.0.0.0/8"]);
-        assert_eq!(p.forwarded_client("1.2.3.4, 10.0.0.5"), Some("1.2.3.4"));
-        assert_eq!(p.forwarded_client("6.6.6.6, 1.2.3.4"), Some("1.2.3.4"));
-        assert_eq!(p.forwarded_client("10.0.0.1"), Some("10.0.0.1"));
+        assert_eq!(
+            p.forwarded_client("1.2.3.4, 10.0.0.5"),
+            Some((1, "1.2.3.4"))
+        );
+        assert_eq!(p.forwarded_client("6.6.6.6, 1.2.3.4"), Some((0, "1.2.3.4")));
+        assert_eq!(p.forwarded_client("10.0.0.1"), Some((0, "10.0.0.1")));
+        assert_eq!(
+            p.forwarded_client("10.0.0.2, 10.0.0.1"),
+            Some((1, "10.0.0.2"))
+        );
+        assert_eq!(
+            p.forwarded_client("1.2.3.4,, 10.0.0.5 ,"),
+            Some((1, "1.2.3.4"))
+        );
         assert_eq!(p.forwarded_client(""), None);
     }
 
     #[test]
+    fn list_entry_of_the_last_trusted_proxy() {
+        assert_eq!(set_by_last_trusted("evil, real", 0), Some("real"));
+        assert_eq!(set_by_last_trusted("evil, real, inner", 1), Some("real"));
+        // replaced by a proxy: its value, the only one there
+        assert_eq!(set_by_last_trusted("real", 2), Some("real"));
+        assert_eq!(set_by_last_trusted(" , ", 0), None);
+        assert_eq!(set_by_last_trusted("a,,b", 0), Some("b"));
+    }
+
+    #[test]
+    fn unix_peers_only_when_listed() {
+        let unix = |list: &[&str]| policy(list).peer_trusted(&Peer::Unix);
+        assert!(!unix(&["127.0.0.1"]));
+        assert!(!unix(&["0.0.0.0/0", "::/0"]));
+        assert!(!unix(&[]));
+        assert!(unix(&["unix"]));
+        assert!(unix(&["10.0.0.0/8", "UNIX"]));
+        assert!(unix(&["*"]));
+        assert!(!IpRange::Unix.contains("127.0.0.1".parse().unwrap()));
+        assert!(!policy(&["unix"])
+            .peer_trusted(&Peer::Tcp(TcpPeer::new("127.0.0.1:5".parse().unwrap()))));
+    }
+
+    #[test]
     fn forwarded_header() {
-        let (f, p, h) =
-            parse_forwarded("for=1.1.1.1, for=\"[2001:db8::1]:4711\";proto=https;host=ex.com");
-        assert_eq!(f.as_deref(), Some("2001:db8::1"));
-        assert_eq!(p.as_deref(), Some("https"));
-        assert_eq!(h.as_deref(), Some("ex.com"));
+        let p = policy(&["10.0.0.0/8"]);
+        let e =
+            p.forwarded_element("for=1.1.1.1, for=\"[2001:db8::1]:4711\";proto=HTTPS;host=ex.com");
+        assert_eq!(e.for_.as_deref(), Some("2001:db8::1"));
+        assert_eq!(e.proto.as_deref(), Some("https"));
+        assert_eq!(e.host.as_deref(), Some("ex.com"));
+        // past trusted proxies to the element the outermost one added
+        let e = p.forwarded_element(
+            "for=6.6.6.6;host=evil, for=1.2.3.4;host=real;proto=https, for=10.0.0.9;host=inner",
+        );
+        assert_eq!(
+            (e.for_.as_deref(), e.host.as_deref(), e.proto.as_deref()),
+            (Some("1.2.3.4"), Some("real"), Some("https"))
+        );
+        // a quoted `,` or `;` does not split
+        let e = p.forwarded_element("for=6.6.6.6;host=\"a,b;c\", for=\"1.2.3.4:80\";host=\"x;y\"");
+        assert_eq!(
+            (e.for_.as_deref(), e.host.as_deref()),
+            (Some("1.2.3.4"), Some("x;y"))
+        );
+        // an element without `for=` cannot be a trusted hop: trust ends there
+        let e = p.forwarded_element("for=10.0.0.1;host=a, host=b");
+        assert_eq!(e.host.as_deref(), Some("b"));
+        assert_eq!(p.forwarded_element(""), ForwardedElement::default());
     }
 }

@@ -15,6 +15,8 @@ Behaviour routes, chosen by PATH_INFO:
     /_/raise-after      exception after the first body chunk was yielded
     /_/raise-after-cl   the same with Content-Length: 100 declared
     /_/bad-status       invalid status line from the app ("abc")
+    /_/final-status/NNN a well-formed status outside 200-599 given as the final one
+                        ("NNN Continue" for 100, "NNN X" otherwise; NNN as written: "099")
     /_/hop/NAME         hop-by-hop header from the app (upgrade, transfer-encoding, te)
     /_/bad-header       header value with CR LF
 Requests with a standard method and a valid path go through wsgiref.validate with warnings
@@ -32,7 +34,7 @@ from echo_app import read_body, type_checks
 warnings.simplefilter("error")
 
 STANDARD_METHODS = {"GET", "HEAD", "POST", "OPTIONS", "PATCH", "PUT", "DELETE", "TRACE"}
-UNVALIDATED = ("/_/raise", "/_/bad-status", "/_/hop/", "/_/bad-header")
+UNVALIDATED = ("/_/raise", "/_/bad-status", "/_/final-status/", "/_/hop/", "/_/bad-header")
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
            301: "Moved Permanently", 302: "Found", 304: "Not Modified", 400: "Bad Request",
            404: "Not Found", 410: "Gone", 418: "I'm a teapot", 500: "Internal Server Error",
@@ -143,6 +145,12 @@ def bad_status(environ, start_response, arg):
     return [b"bad status body"]
 
 
+def final_status(environ, start_response, arg):
+    start_response(f"{arg} {'Continue' if arg == '100' else 'X'}",
+                   [("Content-Type", "text/plain")])
+    return [b"final status body"]
+
+
 HOP = {"upgrade": ("Upgrade", "websocket"), "transfer-encoding": ("Transfer-Encoding", "chunked"),
        "te": ("TE", "trailers")}
 
@@ -161,7 +169,8 @@ def bad_header(environ, start_response, arg):
 ROUTES = {"fixed": fixed, "status": status, "stream": stream, "write": write_route,
           "headers": headers, "raise": raise_before, "raise-after": raise_after,
           "raise-after-cl": raise_after_cl,
-          "bad-status": bad_status, "hop": hop, "bad-header": bad_header}
+          "bad-status": bad_status, "final-status": final_status, "hop": hop,
+          "bad-header": bad_header}
 
 
 def _dispatch(environ, start_response):

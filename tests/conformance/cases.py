@@ -298,16 +298,20 @@ case("hdr-no-body-no-content-keys", "/nobody",
              "read": {"len": 0}},
      overrides=CGI_CL0)
 
-env_case("hdr-host-with-port", "/h", {"SERVER_NAME": "example.com", "SERVER_PORT": "8080",
+# SERVER_NAME follows Host; SERVER_PORT is the port the request was received on
+# (RFC 3875 §4.1.15): the listener's, the CGI host's, IIS's, whatever Host says.
+env_case("hdr-host-with-port", "/h", {"SERVER_NAME": "example.com", "SERVER_PORT": T("{port}"),
                                       "HTTP_HOST": "example.com:8080"},
          headers=[("Host", "example.com:8080")])
 env_case("hdr-host-without-port", "/h", {"SERVER_NAME": "example.com",
                                          "HTTP_HOST": "example.com",
-                                         "SERVER_PORT": "80"},
+                                         "SERVER_PORT": T("{port}")},
          headers=[("Host", "example.com")])
-env_case("hdr-host-ipv6", "/h", {"SERVER_NAME": "[::1]", "SERVER_PORT": "8443",
+env_case("hdr-host-ipv6", "/h", {"SERVER_NAME": "[::1]", "SERVER_PORT": T("{port}"),
                                  "HTTP_HOST": "[::1]:8443"},
          headers=[("Host", "[::1]:8443")])
+env_case("hdr-host-port-other-than-listener", "/h", {"SERVER_PORT": T("{port}")},
+         headers=[("Host", "localhost:1234")])
 env_case("hdr-host-uppercase", "/h", {"SERVER_NAME": Match("(?i)example\\.com"),
                                       "HTTP_HOST": Match("(?i)example\\.com")},
          headers=[("Host", "EXAMPLE.COM")])
@@ -494,6 +498,12 @@ case("err-raise-after-headers-with-length", "/_/raise-after-cl",
              "log": ["conformance-secret-after-cl"]})
 case("err-bad-status", "/_/bad-status",
      expect={"status": 500, "body": {"not_contains": [b"bad status body"]}, "log": ["abc"]})
+# A final status must be 200-599: a 1xx sent as the final response would leave a proxy in
+# front waiting for another one (the connection desyncs). The app's start_response raises.
+for _code in ("100", "199", "600", "099"):
+    case(f"err-final-status-{_code}", f"/_/final-status/{_code}",
+         expect={"status": 500, "body": {"not_contains": [b"final status body"]},
+                 "log": [f"{_code} {'Continue' if _code == '100' else 'X'}"]})
 for _hop in ("upgrade", "transfer-encoding", "te"):
     case(f"err-hop-by-hop-{_hop}", f"/_/hop/{_hop}",
          expect={"status": 500, "body": {"not_contains": [b"hop body"]},

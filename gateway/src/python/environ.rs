@@ -7,7 +7,7 @@ use pyo3::types::{PyDict, PyString};
 
 use super::latin1;
 use crate::request::{Peer, Request, Scheme, Version};
-use crate::trust::{parse_forwarded, HeaderFate, TrustPolicy};
+use crate::trust::{set_by_last_trusted, HeaderFate, TrustPolicy};
 
 /// Constant facts about the front end that go into every environ.
 #[derive(Clone, Copy, Debug)]
@@ -290,19 +290,34 @@ impl EnvironBuilder {
                 host = Some(value);
             }
         }
-        if trusted {
-            self.apply_proxy_headers(py, &env, &mut scheme, &mut host)?;
-        }
+        let proxied = if trusted {
+            self.apply_proxy_headers(py, &env, &mut scheme, &mut host)?
+        } else {
+            Proxied::No
+        };
+        // SERVER_NAME follows the host the request names. SERVER_PORT is the port the request
+        // was received on (RFC 3875 §4.1.15), not the one in Host: the listener's (a CGI
+        // host's, IIS's). Behind a trusted proxy the request was received by the proxy: its
+        // X-Forwarded-Port, else the port its host names (or the scheme's). A Unix socket has
+        // no port of its own either.
+        let port_from_host = matches!(proxied, Proxied::Yes) || req.peer == Peer::Unix;
         match &host {
             Some(h) => {
                 let (name, port) = self.server_name_port(py, h, scheme)?;
                 env.set_item(&k.server_name, name)?;
-                env.set_item(&k.server_port, port)?;
+                if port_from_host {
+                    env.set_item(&k.server_port, port)?;
+                } else {
+                    env.set_item(&k.server_port, &*req.server_port)?;
+                }
             }
             None => {
                 env.set_item(&k.server_name, &*req.server_name)?;
                 env.set_item(&k.server_port, &*req.server_port)?;
             }
+        }
+        if let Proxied::Port(port) = &proxied {
+            env.set_item(&k.server_port, port)?;
         }
         if scheme == Scheme::Https {
             env.set_item(&k.url_scheme, &self.https)?;
@@ -393,44 +408,66 @@ impl EnvironBuilder {
         Ok((name, port))
     }
 
-    /// From a trusted proxy: client address, scheme and host as the proxy saw them.
+    /// From a trusted proxy: client address, scheme, host and port as the proxy saw them.
+    /// Every list-valued header gives the entry the last trusted proxy wrote, never one the
+    /// client wrote (see `trust::set_by_last_trusted`).
     fn apply_proxy_headers<'py>(
         &self,
         py: Python<'py>,
         env: &Bound<'py, PyDict>,
         scheme: &mut Scheme,
         host: &mut Option<Bound<'py, PyString>>,
-    ) -> PyResult<()> {
+    ) -> PyResult<Proxied> {
         let k = &self.keys;
         let get = |key: &str| -> PyResult<Option<String>> {
             env.get_item(key)?
                 .map(|v| v.extract::<String>())
                 .transpose()
         };
+        let xff = get("HTTP_X_FORWARDED_FOR")?;
+        let x_proto = get("HTTP_X_FORWARDED_PROTO")?;
+        let x_host = get("HTTP_X_FORWARDED_HOST")?;
+        let x_port = get("HTTP_X_FORWARDED_PORT")?;
+        let forwarded = get("HTTP_FORWARDED")?;
+        if xff.is_none()
+            && x_proto.is_none()
+            && x_host.is_none()
+            && x_port.is_none()
+            && forwarded.is_none()
+        {
+            // A trusted peer that forwards nothing is a client like any other.
+            return Ok(Proxied::No);
+        }
         // RFC 7239 first; the X-Forwarded-* headers, where present and valid, take precedence.
-        let (mut client, mut proto, mut fhost) = match get("HTTP_FORWARDED")? {
+        let (mut client, mut proto, mut fhost) = match forwarded {
             Some(fwd) => {
-                let (for_, proto, host) = parse_forwarded(&fwd);
-                (for_, proto.as_deref().and_then(Scheme::from_proto), host)
+                let e = self.policy.forwarded_element(&fwd);
+                (
+                    e.for_,
+                    e.proto.as_deref().and_then(Scheme::from_proto),
+                    e.host,
+                )
             }
             None => (None, None, None),
         };
-        if let Some(xff) = get("HTTP_X_FORWARDED_FOR")? {
-            if let Some(c) = self.policy.forwarded_client(&xff) {
-                client = Some(c.to_string());
-            }
+        // Where X-Forwarded-For's walk through trusted proxies stopped: the same position in
+        // the other lists holds what the outermost trusted proxy wrote.
+        let mut at = 0;
+        if let Some((hop, c)) = xff.as_deref().and_then(|x| self.policy.forwarded_client(x)) {
+            at = hop;
+            client = Some(c.to_string());
         }
-        if let Some(p) = get("HTTP_X_FORWARDED_PROTO")?
-            .as_deref()
-            .and_then(Scheme::from_proto)
-        {
+        if let Some(p) = entry(&x_proto, at).and_then(Scheme::from_proto) {
             proto = Some(p);
         }
-        if let Some(h) = get("HTTP_X_FORWARDED_HOST")? {
-            if let Some(first) = h.split(',').next().map(str::trim).filter(|h| !h.is_empty()) {
-                fhost = Some(first.to_string());
-            }
+        if let Some(h) = entry(&x_host, at) {
+            fhost = Some(h.to_string());
         }
+        let port = entry(&x_port, at)
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|&p| p > 0)
+            .map(|p| PyString::new(py, &p.to_string()));
         if let Some(addr) = client {
             env.set_item(&k.remote_addr, addr)?;
             env.del_item(&k.remote_port).ok();
@@ -443,8 +480,24 @@ impl EnvironBuilder {
             env.set_item(&k.http_host, &s)?;
             *host = Some(s);
         }
-        Ok(())
+        Ok(match port {
+            Some(p) => Proxied::Port(p.unbind()),
+            None => Proxied::Yes,
+        })
     }
+}
+
+/// The entry of a forwarding header's list the last trusted proxy wrote (`at`: see
+/// `TrustPolicy::forwarded_client`).
+fn entry(list: &Option<String>, at: usize) -> Option<&str> {
+    list.as_deref().and_then(|l| set_by_last_trusted(l, at))
+}
+
+/// Whether a trusted proxy forwarded the request, and the port it says it received it on.
+enum Proxied {
+    No,
+    Yes,
+    Port(Py<PyString>),
 }
 
 /// Puts `value` under `key` unless the key is there already; then returns what is there.

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
@@ -79,6 +79,14 @@ impl ResponseState {
 
     fn set(&mut self, status: &str, headers: &Bound<'_, PyAny>) -> PyResult<()> {
         let code = parse_status(status).map_err(|e| PyValueError::new_err(e.0))?;
+        // The app gives the final response: a 1xx would go out with no final one after it
+        // (a proxy in front then pairs the next response with this request), and there is no
+        // status above 599. Checked here, once, for every front end.
+        if !(200..=599).contains(&code) {
+            return Err(PyValueError::new_err(format!(
+                "invalid status {status:?}: a final response status must be 200-599"
+            )));
+        }
         let mut block = HeaderBlock::new(status);
         if let Ok(list) = headers.cast::<PyList>() {
             push_headers(&mut block, list.iter(), code)?;
@@ -315,7 +323,9 @@ impl StartResponse {
     ) -> PyResult<Bound<'py, PyAny>> {
         let exc_info = exc_info.filter(|e| !e.is_none());
         {
-            let mut this = slf.borrow_mut();
+            // Another thread of the app may be inside write() (GIL released while the client
+            // reads): an exception for the app, never a panic.
+            let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
             let state = &mut this.state;
             match exc_info {
                 Some(info) if state.outcome.headers_sent => {
@@ -339,12 +349,15 @@ impl StartResponse {
     }
 
     /// The legacy `write()` callable PEP 3333 returns from `start_response`.
-    fn write(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes = data.cast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!("write() takes bytes, not {}", data.get_type()))
         })?;
-        self.state.used_write = true;
-        match self.state.send(bytes.as_bytes(), false) {
+        // As in `__call__`: another app thread may be writing right now.
+        let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+        let state = &mut this.state;
+        state.used_write = true;
+        match state.send(bytes.as_bytes(), false) {
             Ok(()) => Ok(()),
             Err(SendError::NoStatus) => {
                 Err(PyAssertionError::new_err("write() before start_response"))
@@ -354,6 +367,11 @@ impl StartResponse {
             }
         }
     }
+}
+
+/// The response is in use by another thread of the app (PEP 3333 gives one thread the call).
+fn busy() -> PyErr {
+    PyRuntimeError::new_err("start_response/write is being used from another thread")
 }
 
 /// Validates the app's `(name, value)` pairs into `block`.
