@@ -11,6 +11,11 @@
 Each script is a wrapper `#!/bin/sh` + `exec <binary> cgi <app> <args...>` in
 <workdir>/docroot/cgi-bin/, executed directly (`cgi.assign = ("" => "")`). lighttpd gives the
 program a minimal environment (no PATH): everything else it needs is in the script.
+add_link() puts the binary itself in cgi-bin (the host runs it with no arguments of the
+operator's) and add_file() any other script, e.g. a TOML file with a `#!` line.
+
+ApacheHost is the same for Apache httpd's mod_cgi, which (unlike lighttpd) passes the words of
+a query without `=` as arguments, shell-escaped; apache_search_words() builds them as it does.
 
 start() waits for the port to accept connections (poll-connect bounded by a deadline); no
 fixed sleeps anywhere.
@@ -117,6 +122,26 @@ class CgiHost(ErrorLogFile):
             self.credentials[name] = (user, password)
         return url_path
 
+    def add_link(self, name: str) -> str:
+        """cgi-bin/<name> -> the binary: the host runs it itself. Returns the URL path."""
+        return self._add(name, lambda path: path.symlink_to(_abs_binary()))
+
+    def add_file(self, name: str, text: str) -> str:
+        """cgi-bin/<name>, executable, holding `text`. Returns the URL path."""
+        def write(path: Path) -> None:
+            path.write_text(text)
+            path.chmod(0o755)
+        return self._add(name, write)
+
+    def _add(self, name: str, make) -> str:
+        if self.proc is not None:
+            raise RuntimeError("scripts must be added before start()")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+            raise ValueError(f"bad script name {name!r}")
+        make(self.cgi_dir / name)
+        self.scripts[name] = f"/cgi-bin/{name}"
+        return self.scripts[name]
+
     def _config(self) -> str:
         modules = ['"mod_cgi"']
         if self.protected:
@@ -220,3 +245,140 @@ class CgiHost(ErrorLogFile):
     @staticmethod
     def basic_auth(user: str, password: str) -> str:
         return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# ---- Apache httpd (mod_cgi) -------------------------------------------------------------
+
+APACHE = os.environ.get("APACHE") or shutil.which("apache2") or "/usr/sbin/apache2"
+APACHE_MODULES = Path(os.environ.get("APACHE_MODULES", "/usr/lib/apache2/modules"))
+# httpd.h: APACHE_ARG_MAX is _POSIX_ARG_MAX (4096) on Linux; mod_cgi passes at most
+# APACHE_ARG_MAX - 2 words.
+APACHE_ARG_MAX = 4096
+# util.c ap_escape_shell_cmd (the Unix list of gen_test_char.c): each of these gets a `\\`.
+APACHE_SHELL_SPECIALS = b"&;`'\"|*?~<>^()[]{}$\\\n"
+
+
+def _apache_unescape_url(word: bytes) -> bytes:
+    """util.c ap_unescape_url as mod_cgi calls it (result ignored): `%XX` decoded, a bad
+    escape kept as `%`, and the C string ends at a decoded NUL."""
+    out = bytearray()
+    i = 0
+    while i < len(word):
+        c = word[i]
+        hexpair = word[i + 1:i + 3]
+        if c == 0x25 and len(hexpair) == 2 and all(chr(h) in "0123456789abcdefABCDEF"
+                                                      for h in hexpair):
+            out.append(int(hexpair, 16))
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return bytes(out).split(b"\0", 1)[0]
+
+
+def apache_search_words(query: str) -> list[bytes]:
+    """The arguments Apache's mod_cgi (default_build_command) gives a CGI program after the
+    script's path: none when the query is empty or holds `=`, else its `+`-separated words
+    (empty ones kept), each URL-decoded and then shell-escaped."""
+    q = query.encode("latin-1")
+    if not q or b"=" in q:
+        return []
+    words = q.split(b"+")[:APACHE_ARG_MAX - 2]
+    escaped = []
+    for w in words:
+        w = _apache_unescape_url(w)
+        escaped.append(b"".join(b"\\" + bytes([c]) if c in APACHE_SHELL_SPECIALS else bytes([c])
+                                for c in w))
+    return escaped
+
+
+def apache_available() -> bool:
+    return (os.path.exists(APACHE) and os.access(APACHE, os.X_OK)
+            and (APACHE_MODULES / "mod_cgi.so").exists())
+
+
+def apache_problem() -> str | None:
+    """Why ApacheHost cannot run here, or None."""
+    if not apache_available():
+        return f"apache2 with mod_cgi not found ({APACHE}, {APACHE_MODULES})"
+    if os.geteuid() == 0 and subprocess.run(_UNSHARE + ["true"], capture_output=True).returncode:
+        return "running as root and `unshare --user` is not allowed here"
+    return None
+
+
+# Apache refuses to serve as root and would run CGI programs as another user, who cannot
+# read a Python installed under /root: as root it runs in a user namespace where it is an
+# ordinary user, and its children keep this user's access to files.
+_UNSHARE = ["unshare", "--user", "--map-user=65534", "--map-group=65534"]
+
+
+class ApacheHost(CgiHost):
+    """Apache httpd with mod_cgi (prefork) on loopback: its own config, run in the
+    foreground; scripts under /cgi-bin/ via ScriptAlias. `setenv` entries become `SetEnv`."""
+
+    log_label = "Apache error log"
+
+    def __init__(self, workdir: Path, setenv: dict | None = None):
+        super().__init__(workdir)
+        self.conf_path = self.workdir / "httpd.conf"
+        self.setenv = dict(setenv or {})
+
+    def _config(self) -> str:
+        def q(s) -> str:
+            return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        modules = ["mpm_prefork", "authz_core", "alias", "cgi", "env"]
+        c = [f"ServerRoot {q(self.workdir)}",
+             f"DefaultRuntimeDir {q(self.workdir)}",
+             f"PidFile {q(self.workdir / 'httpd.pid')}",
+             f"Mutex file:{self.workdir} default",
+             *(f"LoadModule {m}_module {q(APACHE_MODULES / f'mod_{m}.so')}" for m in modules),
+             f"ServerName {self.host}",
+             f"Listen {self.host}:{self.port}",
+             f"ErrorLog {q(self.log_path)}",
+             "LogLevel warn",
+             "StartServers 1",
+             "MinSpareServers 1",
+             "MaxSpareServers 2",
+             f"DocumentRoot {q(self.docroot)}",
+             f"ScriptAlias /cgi-bin/ {q(str(self.cgi_dir) + '/')}",
+             f"<Directory {q(self.cgi_dir)}>",
+             "  Require all granted",
+             "</Directory>",
+             *(f"SetEnv {k} {q(v)}" for k, v in self.setenv.items())]
+        return "\n".join(c) + "\n"
+
+    def start(self) -> "ApacheHost":
+        problem = apache_problem()
+        if problem:
+            raise RuntimeError(problem)
+        self.port = _free_port(self.host)
+        self.conf_path.write_text(self._config())
+        self.log_path.write_text("")
+        prefix = _UNSHARE if os.geteuid() == 0 else []
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+        check = subprocess.run(prefix + [APACHE, "-t", "-f", str(self.conf_path)],
+                               capture_output=True, text=True, timeout=30, env=env)
+        if check.returncode != 0:
+            raise RuntimeError(f"apache2 rejected its config:\n{check.stdout}{check.stderr}\n"
+                               f"{self.conf_path.read_text()}")
+        self._stdout = open(self.log_path, "ab")
+        # Its own session: on stop, httpd signals its whole process group.
+        self.proc = subprocess.Popen(prefix + [APACHE, "-DFOREGROUND", "-f", str(self.conf_path)],
+                                     stdin=subprocess.DEVNULL, stdout=self._stdout,
+                                     stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
+                                     start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n"
+                                   f"{self.error_log()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=1.0).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"apache2 not accepting on {self.port} within "
+                                       f"{START_TIMEOUT}s\n{self.error_log()}")
+                time.sleep(0.02)  # poll interval of the bounded connect loop, not a sync sleep
+        return self

@@ -14,7 +14,8 @@ import urllib.parse
 
 import pytest
 
-from cgihost import CgiHost, lighttpd_available
+from cgihost import (ApacheHost, CgiHost, apache_available, apache_problem,
+                     apache_search_words, lighttpd_available)
 from gwhelpers import APPS_DIR, binary
 
 META = {
@@ -33,15 +34,16 @@ META = {
 APP_ARGS = ["cgi_app", "--chdir", str(APPS_DIR)]
 
 
-def run_cgi(args, meta=None, stdin=b"", extra_env=None, drop=()):
+def run_cgi(args, meta=None, stdin=b"", extra_env=None, drop=(), program=None, cwd="/"):
     """Runs the binary as a host would: nothing in the environment but what is given here.
-    `stdin` is bytes or an open file. Returns (rc, status, headers, body, stderr)."""
+    `stdin` is bytes or an open file; `program` is what the host executes (default: the
+    binary). Returns (rc, status, headers, body, stderr)."""
     env = {**META, **(meta or {}), **(extra_env or {})}
     for k in drop:
         env.pop(k, None)
     kw = {"input": stdin} if isinstance(stdin, bytes) else {"stdin": stdin}
-    p = subprocess.run([binary(), *args], env=env, capture_output=True, timeout=60, cwd="/",
-                       **kw)
+    p = subprocess.run([program or binary(), *args], env=env, capture_output=True, timeout=60,
+                       cwd=cwd, **kw)
     head, sep, body = p.stdout.partition(b"\r\n\r\n")
     assert sep, f"no CGI header block in {p.stdout[:500]!r}; stderr:\n{p.stderr.decode()}"
     lines = head.decode("latin-1").split("\r\n")
@@ -138,6 +140,104 @@ def test_query_words_in_argv_never_become_options(tmp_path):
     rc, status, _, _, err = run_cgi(["cgi", "--error-log", str(log)], extra_env=env)
     assert (rc, status) == (0, "200 OK"), err
     assert log.exists()
+
+
+# The issue's exploit: with these as options, X-Forwarded-* from anyone would be believed and
+# a file named by the request created. Apache passes them as `--forwarded-allow-ips 0.0.0.0/0
+# --error-log x.log\&`.
+EXPLOIT_QUERY = "--forwarded-allow-ips+0.0.0.0%2F0+--error-log+x.log%26"
+SPOOFED = {"X-Forwarded-User": "mallory", "X-Forwarded-For": "203.0.113.9"}
+APP_ENV = {"WSGI_GATEWAY_APP": "cgi_app", "WSGI_GATEWAY_CHDIR": str(APPS_DIR),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _launches(host):
+    """The ways a host runs the program, each written to the cgi-bin of `host` (a CgiHost or
+    ApacheHost): the binary itself (app from the environment), a TOML file run by its `#!`
+    line, and the README's wrapper script. Returns their URL paths by kind."""
+    b = binary()
+    toml = f"#!{b} --config\napp = \"cgi_app\"\nchdir = \"{APPS_DIR}\"\n"
+    wrapper = f"#!/bin/sh\nexec {b} cgi cgi_app --chdir {APPS_DIR}\n"
+    return {"itself": host.add_link("gw"),
+            "shebang": host.add_file("gw.toml", toml),
+            "wrapper": host.add_file("gw.sh", wrapper)}
+
+
+def _assert_no_option_taken(env, cgi_dir, scripts, remote_addr):
+    strays = set(os.listdir(cgi_dir)) - set(scripts)
+    for name in strays:  # so the host's next test starts clean
+        os.unlink(cgi_dir / name)
+    assert not strays, "the request named a file"
+    assert env["REMOTE_ADDR"] == remote_addr, "a spoofed X-Forwarded-For was believed"
+    assert "HTTP_X_FORWARDED_USER" not in env, "a spoofed X-Forwarded-User was believed"
+
+
+@pytest.mark.parametrize("launch, script_filename", [
+    ("itself", True), ("shebang", True), ("wrapper", True),
+    # hosts that set no SCRIPT_FILENAME (thttpd, Python's http.server)
+    ("itself", False)])
+def test_apache_escaped_search_words_never_become_options(tmp_path, launch, script_filename):
+    """Apache's mod_cgi passes a query without `=` as argv, shell-escaped (`x.log&` arrives as
+    `x.log\\&`): env, argv and working directory here are exactly what it gives."""
+    files = CgiHost(tmp_path)
+    scripts = _launches(files)
+    script = files.cgi_dir / scripts[launch].rsplit("/", 1)[1]
+    meta = {"QUERY_STRING": EXPLOIT_QUERY, "SCRIPT_NAME": scripts[launch],
+            **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in SPOOFED.items()}}
+    if script_filename:
+        meta["SCRIPT_FILENAME"] = str(script)
+    words = apache_search_words(EXPLOIT_QUERY)
+    assert words[-1] == b"x.log\\&"
+    rc, status, _, body, err = run_cgi(words, meta=meta, extra_env=APP_ENV,
+                                       program=str(script), cwd=files.cgi_dir)
+    assert (rc, status) == (0, "200 OK"), err
+    env = json.loads(body)
+    assert env["QUERY_STRING"] == EXPLOIT_QUERY
+    _assert_no_option_taken(env, files.cgi_dir, files.scripts, "192.0.2.7")
+
+
+def test_search_words_are_ignored_whatever_they_hold(tmp_path):
+    """Under a host that ran the binary itself, no query reaches option parsing: one that
+    would be a bad option, a subcommand, only `+`, or percent-encoded option words."""
+    files = CgiHost(tmp_path)
+    gw = files.cgi_dir / "gw"
+    files.add_link("gw")
+    for query in ("--bogus", "--bogus+a*b", "serve+--bind+127.0.0.1%3A1", "+", "%2D%2Dbogus",
+                  "help", "cgi+--pythonpath+%2Fnonexistent+no_such_module"):
+        rc, status, _, body, err = run_cgi(
+            apache_search_words(query), meta={"QUERY_STRING": query,
+                                              "SCRIPT_FILENAME": str(gw)},
+            extra_env=APP_ENV, program=str(gw), cwd=files.cgi_dir)
+        assert (rc, status) == (0, "200 OK"), f"{query}: {err}"
+        assert json.loads(body)["QUERY_STRING"] == query
+
+
+def test_a_wrappers_own_arguments_hold_for_a_query_without_equals(tmp_path):
+    """The README's wrapper does not forward "$@": its arguments are the operator's even
+    when the host gave the wrapper the query's words."""
+    files = CgiHost(tmp_path)
+    log = tmp_path / "wrapper.log"
+    files.add_file("w.sh", f"#!/bin/sh\nexec {binary()} cgi cgi_app --chdir {APPS_DIR} "
+                           f"--error-log {log}\n")
+    w = files.cgi_dir / "w.sh"
+    rc, status, _, _, err = run_cgi(apache_search_words("a+b+c+d"),
+                                    meta={"QUERY_STRING": "a+b+c+d", "SCRIPT_FILENAME": str(w)},
+                                    program=str(w), cwd=files.cgi_dir)
+    assert (rc, status) == (0, "200 OK"), err
+    assert log.exists()
+
+
+@pytest.mark.parametrize("host_header", ["localhost", "cgi.example:9999"])
+def test_server_port_is_the_hosts_whatever_the_host_header(host_header):
+    """RFC 3875 §4.1.15: SERVER_PORT is the port the request came in on, which the host
+    knows; SERVER_NAME may follow Host."""
+    rc, status, _, body, err = run_cgi(
+        ["cgi", *APP_ARGS], meta={"HTTP_HOST": host_header, "SERVER_NAME": "localhost",
+                                  "SERVER_PORT": "8000"})
+    assert (rc, status) == (0, "200 OK"), err
+    env = json.loads(body)
+    assert env["HTTP_HOST"] == host_header
+    assert env["SERVER_PORT"] == "8000"
 
 
 def test_stdin_is_never_read_past_content_length(tmp_path):
@@ -281,3 +381,102 @@ def test_client_identity_headers_never_reach_the_app(host):
     assert "REMOTE_USER" not in env
     assert not [k for k in env if "REMOTE_USER" in k or "FORWARDED_USER" in k], env
     assert "HTTP_PROXY" not in env
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while True:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size.split(b";")[0], 16)
+        if n == 0:
+            return out
+        out += rest[:n]
+        body = rest[n + 2:]
+
+
+def _get(host, path, headers=None, host_header=None):
+    """GET `path` from `host` with `headers`: (status line, body)."""
+    with host.socket() as s:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host_header or host.host_header}\r\n{extra}"
+                  "Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        body = _dechunk(body)
+    return head.split(b"\r\n", 1)[0].decode("latin-1"), body
+
+
+def _get_env(host, path, headers=None, host_header=None):
+    """(status line, the environ the app answered or None)."""
+    status, body = _get(host, path, headers, host_header)
+    return status, (json.loads(body) if " 200 " in status else None)
+
+
+@pytest.fixture(scope="module")
+def launch_host(tmp_path_factory):
+    """lighttpd with the three launches of _launches(); lighttpd passes no search words."""
+    if not lighttpd_available():
+        pytest.fail("lighttpd is required (tests/run.sh installs it)")
+    setenv = ", ".join(f"{json.dumps(k)} => {json.dumps(v)}" for k, v in APP_ENV.items())
+    h = CgiHost(tmp_path_factory.mktemp("cgi-launches"),
+                extra_conf='server.modules += ( "mod_setenv" )\n'
+                           f"setenv.add-environment = ( {setenv} )")
+    h.launches = _launches(h)
+    h.start()
+    yield h
+    h.stop()
+
+
+@pytest.mark.parametrize("launch", ["itself", "shebang", "wrapper"])
+def test_lighttpd_search_query_never_becomes_options(launch_host, launch):
+    status, env = _get_env(launch_host, f"{launch_host.launches[launch]}/env?{EXPLOIT_QUERY}",
+                           SPOOFED)
+    assert " 200 " in status, launch_host.error_log()[-3000:]
+    assert env["QUERY_STRING"] == EXPLOIT_QUERY
+    _assert_no_option_taken(env, launch_host.cgi_dir, launch_host.scripts, "127.0.0.1")
+
+
+def test_lighttpd_server_port_is_the_port_the_request_came_in_on(launch_host):
+    status, env = _get_env(launch_host, f"{launch_host.launches['wrapper']}/env",
+                           host_header="localhost")
+    assert " 200 " in status, launch_host.error_log()[-3000:]
+    assert env["HTTP_HOST"] == "localhost"
+    assert env["SERVER_PORT"] == str(launch_host.port)
+
+
+@pytest.fixture(scope="module")
+def apache(tmp_path_factory):
+    """Apache httpd's mod_cgi (its own config, loopback port, temp dir) with the launches of
+    _launches() and a shell script that answers the arguments it got."""
+    if not apache_available():
+        pytest.fail("apache2 is required (tests/run.sh installs it)")
+    problem = apache_problem()
+    if problem:
+        pytest.skip(problem)
+    h = ApacheHost(tmp_path_factory.mktemp("cgi-apache"), setenv=APP_ENV)
+    h.launches = _launches(h)
+    h.add_file("argv", "#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\n\\n'\n"
+                       "for a in \"$@\"; do printf '%s\\0' \"$a\"; done\n")
+    h.start()
+    yield h
+    h.stop()
+
+
+def test_apache_search_words_are_as_the_tests_build_them(apache):
+    """The emulation the tests above use is what this Apache does."""
+    query = EXPLOIT_QUERY + "+a*b;c+%7E++%27q%27+%FF+%zz+"
+    status, body = _get(apache, f"/cgi-bin/argv?{query}")
+    assert " 200 " in status, apache.error_log()[-3000:]
+    got = body.split(b"\0")[:-1]
+    assert got == apache_search_words(query)
+
+
+@pytest.mark.parametrize("launch", ["itself", "shebang", "wrapper"])
+def test_apache_search_query_never_becomes_options(apache, launch):
+    status, env = _get_env(apache, f"{apache.launches[launch]}/env?{EXPLOIT_QUERY}", SPOOFED)
+    assert " 200 " in status, apache.error_log()[-3000:]
+    assert env["QUERY_STRING"] == EXPLOIT_QUERY
+    _assert_no_option_taken(env, apache.cgi_dir, apache.scripts, "127.0.0.1")

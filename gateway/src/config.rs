@@ -340,12 +340,17 @@ const SUBCOMMANDS: [&str; 4] = ["serve", "cgi", "install-iis", "help"];
 
 /// Parses argv (CLI > env > `--config` file). With no subcommand, `serve` is meant, or `cgi`
 /// when a CGI host started the program.
-pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ConfigError> {
-    let argv = with_command(
-        argv,
-        std::env::var_os("GATEWAY_INTERFACE").is_some(),
-        std::env::var_os("QUERY_STRING").as_deref(),
-    );
+pub fn parse(mut argv: Vec<OsString>) -> Result<Parsed, ConfigError> {
+    let under_cgi = std::env::var_os("GATEWAY_INTERFACE").is_some();
+    if under_cgi {
+        let launch = CgiLaunch {
+            query: std::env::var_os("QUERY_STRING"),
+            script: std::env::var_os("SCRIPT_FILENAME").map(PathBuf::from),
+            exe: std::env::current_exe().ok(),
+        };
+        argv.truncate(launch.operator_args(&argv, file_id));
+    }
+    let argv = with_command(argv, under_cgi);
     let matches = match Cli::command().try_get_matches_from(&argv) {
         Ok(m) => m,
         Err(e) => return clap_outcome(e, None),
@@ -411,20 +416,11 @@ pub fn parse_file<T: clap::Parser>(
     Ok((parsed, matches))
 }
 
-/// argv with its subcommand made explicit. Under a CGI host (`GATEWAY_INTERFACE` set) the
-/// default is `cgi`, and arguments that are just the query's search words (RFC 3875 §4.4: a
-/// host may pass them for a query without `=`) are ignored: a request must never choose
-/// options (php-cgi's CVE-2012-1823 was exactly that).
-fn with_command(
-    mut argv: Vec<OsString>,
-    under_cgi: bool,
-    query: Option<&std::ffi::OsStr>,
-) -> Vec<OsString> {
+/// argv with its subcommand made explicit: `serve`, or `cgi` under a CGI host
+/// (`GATEWAY_INTERFACE` set).
+fn with_command(mut argv: Vec<OsString>, under_cgi: bool) -> Vec<OsString> {
     if argv.is_empty() {
         argv.push(OsString::from("wsgi-gateway"));
-    }
-    if under_cgi && argv.len() > 1 && query.is_some_and(|q| is_search_words(&argv[1..], q)) {
-        argv.truncate(1);
     }
     let first = argv.get(1).and_then(|a| a.to_str()).unwrap_or("");
     if !SUBCOMMANDS.contains(&first) && !matches!(first, "-h" | "--help" | "-V" | "--version") {
@@ -434,17 +430,80 @@ fn with_command(
     argv
 }
 
-/// Whether `args` are the `+`-separated, percent-decoded words of an indexed query.
-fn is_search_words(args: &[OsString], query: &std::ffi::OsStr) -> bool {
-    let query = query.as_encoded_bytes();
-    if query.is_empty() || query.contains(&b'=') {
-        return false;
+/// How a CGI host started this process, from the meta-variables it set (a request sets none
+/// of these).
+///
+/// RFC 3875 §4.4: for a query without `=` a host may pass the query's words as arguments
+/// (Apache's mod_cgi does, shell-escaped; lighttpd does not). A request must never choose an
+/// option, app, path or file (php-cgi's CVE-2012-1823), so where those words can be is
+/// decided from how the host ran the program, never by comparing them with the query: the
+/// host runs SCRIPT_FILENAME with the words after it, so whatever follows the script in argv
+/// is the request's.
+struct CgiLaunch {
+    /// QUERY_STRING.
+    query: Option<OsString>,
+    /// SCRIPT_FILENAME: the file the host ran.
+    script: Option<PathBuf>,
+    /// This running executable.
+    exe: Option<PathBuf>,
+}
+
+impl CgiLaunch {
+    /// How many leading entries of `argv` (the program name included) are the operator's;
+    /// the rest may be the request's and are ignored. `id` names a file (same file, same id).
+    fn operator_args<Id: PartialEq>(
+        &self,
+        argv: &[OsString],
+        id: impl Fn(&std::path::Path) -> Option<Id>,
+    ) -> usize {
+        let all = argv.len();
+        let may_have_words = self.query.as_ref().is_some_and(|q| {
+            let q = q.as_encoded_bytes();
+            !q.is_empty() && !q.contains(&b'=')
+        });
+        let script = self.script.as_deref().filter(|s| !s.as_os_str().is_empty());
+        let Some((script, script_id)) = script.and_then(|s| Some((s, id(s)?))) else {
+            // Nothing to tell the host's own launch from a wrapper's: argv is trusted only
+            // when the query gives a host no words to pass.
+            return if may_have_words { all.min(1) } else { all };
+        };
+        let is_script = |arg: &OsString| id(std::path::Path::new(arg)).as_ref() == Some(&script_id);
+        // The host ran this binary as the script (a link or copy in cgi-bin): it is argv[0],
+        // and every argument is the host's.
+        if self.exe.as_deref().and_then(&id).as_ref() == Some(&script_id)
+            || argv.first().is_some_and(is_script)
+        {
+            return all.min(1);
+        }
+        // A `#!` line (`#!/usr/bin/wsgi-gateway --config` atop a TOML file) or an interpreter
+        // set in the host: the kernel or host put the script's path after the operator's
+        // arguments, and the host's words after it. Only arguments ending in the script's
+        // file name are looked up on disk.
+        let name = script.file_name();
+        let at_script = argv
+            .iter()
+            .skip(1)
+            .position(|a| std::path::Path::new(a).file_name() == name && is_script(a));
+        match at_script {
+            Some(i) => i + 2,
+            // A wrapper script ran this binary with arguments of its own: the host gave the
+            // words to the wrapper, which does not pass them on (the README's wrapper).
+            None => all,
+        }
     }
-    let words = query.split(|&b| b == b'+');
-    words.clone().count() == args.len()
-        && words.zip(args).all(|(w, a)| {
-            crate::request::decode_path(&bytes::Bytes::copy_from_slice(w)) == a.as_encoded_bytes()
-        })
+}
+
+/// Identifies a file, following links: two paths to the same file give the same id.
+#[cfg(unix)]
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &std::path::Path) -> Option<PathBuf> {
+    std::fs::canonicalize(path).ok()
 }
 
 fn clap_text(e: &clap::Error) -> String {
@@ -611,60 +670,144 @@ mod tests {
         words.iter().map(OsString::from).collect()
     }
 
-    fn cmd(words: &[&str], under_cgi: bool, query: Option<&str>) -> Vec<OsString> {
-        with_command(argv(words), under_cgi, query.map(std::ffi::OsStr::new))
+    fn cmd(words: &[&str], under_cgi: bool) -> Vec<OsString> {
+        with_command(argv(words), under_cgi)
     }
 
     #[test]
     fn default_command_is_serve_or_cgi() {
         assert_eq!(
-            cmd(&["gw", "app:x"], false, None),
+            cmd(&["gw", "app:x"], false),
             argv(&["gw", "serve", "app:x"])
         );
-        assert_eq!(cmd(&["gw"], true, Some("")), argv(&["gw", "cgi"]));
+        assert_eq!(cmd(&["gw"], true), argv(&["gw", "cgi"]));
         assert_eq!(
-            cmd(&["gw", "cgi", "app"], true, None),
+            cmd(&["gw", "cgi", "app"], true),
             argv(&["gw", "cgi", "app"])
         );
-        assert_eq!(cmd(&["gw", "--help"], false, None), argv(&["gw", "--help"]));
+        assert_eq!(cmd(&["gw", "--help"], false), argv(&["gw", "--help"]));
+    }
+
+    /// Files of a pretend disk: the binary (`/usr/bin/gw`, also linked as
+    /// `/srv/cgi-bin/gw`), a wrapper script and a TOML file with a `#!` line.
+    fn fake_id(path: &std::path::Path) -> Option<u32> {
+        match path.to_str()? {
+            "/usr/bin/gw" | "/srv/cgi-bin/gw" | "gw" => Some(1),
+            "/srv/cgi-bin/app.sh" => Some(2),
+            "/srv/cgi-bin/app.toml" | "app.toml" => Some(3),
+            "/etc/app.toml" => Some(4),
+            _ => None,
+        }
+    }
+
+    /// The operator's part of `words` under a CGI host.
+    fn kept(words: &[&str], query: &str, script: Option<&str>) -> Vec<OsString> {
+        let launch = CgiLaunch {
+            query: Some(OsString::from(query)),
+            script: script.map(PathBuf::from),
+            exe: Some(PathBuf::from("/usr/bin/gw")),
+        };
+        let mut argv = argv(words);
+        argv.truncate(launch.operator_args(&argv, fake_id));
+        argv
     }
 
     #[test]
-    fn search_words_from_a_cgi_host_never_become_options() {
-        // GET /cgi-bin/gw?cgi+--pythonpath+%2Ftmp: the host passes the words as argv.
-        assert_eq!(
-            cmd(
-                &["gw", "cgi", "--pythonpath", "/tmp"],
-                true,
-                Some("cgi+--pythonpath+%2Ftmp")
+    fn a_host_that_runs_the_binary_itself_gives_no_arguments_of_the_operators() {
+        let gw = Some("/srv/cgi-bin/gw");
+        // Apache: the words URL-decoded, then shell-escaped, so they are not the query's.
+        let exploit = "--forwarded-allow-ips+0.0.0.0%2F0+--error-log+x.log%26";
+        let words = [
+            "/srv/cgi-bin/gw",
+            "--forwarded-allow-ips",
+            "0.0.0.0/0",
+            "--error-log",
+            "x.log\\&",
+        ];
+        assert_eq!(kept(&words, exploit, gw), argv(&["/srv/cgi-bin/gw"]));
+        // Whatever the query: a subcommand, only `+`, empty words, a `=` (no host passes
+        // words then, but none of argv is the operator's anyway).
+        for (words, query) in [
+            (
+                &["/srv/cgi-bin/gw", "serve", "--bind", "0.0.0.0:80"][..],
+                "serve+--bind+0.0.0.0:80",
             ),
-            argv(&["gw", "cgi"])
-        );
+            (&["/srv/cgi-bin/gw", "", ""][..], "+"),
+            (&["/srv/cgi-bin/gw", "--error-log", "/tmp/x"][..], "a=1"),
+            (&["/srv/cgi-bin/gw", "--error-log", "/tmp/x"][..], ""),
+        ] {
+            assert_eq!(
+                kept(words, query, gw),
+                argv(&["/srv/cgi-bin/gw"]),
+                "{query}"
+            );
+        }
+        // suexec runs the script by its file name from its directory.
         assert_eq!(
-            cmd(
-                &["gw", "--error-log", "/etc/x"],
-                true,
-                Some("--error-log+/etc/x")
-            ),
-            argv(&["gw", "cgi"])
+            kept(&["gw", "--error-log", "x"], "--error-log+x", gw),
+            argv(&["gw"])
         );
-        // A wrapper's own arguments stay when they are not the query's words.
+    }
+
+    #[test]
+    fn a_hash_bang_line_keeps_its_arguments_and_drops_the_hosts_words() {
+        let toml = Some("/srv/cgi-bin/app.toml");
+        let words = [
+            "/usr/bin/gw",
+            "--config",
+            "/srv/cgi-bin/app.toml",
+            "--error-log",
+            "x",
+        ];
+        let mine = argv(&["/usr/bin/gw", "--config", "/srv/cgi-bin/app.toml"]);
+        assert_eq!(kept(&words, "--error-log+x", toml), mine);
+        assert_eq!(kept(&words[..3], "a=1", toml), mine);
+        // suexec: the script by its file name; a request word naming the script again.
+        let words = [
+            "/usr/bin/gw",
+            "--config",
+            "app.toml",
+            "app.toml",
+            "--error-log",
+            "x",
+        ];
         assert_eq!(
-            cmd(
-                &["gw", "cgi", "app", "--chdir", "/srv"],
-                true,
-                Some("cgi+app")
-            ),
-            argv(&["gw", "cgi", "app", "--chdir", "/srv"])
+            kept(&words, "app.toml+--error-log+x", toml),
+            argv(&["/usr/bin/gw", "--config", "app.toml"])
         );
+        // Another file with the same name is not the script.
+        let words = [
+            "/usr/bin/gw",
+            "--config",
+            "/etc/app.toml",
+            "app.toml",
+            "--debug",
+        ];
         assert_eq!(
-            cmd(&["gw", "cgi", "app"], true, Some("a=cgi+app")),
-            argv(&["gw", "cgi", "app"])
+            kept(&words, "app.toml+--debug", toml),
+            argv(&["/usr/bin/gw", "--config", "/etc/app.toml", "app.toml"])
         );
-        // Outside a CGI host nothing is dropped.
-        assert_eq!(
-            cmd(&["gw", "serve", "app"], false, Some("serve+app")),
-            argv(&["gw", "serve", "app"])
-        );
+    }
+
+    #[test]
+    fn a_wrappers_arguments_are_the_operators() {
+        let wrapper = Some("/srv/cgi-bin/app.sh");
+        let words = ["/usr/bin/gw", "cgi", "app", "--chdir", "/srv"];
+        // The wrapper got the query's words and did not pass them on.
+        for query in ["cgi+app", "a+b+c+d", "", "x=1", "+"] {
+            assert_eq!(kept(&words, query, wrapper), argv(&words), "{query}");
+        }
+    }
+
+    #[test]
+    fn without_a_script_filename_argv_is_trusted_only_for_a_query_with_no_words() {
+        let words = ["/usr/bin/gw", "cgi", "app", "--chdir", "/srv"];
+        for script in [None, Some(""), Some("/srv/cgi-bin/missing")] {
+            assert_eq!(kept(&words, "a+b", script), argv(&["/usr/bin/gw"]));
+            assert_eq!(kept(&words, "%2D%2Dx", script), argv(&["/usr/bin/gw"]));
+            assert_eq!(kept(&words, "x=1", script), argv(&words));
+            assert_eq!(kept(&words, "", script), argv(&words));
+        }
+        assert_eq!(kept(&[], "a+b", None), argv(&[]));
     }
 }

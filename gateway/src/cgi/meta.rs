@@ -406,6 +406,18 @@ mod tests {
     }
 
     #[test]
+    fn server_port_is_the_hosts_whatever_host_names() {
+        // RFC 3875 §4.1.15: the port the request came in on, which only the host knows.
+        for host in ["localhost", "example.org:9999", "[::1]:1"] {
+            let mut v = base();
+            v.push(("HTTP_HOST", host));
+            let r = read(&v).request;
+            assert_eq!(&*r.server_port, "8080", "{host}");
+            assert_eq!(header(&r, "host"), vec![host.as_bytes()]);
+        }
+    }
+
+    #[test]
     fn other_protocols_are_reported_as_given() {
         let mut v = base();
         v.retain(|(k, _)| *k != "SERVER_PROTOCOL");
