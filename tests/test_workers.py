@@ -841,9 +841,11 @@ def test_first_generation_import_failure_exits_2_without_leftovers(tmp_path):
 
 # ---- 9. systemd socket activation ---------------------------------------------------------
 
-# bash: dash's redirections take single-digit fds only. $$ is the pid exec keeps.
+# bash: dash's redirections take single-digit fds only. $$ is the pid exec keeps. As systemd
+# does, the server gets the socket at fd 3 only (the test's own fd number is closed).
 SD_WRAPPER = ["bash", "-c",
-              'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@" 3<&"$GW_TEST_LISTEN_FD"']
+              'export LISTEN_PID=$$ LISTEN_FDS=1; [ "$GW_TEST_LISTEN_FD" = 3 ] || '
+              'exec 3<&"$GW_TEST_LISTEN_FD" {GW_TEST_LISTEN_FD}<&-; exec "$0" "$@"']
 
 
 def bound_socket(unix_path=None):
@@ -974,3 +976,85 @@ def test_crash_looping_workers_restart_with_capped_back_off(gw, tmp_path):
     wait_until(lambda: try_pid(s, timeout=15)[0] is not None, 30, "a worker serving again")
     assert s.stop(timeout=20) == 0
 
+
+# ---- 13. the app's subprocesses inherit nothing of the server ---------------------------------
+# Every fd the server opens or adopts (listening sockets from the supervisor or from systemd,
+# the ready pipe, signal pipes, logs, spool files) is close-on-exec: a process the app starts,
+# even with close_fds=False, holds none of them, and the port is free once the server stops.
+
+def listening_inode(port):
+    """The inode of the TCP socket listening on `port` (from /proc/net/tcp*), or None."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    return int(fields[9])
+    return None
+
+
+def inherited_fds(pid):
+    """{fd: link target} for each fd of `pid` other than stdin, stdout and stderr."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if int(fd) > 2:
+            try:
+                out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                pass
+    return out
+
+
+def settled_fds(pid, timeout=5.0):
+    """inherited_fds(pid) once its dynamic loader is done: while `sleep` starts, the loader
+    briefly holds /etc/ld.so.cache and libc.so.6 open (ours to ignore, not the server's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        fds = inherited_fds(pid)
+        if not any(".so" in t for t in fds.values()) or time.monotonic() > deadline:
+            return fds
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("when", ["request", "import"])
+@pytest.mark.parametrize("how", ["single", "supervisor", "listen_fds", "listen_fds_supervisor"])
+def test_app_subprocess_inherits_no_server_fd(gw, tmp_path, how, when):
+    spawned = tmp_path / "spawned"
+    env = {"WORKERS_SPAWN_AT_IMPORT": str(spawned)} if when == "import" else {}
+    args = ["--workers", "2"] if how.endswith("supervisor") else []
+    sock = None
+    try:
+        if how.startswith("listen_fds"):
+            sock = bound_socket()
+            s = gw(args=args, bind=None, prefix=SD_WRAPPER,
+                   env={**env, "GW_TEST_LISTEN_FD": str(sock.fileno())},
+                   popen_kw={"pass_fds": (sock.fileno(),)})
+            sock.close()  # the server has its own copy now
+        else:
+            s = gw(args=args, env=env)
+        if when == "request":
+            r = fetch(s, f"/spawn?pidfile={q(spawned)}")
+            assert r.status == 200, r
+        kids = [int(p) for p in spawned.read_text().split()]
+        assert kids and all(pid_alive(k) for k in kids), kids
+        inode = listening_inode(s.port)
+        assert inode, "no listening socket found in /proc/net/tcp"
+        for kid in kids:
+            fds = settled_fds(kid)
+            assert f"socket:[{inode}]" not in fds.values(), (
+                f"the app's subprocess {kid} holds the listening socket: {fds}")
+            assert not fds, f"the app's subprocess {kid} inherited fds of the server: {fds}"
+        assert s.stop(timeout=20) == 0
+        assert all(pid_alive(k) for k in kids), "the subprocesses should outlive the server"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", s.port), timeout=5).close()
+    finally:
+        if sock:
+            sock.close()
+        for kid in (spawned.read_text().split() if spawned.exists() else ()):
+            try:
+                os.kill(int(kid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
