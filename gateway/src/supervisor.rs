@@ -240,6 +240,8 @@ impl Supervisor {
             .collect();
         sources.push(ready_w.as_raw_fd());
         let count = self.plan.sockets.len();
+        // The child checks that its parent is still this process once it asked to die with it.
+        let parent = rustix::process::getpid().as_raw_nonzero().get();
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.plan.args)
             .env(WORKER_FDS_VAR, count.to_string())
@@ -248,9 +250,13 @@ impl Supervisor {
                 (super::http::listener::FIRST_INHERITED_FD as usize + count).to_string(),
             )
             .stdin(Stdio::null());
-        // SAFETY: only async-signal-safe calls (fcntl, dup2, close, prctl) between fork and exec.
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, prctl, getppid) between fork and
+        // exec.
         unsafe {
-            cmd.pre_exec(move || place_fds(&sources));
+            cmd.pre_exec(move || {
+                place_fds(&sources)?;
+                die_with_parent(parent)
+            });
         }
         let child = cmd
             .spawn()
@@ -573,8 +579,8 @@ fn describe(status: ExitStatus) -> String {
 pub const MAX_SOCKETS: usize = 64;
 
 /// In the child between fork and exec: the sockets go to fds 3, 4, … and the ready pipe right
-/// after them (without close-on-exec); the worker dies with the supervisor. No allocation
-/// here: only async-signal-safe calls are allowed after fork.
+/// after them (without close-on-exec). No allocation here: only async-signal-safe calls are
+/// allowed after fork.
 fn place_fds(sources: &[RawFd]) -> std::io::Result<()> {
     // First move every source out of the way, so placing one cannot overwrite another.
     let mut moved = [0 as RawFd; MAX_SOCKETS + 1];
@@ -592,9 +598,48 @@ fn place_fds(sources: &[RawFd]) -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
     }
+    Ok(())
+}
+
+/// In the child between fork and exec: the worker gets SIGTERM when the supervisor (`parent`)
+/// dies. Had it died already, after the fork and before the request, no signal would ever
+/// come and the worker would be an orphan: then the parent is no longer `parent` and the
+/// child gives up (ESRCH: `spawn` fails, the child exits before exec). Async-signal-safe.
+fn die_with_parent(parent: libc::pid_t) -> std::io::Result<()> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: getppid cannot fail and has no arguments.
+    if unsafe { libc::getppid() } != parent {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spawns `true` with `die_with_parent(parent)` between fork and exec.
+    fn spawn_checking(parent: libc::pid_t) -> std::io::Result<ExitStatus> {
+        let mut cmd = Command::new("true");
+        // SAFETY: die_with_parent only makes async-signal-safe calls.
+        unsafe {
+            cmd.pre_exec(move || die_with_parent(parent));
+        }
+        cmd.status()
+    }
+
+    #[test]
+    fn a_child_whose_parent_is_gone_does_not_start() {
+        // The child's parent is this process; any other pid stands for "the supervisor that
+        // forked me has died and I was re-parented".
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        let other = if me == 1 { 2 } else { 1 };
+        let err = spawn_checking(other).expect_err("a child with another parent started");
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
+        let status = spawn_checking(me).expect("a child with the right parent");
+        assert!(status.success(), "{status:?}");
+    }
 }
