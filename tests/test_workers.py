@@ -979,7 +979,7 @@ def test_crash_looping_workers_restart_with_capped_back_off(gw, tmp_path):
 
 # ---- 13. the app's subprocesses inherit nothing of the server ---------------------------------
 # Every fd the server opens or adopts (listening sockets from the supervisor or from systemd,
-# the ready pipe, signal pipes, logs, spool files) is close-on-exec: a process the app starts,
+# the ready pipe, signal pipes, epoll, log files) is close-on-exec: a process the app starts,
 # even with close_fds=False, holds none of them, and the port is free once the server stops.
 
 def listening_inode(port):
@@ -1023,7 +1023,9 @@ def settled_fds(pid, timeout=5.0):
 def test_app_subprocess_inherits_no_server_fd(gw, tmp_path, how, when):
     spawned = tmp_path / "spawned"
     env = {"WORKERS_SPAWN_AT_IMPORT": str(spawned)} if when == "import" else {}
-    args = ["--workers", "2"] if how.endswith("supervisor") else []
+    # an access log too: a file the server opens (the error log is stderr, read by the test)
+    args = ["--access-log", tmp_path / "access.log"]
+    args += ["--workers", "2"] if how.endswith("supervisor") else []
     sock = None
     try:
         if how.startswith("listen_fds"):
