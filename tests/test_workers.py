@@ -554,11 +554,18 @@ class Versions:
         p = self.dir / str(pid)
         return p.read_text() if p.exists() else None
 
-    def importing(self, version, besides=()):
-        """Pids of live processes that imported `version`, other than `besides`."""
+    def importing(self, version):
+        """Pids of live processes that imported `version`."""
         return {int(p.name) for p in self.dir.iterdir()
-                if p.name.isdigit() and int(p.name) not in besides
-                and p.read_text() == version and pid_alive(int(p.name))}
+                if p.name.isdigit() and p.read_text() == version and pid_alive(int(p.name))}
+
+    def wait_importing(self, version, n, timeout=20):
+        """Waits until exactly `n` live processes imported `version`; returns their pids."""
+        def found():
+            pids = self.importing(version)
+            return pids if len(pids) == n else None
+
+        return wait_until(found, timeout, f"{n} process(es) importing {version}")
 
 
 def wait_for_workers(s, versions, n, version, timeout=30):
@@ -611,7 +618,7 @@ def test_reload_finishes_when_the_old_worker_exits_during_it(gw, tmp_path, leave
         wait_until(lambda: time.monotonic() - up > 1.2, 5, "the worker's first second")
     hold.write_text("")
     mark = sighup(s, app, "v2", 1)
-    wait_until(lambda: versions.importing("v2"), 20, "the new worker importing")
+    versions.wait_importing("v2", 1)
     if leaves == "retires":
         pid, version = try_pid(s)
         assert (pid, version) == (old, "v1"), (pid, version, s.log(mark))
@@ -642,14 +649,12 @@ def test_second_sighup_during_a_reload_wins(gw, tmp_path):
     old = child_pids(s.pid)
     hold.write_text("")
     mark = sighup(s, app, "v2", 2)
-    v2 = wait_until(lambda: (lambda p: p if len(p) == 2 else None)(versions.importing("v2")),
-                    20, "two v2 workers importing")
+    v2 = versions.wait_importing("v2", 2)
     pid, version = try_pid(s)
     assert pid in old and version == "v1", (pid, version)
     s.wait_log(rf"worker pid {pid} exited \(exit status 0\)", since=mark, timeout=20)
     mark2 = sighup(s, app, "v3", 2)
-    wait_until(lambda: len(versions.importing("v3")) == 2, 20,
-               f"two v3 workers importing; log:\n{s.log(mark)}")
+    versions.wait_importing("v3", 2)
     hold.unlink()
     s.wait_log(r"reload: done", since=mark2, timeout=20)
     wait_for_workers(s, versions, 2, "v3")
@@ -669,7 +674,7 @@ def test_failed_reload_after_the_old_worker_retired_restarts_its_place(gw, tmp_p
     app.write_text(app_source("v2", broken=True))
     mark = s.log_mark()
     os.kill(s.pid, signal.SIGHUP)
-    wait_until(lambda: versions.importing("v2"), 20, "the new worker importing")
+    versions.wait_importing("v2", 1)
     assert try_pid(s) == (old, "v1")
     s.wait_log(rf"worker pid {old} exited \(exit status 0\)", since=mark, timeout=20)
     hold.unlink()
@@ -699,7 +704,8 @@ def test_sighup_while_starting_is_applied_once_up(gw, tmp_path):
     starting = threading.Thread(target=s.start)
     starting.start()
     try:
-        wait_until(lambda: len(versions.importing("v1")) == 2, 20, "two v1 workers importing")
+        versions.wait_importing("v1", 2)
+        wait_until(lambda: s.proc, 5, "the supervisor's Popen")
         app.write_text(app_source("v2"))
         os.kill(s.pid, signal.SIGHUP)
         s.wait_log(r"SIGHUP", timeout=20)
@@ -714,10 +720,11 @@ def test_sighup_while_starting_is_applied_once_up(gw, tmp_path):
 
 @pytest.mark.timeout(60)
 def test_sigterm_during_a_reload_stops_everything(gw, tmp_path):
+    """SIGTERM while the new workers import: old and new workers all stop, none replaced."""
     s, app, versions, hold = reload_server(gw, tmp_path, 2)
     hold.write_text("")
     sighup(s, app, "v2", 2)
-    wait_until(lambda: len(versions.importing("v2")) == 2, 20, "two v2 workers importing")
+    versions.wait_importing("v2", 2)
     assert try_pid(s)[1] == "v1"
     assert s.stop(timeout=20) == 0, s.log()
     wait_until(lambda: not s.children(), 10, f"no process left: {s.children()}")
@@ -1006,17 +1013,6 @@ def inherited_fds(pid):
     return out
 
 
-def settled_fds(pid, timeout=5.0):
-    """inherited_fds(pid) once its dynamic loader is done: while `sleep` starts, the loader
-    briefly holds /etc/ld.so.cache and libc.so.6 open (ours to ignore, not the server's)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        fds = inherited_fds(pid)
-        if not any(".so" in t for t in fds.values()) or time.monotonic() > deadline:
-            return fds
-        time.sleep(0.01)
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("when", ["request", "import"])
 @pytest.mark.parametrize("how", ["single", "supervisor", "listen_fds", "listen_fds_supervisor"])
@@ -1044,7 +1040,8 @@ def test_app_subprocess_inherits_no_server_fd(gw, tmp_path, how, when):
         inode = listening_inode(s.port)
         assert inode, "no listening socket found in /proc/net/tcp"
         for kid in kids:
-            fds = settled_fds(kid)
+            wait_for_file(f"{spawned}.{kid}")  # the shell runs: its loader is done
+            fds = inherited_fds(kid)
             assert f"socket:[{inode}]" not in fds.values(), (
                 f"the app's subprocess {kid} holds the listening socket: {fds}")
             assert not fds, f"the app's subprocess {kid} inherited fds of the server: {fds}"
@@ -1056,7 +1053,8 @@ def test_app_subprocess_inherits_no_server_fd(gw, tmp_path, how, when):
         if sock:
             sock.close()
         for kid in (spawned.read_text().split() if spawned.exists() else ()):
-            try:
-                os.kill(int(kid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            for pid in [int(kid), *child_pids(int(kid))]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

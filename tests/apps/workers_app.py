@@ -4,8 +4,8 @@ At import, the importing pid is appended to the file named by $WORKERS_IMPORT_LO
 the tests can see which processes ever ran Python, and VERSION is written to the file
 $WORKERS_VERSION_DIR/<pid> (if set), so they can see which code each process runs. While the file
 named by $WORKERS_IMPORT_HOLD exists, the import waits (a slow import the test ends by removing
-the file). If $WORKERS_SPAWN_AT_IMPORT names a file, a `sleep 60` is started (inheriting every
-inheritable fd) and its pid appended there. If the file named by $WORKERS_FAIL_IF exists at
+the file). If $WORKERS_SPAWN_AT_IMPORT names a file, a long-lived shell is started (inheriting
+every inheritable fd) and its pid appended there. If the file named by $WORKERS_FAIL_IF exists at
 import (or $WORKERS_FAIL_IF is "always"), the import raises instead.
 
 Routes:
@@ -13,8 +13,8 @@ Routes:
   /exit                     -> os._exit(3): the worker dies without answering
   /slow?entered=F&seconds=S -> touches F, sleeps S seconds (default 1), answers "slow done"
   /block?entered=F          -> touches F, then never returns (until the process is killed)
-  /spawn?pidfile=F          -> starts `sleep 60` inheriting every inheritable fd, appends its pid
-                               to F, answers it
+  /spawn?pidfile=F          -> starts a long-lived shell inheriting every inheritable fd,
+                               appends its pid to F, answers it; the shell creates F.<its pid>
 
 test_workers.py copies this file with another VERSION line to test reloads.
 """
@@ -46,8 +46,10 @@ while _hold and os.path.exists(_hold) and time.monotonic() < _hold_deadline:
 
 
 def _spawn(pidfile):
-    """A long-lived subprocess that keeps every fd without close-on-exec (close_fds=False)."""
-    p = subprocess.Popen(["sleep", "60"], close_fds=False, stdin=subprocess.DEVNULL,
+    """A long-lived subprocess that keeps every fd without close-on-exec (close_fds=False): a
+    shell that creates <pidfile>.<its pid> once it runs (its loader done), then sleeps."""
+    p = subprocess.Popen(["sh", "-c", 'echo > "$0.$$"; while sleep 60; do :; done', pidfile],
+                         close_fds=False, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(pidfile, "a") as f:
         f.write(f"{p.pid}\n")
