@@ -518,6 +518,218 @@ def test_reload_serves_a_request_whose_head_was_arriving(gw, tmp_path):
     assert s.stop(timeout=20) == 0
 
 
+# ---- 6b. reloads mixed with exits, retirements and more reloads ----------------------------
+# A new worker's import is held (WORKERS_IMPORT_HOLD) while the test makes the mix happen, and
+# each worker records the VERSION it imported (WORKERS_VERSION_DIR), so every process's code is
+# known. Whatever the mix, the end state is exactly N children of the supervisor, all of the
+# newest code.
+
+def child_pids(ppid):
+    """Live processes whose parent is `ppid` (from /proc/<pid>/stat)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == ppid and fields[0] not in ("Z", "X"):
+            found.add(int(entry))
+    return found
+
+
+class Versions:
+    """The code version each worker process imported (WORKERS_VERSION_DIR)."""
+
+    def __init__(self, tmp_path):
+        self.dir = tmp_path / "versions"
+        self.dir.mkdir()
+
+    def env(self):
+        return {"WORKERS_VERSION_DIR": str(self.dir)}
+
+    def of(self, pid):
+        p = self.dir / str(pid)
+        return p.read_text() if p.exists() else None
+
+    def importing(self, version):
+        """Pids of live processes that imported `version`."""
+        return {int(p.name) for p in self.dir.iterdir()
+                if p.name.isdigit() and p.read_text() == version and pid_alive(int(p.name))}
+
+    def wait_importing(self, version, n, timeout=20):
+        """Waits until exactly `n` live processes imported `version`; returns their pids."""
+        def found():
+            pids = self.importing(version)
+            return pids if len(pids) == n else None
+
+        return wait_until(found, timeout, f"{n} process(es) importing {version}")
+
+
+def wait_for_workers(s, versions, n, version, timeout=30):
+    """Exactly `n` children of the supervisor, each running `version`."""
+    def settled():
+        kids = child_pids(s.pid)
+        return kids if len(kids) == n and all(versions.of(k) == version for k in kids) else None
+
+    try:
+        return wait_until(settled, timeout, f"{n} workers of {version}")
+    except AssertionError:
+        kids = child_pids(s.pid)
+        pytest.fail(f"want {n} workers of {version}; the supervisor's children are "
+                    f"{ {k: versions.of(k) for k in kids} }\nlog:\n{s.log()}")
+
+
+def reload_server(gw, tmp_path, workers, extra=()):
+    app = tmp_path / "reload_app.py"
+    app.write_text(app_source("v1"))
+    versions = Versions(tmp_path)
+    hold = tmp_path / "hold-imports"
+    s = gw("reload_app", args=["--workers", str(workers), *extra], chdir=tmp_path,
+           env={**versions.env(), "WORKERS_IMPORT_HOLD": str(hold)})
+    wait_for_workers(s, versions, workers, "v1")
+    return s, app, versions, hold
+
+
+def sighup(s, app, version, workers):
+    """Writes `version` to disk and sends SIGHUP; returns the log mark."""
+    app.write_text(app_source(version))
+    mark = s.log_mark()
+    os.kill(s.pid, signal.SIGHUP)
+    s.wait_log(rf"reload: starting {workers} new worker\(s\)", since=mark, timeout=20)
+    return mark
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("leaves", ["retires", "crashes"])
+def test_reload_finishes_when_the_old_worker_exits_during_it(gw, tmp_path, leaves):
+    """The report's case: --workers 1 --max-requests 1, a slow import, SIGHUP, one request.
+    The old worker retires (or crashes) while the new one imports; the new one must take its
+    place alone (not beside a replacement), the reload must finish, and the next SIGHUP must
+    work."""
+    extra = ["--max-requests", "1"] if leaves == "retires" else []
+    s, app, versions, hold = reload_server(gw, tmp_path, 1, extra)
+    (old,) = child_pids(s.pid)
+    if leaves == "crashes":
+        # past its first second, a crashed worker is replaced at once (no back-off)
+        up = time.monotonic()
+        wait_until(lambda: time.monotonic() - up > 1.2, 5, "the worker's first second")
+    hold.write_text("")
+    mark = sighup(s, app, "v2", 1)
+    versions.wait_importing("v2", 1)
+    if leaves == "retires":
+        pid, version = try_pid(s)
+        assert (pid, version) == (old, "v1"), (pid, version, s.log(mark))
+        s.wait_log(rf"worker pid {old} exited \(exit status 0\)", since=mark, timeout=20)
+    else:
+        assert try_pid(s, "/exit")[0] is None
+        s.wait_log(rf"worker pid {old} exited \(exit status 3\)", since=mark, timeout=20)
+    hold.unlink()  # the slow import ends
+    s.wait_log(r"reload: done", since=mark, timeout=20)
+    new = wait_for_workers(s, versions, 1, "v2")
+    assert old not in new
+    assert try_pid(s)[1] == "v2"
+
+    # a later SIGHUP is honoured too
+    mark = sighup(s, app, "v3", 1)
+    s.wait_log(r"reload: done", since=mark, timeout=20)
+    wait_for_workers(s, versions, 1, "v3")
+    assert try_pid(s)[1] == "v3"
+    assert "SIGHUP ignored" not in s.log()
+    assert s.stop(timeout=20) == 0
+
+
+@pytest.mark.timeout(60)
+def test_second_sighup_during_a_reload_wins(gw, tmp_path):
+    """SIGHUP (v2) while the new workers import, an old worker retires, then SIGHUP again (v3)
+    before the first reload is done: the end is exactly 2 workers of v3."""
+    s, app, versions, hold = reload_server(gw, tmp_path, 2, ["--max-requests", "1"])
+    old = child_pids(s.pid)
+    hold.write_text("")
+    mark = sighup(s, app, "v2", 2)
+    v2 = versions.wait_importing("v2", 2)
+    pid, version = try_pid(s)
+    assert pid in old and version == "v1", (pid, version)
+    s.wait_log(rf"worker pid {pid} exited \(exit status 0\)", since=mark, timeout=20)
+    mark2 = sighup(s, app, "v3", 2)
+    versions.wait_importing("v3", 2)
+    hold.unlink()
+    s.wait_log(r"reload: done", since=mark2, timeout=20)
+    wait_for_workers(s, versions, 2, "v3")
+    wait_until(lambda: not any(pid_alive(p) for p in v2 | old), 20, "v1 and v2 workers gone")
+    assert try_pid(s)[1] == "v3"
+    assert s.stop(timeout=20) == 0
+
+
+@pytest.mark.timeout(60)
+def test_failed_reload_after_the_old_worker_retired_restarts_its_place(gw, tmp_path):
+    """The old worker retires during a reload whose new code raises at import: the reload
+    fails, and the empty place is restarted like after a crash (back-off while the code on
+    disk stays broken); fixed code on disk serves again, and a later SIGHUP works."""
+    s, app, versions, hold = reload_server(gw, tmp_path, 1, ["--max-requests", "1"])
+    (old,) = child_pids(s.pid)
+    hold.write_text("")
+    app.write_text(app_source("v2", broken=True))
+    mark = s.log_mark()
+    os.kill(s.pid, signal.SIGHUP)
+    versions.wait_importing("v2", 1)
+    assert try_pid(s) == (old, "v1")
+    s.wait_log(rf"worker pid {old} exited \(exit status 0\)", since=mark, timeout=20)
+    hold.unlink()
+    s.wait_log(r"reload failed: .*; keeping the running workers", since=mark, timeout=20)
+    s.wait_log(r"restarting in \d+ ms", since=mark, timeout=20)
+    app.write_text(app_source("v3"))
+    wait_until(lambda: try_pid(s, timeout=5)[1] == "v3", 30,
+               f"a v3 worker serving; log:\n{s.log(mark)}")
+    wait_for_workers(s, versions, 1, "v3")
+    mark = sighup(s, app, "v4", 1)
+    s.wait_log(r"reload: done", since=mark, timeout=20)
+    wait_for_workers(s, versions, 1, "v4")
+    assert s.stop(timeout=20) == 0
+
+
+@pytest.mark.timeout(60)
+def test_sighup_while_starting_is_applied_once_up(gw, tmp_path):
+    """SIGHUP while the first workers still import: the reload runs once they are up (the
+    first workers may have read older code than is on disk now)."""
+    app = tmp_path / "reload_app.py"
+    app.write_text(app_source("v1"))
+    versions = Versions(tmp_path)
+    hold = tmp_path / "hold-imports"
+    hold.write_text("")
+    s = gw("reload_app", args=["--workers", "2"], chdir=tmp_path, start=False,
+           env={**versions.env(), "WORKERS_IMPORT_HOLD": str(hold)})
+    starting = threading.Thread(target=s.start)
+    starting.start()
+    try:
+        versions.wait_importing("v1", 2)
+        wait_until(lambda: s.proc, 5, "the supervisor's Popen")
+        app.write_text(app_source("v2"))
+        os.kill(s.pid, signal.SIGHUP)
+        s.wait_log(r"SIGHUP", timeout=20)
+    finally:
+        hold.unlink()
+        starting.join(30)
+    s.wait_log(r"reload: done", timeout=20)
+    wait_for_workers(s, versions, 2, "v2")
+    assert try_pid(s)[1] == "v2"
+    assert s.stop(timeout=20) == 0
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_during_a_reload_stops_everything(gw, tmp_path):
+    """SIGTERM while the new workers import: old and new workers all stop, none replaced."""
+    s, app, versions, hold = reload_server(gw, tmp_path, 2)
+    hold.write_text("")
+    sighup(s, app, "v2", 2)
+    versions.wait_importing("v2", 2)
+    assert try_pid(s)[1] == "v1"
+    assert s.stop(timeout=20) == 0, s.log()
+    wait_until(lambda: not s.children(), 10, f"no process left: {s.children()}")
+
+
 # ---- 7. SIGTERM / SIGQUIT with requests in flight -----------------------------------------
 
 @pytest.mark.timeout(60)
@@ -636,9 +848,11 @@ def test_first_generation_import_failure_exits_2_without_leftovers(tmp_path):
 
 # ---- 9. systemd socket activation ---------------------------------------------------------
 
-# bash: dash's redirections take single-digit fds only. $$ is the pid exec keeps.
+# bash: dash's redirections take single-digit fds only. $$ is the pid exec keeps. As systemd
+# does, the server gets the socket at fd 3 only (the test's own fd number is closed).
 SD_WRAPPER = ["bash", "-c",
-              'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@" 3<&"$GW_TEST_LISTEN_FD"']
+              'export LISTEN_PID=$$ LISTEN_FDS=1; [ "$GW_TEST_LISTEN_FD" = 3 ] || '
+              'exec 3<&"$GW_TEST_LISTEN_FD" {GW_TEST_LISTEN_FD}<&-; exec "$0" "$@"']
 
 
 def bound_socket(unix_path=None):
@@ -768,3 +982,79 @@ def test_crash_looping_workers_restart_with_capped_back_off(gw, tmp_path):
     flag.unlink()
     wait_until(lambda: try_pid(s, timeout=15)[0] is not None, 30, "a worker serving again")
     assert s.stop(timeout=20) == 0
+
+
+# ---- 13. the app's subprocesses inherit nothing of the server ---------------------------------
+# Every fd the server opens or adopts (listening sockets from the supervisor or from systemd,
+# the ready pipe, signal pipes, epoll, log files) is close-on-exec: a process the app starts,
+# even with close_fds=False, holds none of them, and the port is free once the server stops.
+
+def listening_inode(port):
+    """The inode of the TCP socket listening on `port` (from /proc/net/tcp*), or None."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    return int(fields[9])
+    return None
+
+
+def inherited_fds(pid):
+    """{fd: link target} for each fd of `pid` other than stdin, stdout and stderr."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if int(fd) > 2:
+            try:
+                out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("when", ["request", "import"])
+@pytest.mark.parametrize("how", ["single", "supervisor", "listen_fds", "listen_fds_supervisor"])
+def test_app_subprocess_inherits_no_server_fd(gw, tmp_path, how, when):
+    spawned = tmp_path / "spawned"
+    env = {"WORKERS_SPAWN_AT_IMPORT": str(spawned)} if when == "import" else {}
+    # an access log too: a file the server opens (the error log is stderr, read by the test)
+    args = ["--access-log", tmp_path / "access.log"]
+    args += ["--workers", "2"] if how.endswith("supervisor") else []
+    sock = None
+    try:
+        if how.startswith("listen_fds"):
+            sock = bound_socket()
+            s = gw(args=args, bind=None, prefix=SD_WRAPPER,
+                   env={**env, "GW_TEST_LISTEN_FD": str(sock.fileno())},
+                   popen_kw={"pass_fds": (sock.fileno(),)})
+            sock.close()  # the server has its own copy now
+        else:
+            s = gw(args=args, env=env)
+        if when == "request":
+            r = fetch(s, f"/spawn?pidfile={q(spawned)}")
+            assert r.status == 200, r
+        kids = [int(p) for p in spawned.read_text().split()]
+        assert kids and all(pid_alive(k) for k in kids), kids
+        inode = listening_inode(s.port)
+        assert inode, "no listening socket found in /proc/net/tcp"
+        for kid in kids:
+            wait_for_file(f"{spawned}.{kid}")  # the shell runs: its loader is done
+            fds = inherited_fds(kid)
+            assert f"socket:[{inode}]" not in fds.values(), (
+                f"the app's subprocess {kid} holds the listening socket: {fds}")
+            assert not fds, f"the app's subprocess {kid} inherited fds of the server: {fds}"
+        assert s.stop(timeout=20) == 0
+        assert all(pid_alive(k) for k in kids), "the subprocesses should outlive the server"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", s.port), timeout=5).close()
+    finally:
+        if sock:
+            sock.close()
+        for kid in (spawned.read_text().split() if spawned.exists() else ()):
+            for pid in [int(kid), *child_pids(int(kid))]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

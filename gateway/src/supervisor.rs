@@ -3,6 +3,13 @@
 //! that dies or retires (`--max-requests`), reloads on SIGHUP (a new generation starts and is
 //! ready before the old one is told to stop), and stops them all on SIGTERM/SIGINT (graceful)
 //! or SIGQUIT (at once). It never starts Python.
+//!
+//! The bookkeeping is N places ("slots"). Each has the worker serving it (`current`) and,
+//! while a reload is under way, the new-code worker that will take it over (`successor`).
+//! Every slot has a successor or none does; the reload is done when all of them are ready.
+//! A worker that leaves a slot (replaced, or told to stop) goes to `leaving` and is only
+//! waited for. So whatever mix of crashes, retirements and reloads happens, a slot never holds
+//! more than one worker of each kind, and the end is exactly N workers of the newest code.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -40,16 +47,68 @@ enum State {
     /// Started; not yet serving (its ready pipe is open).
     Starting,
     Ready,
-    /// Told to stop (SIGTERM); not replaced when it exits.
-    Stopping,
 }
 
 struct Worker {
     child: Child,
-    generation: u64,
     started: Instant,
     state: State,
     ready: Option<std::io::PipeReader>,
+}
+
+impl Worker {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads the ready pipe if it spoke (the worker is serving) or closed (it is exiting).
+    fn poll_ready(&mut self) {
+        let Some(r) = self.ready.as_mut() else { return };
+        let mut fds = [PollFd::new(&*r, PollFlags::IN)];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if !matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0) {
+            return;
+        }
+        let mut byte = [0u8; 1];
+        if matches!(r.read(&mut byte), Ok(1)) {
+            self.state = State::Ready;
+        }
+        self.ready = None;
+    }
+
+    /// The exit status, once the process has exited (it is reaped then).
+    fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().ok().flatten()?;
+        // A worker may say "ready", serve and exit between two looks: its byte is still there.
+        self.poll_ready();
+        Some(status)
+    }
+}
+
+/// One of the N places a worker serves in.
+#[derive(Default)]
+struct Slot {
+    /// The worker serving here (or starting to); `None` while its replacement waits.
+    current: Option<Worker>,
+    /// During a reload: the worker of the new code that takes this place once every slot's
+    /// successor is ready. It serves as soon as it is ready, beside `current`.
+    successor: Option<Worker>,
+    /// When to start a worker for an empty `current` (at once, or after a crash back-off).
+    /// Not while there is a successor: that one fills the place when the reload is done.
+    restart_at: Option<Instant>,
+}
+
+impl Slot {
+    /// When a worker is to be started here: the place is empty and no reload will fill it.
+    fn pending_restart(&self) -> Option<&Instant> {
+        match (&self.current, &self.successor) {
+            (None, None) => self.restart_at.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// Signals, as flags set by the handlers plus a pipe that wakes the loop.
@@ -96,15 +155,14 @@ impl Signals {
 struct Supervisor {
     plan: Plan,
     exe: std::path::PathBuf,
-    workers: Vec<Worker>,
-    generation: u64,
-    /// The generation being started by a reload, if one is under way.
-    reloading: Option<u64>,
-    /// Every worker of the first generation became ready (the server is up).
+    slots: Vec<Slot>,
+    /// Workers told to stop (SIGTERM): waited for, never replaced.
+    leaving: Vec<Worker>,
+    /// Every slot's first worker became ready (the server is up).
     up: bool,
+    /// A SIGHUP that came before the server was up: the reload starts once it is.
+    reload_wanted: bool,
     backoff: Duration,
-    /// Replacements waiting for their back-off to pass.
-    restarts: Vec<Instant>,
     stop_deadline: Option<Instant>,
 }
 
@@ -118,25 +176,24 @@ pub fn run(plan: Plan) -> Result<(), String> {
         plan.workers
     );
     let mut sup = Supervisor {
+        slots: (0..plan.workers).map(|_| Slot::default()).collect(),
         plan,
         exe,
-        workers: Vec::new(),
-        generation: 1,
-        reloading: None,
+        leaving: Vec::new(),
         up: false,
+        reload_wanted: false,
         backoff: BACKOFF_FIRST,
-        restarts: Vec::new(),
         stop_deadline: None,
     };
-    for _ in 0..sup.plan.workers {
-        sup.spawn(1)?;
+    for i in 0..sup.slots.len() {
+        sup.slots[i].current = Some(sup.spawn()?);
     }
     loop {
         sup.wait(&mut signals);
         if signals.quit.swap(false, Ordering::AcqRel) {
             tracing::info!("SIGQUIT: stopping at once");
             sup.kill_all();
-            sup.reap();
+            sup.reap_all();
             return Ok(());
         }
         if signals.term.swap(false, Ordering::AcqRel) {
@@ -146,18 +203,18 @@ pub fn run(plan: Plan) -> Result<(), String> {
             } else {
                 tracing::info!("stopping: workers finish their in-flight requests");
                 sup.stop_deadline = Some(Instant::now() + sup.plan.graceful_timeout + SHORT_LIFE);
-                sup.restarts.clear();
-                sup.terminate(|_| true);
+                sup.stop_all();
             }
         }
         if signals.hup.swap(false, Ordering::AcqRel) {
             sup.reload()?;
         }
-        sup.reap_and_replace()?;
         sup.note_ready();
+        sup.reap()?;
+        sup.settle()?;
         sup.due_restarts()?;
         if let Some(deadline) = sup.stop_deadline {
-            if sup.workers.is_empty() {
+            if sup.leaving.is_empty() {
                 tracing::info!("stopped");
                 return Ok(());
             }
@@ -171,8 +228,8 @@ pub fn run(plan: Plan) -> Result<(), String> {
 }
 
 impl Supervisor {
-    /// Starts one worker of `generation`.
-    fn spawn(&mut self, generation: u64) -> Result<(), String> {
+    /// Starts one worker.
+    fn spawn(&self) -> Result<Worker, String> {
         let (ready_r, ready_w) =
             std::io::pipe().map_err(|e| format!("cannot start a worker: {e}"))?;
         let mut sources: Vec<RawFd> = self
@@ -183,6 +240,8 @@ impl Supervisor {
             .collect();
         sources.push(ready_w.as_raw_fd());
         let count = self.plan.sockets.len();
+        // The child checks that its parent is still this process once it asked to die with it.
+        let parent = rustix::process::getpid().as_raw_nonzero().get();
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.plan.args)
             .env(WORKER_FDS_VAR, count.to_string())
@@ -191,34 +250,47 @@ impl Supervisor {
                 (super::http::listener::FIRST_INHERITED_FD as usize + count).to_string(),
             )
             .stdin(Stdio::null());
-        // SAFETY: only async-signal-safe calls (fcntl, dup2, close, prctl) between fork and exec.
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, prctl, getppid) between fork and
+        // exec.
         unsafe {
-            cmd.pre_exec(move || place_fds(&sources));
+            cmd.pre_exec(move || {
+                place_fds(&sources)?;
+                die_with_parent(parent)
+            });
         }
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start a worker ({}): {e}", self.exe.display()))?;
         drop(ready_w);
-        self.workers.push(Worker {
+        Ok(Worker {
             child,
-            generation,
             started: Instant::now(),
             state: State::Starting,
             ready: Some(ready_r),
-        });
-        Ok(())
+        })
+    }
+
+    /// Every worker that still has a place (not those leaving).
+    fn placed(&self) -> impl Iterator<Item = &Worker> {
+        self.slots
+            .iter()
+            .flat_map(|s| s.current.iter().chain(s.successor.iter()))
+    }
+
+    fn reloading(&self) -> bool {
+        self.slots.iter().any(|s| s.successor.is_some())
     }
 
     /// Sleeps until a signal, a readiness report, or the next deadline.
     fn wait(&mut self, signals: &mut Signals) {
         let now = Instant::now();
         let mut timeout = Duration::from_millis(500);
-        for at in self.restarts.iter().chain(self.stop_deadline.iter()) {
+        let restarts = self.slots.iter().filter_map(Slot::pending_restart);
+        for at in restarts.chain(self.stop_deadline.iter()) {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         let readers: Vec<BorrowedFd<'_>> = self
-            .workers
-            .iter()
+            .placed()
             .filter_map(|w| w.ready.as_ref().map(|r| r.as_fd()))
             .collect();
         let mut fds: Vec<PollFd<'_>> = std::iter::once(signals.wake.as_fd())
@@ -235,26 +307,20 @@ impl Supervisor {
         signals.drain();
     }
 
-    /// Workers whose ready pipe spoke (or closed) are ready (or about to be reaped).
+    /// Workers whose ready pipe spoke are ready.
     fn note_ready(&mut self) {
-        for w in &mut self.workers {
-            let Some(r) = w.ready.as_mut() else { continue };
-            let mut fds = [PollFd::new(&*r, PollFlags::IN)];
-            let zero = rustix::event::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            if !matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0) {
-                continue;
-            }
-            let mut byte = [0u8; 1];
-            let said_ready = matches!(r.read(&mut byte), Ok(1));
-            w.ready = None;
-            if said_ready && w.state == State::Starting {
-                w.state = State::Ready;
+        for slot in &mut self.slots {
+            for w in slot.current.iter_mut().chain(slot.successor.iter_mut()) {
+                w.poll_ready();
             }
         }
-        if !self.up && self.generation_ready(1) {
+    }
+
+    /// What readiness completes: the start (every first worker ready), a reload (every
+    /// successor ready), and a SIGHUP that waited for the start.
+    fn settle(&mut self) -> Result<(), String> {
+        let ready = |w: &Option<Worker>| w.as_ref().is_some_and(|w| w.state == State::Ready);
+        if !self.up && self.slots.iter().all(|s| ready(&s.current)) {
             self.up = true;
             for (_, shown) in &self.plan.sockets {
                 tracing::info!(
@@ -264,137 +330,215 @@ impl Supervisor {
                 );
             }
         }
-        if let Some(g) = self.reloading {
-            if self.generation_ready(g) {
-                self.reloading = None;
-                self.terminate(|w| w.generation < g);
-                tracing::info!("reload: done");
+        if self.reloading() && self.slots.iter().all(|s| ready(&s.successor)) {
+            for i in 0..self.slots.len() {
+                let slot = &mut self.slots[i];
+                slot.restart_at = None;
+                let old = std::mem::replace(&mut slot.current, slot.successor.take());
+                if let Some(old) = old {
+                    self.leave(old);
+                }
             }
+            tracing::info!("reload: done");
         }
-    }
-
-    fn generation_ready(&self, generation: u64) -> bool {
-        let mut of_gen = self.workers.iter().filter(|w| w.generation == generation);
-        of_gen.clone().count() == self.plan.workers && of_gen.all(|w| w.state == State::Ready)
-    }
-
-    /// SIGHUP: a new generation (fresh processes import the app's code anew).
-    fn reload(&mut self) -> Result<(), String> {
-        if self.stop_deadline.is_some() || self.reloading.is_some() || !self.up {
-            tracing::warn!("SIGHUP ignored: a start, reload or stop is under way");
-            return Ok(());
-        }
-        self.generation += 1;
-        let g = self.generation;
-        tracing::info!("reload: starting {} new worker(s)", self.plan.workers);
-        self.reloading = Some(g);
-        self.restarts.clear();
-        for _ in 0..self.plan.workers {
-            self.spawn(g)?;
+        if self.up && self.reload_wanted {
+            self.reload_wanted = false;
+            self.reload()?;
         }
         Ok(())
     }
 
-    /// Sends SIGTERM (graceful stop) to the workers `which` selects.
-    fn terminate(&mut self, which: impl Fn(&Worker) -> bool) {
-        for w in self.workers.iter_mut().filter(|w| which(w)) {
-            w.state = State::Stopping;
-            signal(&w.child, rustix::process::Signal::TERM);
+    /// SIGHUP: a new generation (fresh processes import the app's code anew). A reload under
+    /// way is replaced: its workers may have imported older code than what is on disk now.
+    fn reload(&mut self) -> Result<(), String> {
+        if self.stop_deadline.is_some() {
+            tracing::warn!("SIGHUP ignored: stopping");
+            return Ok(());
+        }
+        if !self.up {
+            tracing::info!("SIGHUP: the reload starts once every worker has started");
+            self.reload_wanted = true;
+            return Ok(());
+        }
+        if self.reloading() {
+            tracing::info!("reload: a newer SIGHUP replaces the reload under way");
+            self.drop_successors();
+        }
+        tracing::info!("reload: starting {} new worker(s)", self.plan.workers);
+        for i in 0..self.slots.len() {
+            self.slots[i].successor = Some(self.spawn()?);
+        }
+        Ok(())
+    }
+
+    /// Ends a reload without taking it: every successor is told to stop.
+    fn drop_successors(&mut self) {
+        for i in 0..self.slots.len() {
+            if let Some(w) = self.slots[i].successor.take() {
+                self.leave(w);
+            }
+        }
+    }
+
+    /// Tells `w` to stop (SIGTERM: it finishes its in-flight requests) and waits for it.
+    fn leave(&mut self, mut w: Worker) {
+        w.ready = None;
+        signal(&w.child, rustix::process::Signal::TERM);
+        self.leaving.push(w);
+    }
+
+    /// SIGTERM/SIGINT: every worker stops; none is replaced.
+    fn stop_all(&mut self) {
+        self.reload_wanted = false;
+        for i in 0..self.slots.len() {
+            let slot = std::mem::take(&mut self.slots[i]);
+            for w in slot.current.into_iter().chain(slot.successor) {
+                self.leave(w);
+            }
         }
     }
 
     fn kill_all(&mut self) {
-        for w in &mut self.workers {
-            w.state = State::Stopping;
+        let slots = self
+            .slots
+            .iter_mut()
+            .flat_map(|s| s.current.iter_mut().chain(s.successor.iter_mut()));
+        for w in slots.chain(self.leaving.iter_mut()) {
             let _ = w.child.kill();
         }
     }
 
-    /// Collects exited workers without replacing them (the final stop).
-    fn reap(&mut self) {
-        for w in &mut self.workers {
+    /// Waits for every worker (after `kill_all`: the final stop).
+    fn reap_all(&mut self) {
+        for slot in std::mem::take(&mut self.slots) {
+            for mut w in slot.current.into_iter().chain(slot.successor) {
+                let _ = w.child.wait();
+            }
+        }
+        for mut w in std::mem::take(&mut self.leaving) {
             let _ = w.child.wait();
         }
-        self.workers.clear();
     }
 
-    /// Collects exited workers and replaces those that should be replaced.
-    fn reap_and_replace(&mut self) -> Result<(), String> {
-        let mut i = 0;
-        while i < self.workers.len() {
-            let status = match self.workers[i].child.try_wait() {
-                Ok(Some(status)) => status,
-                Ok(None) | Err(_) => {
-                    i += 1;
-                    continue;
+    /// Collects exited workers and decides what takes their place.
+    fn reap(&mut self) -> Result<(), String> {
+        self.leaving.retain_mut(|w| match w.exited() {
+            Some(status) => {
+                tracing::info!("worker pid {} exited ({})", w.pid(), describe(status));
+                false
+            }
+            None => true,
+        });
+        for i in 0..self.slots.len() {
+            let successor = &mut self.slots[i].successor;
+            if let Some(status) = successor.as_mut().and_then(Worker::exited) {
+                if let Some(w) = successor.take() {
+                    self.successor_exited(i, w, status)?;
                 }
-            };
-            let w = self.workers.swap_remove(i);
-            let pid = w.child.id();
-            let how = describe(status);
-            match w.state {
-                State::Stopping => tracing::info!("worker pid {pid} exited ({how})"),
-                State::Starting if !self.up => {
-                    // The first generation cannot start (the worker said why): give up.
-                    self.kill_all();
-                    self.reap();
-                    return Err(format!(
-                        "worker pid {pid} exited ({how}) before it was ready; stopping"
-                    ));
+            }
+            let current = &mut self.slots[i].current;
+            if let Some(status) = current.as_mut().and_then(Worker::exited) {
+                if let Some(w) = current.take() {
+                    self.current_exited(i, w, status)?;
                 }
-                State::Starting if self.reloading == Some(w.generation) => {
-                    let g = w.generation;
-                    self.reloading = None;
-                    self.terminate(|o| o.generation == g);
-                    tracing::error!(
-                        "reload failed: worker pid {pid} exited ({how}) before it was ready; keeping the running workers"
-                    );
-                }
-                State::Starting | State::Ready => self.replace(pid, &w, status, &how)?,
             }
         }
         Ok(())
     }
 
-    fn replace(
-        &mut self,
-        pid: u32,
-        w: &Worker,
-        status: ExitStatus,
-        how: &str,
-    ) -> Result<(), String> {
-        // Exit 0 while serving is a retirement (--max-requests): planned, replaced at once.
-        let crash_loop = !status.success() && w.started.elapsed() < SHORT_LIFE;
-        if crash_loop {
-            let wait = self.backoff;
-            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-            tracing::warn!(
-                "worker pid {pid} exited ({how}); restarting in {} ms",
-                wait.as_millis()
-            );
-            self.restarts.push(Instant::now() + wait);
+    /// A new-code worker exited before its reload was done. Retired after serving
+    /// (`--max-requests`): another takes its place. Otherwise the new code fails (at import,
+    /// or crashing): the reload is given up and the running workers stay.
+    fn successor_exited(&mut self, i: usize, w: Worker, status: ExitStatus) -> Result<(), String> {
+        let (pid, how) = (w.pid(), describe(status));
+        if w.state == State::Ready && status.success() {
+            let next = self.spawn()?;
+            tracing::info!("worker pid {pid} exited ({how}); started {}", next.pid());
+            self.slots[i].successor = Some(next);
             return Ok(());
         }
-        if w.started.elapsed() >= SHORT_LIFE {
-            self.backoff = BACKOFF_FIRST;
+        let when = match w.state {
+            State::Starting => "before it was ready",
+            State::Ready => "before the reload was done",
+        };
+        tracing::error!(
+            "reload failed: worker pid {pid} exited ({how}) {when}; keeping the running workers"
+        );
+        self.drop_successors();
+        Ok(())
+    }
+
+    /// A serving (or starting) worker exited. Its replacement starts at once, or after a
+    /// back-off when workers keep dying young. During a reload none starts: the slot's
+    /// successor takes the place (a replacement would be one worker too many); should the
+    /// reload fail, `restart_at` still fills it.
+    fn current_exited(&mut self, i: usize, w: Worker, status: ExitStatus) -> Result<(), String> {
+        let (pid, how) = (w.pid(), describe(status));
+        if !self.up && w.state == State::Starting {
+            // The first generation cannot start (the worker said why): give up.
+            self.kill_all();
+            self.reap_all();
+            return Err(format!(
+                "worker pid {pid} exited ({how}) before it was ready; stopping"
+            ));
         }
-        self.spawn(self.generation)?;
-        let new_pid = self.workers.last().map_or(0, |n| n.child.id());
-        let level_warn = !status.success();
-        if level_warn {
-            tracing::warn!("worker pid {pid} exited ({how}); started {new_pid}");
-        } else {
+        let delay = self.restart_delay(&w, status);
+        let now = Instant::now();
+        if let Some(next) = &self.slots[i].successor {
+            tracing::info!(
+                "worker pid {pid} exited ({how}); the reload's worker {} takes its place",
+                next.pid()
+            );
+            self.slots[i].restart_at = Some(now + delay);
+            return Ok(());
+        }
+        if !delay.is_zero() {
+            tracing::warn!(
+                "worker pid {pid} exited ({how}); restarting in {} ms",
+                delay.as_millis()
+            );
+            self.slots[i].restart_at = Some(now + delay);
+            return Ok(());
+        }
+        let next = self.spawn()?;
+        let new_pid = next.pid();
+        self.slots[i].current = Some(next);
+        if status.success() {
             tracing::info!("worker pid {pid} exited ({how}); started {new_pid}");
+        } else {
+            tracing::warn!("worker pid {pid} exited ({how}); started {new_pid}");
         }
         Ok(())
     }
 
+    /// How long to wait before replacing `w`. Exit 0 while serving is a retirement
+    /// (`--max-requests`): planned, replaced at once. A worker that failed before it was
+    /// ready, or crashed young, backs off (doubling, capped); one that served a while resets it.
+    fn restart_delay(&mut self, w: &Worker, status: ExitStatus) -> Duration {
+        let young = w.started.elapsed() < SHORT_LIFE;
+        if !status.success() && (young || w.state == State::Starting) {
+            let wait = self.backoff;
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            return wait;
+        }
+        if !young {
+            self.backoff = BACKOFF_FIRST;
+        }
+        Duration::ZERO
+    }
+
+    /// Starts the replacements whose time has come (not in a slot a reload will fill).
     fn due_restarts(&mut self) -> Result<(), String> {
         let now = Instant::now();
-        let due = self.restarts.iter().filter(|&&at| at <= now).count();
-        self.restarts.retain(|&at| at > now);
-        for _ in 0..due {
-            self.spawn(self.generation)?;
+        for i in 0..self.slots.len() {
+            let due = self.slots[i].pending_restart().is_some_and(|&at| at <= now);
+            if !due {
+                continue;
+            }
+            let next = self.spawn()?;
+            tracing::info!("started worker pid {}", next.pid());
+            self.slots[i].restart_at = None;
+            self.slots[i].current = Some(next);
         }
         Ok(())
     }
@@ -435,8 +579,8 @@ fn describe(status: ExitStatus) -> String {
 pub const MAX_SOCKETS: usize = 64;
 
 /// In the child between fork and exec: the sockets go to fds 3, 4, … and the ready pipe right
-/// after them (without close-on-exec); the worker dies with the supervisor. No allocation
-/// here: only async-signal-safe calls are allowed after fork.
+/// after them (without close-on-exec). No allocation here: only async-signal-safe calls are
+/// allowed after fork.
 fn place_fds(sources: &[RawFd]) -> std::io::Result<()> {
     // First move every source out of the way, so placing one cannot overwrite another.
     let mut moved = [0 as RawFd; MAX_SOCKETS + 1];
@@ -454,9 +598,48 @@ fn place_fds(sources: &[RawFd]) -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
     }
+    Ok(())
+}
+
+/// In the child between fork and exec: the worker gets SIGTERM when the supervisor (`parent`)
+/// dies. Had it died already, after the fork and before the request, no signal would ever
+/// come and the worker would be an orphan: then the parent is no longer `parent` and the
+/// child gives up (ESRCH: `spawn` fails, the child exits before exec). Async-signal-safe.
+fn die_with_parent(parent: libc::pid_t) -> std::io::Result<()> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: getppid cannot fail and has no arguments.
+    if unsafe { libc::getppid() } != parent {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spawns `true` with `die_with_parent(parent)` between fork and exec.
+    fn spawn_checking(parent: libc::pid_t) -> std::io::Result<ExitStatus> {
+        let mut cmd = Command::new("true");
+        // SAFETY: die_with_parent only makes async-signal-safe calls.
+        unsafe {
+            cmd.pre_exec(move || die_with_parent(parent));
+        }
+        cmd.status()
+    }
+
+    #[test]
+    fn a_child_whose_parent_is_gone_does_not_start() {
+        // The child's parent is this process; any other pid stands for "the supervisor that
+        // forked me has died and I was re-parented".
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        let other = if me == 1 { 2 } else { 1 };
+        let err = spawn_checking(other).expect_err("a child with another parent started");
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
+        let status = spawn_checking(me).expect("a child with the right parent");
+        assert!(status.success(), "{status:?}");
+    }
 }

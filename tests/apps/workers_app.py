@@ -1,20 +1,27 @@
 """Worker-process fixture (test_workers.py): tells which process answered.
 
 At import, the importing pid is appended to the file named by $WORKERS_IMPORT_LOG (if set), so
-the tests can see which processes ever ran Python. If the file named by $WORKERS_FAIL_IF
-exists at import (or $WORKERS_FAIL_IF is "always"), the import raises instead.
+the tests can see which processes ever ran Python, and VERSION is written to the file
+$WORKERS_VERSION_DIR/<pid> (if set), so they can see which code each process runs. While the file
+named by $WORKERS_IMPORT_HOLD exists, the import waits (a slow import the test ends by removing
+the file). If $WORKERS_SPAWN_AT_IMPORT names a file, a long-lived shell is started (inheriting
+every inheritable fd) and its pid appended there. If the file named by $WORKERS_FAIL_IF exists at
+import (or $WORKERS_FAIL_IF is "always"), the import raises instead.
 
 Routes:
   /pid                      -> {"pid": os.getpid(), "version": VERSION}
   /exit                     -> os._exit(3): the worker dies without answering
   /slow?entered=F&seconds=S -> touches F, sleeps S seconds (default 1), answers "slow done"
   /block?entered=F          -> touches F, then never returns (until the process is killed)
+  /spawn?pidfile=F          -> starts a long-lived shell inheriting every inheritable fd,
+                               appends its pid to F, answers it; the shell creates F.<its pid>
 
 test_workers.py copies this file with another VERSION line to test reloads.
 """
 
 import json
 import os
+import subprocess
 import time
 import urllib.parse
 
@@ -24,6 +31,33 @@ _log = os.environ.get("WORKERS_IMPORT_LOG")
 if _log:
     with open(_log, "a") as f:
         f.write(f"{os.getpid()}\n")
+
+_versions = os.environ.get("WORKERS_VERSION_DIR")
+if _versions:
+    _mine = os.path.join(_versions, str(os.getpid()))
+    with open(_mine + ".tmp", "w") as f:
+        f.write(VERSION)
+    os.replace(_mine + ".tmp", _mine)  # a reader never sees it half written
+
+_hold = os.environ.get("WORKERS_IMPORT_HOLD")
+_hold_deadline = time.monotonic() + 60  # bounds a test that forgot to remove the file
+while _hold and os.path.exists(_hold) and time.monotonic() < _hold_deadline:
+    time.sleep(0.01)
+
+
+def _spawn(pidfile):
+    """A long-lived subprocess that keeps every fd without close-on-exec (close_fds=False): a
+    shell that creates <pidfile>.<its pid> once it runs (its loader done), then sleeps."""
+    p = subprocess.Popen(["sh", "-c", 'echo > "$0.$$"; while sleep 60; do :; done', pidfile],
+                         close_fds=False, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(pidfile, "a") as f:
+        f.write(f"{p.pid}\n")
+    return p.pid
+
+
+if os.environ.get("WORKERS_SPAWN_AT_IMPORT"):
+    _spawn(os.environ["WORKERS_SPAWN_AT_IMPORT"])
 
 _fail = os.environ.get("WORKERS_FAIL_IF")
 if _fail and (_fail == "always" or os.path.exists(_fail)):
@@ -46,6 +80,9 @@ def application(environ, start_response):
         time.sleep(float(qs.get("seconds", "1")))
         body = b"slow done"
         ctype = "text/plain"
+    elif path == "/spawn":
+        body = json.dumps({"spawned": _spawn(qs["pidfile"])}).encode()
+        ctype = "application/json"
     elif path == "/block":
         _touch(qs.get("entered"))
         while True:

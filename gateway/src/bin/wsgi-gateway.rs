@@ -1,6 +1,6 @@
 //! `wsgi-gateway`: parse the configuration, load the app, run a front end.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -125,8 +125,14 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     init_logging(&args.app)?;
     raise_fd_limit();
     let worker = worker_inheritance()?;
+    // Taken (and made close-on-exec) before the app is imported: a process it starts there
+    // must not keep them.
+    let inherited = inherited_sockets(&args, worker.as_ref())?;
     if worker.is_none() && (args.workers.is_some() || args.max_requests > 0) {
-        let listeners = sockets(&args, None)?;
+        let listeners = match inherited {
+            Some(listeners) => listeners,
+            None => bind_sockets(&args)?,
+        };
         let _pid_file = PidFile::write(args.pid.as_deref())?;
         let workers = match args.workers {
             Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -196,8 +202,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         args.service.header_underscores == Underscores::Refuse,
         Some(args.service.switch_interval),
     )?;
-    // Sockets after the app: a server that cannot start never holds a port, even briefly.
-    let listeners = sockets(&args, worker.as_ref())?;
+    // Bound after the app: a server that cannot start never holds a port, even briefly.
+    let listeners = match inherited {
+        Some(listeners) => listeners,
+        None => bind_sockets(&args)?,
+    };
     let access_log = match &args.access_log {
         Some(path) => Some(
             http::access_log::AccessLog::open(path)
@@ -290,29 +299,35 @@ fn worker_inheritance() -> Result<Option<WorkerInheritance>, Fatal> {
     // SAFETY: the supervisor placed the write end of this worker's ready pipe at `ready_fd`
     // (after the sockets) for this process alone.
     let ready = unsafe { std::fs::File::from_raw_fd(ready_fd) };
+    listener::close_on_exec(ready.as_fd())
+        .map_err(|e| Fatal(format!("the supervisor's ready pipe: {e}")))?;
     Ok(Some(WorkerInheritance {
         sockets: sockets as usize,
         ready,
     }))
 }
 
-/// The listening sockets: from the supervisor, from systemd (`LISTEN_FDS`), or bound here.
-fn sockets(
+/// The listening sockets another process passed: the supervisor, or systemd (`LISTEN_FDS`).
+fn inherited_sockets(
     args: &ServeArgs,
     worker: Option<&WorkerInheritance>,
-) -> Result<Vec<listener::Bound>, Fatal> {
+) -> Result<Option<Vec<listener::Bound>>, Fatal> {
     if let Some(w) = worker {
-        return listener::adopt_inherited(w.sockets, "supervisor").map_err(Fatal);
+        return listener::adopt_inherited(w.sockets, "supervisor")
+            .map(Some)
+            .map_err(Fatal);
     }
-    if let Some(inherited) = listener::systemd_sockets().map_err(Fatal)? {
-        if !args.bind.is_empty() {
-            return Err(Fatal(
-                "--bind and LISTEN_FDS (systemd socket activation) both name sockets; give one"
-                    .into(),
-            ));
-        }
-        return Ok(inherited);
+    let inherited = listener::systemd_sockets().map_err(Fatal)?;
+    if inherited.is_some() && !args.bind.is_empty() {
+        return Err(Fatal(
+            "--bind and LISTEN_FDS (systemd socket activation) both name sockets; give one".into(),
+        ));
     }
+    Ok(inherited)
+}
+
+/// The listening sockets bound here (`--bind`, or the default address).
+fn bind_sockets(args: &ServeArgs) -> Result<Vec<listener::Bound>, Fatal> {
     let binds = if args.bind.is_empty() {
         vec!["127.0.0.1:8000".to_string()]
     } else {

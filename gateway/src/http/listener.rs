@@ -122,8 +122,9 @@ impl Bound {
 }
 
 /// A socket another process bound for us (systemd, or the supervisor), already listening:
-/// made non-blocking and described like one we bound ourselves.
+/// made close-on-exec and non-blocking, and described like one we bound ourselves.
 pub fn adopt(fd: std::os::fd::OwnedFd, origin: &str) -> Result<Bound, String> {
+    close_on_exec(fd.as_fd()).map_err(|e| format!("{origin}: {e}"))?;
     let sock = Socket::from(fd);
     let local = sock
         .local_addr()
@@ -143,6 +144,14 @@ pub fn adopt(fd: std::os::fd::OwnedFd, origin: &str) -> Result<Bound, String> {
         TcpListener::from(std::os::fd::OwnedFd::from(sock)),
         local,
     ))
+}
+
+/// Sets close-on-exec on an fd this process was handed without it (inherited fds must be, to
+/// be inherited at all): a process the app starts must not keep the server's sockets or pipes.
+pub fn close_on_exec(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
+    fcntl_setfd(fd, fcntl_getfd(fd)? | FdFlags::CLOEXEC)?;
+    Ok(())
 }
 
 /// The first inherited descriptor (systemd's SD_LISTEN_FDS_START; the supervisor uses it too).
