@@ -25,7 +25,7 @@ use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::net::SocketFlags;
 
 use super::connection::{self, peer_text, Served};
-use super::head::parse_head;
+use super::head::{parse_head_incremental, HeadScan};
 use super::io::{ConnIo, Stream};
 use super::listener::{Bound, Sock};
 use super::{error_response, Conn, Settings, Shared};
@@ -83,6 +83,9 @@ struct ConnState {
     deadline: Instant,
     /// The epoll registration includes EPOLLOUT (only while `Sending`).
     out_armed: bool,
+    /// How far the head at the start of `buf` has been checked, so a head that trickles in
+    /// is not parsed whole on every read (it resets itself once the head is parsed).
+    head_scan: HeadScan,
 }
 
 impl ConnState {
@@ -394,6 +397,7 @@ impl Server {
                 phase: Phase::Reading,
                 deadline: Instant::now(),
                 out_armed: false,
+                head_scan: HeadScan::default(),
             });
             state.reading(s);
             self.insert(state);
@@ -552,7 +556,7 @@ impl Server {
         // slices share it too: once they are dropped it is this thread's next read buffer.
         let frozen = state.buf.split().freeze();
         let small = frozen.len().saturating_add(state.buf.capacity()) <= SPARE_MAX;
-        let head = match parse_head(&frozen, &settings.limits) {
+        let head = match parse_head_incremental(&frozen, &settings.limits, &mut state.head_scan) {
             Ok(None) => {
                 unsplit(&mut state.buf, frozen);
                 return Step::Read;
