@@ -172,6 +172,9 @@ INVALID = [
     ("chunk-non-hex", te(b"g\r\nhello\r\n0\r\n\r\n"), 400),
     ("chunk-size-overflow", te(b"1" + b"0" * 16 + b"\r\nhello\r\n0\r\n\r\n"), 400),
     ("chunk-size-huge-overflow", te(b"F" * 40 + b"\r\nhello\r\n0\r\n\r\n"), 400),
+    # issue 16 item 12: leading zeros count against the 4 KiB size-line cap
+    ("chunk-size-5000-zeros", te(b"0" * 5000 + b"1\r\nx\r\n0\r\n\r\n"), 400),
+    ("chunk-last-size-5000-zeros", te(b"5\r\nhello\r\n" + b"0" * 5000 + b"\r\n\r\n"), 400),
     ("chunk-last-missing-crlf-then-request", te(b"0\r\n" + PIPELINED), 400),
     ("chunk-last-cr-x", te(b"0\r\rX\r\n\r\n"), 400),
     # ---- trailers --------------------------------------------------------------------

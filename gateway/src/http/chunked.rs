@@ -79,32 +79,35 @@ pub struct ChunkedDecoder {
     state: State,
     /// Chunk size being read, then the data bytes still to copy.
     size: u64,
-    /// Bytes of extensions on the current size line.
-    ext_len: usize,
+    /// Bytes of the current size line so far: digits, BWS and extensions (not the CRLF).
+    line_len: usize,
     /// Bytes of the trailer section so far (field lines with their CRLFs).
     trailer_len: usize,
     /// Start of the current trailer name (enough to recognise a forbidden one).
     name: [u8; NAME_BUF],
     name_len: usize,
-    max_ext_len: usize,
+    max_line_len: usize,
     max_trailer_size: usize,
 }
 
 impl ChunkedDecoder {
-    /// The limits request bodies are decoded with (extensions 4 KiB, trailers 64 KiB).
+    /// The limits request bodies are decoded with (size line 4 KiB, trailers 64 KiB).
     pub fn for_requests() -> Self {
         Self::new(4096, 64 * 1024)
     }
 
-    pub fn new(max_ext_len: usize, max_trailer_size: usize) -> Self {
+    /// `max_line_len`: longest chunk-size line without its CRLF, the size's digits (leading
+    /// zeros too) and the extensions together; `max_trailer_size`: the trailer section's
+    /// field lines with their CRLFs.
+    pub fn new(max_line_len: usize, max_trailer_size: usize) -> Self {
         ChunkedDecoder {
             state: State::SizeStart,
             size: 0,
-            ext_len: 0,
+            line_len: 0,
             trailer_len: 0,
             name: [0; NAME_BUF],
             name_len: 0,
-            max_ext_len,
+            max_line_len,
             max_trailer_size,
         }
     }
@@ -160,11 +163,14 @@ impl ChunkedDecoder {
     fn step(&mut self, c: u8) -> Result<(), ChunkError> {
         use State::*;
         let is_ws = c == b' ' || c == b'\t';
-        // Everything on a size line between the digits and the CR counts against the cap.
+        // Every byte of a size line before its CR counts against the cap, the digits too:
+        // leading zeros never overflow the size, and would otherwise be a line without end.
         if c != b'\r'
-            && (matches!(
+            && matches!(
                 self.state,
-                SizeBws
+                SizeStart
+                    | Size
+                    | SizeBws
                     | ExtBeforeName
                     | ExtName
                     | ExtAfterName
@@ -174,11 +180,11 @@ impl ChunkedDecoder {
                     | ExtQuotedPair
                     | ExtAfterValue
                     | ExtAfterValueBws
-            ) || (self.state == Size && !c.is_ascii_hexdigit()))
+            )
         {
-            self.ext_len = self.ext_len.saturating_add(1);
-            if self.ext_len > self.max_ext_len {
-                return Err(fail("chunk extensions too long"));
+            self.line_len = self.line_len.saturating_add(1);
+            if self.line_len > self.max_line_len {
+                return Err(fail("chunk size line too long"));
             }
         }
         if matches!(self.state, TrailerName | TrailerValue | TrailerLf)
@@ -235,7 +241,7 @@ impl ChunkedDecoder {
             ) => return Err(fail("invalid chunk extension")),
 
             (SizeLf, b'\n') => {
-                self.ext_len = 0;
+                self.line_len = 0;
                 if self.size == 0 {
                     TrailerStart
                 } else {
@@ -603,19 +609,44 @@ mod tests {
 
     #[test]
     fn extension_length_cap() {
-        // 8 bytes of extension: ";abc=def".
+        // A 9-byte size line: "5" and ";abc=def".
         let input = b"5;abc=def\r\nhello\r\n0\r\n\r\n";
-        let o = decode_all_ways(input, 8, TRAILERS);
+        let o = decode_all_ways(input, 9, TRAILERS);
         assert_eq!((o.error, o.body.as_slice()), (None, &b"hello"[..]));
-        let o = decode_all_ways(input, 7, TRAILERS);
-        assert_eq!(o.error, Some("chunk extensions too long"));
+        let o = decode_all_ways(input, 8, TRAILERS);
+        assert_eq!(o.error, Some("chunk size line too long"));
         // The cap is per line, not per body.
         let o = decode_all_ways(
             b"1;abcdefg\r\na\r\n1;abcdefg\r\nb\r\n0;abcdefg\r\n\r\n",
-            8,
+            9,
             TRAILERS,
         );
         assert_eq!((o.error, o.body.as_slice()), (None, &b"ab"[..]));
+    }
+
+    #[test]
+    fn size_line_cap_counts_the_digits() {
+        // Issue 16 item 12: leading zeros never overflow the size, so unless the digits count
+        // against the cap a size line could grow without end.
+        let o = decode_all_ways(b"00000005\r\nhello\r\n0\r\n\r\n", 8, TRAILERS);
+        assert_eq!((o.error, o.body.as_slice()), (None, &b"hello"[..]));
+        let o = decode_all_ways(b"000000005\r\nhello\r\n0\r\n\r\n", 8, TRAILERS);
+        assert_eq!(o.error, Some("chunk size line too long"));
+        // Digits and extensions share it.
+        let o = decode_all_ways(b"05;a=bcd\r\nhello\r\n0\r\n\r\n", 8, TRAILERS);
+        assert_eq!((o.error, o.body.as_slice()), (None, &b"hello"[..]));
+        let o = decode_all_ways(b"005;a=bcd\r\nhello\r\n0\r\n\r\n", 8, TRAILERS);
+        assert_eq!(o.error, Some("chunk size line too long"));
+        // The last chunk's line too, and for requests the cap is 4 KiB.
+        let o = decode_all_ways(b"000000000\r\n\r\n", 8, TRAILERS);
+        assert_eq!(o.error, Some("chunk size line too long"));
+        let mut d = ChunkedDecoder::for_requests();
+        let zeros = [b'0'; 4096];
+        assert_eq!(d.decode(&zeros, &mut [0; 8]), Ok((4096, 0)));
+        assert_eq!(
+            d.decode(b"1\r\nx\r\n0\r\n\r\n", &mut [0; 8]),
+            Err(fail("chunk size line too long"))
+        );
     }
 
     #[test]
