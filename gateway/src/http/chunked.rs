@@ -61,16 +61,25 @@ enum State {
 /// Longest trailer name we must recognise (`transfer-encoding`).
 const NAME_BUF: usize = 17;
 
-/// Fields that must not arrive as trailers: framing, routing, auth, control
-/// (RFC 9110 §6.5.1). Such a trailer means someone is trying something: 400.
-const FORBIDDEN_TRAILERS: [&[u8]; 7] = [
+/// Trailer fields refused with 400. Trailers never reach environ, so every other field is
+/// validated, counted against the size cap and dropped. RFC 9110 §6.5.1 lists what cannot be
+/// a trailer; of that, refused is only what would make a component that merges trailers into
+/// the header section read the connection differently from us:
+/// - message framing: Content-Length, Transfer-Encoding (RFC 9112 §6, §7.1.2);
+/// - routing: Host (RFC 9110 §7.2);
+/// - connection control, which decides what the bytes after this message are: Connection
+///   (persistence, RFC 9110 §7.6.1) and Upgrade (a protocol switch, §7.8).
+///
+/// Dropped, as harmless once the content is in and unseen by the app: request modifiers
+/// (Expect, TE, Cache-Control, conditionals, Range), authentication (Authorization,
+/// Proxy-Authorization), content format (Content-Type, Content-Encoding), Trailer, and all
+/// other fields (Vary, X-Forwarded-*, ...).
+const FORBIDDEN_TRAILERS: [&[u8]; 5] = [
     b"content-length",
     b"transfer-encoding",
     b"host",
-    b"content-type",
-    b"authorization",
-    b"expect",
     b"connection",
+    b"upgrade",
 ];
 
 /// Decodes one chunked body. Feed it with `decode` until `is_done`.
@@ -686,14 +695,39 @@ mod tests {
             "Content-Length",
             "transfer-encoding",
             "HOST",
-            "Content-Type",
-            "Authorization",
-            "Expect",
             "Connection",
+            "UPGRADE",
         ] {
             let input = format!("5\r\nhello\r\n0\r\nX-Fine: 1\r\n{name}: 5\r\n\r\n");
             assert_eq!(bad(input.as_bytes()), "forbidden trailer field", "{name}");
         }
+    }
+
+    #[test]
+    fn ordinary_trailers_dropped() {
+        // Issue 16 item 17: fields that cannot change framing or routing are dropped, not
+        // refused; the size cap still holds for them.
+        for name in [
+            "Content-Type",
+            "Vary",
+            "Authorization",
+            "Proxy-Authorization",
+            "Expect",
+            "Content-Encoding",
+            "Trailer",
+            "TE",
+            "X-Forwarded-For",
+            "Content-Lengths",
+            "Hosts",
+        ] {
+            let input = format!("5\r\nhello\r\n0\r\n{name}: x\r\nVary: y\r\n\r\n");
+            assert_eq!(ok(input.as_bytes()), b"hello", "{name}");
+        }
+        let input = b"0\r\nContent-Type: text/plain\r\nVary: x\r\n\r\n";
+        let o = decode_all_ways(input, EXT, 35);
+        assert_eq!((o.error, o.done), (None, true));
+        let o = decode_all_ways(input, EXT, 34);
+        assert_eq!(o.error, Some("trailer section too large"));
     }
 
     #[test]
