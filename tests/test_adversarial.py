@@ -246,6 +246,6 @@ def test_trickled_head_costs_linear_cpu(server_factory):
     c.close()
     diag.close()
     print(f"server CPU for the trickled {len(head)}-byte head: {cpu:.2f} s")
-    # Debug build: 3.4 s when every read parsed the whole head, 0.08 s now (release: about
-    # 0.5 s before, per the issue).
-    assert cpu < 0.5, f"{cpu:.2f} s of server CPU for a trickled {len(head)}-byte head"
+    # Debug build: 3.4-3.7 s when every read parsed the whole head, 0.08-0.15 s now (0.02 s
+    # for the head sent whole); release: about 0.5 s before, per the issue.
+    assert cpu < 1.0, f"{cpu:.2f} s of server CPU for a trickled {len(head)}-byte head"
