@@ -3,6 +3,8 @@
 //! Every ambiguity is an error: the caller answers `HeadError::status` and closes. The scan is
 //! one left-to-right pass, and each error is decided by the bytes up to where it is found, so a
 //! prefix of a request either asks for more input or fails exactly as the whole request does.
+//! `parse_head_incremental` gives the same answers for a buffer that grows between reads,
+//! looking at each new byte about once instead of parsing the whole buffer per read.
 //! httparse is not used: it accepts bare LF and does not say where or why it failed, and the
 //! statuses below (414/431/501/505) need exactly that.
 
