@@ -172,6 +172,9 @@ INVALID = [
     ("chunk-non-hex", te(b"g\r\nhello\r\n0\r\n\r\n"), 400),
     ("chunk-size-overflow", te(b"1" + b"0" * 16 + b"\r\nhello\r\n0\r\n\r\n"), 400),
     ("chunk-size-huge-overflow", te(b"F" * 40 + b"\r\nhello\r\n0\r\n\r\n"), 400),
+    # issue 16 item 12: leading zeros count against the 4 KiB size-line cap
+    ("chunk-size-5000-zeros", te(b"0" * 5000 + b"1\r\nx\r\n0\r\n\r\n"), 400),
+    ("chunk-last-size-5000-zeros", te(b"5\r\nhello\r\n" + b"0" * 5000 + b"\r\n\r\n"), 400),
     ("chunk-last-missing-crlf-then-request", te(b"0\r\n" + PIPELINED), 400),
     ("chunk-last-cr-x", te(b"0\r\rX\r\n\r\n"), 400),
     # ---- trailers --------------------------------------------------------------------
@@ -179,6 +182,11 @@ INVALID = [
     ("trailer-transfer-encoding", te(b"5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n"),
      400),
     ("trailer-host", te(b"5\r\nhello\r\n0\r\nHost: evil.example\r\n\r\n"), 400),
+    # issue 16 item 17: what could reframe the connection (or route) if merged is refused
+    ("trailer-content-length-after-fine", te(b"5\r\nhello\r\n0\r\nVary: x\r\nContent-Length: 5\r\n\r\n"),
+     400),
+    ("trailer-connection", te(b"5\r\nhello\r\n0\r\nConnection: close\r\n\r\n"), 400),
+    ("trailer-upgrade", te(b"5\r\nhello\r\n0\r\nUpgrade: h2c\r\n\r\n"), 400),
     ("trailer-bare-lf", te(b"5\r\nhello\r\n0\r\nX-T: 1\n\r\n"), 400),
     ("trailer-obs-fold", te(b"5\r\nhello\r\n0\r\nX-T: 1\r\n 2\r\n\r\n"), 400),
     ("trailer-no-colon", te(b"5\r\nhello\r\n0\r\nX-T 1\r\n\r\n"), 400),
@@ -249,6 +257,19 @@ VALID = [
     ("chunked-ext-trailers", b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                              b"5;foo=bar;baz\r\nhello\r\n0;last\r\nX-Trailer: yes\r\n\r\n",
      {}, "hello"),
+    # issue 16 item 17: ordinary trailer fields are dropped, never refused nor surfaced
+    ("trailer-vary", b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n0\r\nVary: x\r\n\r\n", {"HTTP_VARY": None}, "hello"),
+    ("trailer-content-type", b"POST /c HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+                             b"Content-Type: application/x-evil\r\nVary: x\r\n\r\n",
+     {"CONTENT_TYPE": "text/plain", "HTTP_VARY": None}, "hello"),
+    ("trailer-request-modifiers", b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+                                  b"\r\n5\r\nhello\r\n0\r\nExpect: 100-continue\r\n"
+                                  b"Authorization: Basic eDp5\r\nX-Auth-User: root\r\n"
+                                  b"Content-Encoding: gzip\r\nTrailer: Vary\r\n\r\n",
+     {"HTTP_AUTHORIZATION": None, "HTTP_EXPECT": None, "HTTP_X_AUTH_USER": None,
+      "HTTP_CONTENT_ENCODING": None, "HTTP_TRAILER": None}, "hello"),
     ("chunked-quoted-ext", b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                            b"5;q=\"a;b=c\\\"d\"\r\nhello\r\n0\r\n\r\n", {}, "hello"),
     ("chunked-leading-zeros", b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -61,16 +61,25 @@ enum State {
 /// Longest trailer name we must recognise (`transfer-encoding`).
 const NAME_BUF: usize = 17;
 
-/// Fields that must not arrive as trailers: framing, routing, auth, control
-/// (RFC 9110 §6.5.1). Such a trailer means someone is trying something: 400.
-const FORBIDDEN_TRAILERS: [&[u8]; 7] = [
+/// Trailer fields refused with 400. Trailers never reach environ, so every other field is
+/// validated, counted against the size cap and dropped. RFC 9110 §6.5.1 lists what cannot be
+/// a trailer; of that, refused is only what would make a component that merges trailers into
+/// the header section read the connection differently from us:
+/// - message framing: Content-Length, Transfer-Encoding (RFC 9112 §6, §7.1.2);
+/// - routing: Host (RFC 9110 §7.2);
+/// - connection control, which decides what the bytes after this message are: Connection
+///   (persistence, RFC 9110 §7.6.1) and Upgrade (a protocol switch, §7.8).
+///
+/// Dropped, as harmless once the content is in and unseen by the app: request modifiers
+/// (Expect, TE, Cache-Control, conditionals, Range), authentication (Authorization,
+/// Proxy-Authorization), content format (Content-Type, Content-Encoding), Trailer, and all
+/// other fields (Vary, X-Forwarded-*, ...).
+const FORBIDDEN_TRAILERS: [&[u8]; 5] = [
     b"content-length",
     b"transfer-encoding",
     b"host",
-    b"content-type",
-    b"authorization",
-    b"expect",
     b"connection",
+    b"upgrade",
 ];
 
 /// Decodes one chunked body. Feed it with `decode` until `is_done`.
@@ -79,32 +88,35 @@ pub struct ChunkedDecoder {
     state: State,
     /// Chunk size being read, then the data bytes still to copy.
     size: u64,
-    /// Bytes of extensions on the current size line.
-    ext_len: usize,
+    /// Bytes of the current size line so far: digits, BWS and extensions (not the CRLF).
+    line_len: usize,
     /// Bytes of the trailer section so far (field lines with their CRLFs).
     trailer_len: usize,
     /// Start of the current trailer name (enough to recognise a forbidden one).
     name: [u8; NAME_BUF],
     name_len: usize,
-    max_ext_len: usize,
+    max_line_len: usize,
     max_trailer_size: usize,
 }
 
 impl ChunkedDecoder {
-    /// The limits request bodies are decoded with (extensions 4 KiB, trailers 64 KiB).
+    /// The limits request bodies are decoded with (size line 4 KiB, trailers 64 KiB).
     pub fn for_requests() -> Self {
         Self::new(4096, 64 * 1024)
     }
 
-    pub fn new(max_ext_len: usize, max_trailer_size: usize) -> Self {
+    /// `max_line_len`: longest chunk-size line without its CRLF, the size's digits (leading
+    /// zeros too) and the extensions together; `max_trailer_size`: the trailer section's
+    /// field lines with their CRLFs.
+    pub fn new(max_line_len: usize, max_trailer_size: usize) -> Self {
         ChunkedDecoder {
             state: State::SizeStart,
             size: 0,
-            ext_len: 0,
+            line_len: 0,
             trailer_len: 0,
             name: [0; NAME_BUF],
             name_len: 0,
-            max_ext_len,
+            max_line_len,
             max_trailer_size,
         }
     }
@@ -160,11 +172,14 @@ impl ChunkedDecoder {
     fn step(&mut self, c: u8) -> Result<(), ChunkError> {
         use State::*;
         let is_ws = c == b' ' || c == b'\t';
-        // Everything on a size line between the digits and the CR counts against the cap.
+        // Every byte of a size line before its CR counts against the cap, the digits too:
+        // leading zeros never overflow the size, and would otherwise be a line without end.
         if c != b'\r'
-            && (matches!(
+            && matches!(
                 self.state,
-                SizeBws
+                SizeStart
+                    | Size
+                    | SizeBws
                     | ExtBeforeName
                     | ExtName
                     | ExtAfterName
@@ -174,11 +189,11 @@ impl ChunkedDecoder {
                     | ExtQuotedPair
                     | ExtAfterValue
                     | ExtAfterValueBws
-            ) || (self.state == Size && !c.is_ascii_hexdigit()))
+            )
         {
-            self.ext_len = self.ext_len.saturating_add(1);
-            if self.ext_len > self.max_ext_len {
-                return Err(fail("chunk extensions too long"));
+            self.line_len = self.line_len.saturating_add(1);
+            if self.line_len > self.max_line_len {
+                return Err(fail("chunk size line too long"));
             }
         }
         if matches!(self.state, TrailerName | TrailerValue | TrailerLf)
@@ -235,7 +250,7 @@ impl ChunkedDecoder {
             ) => return Err(fail("invalid chunk extension")),
 
             (SizeLf, b'\n') => {
-                self.ext_len = 0;
+                self.line_len = 0;
                 if self.size == 0 {
                     TrailerStart
                 } else {
@@ -603,19 +618,44 @@ mod tests {
 
     #[test]
     fn extension_length_cap() {
-        // 8 bytes of extension: ";abc=def".
+        // A 9-byte size line: "5" and ";abc=def".
         let input = b"5;abc=def\r\nhello\r\n0\r\n\r\n";
-        let o = decode_all_ways(input, 8, TRAILERS);
+        let o = decode_all_ways(input, 9, TRAILERS);
         assert_eq!((o.error, o.body.as_slice()), (None, &b"hello"[..]));
-        let o = decode_all_ways(input, 7, TRAILERS);
-        assert_eq!(o.error, Some("chunk extensions too long"));
+        let o = decode_all_ways(input, 8, TRAILERS);
+        assert_eq!(o.error, Some("chunk size line too long"));
         // The cap is per line, not per body.
         let o = decode_all_ways(
             b"1;abcdefg\r\na\r\n1;abcdefg\r\nb\r\n0;abcdefg\r\n\r\n",
-            8,
+            9,
             TRAILERS,
         );
         assert_eq!((o.error, o.body.as_slice()), (None, &b"ab"[..]));
+    }
+
+    #[test]
+    fn size_line_cap_counts_the_digits() {
+        // Issue 16 item 12: leading zeros never overflow the size, so unless the digits count
+        // against the cap a size line could grow without end.
+        let o = decode_all_ways(b"00000005\r\nhello\r\n0\r\n\r\n", 8, TRAILERS);
+        assert_eq!((o.error, o.body.as_slice()), (None, &b"hello"[..]));
+        let o = decode_all_ways(b"000000005\r\nhello\r\n0\r\n\r\n", 8, TRAILERS);
+        assert_eq!(o.error, Some("chunk size line too long"));
+        // Digits and extensions share it.
+        let o = decode_all_ways(b"05;a=bcd\r\nhello\r\n0\r\n\r\n", 8, TRAILERS);
+        assert_eq!((o.error, o.body.as_slice()), (None, &b"hello"[..]));
+        let o = decode_all_ways(b"005;a=bcd\r\nhello\r\n0\r\n\r\n", 8, TRAILERS);
+        assert_eq!(o.error, Some("chunk size line too long"));
+        // The last chunk's line too, and for requests the cap is 4 KiB.
+        let o = decode_all_ways(b"000000000\r\n\r\n", 8, TRAILERS);
+        assert_eq!(o.error, Some("chunk size line too long"));
+        let mut d = ChunkedDecoder::for_requests();
+        let zeros = [b'0'; 4096];
+        assert_eq!(d.decode(&zeros, &mut [0; 8]), Ok((4096, 0)));
+        assert_eq!(
+            d.decode(b"1\r\nx\r\n0\r\n\r\n", &mut [0; 8]),
+            Err(fail("chunk size line too long"))
+        );
     }
 
     #[test]
@@ -655,14 +695,39 @@ mod tests {
             "Content-Length",
             "transfer-encoding",
             "HOST",
-            "Content-Type",
-            "Authorization",
-            "Expect",
             "Connection",
+            "UPGRADE",
         ] {
             let input = format!("5\r\nhello\r\n0\r\nX-Fine: 1\r\n{name}: 5\r\n\r\n");
             assert_eq!(bad(input.as_bytes()), "forbidden trailer field", "{name}");
         }
+    }
+
+    #[test]
+    fn ordinary_trailers_dropped() {
+        // Issue 16 item 17: fields that cannot change framing or routing are dropped, not
+        // refused; the size cap still holds for them.
+        for name in [
+            "Content-Type",
+            "Vary",
+            "Authorization",
+            "Proxy-Authorization",
+            "Expect",
+            "Content-Encoding",
+            "Trailer",
+            "TE",
+            "X-Forwarded-For",
+            "Content-Lengths",
+            "Hosts",
+        ] {
+            let input = format!("5\r\nhello\r\n0\r\n{name}: x\r\nVary: y\r\n\r\n");
+            assert_eq!(ok(input.as_bytes()), b"hello", "{name}");
+        }
+        let input = b"0\r\nContent-Type: text/plain\r\nVary: x\r\n\r\n";
+        let o = decode_all_ways(input, EXT, 35);
+        assert_eq!((o.error, o.done), (None, true));
+        let o = decode_all_ways(input, EXT, 34);
+        assert_eq!(o.error, Some("trailer section too large"));
     }
 
     #[test]

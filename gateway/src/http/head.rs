@@ -3,6 +3,8 @@
 //! Every ambiguity is an error: the caller answers `HeadError::status` and closes. The scan is
 //! one left-to-right pass, and each error is decided by the bytes up to where it is found, so a
 //! prefix of a request either asks for more input or fails exactly as the whole request does.
+//! `parse_head_incremental` gives the same answers for a buffer that grows between reads,
+//! looking at each new byte about once instead of parsing the whole buffer per read.
 //! httparse is not used: it accepts bare LF and does not say where or why it failed, and the
 //! statuses below (414/431/501/505) need exactly that.
 
@@ -575,6 +577,266 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
     }))
 }
 
+/// How far `parse_head_incremental` has checked a head that is still arriving. The caller
+/// keeps it with the buffer between reads, so a head trickled in small pieces costs time
+/// linear in its size, not a whole parse per read. Small and `Copy`: offsets and a count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadScan {
+    /// Every byte before `next` passed the checks `parse_head` makes on it.
+    next: usize,
+    /// Which part of the head `next` is in.
+    part: Part,
+    /// Start of the line `next` is in (the request line's starts after a tolerated CRLF).
+    line: usize,
+    /// Request line: the SP after the method, and the one after the target.
+    method_end: usize,
+    target_end: usize,
+    /// Complete field lines before `line`.
+    fields: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Part {
+    /// Nothing looked at yet.
+    #[default]
+    Start,
+    Method,
+    Target,
+    Version,
+    /// `next` is the request line's CR.
+    RequestLf,
+    /// `next` starts a field line or the final CRLF.
+    LineStart,
+    Name,
+    Value,
+    /// `next` is a field line's CR.
+    FieldLf,
+}
+
+/// The scan's verdict on a buffer.
+enum Scanned {
+    /// Valid so far and incomplete: `parse_head` would ask for more.
+    More,
+    /// `parse_head` gives a final answer here: the head, or an error (bad byte or a limit).
+    Decide,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes `parse_head_incremental` looked at on this thread (tests assert it is linear).
+    static EXAMINED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn examined(n: usize) {
+    EXAMINED.set(EXAMINED.get().saturating_add(n));
+}
+
+/// `parse_head` for a buffer that grows at its end between calls (the same start, more
+/// bytes): gives exactly what `parse_head(buf, limits)` gives, but `scan` remembers how far
+/// earlier calls checked, so each call looks at the new bytes only, and the whole head is
+/// parsed once, when `parse_head`'s answer is final. After `Ok(Some)` or `Err`, `scan` is back
+/// at its start, for the next head. A buffer shorter than what `scan` has seen starts over;
+/// a buffer whose start moved without `scan` being reset is the caller's error.
+pub fn parse_head_incremental(
+    buf: &Bytes,
+    limits: &HeadLimits,
+    scan: &mut HeadScan,
+) -> Result<Option<Head>, HeadError> {
+    if scan.next > buf.len() {
+        *scan = HeadScan::default();
+    }
+    if scan.part == Part::Start {
+        // Most heads arrive whole: then one parse, and the scan only for one that did not.
+        #[cfg(test)]
+        examined(buf.len());
+        let parsed = parse_head(buf, limits);
+        if let Ok(None) = parsed {
+            if let Scanned::Decide = scan_head(buf, limits, scan) {
+                // Cannot happen (the scan decides only where parse_head does); should it,
+                // the next call parses whole again, which is slow but right.
+                *scan = HeadScan::default();
+            }
+        }
+        return parsed;
+    }
+    match scan_head(buf, limits, scan) {
+        Scanned::More => Ok(None),
+        Scanned::Decide => {
+            *scan = HeadScan::default();
+            #[cfg(test)]
+            examined(buf.len());
+            parse_head(buf, limits)
+        }
+    }
+}
+
+/// Checks `b` from where `s` stopped, with the rules and in the order of `parse_head`, and
+/// says whether `parse_head(b)` would ask for more. It decides nothing itself: anything
+/// else (a complete head, any error) is left to `parse_head`, so the two cannot disagree on
+/// a verdict, only on how soon it is asked for.
+fn scan_head(b: &[u8], limits: &HeadLimits, s: &mut HeadScan) -> Scanned {
+    // At or past the head limit parse_head never asks for more.
+    if b.len() >= limits.max_head_size {
+        return Scanned::Decide;
+    }
+    #[cfg(test)]
+    let from = s.next;
+    let verdict = scan_lines(b, limits, s);
+    // The bytes stepped over, and the one or two looked at where the scan stopped.
+    #[cfg(test)]
+    examined(s.next.saturating_sub(from).saturating_add(2));
+    verdict
+}
+
+/// The loop of `scan_head`; `b` is shorter than the head limit. Every `More` leaves `s.next`
+/// at the first byte not looked at yet.
+fn scan_lines(b: &[u8], limits: &HeadLimits, s: &mut HeadScan) -> Scanned {
+    use Scanned::{Decide, More};
+    let len = b.len();
+    // A limit that ends the scan before the bytes do is crossed: parse_head gives its error.
+    let out_of_bytes = |s: &mut HeadScan, i: usize, limit: usize| {
+        s.next = i;
+        if i < limit {
+            More
+        } else {
+            Decide
+        }
+    };
+    loop {
+        match s.part {
+            Part::Start => {
+                let start = match b {
+                    [] | [b'\r'] => return More,
+                    [b'\r', b'\n', ..] => 2,
+                    [b'\r' | b'\n', ..] => return Decide,
+                    _ => 0,
+                };
+                s.line = start;
+                s.next = start;
+                s.part = Part::Method;
+            }
+            Part::Method | Part::Target | Part::Version => {
+                let rl_lim = s
+                    .line
+                    .saturating_add(limits.max_request_line)
+                    .saturating_add(1);
+                let lim = len.min(rl_lim);
+                let mut i = s.next;
+                match s.part {
+                    Part::Method => {
+                        while i < lim && is(b[i], TOKEN) {
+                            i += 1;
+                        }
+                        if i - s.line > MAX_METHOD_LEN {
+                            return Decide;
+                        }
+                    }
+                    Part::Target => i = skip_vchar(b, i, lim),
+                    _ => {
+                        while i < lim && is(b[i], VCHAR) {
+                            i += 1;
+                        }
+                    }
+                }
+                if i == lim {
+                    return out_of_bytes(s, i, rl_lim);
+                }
+                match s.part {
+                    Part::Method if b[i] == b' ' && i > s.line => {
+                        s.method_end = i;
+                        s.part = Part::Target;
+                    }
+                    Part::Target if b[i] == b' ' && i > s.method_end + 1 => {
+                        s.target_end = i;
+                        s.part = Part::Version;
+                    }
+                    Part::Version if b[i] == b'\r' => {
+                        if parse_version(&b[s.target_end + 1..i]).is_err() {
+                            return Decide;
+                        }
+                        s.next = i;
+                        s.part = Part::RequestLf;
+                        continue;
+                    }
+                    _ => return Decide,
+                }
+                s.next = i + 1;
+            }
+            Part::RequestLf => {
+                let i = s.next;
+                if i + 1 >= len {
+                    return More;
+                }
+                let method = (s.line, s.method_end);
+                let target = (s.method_end + 1, s.target_end);
+                if b[i + 1] != b'\n' || split_target(b, method, target).is_err() {
+                    return Decide;
+                }
+                s.line = i + 2;
+                s.next = i + 2;
+                s.part = Part::LineStart;
+            }
+            Part::LineStart => {
+                let pos = s.next;
+                match b.get(pos) {
+                    None => return More,
+                    // The end of the head (or a bare CR): parse_head's call once it is here.
+                    Some(b'\r') if pos + 1 >= len => return More,
+                    Some(b'\r' | b'\n' | b' ' | b'\t') => return Decide,
+                    Some(_) => {}
+                }
+                if s.fields >= limits.max_headers {
+                    return Decide;
+                }
+                s.part = Part::Name;
+            }
+            Part::Name | Part::Value => {
+                let line_lim = s
+                    .line
+                    .saturating_add(limits.max_field_size)
+                    .saturating_add(1);
+                let lim = len.min(line_lim);
+                let mut i = s.next;
+                if s.part == Part::Name {
+                    while i < lim && is(b[i], TOKEN) {
+                        i += 1;
+                    }
+                } else {
+                    i = skip_value(b, i, lim);
+                }
+                if i == lim {
+                    return out_of_bytes(s, i, line_lim);
+                }
+                match s.part {
+                    Part::Name if b[i] == b':' && i > s.line => {
+                        s.next = i + 1;
+                        s.part = Part::Value;
+                    }
+                    Part::Value if b[i] == b'\r' => {
+                        s.next = i;
+                        s.part = Part::FieldLf;
+                    }
+                    _ => return Decide,
+                }
+            }
+            Part::FieldLf => {
+                let i = s.next;
+                if i + 1 >= len {
+                    return More;
+                }
+                if b[i + 1] != b'\n' {
+                    return Decide;
+                }
+                s.fields += 1;
+                s.line = i + 2;
+                s.next = i + 2;
+                s.part = Part::LineStart;
+            }
+        }
+    }
+}
+
 #[inline]
 fn trim_span(b: &[u8], mut s: usize, mut e: usize) -> Span {
     while s < e && matches!(b[s], b' ' | b'\t') {
@@ -775,19 +1037,54 @@ mod tests {
         }
     }
 
-    /// Parses `raw`, and checks that every prefix either asks for more or fails identically.
+    /// Parses `raw`, and checks that every prefix either asks for more or fails identically,
+    /// and that `parse_head_incremental` gives what `parse_head` gives on every prefix, fed
+    /// byte by byte and in pieces of other sizes.
     fn parse_with(raw: &[u8], limits: &HeadLimits) -> Result<Option<Head>, HeadError> {
-        let full = parse_head(&Bytes::copy_from_slice(raw), limits);
-        for k in 0..raw.len() {
-            let part = parse_head(&Bytes::copy_from_slice(&raw[..k]), limits);
+        let whole = Bytes::copy_from_slice(raw);
+        let full = parse_head(&whole, limits);
+        let mut scan = HeadScan::default();
+        for k in 0..=raw.len() {
+            let prefix = whole.slice(..k);
+            let part = parse_head(&prefix, limits);
+            let inc = parse_head_incremental(&prefix, limits, &mut scan);
+            assert_eq!(inc, part, "incremental, prefix {k} of {raw:?}");
             match (&part, &full) {
+                _ if k == raw.len() => {}
                 (Ok(None), _) => {}
                 (Err(p), Err(f)) => assert_eq!(p, f, "prefix {k} of {raw:?}"),
                 (Ok(Some(p)), Ok(Some(f))) => assert_eq!(p, f, "prefix {k} of {raw:?}"),
                 _ => panic!("prefix {k} of {raw:?} gave {part:?}, whole gave {full:?}"),
             }
         }
+        for step in [2, 3, 7, 16, 61] {
+            assert_eq!(
+                incremental_in_steps(&whole, limits, |_| step),
+                full,
+                "pieces of {step} of {raw:?}"
+            );
+        }
         full
+    }
+
+    /// Feeds growing prefixes of `whole` (`step(n)` more bytes after `n`) to one scan until a
+    /// final answer or the end; each answer must be `parse_head`'s for that prefix.
+    fn incremental_in_steps(
+        whole: &Bytes,
+        limits: &HeadLimits,
+        mut step: impl FnMut(usize) -> usize,
+    ) -> Result<Option<Head>, HeadError> {
+        let mut scan = HeadScan::default();
+        let mut end = 0;
+        loop {
+            let prefix = whole.slice(..end);
+            let inc = parse_head_incremental(&prefix, limits, &mut scan);
+            assert_eq!(inc, parse_head(&prefix, limits), "prefix {end}");
+            if !matches!(inc, Ok(None)) || end == whole.len() {
+                return inc;
+            }
+            end = end.saturating_add(step(end).max(1)).min(whole.len());
+        }
     }
 
     fn ok_with(raw: &[u8], limits: &HeadLimits) -> Head {
@@ -1786,6 +2083,47 @@ mod tests {
             }
             let _ = parse_with(&v, &lim);
             let _ = parse_with(&v, &HeadLimits::default());
+            let whole = Bytes::from(v);
+            let split = next();
+            let steps = |n: usize| (split.rotate_left(n as u32 % 64) % 9) as usize;
+            assert_eq!(
+                incremental_in_steps(&whole, &lim, steps),
+                parse_head(&whole, &lim)
+            );
         }
+    }
+
+    #[test]
+    fn trickled_head_is_looked_at_a_bounded_number_of_times() {
+        // Issue 16 item 5: a 202 KB head arriving 16 bytes per read was parsed whole on every
+        // read. Now the bytes looked at over all reads are a small multiple of the head.
+        let mut raw = b"GET /trickle HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 0..200 {
+            raw.extend_from_slice(format!("X-Fill-{i:03}: {}\r\n", "v".repeat(1000)).as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        let whole = Bytes::from(raw);
+        let lim = HeadLimits::default();
+        let mut scan = HeadScan::default();
+        EXAMINED.set(0);
+        let mut end = 0;
+        let head = loop {
+            end = (end + 16).min(whole.len());
+            match parse_head_incremental(&whole.slice(..end), &lim, &mut scan) {
+                Ok(None) => assert!(end < whole.len(), "complete head not recognised"),
+                Ok(Some(h)) => break h,
+                Err(e) => panic!("{e} at {end}"),
+            }
+        };
+        assert_eq!(head.head_len, whole.len());
+        assert_eq!(head.headers.len(), 201);
+        let looked_at = EXAMINED.get();
+        assert!(
+            looked_at <= 3 * whole.len(),
+            "{looked_at} bytes looked at for a {}-byte head",
+            whole.len()
+        );
+        // The scan starts over for the next head.
+        assert_eq!(scan, HeadScan::default());
     }
 }

@@ -26,7 +26,7 @@ use rustix::net::SocketFlags;
 
 use super::body::{Drain, Drained, CONTINUE};
 use super::connection::{self, peer_text, Gathering, Served, Start};
-use super::head::parse_head;
+use super::head::{parse_head_incremental, HeadScan};
 use super::io::{ConnIo, SendLimits, Stream};
 use super::listener::{Bound, Sock};
 use super::rate::{RateMeter, TooSlow};
@@ -89,7 +89,11 @@ struct ConnState {
     deadline: Instant,
     /// The epoll registration includes EPOLLOUT (only while `Sending`).
     out_armed: bool,
-    /// `Body`: the request whose body is being gathered (`buf` holds only body bytes).
+    /// How far the head at the start of `buf` has been checked, so a head that trickles in
+    /// is not parsed whole on every read (it resets itself once the head is parsed).
+    head_scan: HeadScan,
+    /// `Body`: the request whose body is being gathered (`buf` holds only body bytes, so the
+    /// head is parsed once, not on every read of the body).
     gathering: Option<Box<Gathering>>,
     /// `Drain` (or `Sending` before it): the unread rest of the last request's body.
     drain: Option<Box<Drain>>,
@@ -449,6 +453,7 @@ impl Server {
                 phase: Phase::Reading,
                 deadline: Instant::now(),
                 out_armed: false,
+                head_scan: HeadScan::default(),
                 gathering: None,
                 drain: None,
                 since: Instant::now(),
@@ -633,7 +638,7 @@ impl Server {
         // slices share it too: once they are dropped it is this thread's next read buffer.
         let frozen = state.buf.split().freeze();
         let small = frozen.len().saturating_add(state.buf.capacity()) <= SPARE_MAX;
-        let head = match parse_head(&frozen, &settings.limits) {
+        let head = match parse_head_incremental(&frozen, &settings.limits, &mut state.head_scan) {
             Ok(None) => {
                 unsplit(&mut state.buf, frozen);
                 return Step::Read;
