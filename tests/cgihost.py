@@ -68,6 +68,37 @@ def _lq(s: str) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# The meta-variables every test host sets for a request (tests add or override their own).
+BASE_META = {
+    "GATEWAY_INTERFACE": "CGI/1.1",
+    "SCRIPT_NAME": "/cgi-bin/app",
+    "QUERY_STRING": "",
+    "SERVER_NAME": "cgi.example",
+    "SERVER_PORT": "8080",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "SERVER_SOFTWARE": "test-host/1.0",
+    "REMOTE_ADDR": "192.0.2.7",
+}
+
+
+def wait_accepting(host, name):
+    """Waits until the started web server `host` accepts on its port (bounded); stops it and
+    raises with its error log if it exits or does not."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if host.proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {host.proc.returncode}:\n{host.error_log()}")
+        try:
+            socket.create_connection((host.host, host.port), timeout=1.0).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                host.stop()
+                raise RuntimeError(f"{name} not accepting on {host.port} within "
+                                   f"{START_TIMEOUT}s\n{host.error_log()}")
+            time.sleep(0.02)  # poll interval of the bounded connect loop, not a sync sleep
+
+
 class CgiHost(ErrorLogFile):
     log_label = "lighttpd error log"
 
@@ -196,20 +227,7 @@ class CgiHost(ErrorLogFile):
                                      stdin=subprocess.DEVNULL, stdout=self._stdout,
                                      stderr=subprocess.STDOUT, cwd=self.workdir,
                                      env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"lighttpd exited with {self.proc.returncode}:\n"
-                                   f"{self.error_log()}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=1.0).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"lighttpd not accepting on {self.port} within "
-                                       f"{START_TIMEOUT}s\n{self.error_log()}")
-                time.sleep(0.02)  # poll interval of the bounded connect loop, not a sync sleep
+        wait_accepting(self, "lighttpd")
         return self
 
     def alive(self) -> bool:
@@ -367,18 +385,5 @@ class ApacheHost(CgiHost):
                                      stdin=subprocess.DEVNULL, stdout=self._stdout,
                                      stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
                                      start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"apache2 exited with {self.proc.returncode}:\n"
-                                   f"{self.error_log()}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=1.0).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"apache2 not accepting on {self.port} within "
-                                       f"{START_TIMEOUT}s\n{self.error_log()}")
-                time.sleep(0.02)  # poll interval of the bounded connect loop, not a sync sleep
+        wait_accepting(self, "apache2")
         return self

@@ -500,6 +500,17 @@ def echo(server, path="/", method="GET", headers=None, body=None):
     return json.loads(data)
 
 
+def slow_reader(server, data):
+    """A client with a tiny receive buffer that sends `data` and reads nothing yet."""
+    sock = socket.socket(server.family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
+    sock.settimeout(60)
+    sock.connect(server.address)
+    c = RawConn(sock)
+    c.send(data)
+    return c
+
+
 def wait_for_file(path, timeout=20.0, predicate=None):
     """Observe a side effect of the app (a marker file). Polls; bounded by `timeout`."""
     path = Path(path)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from cgihost import BASE_META
 from gwhelpers import APPS_DIR, binary
 from isapihost import ServerView
 
@@ -176,19 +177,8 @@ def test_isapi_memory_follows_the_body_received(isapi_factory):
 
 # ---- CGI: the program itself, started as a host starts it, its stdin held open ----------
 
-CGI_META = {
-    "GATEWAY_INTERFACE": "CGI/1.1",
-    "REQUEST_METHOD": "POST",
-    "SCRIPT_NAME": "/cgi-bin/app",
-    "PATH_INFO": "/hold",
-    "QUERY_STRING": "",
-    "SERVER_NAME": "cgi.example",
-    "SERVER_PORT": "8080",
-    "SERVER_PROTOCOL": "HTTP/1.1",
-    "SERVER_SOFTWARE": "test-host/1.0",
-    "REMOTE_ADDR": "192.0.2.7",
-    "PYTHONDONTWRITEBYTECODE": "1",
-}
+CGI_META = {**BASE_META, "REQUEST_METHOD": "POST", "PATH_INFO": "/hold",
+            "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 class CgiRun:

@@ -14,23 +14,11 @@ import urllib.parse
 
 import pytest
 
-from cgihost import (ApacheHost, CgiHost, apache_available, apache_problem,
+from cgihost import (BASE_META, ApacheHost, CgiHost, apache_available, apache_problem,
                      apache_search_words, lighttpd_available)
 from gwhelpers import APPS_DIR, binary
 
-META = {
-    "GATEWAY_INTERFACE": "CGI/1.1",
-    "REQUEST_METHOD": "GET",
-    "SCRIPT_NAME": "/cgi-bin/app",
-    "PATH_INFO": "/env",
-    "QUERY_STRING": "",
-    "SERVER_NAME": "cgi.example",
-    "SERVER_PORT": "8080",
-    "SERVER_PROTOCOL": "HTTP/1.1",
-    "SERVER_SOFTWARE": "test-host/1.0",
-    "REMOTE_ADDR": "192.0.2.7",
-    "REMOTE_PORT": "40000",
-}
+META = {**BASE_META, "REQUEST_METHOD": "GET", "PATH_INFO": "/env", "REMOTE_PORT": "40000"}
 APP_ARGS = ["cgi_app", "--chdir", str(APPS_DIR)]
 
 

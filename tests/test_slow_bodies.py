@@ -17,12 +17,16 @@ import socket
 import threading
 import time
 
-from gwhelpers import RawConn, q, wait_for_file
+from gwhelpers import RawConn, q, slow_reader, wait_for_file
 
 
 def post_head(server, path, length, extra=b""):
     return (f"POST {path} HTTP/1.1\r\nHost: {server.host_header}\r\n"
             f"Content-Length: {length}\r\n").encode() + extra + b"\r\n"
+
+
+def get(server, path):
+    return f"GET {path} HTTP/1.1\r\nHost: {server.host_header}\r\n\r\n".encode()
 
 
 def get_hello(server, timeout):
@@ -161,16 +165,6 @@ def test_trickled_body_the_app_is_reading_is_dropped(server_factory):
     c.close()
 
 
-def slow_reader(server, path):
-    sock = socket.socket(server.family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
-    sock.settimeout(60)
-    sock.connect(server.address)
-    c = RawConn(sock)
-    c.send(f"GET {path} HTTP/1.1\r\nHost: {server.host_header}\r\n\r\n".encode())
-    return c
-
-
 def test_response_read_below_the_minimum_rate_is_dropped(server_factory, tmp_path):
     """A client that takes nothing of a large response is dropped once the grace period is
     over, long before --write-timeout, whether the response waits in the queue (reactor) or
@@ -180,7 +174,7 @@ def test_response_read_below_the_minimum_rate_is_dropped(server_factory, tmp_pat
         mark = s.log_mark()
         m = tmp_path / f"m{len(extra)}"
         size = 8 << 20
-        c = slow_reader(s, f"/big?size={size}&marker={q(m)}")
+        c = slow_reader(s, get(s, f"/big?size={size}&marker={q(m)}"))
         text = wait_for_file(m, timeout=30, predicate=lambda t: "closed" in t)
         if extra:
             # The app's own write gave up: it never sent the whole body.
@@ -219,7 +213,7 @@ def test_write_buffer_total_caps_queued_responses(server_factory, tmp_path):
     mark = s.log_mark()
     size = 6 << 20
     markers = [tmp_path / f"m{i}" for i in range(3)]
-    readers = [slow_reader(s, f"/big?size={size}&marker={q(m)}") for m in markers]
+    readers = [slow_reader(s, get(s, f"/big?size={size}&marker={q(m)}")) for m in markers]
     s.wait_log(r"queued response bytes reached --write-buffer-total", since=mark, timeout=30)
     queued = spool_bytes(s.proc.pid, spool_dir)
     assert queued <= cap, f"{queued} bytes in temporary files, over the {cap}-byte cap"

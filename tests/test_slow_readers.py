@@ -10,9 +10,8 @@ never with sleeps; timeouts only bound a failure.
 """
 
 import signal
-import socket
 
-from gwhelpers import RawConn, q, wait_for_file
+from gwhelpers import q, slow_reader, wait_for_file
 
 # Larger than anything the kernel buffers for one loopback connection here (tcp_wmem's
 # maximum is 4 MiB, and the reader's receive buffer is made tiny), below --write-buffer's
@@ -27,17 +26,6 @@ def expected(size):
 
 def g(server, path, extra=b"", version="HTTP/1.1"):
     return f"GET {path} {version}\r\nHost: {server.host_header}\r\n".encode() + extra + b"\r\n"
-
-
-def slow_reader(server, data):
-    """A client with a tiny receive buffer that sends `data` and reads nothing yet."""
-    sock = socket.socket(server.family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
-    sock.settimeout(60)
-    sock.connect(server.address)
-    c = RawConn(sock)
-    c.send(data)
-    return c
 
 
 def closed_after(marker, size):
