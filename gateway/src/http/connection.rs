@@ -82,15 +82,15 @@ impl Start {
     pub fn new(head: Head, rest: &[u8], shared: &Shared) -> Start {
         let settings = &shared.settings;
         let meter = RateMeter::new(settings.min_body_rate, settings.body_timeout);
-        let policy = shared.app.environ.policy();
-        if precheck(&head, settings, policy).is_err() {
-            return Start::Call(head, meter);
-        }
         let small = match head.framing {
+            // The common case (no body) goes on without a look at anything else.
             Framing::None => return Start::Call(head, meter),
             Framing::Length(n) => n <= BODY_AHEAD as u64,
             Framing::Chunked => false,
         };
+        if precheck(&head, settings, shared.app.environ.policy()).is_err() {
+            return Start::Call(head, meter);
+        }
         if head.expect_continue && !small {
             return Start::Call(head, meter);
         }
