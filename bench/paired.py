@@ -15,6 +15,9 @@ server ping-pong), and servers that use more than one CPU. `compare.sh` measures
 
 usage: python3 bench/paired.py [--rounds N] [--seconds S] [--peers fastwsgi,bjoern,granian]
                                [--scenarios hello,echo,big,stream,app] [--out FILE]
+                               [--baseline BIN]
+`--baseline BIN` adds the peer `baseline`: another wsgi-gateway binary (a release build of an
+earlier commit) run exactly as ours, to measure what a change costs.
 Needs the release build (cargo build --release) and the peers' venv that bench/compare.sh
 makes (bench/.venv); `--out` defaults to bench/results/<date>-paired.md.
 """
@@ -53,9 +56,13 @@ SCENARIOS = {
 PEERS = ("fastwsgi", "bjoern", "granian")
 
 
+BASELINE: Path | None = None
+
+
 def command(server: str, port: int) -> list[str]:
-    if server == "wsgi-gateway":
-        return [str(BIN), "serve", "bench_app:application", "--bind", f"127.0.0.1:{port}",
+    if server in ("wsgi-gateway", "baseline"):
+        binary = BIN if server == "wsgi-gateway" else BASELINE
+        return [str(binary), "serve", "bench_app:application", "--bind", f"127.0.0.1:{port}",
                 "--threads", "32", "--chdir", str(APPS), "--venv", str(VENV), "--log-level", "warn"]
     if server == "granian":
         # compare.sh's settings for it: one worker, 16 blocking threads.
@@ -154,8 +161,15 @@ def main() -> None:
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / f"{date.today()}-paired.md"))
+    ap.add_argument("--baseline", type=Path, help="another wsgi-gateway binary, as a peer")
     args = ap.parse_args()
-    peers = choose("paired.py", "--peers", args.peers, PEERS, "peer")
+    peers = choose("paired.py", "--peers", args.peers, PEERS, "peer") if args.peers else []
+    if args.baseline:
+        global BASELINE
+        BASELINE = args.baseline.resolve()
+        if not BASELINE.is_file():
+            sys.exit(f"paired.py: --baseline {args.baseline}: no such file")
+        peers.append("baseline")
     scenarios = choose("paired.py", "--scenarios", args.scenarios, SCENARIOS, "scenario")
     if args.rounds < 1 or args.seconds < 1:
         sys.exit("paired.py: --rounds and --seconds must be at least 1")
