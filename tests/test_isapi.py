@@ -220,6 +220,21 @@ def test_harness_answers_unknown_server_support_codes_with_false(c_host):
     assert h.stop() == 0 and h.failures() == [], h.diagnostics()
 
 
+def test_harness_catches_terminate_returning_under_a_blocked_callback(c_host):
+    # ext_broken's TerminateExtension returns at once, while its thread is still inside a
+    # ReadClient the harness stalls (no CLOSE_CONNECTION ever comes)
+    h = c_host("ext_broken")
+    s = socket.create_connection(h.address(), timeout=30)
+    s.sendall(req("/read-in-thread", headers=[("X-Harness-Stall", "read")]))
+    h.wait_out("stalled #1 ReadClient")
+    done = fields_of(h.command("terminate", "terminated "))
+    assert done["inside"] == "1", done
+    assert h.stop() == 3
+    s.close()
+    assert any("TerminateExtension returned while 1 worker thread(s) were inside IIS "
+               "callbacks" in f for f in h.failures()), h.diagnostics()
+
+
 # ================================================================ part 2: the library
 
 # An app written into each test's directory: requests that wait for the test's event.
