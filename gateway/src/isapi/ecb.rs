@@ -251,8 +251,9 @@ pub struct Ending {
     pub keep_conn: bool,
     /// The response was cut off (app error after it started, or the client left).
     pub aborted: bool,
-    /// The response head went to IIS.
+    /// The response head went to IIS, with this status.
     pub headers_sent: bool,
+    pub status: u16,
     pub client_gone: bool,
 }
 
@@ -282,11 +283,29 @@ impl Session {
         }
     }
 
+    /// The ECB of a session nobody else holds (a request refused before it was queued).
+    pub fn into_ecb(self) -> Option<Ecb> {
+        self.inner.into_inner().ecb
+    }
+
     /// Runs `f` on the live ECB; `Err` once the session has ended.
     pub fn with<T>(&self, f: impl FnOnce(&Ecb) -> io::Result<T>) -> io::Result<T> {
         let inner = self.inner.lock();
         match &inner.ecb {
             Some(ecb) => f(ecb),
+            None => Err(ended()),
+        }
+    }
+
+    /// `with`, and the request's `Ending` to note what the call did, under the same lock.
+    pub fn with_ending<T>(
+        &self,
+        f: impl FnOnce(&Ecb, &mut Ending) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut inner = self.inner.lock();
+        let Inner { ecb, ending } = &mut *inner;
+        match ecb {
+            Some(ecb) => f(ecb, ending),
             None => Err(ended()),
         }
     }
@@ -316,11 +335,12 @@ impl Session {
         };
         if let Some(ecb) = inner.ecb.take() {
             if inner.ending.headers_sent {
+                // The status noted with the head: IIS logs what the client got.
                 let ending = Ending {
                     aborted: true,
                     ..inner.ending
                 };
-                end(ecb, 503, "shutting down", ending, false);
+                end(ecb, inner.ending.status, "shutting down", ending, false);
             } else {
                 // Nothing went out yet: the client gets a proper 503.
                 let status = ecb.answer(503, "shutting down");
