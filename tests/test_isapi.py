@@ -574,6 +574,33 @@ def test_terminate_completes_queued_requests_without_running_them(isapi_factory,
     assert h.stop() == 0 and h.failures() == [], h.diagnostics()
 
 
+@pytest.mark.parametrize("stall", ["read", "write"])
+def test_terminate_closes_a_transfer_blocked_in_iis_and_waits_for_it(isapi_factory, stall):
+    # A client that neither sends nor reads: the worker is inside a synchronous ReadClient
+    # (WriteClient) that returns only once the connection is closed. TerminateExtension
+    # must close it (HSE_REQ_CLOSE_CONNECTION), wait for the worker to leave IIS's call, end
+    # the request with one DONE_WITH_SESSION, and only then return: IIS frees the ECB and
+    # unloads the DLL after that.
+    h = echo_host(isapi_factory, "--preload", "0", config={"graceful-timeout": 1})
+    body = b"x" * 100
+    s = socket.create_connection(h.address(), timeout=60)
+    s.sendall(req("/app/stalled", "POST", [("X-Harness-Stall", stall), ("X-Read", "all")],
+                  body))
+    call = "ReadClient" if stall == "read" else "WriteClient"
+    line = h.wait_out("stalled #")
+    n = line.split()[1]
+    assert line == f"stalled {n} {call}"
+    done = fields_of(h.command("terminate", "terminated ", timeout=90))
+    assert (done["inside"], done["left_pending"], done["ok"]) == ("0", "0", "1"), done
+    assert h.wait_out(f"unstalled {n} ") == f"unstalled {n} {call} by close"
+    a = h.wait_access("/app/stalled")
+    assert (a["ret"], a["dones"], a["keep"]) == ("3", "1", "0"), a
+    assert a["done"] == "4", a  # the response was cut off: HSE_STATUS_ERROR
+    s.close()
+    assert h.command("stats", "stats ").endswith("failures=0"), h.diagnostics()
+    assert h.stop() == 0 and h.failures() == [], h.diagnostics()
+
+
 def flood(h, stop, counts, path):
     """Sends requests on new connections until `stop` is set; counts statuses."""
     while not stop.is_set():

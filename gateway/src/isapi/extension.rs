@@ -88,6 +88,10 @@ impl InFlight {
     }
 }
 
+/// How long TerminateExtension lets a worker finish a call into IIS before it closes that
+/// request's connection under it (a call that does not block returns in far less).
+const CALL_PATIENCE: Duration = Duration::from_millis(200);
+
 /// The worker pool's source: queued jobs, run through the app.
 struct Jobs {
     rx: Receiver<Job>,
@@ -289,14 +293,34 @@ pub fn stop() {
             ext.graceful
         );
     }
-    for session in stuck {
-        if !session.cancel(Duration::from_secs(1)) {
-            tracing::error!("TerminateExtension: a request is blocked inside IIS; left to IIS");
-        }
-    }
+    end_all(stuck);
     let still = ext.pool.wait_exit(Duration::from_secs(2));
     if still > 0 {
         tracing::warn!("TerminateExtension: {still} worker thread(s) still inside the app; they no longer hold any request");
     }
     tracing::info!("wsgi-gateway ISAPI extension stopped");
+}
+
+/// Ends every session with one DONE_WITH_SESSION, and returns only when no worker is inside
+/// a call into IIS for any of them and none can start one: IIS frees the ECBs and unloads
+/// the library after TerminateExtension returns.
+fn end_all(stuck: Vec<Arc<Session>>) {
+    let blocked: Vec<Arc<Session>> = stuck
+        .into_iter()
+        .filter(|s| !s.cancel(CALL_PATIENCE))
+        .collect();
+    if blocked.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        "TerminateExtension: closing {} connection(s) whose worker is blocked inside IIS",
+        blocked.len()
+    );
+    // All closed first, then waited for: the blocked calls end together.
+    for session in &blocked {
+        session.interrupt();
+    }
+    for session in blocked {
+        session.cancel_blocked();
+    }
 }
