@@ -597,13 +597,15 @@ static pthread_mutex_t gather_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gather_cv = PTHREAD_COND_INITIALIZER;
 static bool gathering;
 static int gathered;
+static unsigned gather_round; /* a request let go waits no more, even if the next round began */
 
 static void gather_here(void) {
     pthread_mutex_lock(&gather_mu);
     if (gathering) {
+        unsigned round = gather_round;
         gathered++;
         pthread_cond_broadcast(&gather_cv);
-        while (gathering) pthread_cond_wait(&gather_cv, &gather_mu);
+        while (gathering && gather_round == round) pthread_cond_wait(&gather_cv, &gather_mu);
     }
     pthread_mutex_unlock(&gather_mu);
 }
@@ -616,6 +618,7 @@ static int gather(int n) {
     pthread_mutex_lock(&gather_mu);
     gathering = true;
     gathered = 0;
+    gather_round++;
     while (gathered < n)
         if (pthread_cond_timedwait(&gather_cv, &gather_mu, &deadline) == ETIMEDOUT) break;
     int got = gathered;
