@@ -7,6 +7,8 @@
     host.error_log()               # the library's error log (the file named in its config)
     host.failures()                # `HARNESS FAILURE: ...` lines (contract breaches)
     host.command("terminate")      # TerminateExtension with requests in flight -> its line
+    host.command("terminate-racing 16", "terminated ")  # ... while 16 HttpExtensionProc
+                                   # calls run on with it (see host.c)
     rc = host.stop()               # EOF on stdin: terminate, exit 0 (clean) or 3 (failures)
 
 The extension is the library built next to the server binary (target/debug/

@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -218,6 +219,21 @@ def test_harness_answers_unknown_server_support_codes_with_false(c_host):
     r = raw_request(h, req("/unknown-code"))
     assert r.body == b"FALSE\n"
     assert h.stop() == 0 and h.failures() == [], h.diagnostics()
+
+
+def test_harness_catches_terminate_returning_under_a_blocked_callback(c_host):
+    # ext_broken's TerminateExtension returns at once, while its thread is still inside a
+    # ReadClient the harness stalls (no CLOSE_CONNECTION ever comes)
+    h = c_host("ext_broken")
+    s = socket.create_connection(h.address(), timeout=30)
+    s.sendall(req("/read-in-thread", headers=[("X-Harness-Stall", "read")]))
+    h.wait_out("stalled #1 ReadClient")
+    done = fields_of(h.command("terminate", "terminated "))
+    assert done["inside"] == "1", done
+    assert h.stop() == 3
+    s.close()
+    assert any("TerminateExtension returned while 1 worker thread(s) were inside IIS "
+               "callbacks" in f for f in h.failures()), h.diagnostics()
 
 
 # ================================================================ part 2: the library
@@ -556,6 +572,94 @@ def test_terminate_completes_queued_requests_without_running_them(isapi_factory,
     wait_file(d / "a.closed")
     a.close()
     assert h.stop() == 0 and h.failures() == [], h.diagnostics()
+
+
+@pytest.mark.parametrize("stall", ["read", "write"])
+def test_terminate_closes_a_transfer_blocked_in_iis_and_waits_for_it(isapi_factory, stall):
+    # A client that neither sends nor reads: the worker is inside a synchronous ReadClient
+    # (WriteClient) that returns only once the connection is closed. TerminateExtension
+    # must close it (HSE_REQ_CLOSE_CONNECTION), wait for the worker to leave IIS's call, end
+    # the request with one DONE_WITH_SESSION, and only then return: IIS frees the ECB and
+    # unloads the DLL after that.
+    h = echo_host(isapi_factory, "--preload", "0", config={"graceful-timeout": 1})
+    body = b"x" * 100
+    s = socket.create_connection(h.address(), timeout=60)
+    s.sendall(req("/app/stalled", "POST", [("X-Harness-Stall", stall), ("X-Read", "all")],
+                  body))
+    call = "ReadClient" if stall == "read" else "WriteClient"
+    line = h.wait_out("stalled #")
+    n = line.split()[1]
+    assert line == f"stalled {n} {call}"
+    done = fields_of(h.command("terminate", "terminated ", timeout=90))
+    assert (done["inside"], done["left_pending"], done["ok"]) == ("0", "0", "1"), done
+    assert h.wait_out(f"unstalled {n} ") == f"unstalled {n} {call} by close"
+    a = h.wait_access("/app/stalled")
+    assert (a["ret"], a["dones"], a["keep"]) == ("3", "1", "0"), a
+    assert a["done"] == "4", a  # the response was cut off: HSE_STATUS_ERROR
+    s.close()
+    assert h.command("stats", "stats ").endswith("failures=0"), h.diagnostics()
+    assert h.stop() == 0 and h.failures() == [], h.diagnostics()
+
+
+def flood(h, stop, counts, path):
+    """Sends requests on new connections until `stop` is set; counts statuses."""
+    while not stop.is_set():
+        try:
+            with socket.create_connection(h.address(), timeout=60) as s:
+                s.sendall(req(path))
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+        except OSError:
+            counts["error"] = counts.get("error", 0) + 1
+            continue
+        status = data[9:12].decode("latin-1", "replace")
+        counts[status] = counts.get(status, 0) + 1
+
+
+def one_completion_each(h):
+    """Every request finished exactly once: a final status returned by HttpExtensionProc
+    and no DONE_WITH_SESSION, or PENDING and exactly one DONE_WITH_SESSION."""
+    bad = [a for a in h.access()
+           if (a["ret"], a["dones"]) != ("3", "1") and not (a["ret"] != "3" and a["dones"] == "0")]
+    return bad
+
+
+@pytest.mark.parametrize("graceful", ["0.001", "20"], ids=["cancel-at-once", "drain"])
+def test_queue_refusals_racing_terminate_complete_each_request_once(isapi_factory, graceful):
+    # Many concurrent sessions against a one-place queue (most are refused with 503), and
+    # TerminateExtension called while 16 HttpExtensionProc calls are let go with it
+    # (`terminate-racing 16`), over several rounds (reload in between). A session refused
+    # (queue full, or closed by TerminateExtension) must never also be ended by
+    # TerminateExtension: exactly one completion each. And a refusal must wake a
+    # TerminateExtension that waits for requests in flight: the echo app is quick, so with
+    # nothing slow in flight it must never sit out its graceful timeout.
+    h = echo_host(isapi_factory, config={"threads": 1, "queue-size": 1,
+                                         "graceful-timeout": graceful})
+    stop = threading.Event()
+    counts: dict = {}
+    clients = [threading.Thread(target=flood, args=(h, stop, counts, "/app/f"), daemon=True)
+               for _ in range(24)]
+    for t in clients:
+        t.start()
+    rounds = []
+    try:
+        for _ in range(60):
+            done = fields_of(h.command("terminate-racing 16", "terminated ", timeout=90))
+            rounds.append(done)
+            assert h.command("reload", "reload") == "reloaded"
+            if h.failures() or float(done["seconds"]) > 10:
+                break
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(90)
+    assert h.stop() == 0 and h.failures() == [], (rounds, h.diagnostics())
+    assert one_completion_each(h) == [], one_completion_each(h)[:5]
+    assert counts.get("503", 0) > 0 and counts.get("200", 0) > 0, counts
+    assert all(int(r["racing"]) > 0 for r in rounds), rounds
+    slow = [r for r in rounds if float(r["seconds"]) > 10]
+    assert slow == [], rounds
 
 
 def test_app_errors_are_logged_and_marked_in_the_iis_log(isapi_factory):

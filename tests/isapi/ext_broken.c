@@ -13,9 +13,13 @@
  *   /keep-undelimited       keeps the connection after a body without Content-Length
  *   /wrong-status-code      dwHttpStatusCode 200 for a 404 response
  *   /unknown-code           ServerSupportFunction(9999): must get FALSE (not a failure)
+ *   /read-in-thread         PENDING, a thread calls ReadClient (stalled by the harness with
+ *                           X-Harness-Stall: read) then DONE; TerminateExtension returns
+ *                           while that thread is still inside ReadClient
  * Everything else gets a correct answer. TerminateExtension returns at once.
  * Build: gcc -shared -fPIC -o ext_broken.so ext_broken.c
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -59,8 +63,24 @@ static int is(EXTENSION_CONTROL_BLOCK *ecb, const char *path) {
     return strcmp(ecb->lpszPathInfo, path) == 0;
 }
 
+static void *read_then_done(void *arg) {
+    EXTENSION_CONTROL_BLOCK *ecb = arg;
+    char buf[64];
+    DWORD n = sizeof buf;
+    ecb->ReadClient(ecb->ConnID, buf, &n);
+    DWORD st = HSE_STATUS_ERROR;
+    ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, &st, NULL, NULL);
+    return NULL;
+}
+
 DWORD HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb) {
     if (is(ecb, "/never-done")) return HSE_STATUS_PENDING;
+    if (is(ecb, "/read-in-thread")) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, read_then_done, ecb) != 0) return HSE_STATUS_ERROR;
+        pthread_detach(t);
+        return HSE_STATUS_PENDING;
+    }
     if (is(ecb, "/done-twice")) {
         ok(ecb);
         done(ecb);

@@ -17,14 +17,26 @@
  * once, before any WriteClient, with "NNN Reason", a block ending in "\r\n\r\n" and the
  * right cch lengths; dwHttpStatusCode = the status sent, at DONE; lpszLogData terminated;
  * keep-alive only after a self-delimited response; nothing pending when TerminateExtension
- * returns. The ABI (struct layouts with offset asserts) is in isapi_abi.h.
+ * returns, and no thread but an HttpExtensionProc call's own inside a callback then (IIS
+ * unloads the DLL and frees the ECBs); exactly one completion per request (a final status
+ * returned by HttpExtensionProc, or PENDING and one DONE_WITH_SESSION). The ABI (struct
+ * layouts with offset asserts) is in isapi_abi.h.
+ *
+ * A request with the header `X-Harness-Stall: read` (or `write`) has its first ReadClient
+ * (WriteClient) block, as for a client that neither sends nor reads, until the extension
+ * sends HSE_REQ_CLOSE_CONNECTION for it; the blocked call then fails (FALSE).
  *
  * stdout: `extension: <desc>`, `listening on 127.0.0.1:PORT`, `pending #N ...` when
- *         HttpExtensionProc returns PENDING, one `access #N ...` line per finished request,
- *         `terminating` / `terminated ...` around TerminateExtension, answers to commands.
+ *         HttpExtensionProc returns PENDING, `stalled #N ReadClient|WriteClient` when a
+ *         stalled call starts to block and `unstalled #N ... by close|by harness` when it
+ *         ends, one `access #N ...` line per finished request, `terminating` /
+ *         `terminated ...` around TerminateExtension, answers to commands.
  * stderr: `HARNESS FAILURE: <what>` for each contract breach, `note: ...` for oddities.
  * stdin:  `terminate` (TerminateExtension(MUST_UNLOAD) with requests in flight, then check
- *         that none is left pending), `reload` (GetExtensionVersion again), `stats`;
+ *         that none is left pending), `terminate-racing [N]` (the same, but called while
+ *         HttpExtensionProc calls run: N requests are first held at a GetServerVariable
+ *         call and let go as TerminateExtension is called, and new requests keep entering
+ *         the extension until it returns), `reload` (GetExtensionVersion again), `stats`;
  *         EOF = terminate, then exit 0 (no failure) or 3 (failures).
  */
 #define _GNU_SOURCE
@@ -94,6 +106,9 @@ static pthread_cond_t reg_cv = PTHREAD_COND_INITIALIZER;
 static struct request *registry;
 static int in_proc;        /* requests inside an HttpExtensionProc call right now */
 static bool terminating;   /* harness answers 503 itself: the extension is being unloaded */
+/* Callbacks in progress on threads other than the request's own HttpExtensionProc call
+ * (the extension's workers): none may be left when TerminateExtension returns. */
+static atomic_int worker_calls;
 
 /* ------------------------------------------------------------------ reporting */
 
@@ -443,6 +458,14 @@ struct request {
     enum state state;
     bool returned, done_called, orphaned;
     DWORD ret, done_status;
+    int done_calls;                /* every DONE_WITH_SESSION, the dead ECB's included */
+    /* the HttpExtensionProc call: its own thread may use the ECB until it returns */
+    bool proc_running;
+    pthread_t proc_thread;
+    /* X-Harness-Stall: which call blocks ('r' ReadClient, 'w' WriteClient, 0 none), whether
+     * it did already, and whether HSE_REQ_CLOSE_CONNECTION came */
+    char stall;
+    bool stall_used, closed;
     char *label;                   /* "GET /app/x" for messages */
     /* what the extension sent */
     bool header_sent, keep_conn_hdr, chunked_resp, has_cl, head_body_noted;
@@ -516,14 +539,27 @@ static void kill_request(struct request *r) {
 /* Every callback starts here: the ConnID must name a live request of ours. Returns the
  * request with `io` held (end with leave()), or NULL (after reporting) when the call is a
  * contract breach. */
-static struct request *enter(HCONN conn, const char *what) {
+/* Is the calling thread the request's own, still running HttpExtensionProc call? That one
+ * may use its ECB even while (or after) TerminateExtension runs: IIS unloads the DLL only
+ * after the call returned. Caller holds r->mu. */
+static bool own_proc_call(struct request *r) {
+    return r->proc_running && pthread_equal(r->proc_thread, pthread_self());
+}
+
+/* Registers a callback; `serialise`: it also takes r->io (every call but CLOSE_CONNECTION,
+ * which must reach a connection whose other call is blocked). */
+static struct request *enter_call(HCONN conn, const char *what, bool serialise) {
     struct request *r = conn;
     if (!r || r->magic != REQ_MAGIC) {
         failure("%s with an unknown ConnID %p", what, conn);
         return NULL;
     }
     pthread_mutex_lock(&r->mu);
-    if (atomic_load(&ext_terminated)) {
+    bool worker = !own_proc_call(r);
+    /* counted before ext_terminated is read (both seq_cst): either this call sees the
+     * termination, or terminate_extension sees the call */
+    if (worker) atomic_fetch_add(&worker_calls, 1);
+    if (atomic_load(&ext_terminated) && worker) {
         failure("%s for %s after TerminateExtension returned", what, r->label);
     } else if (r->state == ST_DEAD) {
         failure("%s for %s after its DONE_WITH_SESSION (or synchronous return)", what,
@@ -531,19 +567,87 @@ static struct request *enter(HCONN conn, const char *what) {
     } else {
         r->busy++;
         pthread_mutex_unlock(&r->mu);
-        pthread_mutex_lock(&r->io);
+        if (serialise) pthread_mutex_lock(&r->io);
         return r;
     }
+    if (worker) atomic_fetch_sub(&worker_calls, 1);
     pthread_mutex_unlock(&r->mu);
     return NULL;
 }
 
-static void leave(struct request *r) {
-    pthread_mutex_unlock(&r->io);
+static struct request *enter(HCONN conn, const char *what) {
+    return enter_call(conn, what, true);
+}
+
+static void leave_call(struct request *r, bool serialise) {
+    if (serialise) pthread_mutex_unlock(&r->io);
     pthread_mutex_lock(&r->mu);
     r->busy--;
+    if (!own_proc_call(r)) atomic_fetch_sub(&worker_calls, 1);
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
+}
+
+static void leave(struct request *r) { leave_call(r, true); }
+
+/* terminate-racing N: requests reaching a GetServerVariable call (inside HttpExtensionProc)
+ * wait there until N of them do, and are all let go as TerminateExtension is called, so
+ * that many HttpExtensionProc calls run on with the extension being terminated. */
+static pthread_mutex_t gather_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gather_cv = PTHREAD_COND_INITIALIZER;
+static bool gathering;
+static int gathered;
+static unsigned gather_round; /* a request let go waits no more, even if the next round began */
+
+static void gather_here(void) {
+    pthread_mutex_lock(&gather_mu);
+    if (gathering) {
+        unsigned round = gather_round;
+        gathered++;
+        pthread_cond_broadcast(&gather_cv);
+        while (gathering && gather_round == round) pthread_cond_wait(&gather_cv, &gather_mu);
+    }
+    pthread_mutex_unlock(&gather_mu);
+}
+
+/* Waits (bounded) until `n` requests are held in gather_here(); returns how many are. */
+static int gather(int n) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 10;
+    pthread_mutex_lock(&gather_mu);
+    gathering = true;
+    gathered = 0;
+    gather_round++;
+    while (gathered < n)
+        if (pthread_cond_timedwait(&gather_cv, &gather_mu, &deadline) == ETIMEDOUT) break;
+    int got = gathered;
+    pthread_mutex_unlock(&gather_mu);
+    return got;
+}
+
+static void release_gathered(void) {
+    pthread_mutex_lock(&gather_mu);
+    gathering = false;
+    pthread_cond_broadcast(&gather_cv);
+    pthread_mutex_unlock(&gather_mu);
+}
+
+/* X-Harness-Stall: the first call of the kind blocks until HSE_REQ_CLOSE_CONNECTION (then
+ * it fails: true) or until the harness gives the request up. Caller is inside a callback
+ * (holds r->io, not r->mu). Returns whether the call must fail. */
+static bool stall_here(struct request *r, char kind, const char *what) {
+    pthread_mutex_lock(&r->mu);
+    bool stall = r->stall == kind && !r->stall_used;
+    if (stall) {
+        r->stall_used = true;
+        out("stalled #%ld %s", r->id, what);
+        while (!r->closed && !r->orphaned) pthread_cond_wait(&r->cv, &r->mu);
+        out("unstalled #%ld %s %s", r->id, what, r->closed ? "by close" : "by harness");
+    }
+    bool fail = r->closed || r->orphaned;
+    pthread_mutex_unlock(&r->mu);
+    return fail;
 }
 
 /* The traps behind a dead ECB's function pointers (its ConnID is kept to name it). */
@@ -568,6 +672,12 @@ static BOOL trap_read(HCONN c, void *b, DWORD *n) {
 }
 static BOOL trap_ssf(HCONN c, DWORD q, void *b, DWORD *s, DWORD *t) {
     (void)b, (void)s, (void)t;
+    struct request *r = c;
+    if (q == HSE_REQ_DONE_WITH_SESSION && r && r->magic == REQ_MAGIC) {
+        pthread_mutex_lock(&r->mu);
+        r->done_calls++;
+        pthread_mutex_unlock(&r->mu);
+    }
     if (q == HSE_REQ_DONE_WITH_SESSION)
         failure("DONE_WITH_SESSION called again (through the dead ECB) for %s", dead_label(c));
     else
@@ -789,6 +899,7 @@ static void set_server_vars(struct request *r) {
 static BOOL cb_get_server_variable(HCONN conn, char *name, void *buf, DWORD *size) {
     struct request *r = enter(conn, "GetServerVariable");
     if (!r) return 0;
+    gather_here();
     BOOL ok = 0;
     const char *v = (name && size) ? var_lookup(r, name) : NULL;
     if (v) {
@@ -810,6 +921,11 @@ static BOOL cb_read_client(HCONN conn, void *buf, DWORD *size) {
     if (!r) return 0;
     if (!buf || !size) {
         failure("%s: ReadClient with a NULL buffer or size", r->label);
+        leave(r);
+        return 0;
+    }
+    if (stall_here(r, 'r', "ReadClient")) { /* the connection was closed under it */
+        *size = 0;
         leave(r);
         return 0;
     }
@@ -902,8 +1018,8 @@ static BOOL cb_write_client(HCONN conn, void *buf, DWORD *bytes, DWORD flags) {
         note("%s: WriteClient with HSE_IO_ASYNC (no IO_COMPLETION support here)", r->label);
     } else if (!r->header_sent) {
         failure("%s: WriteClient before SEND_RESPONSE_HEADER_EX", r->label);
-    } else if (r->conn->broken) {
-        *bytes = 0; /* the client is gone */
+    } else if (stall_here(r, 'w', "WriteClient") || r->conn->broken) {
+        *bytes = 0; /* the client is gone, or the connection was closed under the call */
     } else if (r->is_head) {
         /* http.sys sends no entity for HEAD; note it, pretend it went out */
         if (*bytes && !r->head_body_noted) {
@@ -941,6 +1057,7 @@ static BOOL cb_write_client(HCONN conn, void *buf, DWORD *bytes, DWORD flags) {
 static BOOL done_with_session(struct request *r, DWORD *status) {
     DWORD st = status ? *status : HSE_STATUS_SUCCESS;
     pthread_mutex_lock(&r->mu);
+    r->done_calls++;
     if (r->state == ST_DEAD) { /* abandoned (timeout, terminate) while this call began */
         failure("%s: DONE_WITH_SESSION after the harness gave the request up", r->label);
         pthread_mutex_unlock(&r->mu);
@@ -959,10 +1076,32 @@ static BOOL done_with_session(struct request *r, DWORD *status) {
     return 1;
 }
 
+/* HSE_REQ_CLOSE_CONNECTION: closes the socket at once, even under a call blocked on it
+ * (which then fails); so it does not wait for r->io. */
+static BOOL close_connection(HCONN conn) {
+    struct request *r = enter_call(conn, "ServerSupportFunction(CLOSE_CONNECTION)", false);
+    if (!r) return 0;
+    pthread_mutex_lock(&r->mu);
+    r->closed = true;
+    if (r->conn) shutdown(r->conn->fd, SHUT_RDWR); /* a later send/recv fails: broken */
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    leave_call(r, false);
+    return 1;
+}
+
 static BOOL cb_server_support_function(HCONN conn, DWORD req, void *buf, DWORD *size,
                                        DWORD *data_type) {
     char what[64];
     snprintf(what, sizeof what, "ServerSupportFunction(%u)", req);
+    if (req == HSE_REQ_CLOSE_CONNECTION) return close_connection(conn);
+    struct request *dr = conn;
+    if (req == HSE_REQ_DONE_WITH_SESSION && dr && dr->magic == REQ_MAGIC) {
+        /* counted here too: a DONE that enter() refuses is still a completion */
+        pthread_mutex_lock(&dr->mu);
+        if (dr->state == ST_DEAD) dr->done_calls++;
+        pthread_mutex_unlock(&dr->mu);
+    }
     struct request *r = enter(conn, what);
     if (!r) return 0;
     BOOL ok = 0;
@@ -974,7 +1113,6 @@ static BOOL cb_server_support_function(HCONN conn, DWORD req, void *buf, DWORD *
     case HSE_REQ_DONE_WITH_SESSION:
         ok = done_with_session(r, buf);
         break;
-    case HSE_REQ_CLOSE_CONNECTION:
     case HSE_REQ_ABORTIVE_CLOSE:
         conn_cut(r->conn);
         ok = 1;
@@ -1012,6 +1150,9 @@ static struct request *new_request(struct conn *c, struct head *h) {
     bool v11 = strcmp(h->version, "HTTP/1.1") == 0;
     r->client_keepalive = v11 ? !header_has_token(h, "Connection", "close")
                               : header_has_token(h, "Connection", "keep-alive");
+    const char *stall = header_get(h, "X-Harness-Stall");
+    r->stall = !stall ? 0 : strcasecmp(stall, "read") == 0 ? 'r'
+                          : strcasecmp(stall, "write") == 0 ? 'w' : 0;
     return r;
 }
 
@@ -1099,6 +1240,7 @@ static void wait_for_done(struct request *r) {
                     opt.done_timeout);
             r->orphaned = true;
             kill_request(r);
+            pthread_cond_broadcast(&r->cv); /* a stalled call gives up too */
         }
     }
 }
@@ -1108,6 +1250,10 @@ static bool admit(struct request *r) {
     pthread_mutex_lock(&reg_mu);
     bool ok = !terminating;
     if (ok) {
+        /* set before the request is listed: terminate_extension must never take it for
+         * one whose HttpExtensionProc call has returned */
+        r->proc_thread = pthread_self();
+        r->proc_running = true;
         r->next = registry;
         registry = r;
         in_proc++;
@@ -1133,6 +1279,14 @@ static void settle(struct request *r, DWORD ret) {
         out("pending #%ld %s %s", r->id, r->head->method, r->head->target);
         /* DONE may already have come from another thread: legal, the ECB is dead then */
         if (r->state != ST_DEAD) r->state = ST_PENDING;
+        if (r->state != ST_DEAD && atomic_load(&ext_terminated)) {
+            /* after TerminateExtension no thread of the extension may call DONE any more */
+            failure("%s: HSE_STATUS_PENDING returned after TerminateExtension returned, and "
+                    "no DONE_WITH_SESSION came", r->label);
+            r->orphaned = true;
+            kill_request(r);
+            pthread_cond_broadcast(&r->cv);
+        }
         wait_for_done(r);
     } else {
         if (r->done_called)
@@ -1186,14 +1340,15 @@ static bool run_extension(struct request *r) {
     left_proc();
 
     pthread_mutex_lock(&r->mu);
+    r->proc_running = false; /* with settle(), so terminate sees returned or settled */
     settle(r, ret);
     DWORD final = ret == HSE_STATUS_PENDING ? r->done_status : ret;
     bool keep = decide_keep(r, final);
-    out("access #%ld %s %s status=%d ret=%u done=%s%u ecb_status=%u keep=%d written=%llu "
-        "reads=%u log=\"%s\"",
+    out("access #%ld %s %s status=%d ret=%u done=%s%u dones=%d ecb_status=%u keep=%d "
+        "written=%llu reads=%u log=\"%s\"",
         r->id, r->head->method, r->head->target, r->header_sent ? r->status : 0, ret,
-        r->done_called ? "" : "-", r->done_status, r->ecb_status, keep, r->written, r->reads,
-        r->log_data);
+        r->done_called ? "" : "-", r->done_status, r->done_calls, r->ecb_status, keep,
+        r->written, r->reads, r->log_data);
     if (keep) keep = drain_body(r);
     free_request_data(r);
     r->conn = NULL;
@@ -1299,34 +1454,52 @@ static int count_live(void) {
     return n;
 }
 
-static void terminate_extension(void) {
+/* `racing` >= 0: TerminateExtension while HttpExtensionProc calls run (`racing` of them
+ * gathered first, then let go together with it) and new requests keep entering the
+ * extension until it returns; -1: as IIS, after the calls returned. */
+static void terminate_extension(int racing) {
+    int raced = racing > 0 ? gather(racing) : 0;
     pthread_mutex_lock(&reg_mu);
-    terminating = true; /* new requests get 503 from the harness from now on */
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += 30;
-    /* IIS does not unload while an HttpExtensionProc call is running */
-    while (in_proc > 0)
-        if (pthread_cond_timedwait(&reg_cv, &reg_mu, &deadline) == ETIMEDOUT) {
-            failure("HttpExtensionProc calls still running 30s after terminate began");
-            break;
-        }
+    if (racing < 0) {
+        terminating = true; /* new requests get 503 from the harness from now on */
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 30;
+        /* IIS does not unload while an HttpExtensionProc call is running */
+        while (in_proc > 0)
+            if (pthread_cond_timedwait(&reg_cv, &reg_mu, &deadline) == ETIMEDOUT) {
+                failure("HttpExtensionProc calls still running 30s after terminate began");
+                break;
+            }
+    }
     int pending = count_live();
     pthread_mutex_unlock(&reg_mu);
 
-    out("terminating in_flight=%d", pending);
+    if (racing < 0) out("terminating in_flight=%d", pending);
+    else out("terminating in_flight=%d racing=%d", pending, raced);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (racing > 0) release_gathered();
     BOOL ok = ext_terminate ? ext_terminate(HSE_TERM_MUST_UNLOAD) : 1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    pthread_mutex_lock(&reg_mu);
+    terminating = true;
+    pthread_mutex_unlock(&reg_mu);
     atomic_store(&ext_terminated, true);
+    /* IIS frees the ECBs and unloads the DLL now: a worker still inside a callback would
+     * return into freed memory (only an HttpExtensionProc call's own thread may be) */
+    int inside = atomic_load(&worker_calls);
+    if (inside > 0)
+        failure("TerminateExtension returned while %d worker thread(s) were inside IIS "
+                "callbacks", inside);
 
-    /* every request in flight must have had its DONE_WITH_SESSION by now */
+    /* every request in flight must have had its DONE_WITH_SESSION by now; one whose
+     * HttpExtensionProc call still runs (racing) is checked when that call returns */
     int left = 0;
     pthread_mutex_lock(&reg_mu);
     for (struct request *r = registry; r; r = r->next) {
         pthread_mutex_lock(&r->mu);
-        if (r->state != ST_DEAD) {
+        if (r->state != ST_DEAD && !r->proc_running) {
             left++;
             failure("%s: still pending when TerminateExtension returned", r->label);
             r->orphaned = true;
@@ -1338,9 +1511,9 @@ static void terminate_extension(void) {
     pthread_mutex_unlock(&reg_mu);
     check_dead_ecbs();
     if (!ok) failure("TerminateExtension returned FALSE");
-    out("terminated ok=%d seconds=%.3f in_flight=%d left_pending=%d", ok,
+    out("terminated ok=%d seconds=%.3f in_flight=%d left_pending=%d inside=%d racing=%d", ok,
         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, pending,
-        left);
+        left, inside, raced);
 }
 
 /* GetExtensionVersion: IIS uses the DLL only if it returns TRUE. */
@@ -1375,7 +1548,10 @@ static void *stdin_thread(void *arg) {
     while (fgets(line, sizeof line, stdin)) {
         line[strcspn(line, "\r\n")] = 0;
         if (strcmp(line, "terminate") == 0) {
-            terminate_extension();
+            terminate_extension(-1);
+        } else if (strncmp(line, "terminate-racing", 16) == 0 &&
+                   (line[16] == 0 || line[16] == ' ')) {
+            terminate_extension(line[16] ? atoi(line + 17) : 0);
         } else if (strcmp(line, "reload") == 0) {
             /* a later GetExtensionVersion in the same process (IIS reloading the DLL) */
             pthread_mutex_lock(&reg_mu);
@@ -1393,7 +1569,7 @@ static void *stdin_thread(void *arg) {
             note("unknown command %s", line);
         }
     }
-    if (!atomic_load(&ext_terminated)) terminate_extension();
+    if (!atomic_load(&ext_terminated)) terminate_extension(-1);
     int n = atomic_load(&failures);
     out("exit failures=%d", n);
     fflush(stderr);

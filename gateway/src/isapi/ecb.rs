@@ -1,9 +1,12 @@
 //! One request's ECB behind a lock: every call into IIS for a request goes through `Session`,
 //! which refuses once `HSE_REQ_DONE_WITH_SESSION` was sent, so the ECB is never touched after
 //! IIS took it back (by the worker, or by `TerminateExtension` ending a stuck request).
+//! The one call made without that lock is `HSE_REQ_CLOSE_CONNECTION` from
+//! `TerminateExtension`, to end a ReadClient/WriteClient a worker is blocked in.
 
 use std::ffi::{c_void, CStr};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -223,6 +226,15 @@ impl Ecb {
         self.support(HSE_REQ_CLOSE_CONNECTION, std::ptr::null_mut());
     }
 
+    /// What `HSE_REQ_CLOSE_CONNECTION` needs, copied out of the ECB (IIS never changes these
+    /// fields), so it can be sent while another thread is inside a call on this ECB.
+    fn closer(&self) -> Option<Closer> {
+        Some(Closer {
+            conn: self.raw().conn_id,
+            ssf: self.raw().server_support_function?,
+        })
+    }
+
     /// `HSE_REQ_DONE_WITH_SESSION`: IIS takes the ECB back.
     fn done(self, status: Dword) {
         let mut status = status;
@@ -230,6 +242,33 @@ impl Ecb {
             HSE_REQ_DONE_WITH_SESSION,
             std::ptr::addr_of_mut!(status).cast(),
         );
+    }
+}
+
+/// `HSE_REQ_CLOSE_CONNECTION` for one request, usable while its worker is blocked inside a
+/// synchronous ReadClient/WriteClient (which holds the session's lock): IIS closes the
+/// socket at once, even under pending I/O, and the blocked call fails.
+struct Closer {
+    conn: Hconn,
+    ssf: ServerSupportFunctionFn,
+}
+
+// SAFETY: the connection handle is an opaque token IIS accepts from any thread until
+// DONE_WITH_SESSION; `Session` drops the `Closer` before sending that.
+unsafe impl Send for Closer {}
+
+impl Closer {
+    fn close(&self) {
+        // SAFETY: a live request (see the Send impl); this request code takes no buffers.
+        unsafe {
+            (self.ssf)(
+                self.conn,
+                HSE_REQ_CLOSE_CONNECTION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+        }
     }
 }
 
@@ -251,8 +290,9 @@ pub struct Ending {
     pub keep_conn: bool,
     /// The response was cut off (app error after it started, or the client left).
     pub aborted: bool,
-    /// The response head went to IIS.
+    /// The response head went to IIS, with this status.
     pub headers_sent: bool,
+    pub status: u16,
     pub client_gone: bool,
 }
 
@@ -264,7 +304,14 @@ struct Inner {
 
 /// A pending request's ECB, shared by its worker and `TerminateExtension`.
 pub struct Session {
+    /// Held for the length of every call into IIS (so a worker blocked in a synchronous
+    /// ReadClient/WriteClient holds it until that call returns).
     inner: Mutex<Inner>,
+    /// `None` once DONE_WITH_SESSION is sent; locked around each CLOSE_CONNECTION it sends,
+    /// so taking it away waits for one in progress. Lock order: `inner`, then `closer`.
+    closer: Mutex<Option<Closer>>,
+    /// TerminateExtension closed the connection under the worker.
+    interrupted: AtomicBool,
 }
 
 /// The request is over on IIS's side (ended by `TerminateExtension`).
@@ -275,11 +322,25 @@ pub fn ended() -> io::Error {
 impl Session {
     pub fn new(ecb: Ecb) -> Session {
         Session {
+            closer: Mutex::new(ecb.closer()),
             inner: Mutex::new(Inner {
                 ecb: Some(ecb),
                 ending: Ending::default(),
             }),
+            interrupted: AtomicBool::new(false),
         }
+    }
+
+    /// The ECB of a session nobody else holds (a request refused before it was queued).
+    pub fn into_ecb(self) -> Option<Ecb> {
+        self.inner.into_inner().ecb
+    }
+
+    /// Takes the ECB for DONE_WITH_SESSION: after this no call of ours reaches IIS.
+    fn take_ecb(&self, inner: &mut Inner) -> Option<Ecb> {
+        let ecb = inner.ecb.take()?;
+        *self.closer.lock() = None;
+        Some(ecb)
     }
 
     /// Runs `f` on the live ECB; `Err` once the session has ended.
@@ -287,6 +348,19 @@ impl Session {
         let inner = self.inner.lock();
         match &inner.ecb {
             Some(ecb) => f(ecb),
+            None => Err(ended()),
+        }
+    }
+
+    /// `with`, and the request's `Ending` to note what the call did, under the same lock.
+    pub fn with_ending<T>(
+        &self,
+        f: impl FnOnce(&Ecb, &mut Ending) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut inner = self.inner.lock();
+        let Inner { ecb, ending } = &mut *inner;
+        match ecb {
+            Some(ecb) => f(ecb, ending),
             None => Err(ended()),
         }
     }
@@ -303,33 +377,78 @@ impl Session {
     pub fn finish(&self, status: u16, note: &str, reusable: bool) {
         let mut inner = self.inner.lock();
         let ending = inner.ending;
-        if let Some(ecb) = inner.ecb.take() {
+        if let Some(ecb) = self.take_ecb(&mut inner) {
             end(ecb, status, note, ending, reusable);
         }
     }
 
     /// Ends a request its worker has not finished (TerminateExtension after the graceful
-    /// timeout). Waits at most `patience` for a call into IIS in progress.
+    /// timeout), unless the worker is inside a call into IIS that does not return within
+    /// `patience` (false: see `interrupt` and `cancel_blocked`).
     pub fn cancel(&self, patience: Duration) -> bool {
-        let Some(mut inner) = self.inner.try_lock_for(patience) else {
-            return false;
-        };
-        if let Some(ecb) = inner.ecb.take() {
-            if inner.ending.headers_sent {
-                let ending = Ending {
-                    aborted: true,
-                    ..inner.ending
-                };
-                end(ecb, 503, "shutting down", ending, false);
-            } else {
-                // Nothing went out yet: the client gets a proper 503.
-                let status = ecb.answer(503, "shutting down");
-                ecb.done(status);
+        match self.inner.try_lock_for(patience) {
+            Some(mut inner) => {
+                self.end_cancelled(&mut inner);
+                true
             }
+            None => false,
         }
-        true
+    }
+
+    /// Closes the connection under a worker blocked in ReadClient/WriteClient (a client
+    /// that neither sends nor reads), so that the call fails and the worker leaves IIS.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        if let Some(closer) = &*self.closer.lock() {
+            closer.close();
+        }
+    }
+
+    /// `cancel` for a session whose worker is blocked inside IIS: after `interrupt`, waits
+    /// for the worker to leave IIS's call, however long that takes (IIS frees the ECB and
+    /// unloads the library once TerminateExtension returns, so returning earlier would
+    /// leave the worker to come back into freed memory), closing again now and then.
+    pub fn cancel_blocked(&self) {
+        let mut waited = 0u64;
+        let mut inner = loop {
+            if let Some(inner) = self.inner.try_lock_for(Duration::from_secs(RECLOSE_SECS)) {
+                break inner;
+            }
+            waited = waited.saturating_add(RECLOSE_SECS);
+            tracing::warn!(
+                "TerminateExtension: a worker is still inside a call into IIS {waited} s after its connection was closed; waiting for it"
+            );
+            self.interrupt();
+        };
+        self.end_cancelled(&mut inner);
+    }
+
+    fn end_cancelled(&self, inner: &mut Inner) {
+        let Some(ecb) = self.take_ecb(inner) else {
+            return;
+        };
+        if inner.ending.headers_sent || self.interrupted.load(Ordering::SeqCst) {
+            // The response is cut off (or the connection is gone): IIS must not keep it.
+            let status = if inner.ending.headers_sent {
+                inner.ending.status
+            } else {
+                503
+            };
+            let ending = Ending {
+                aborted: true,
+                ..inner.ending
+            };
+            end(ecb, status, "shutting down", ending, false);
+        } else {
+            // Nothing went out yet: the client gets a proper 503.
+            let status = ecb.answer(503, "shutting down");
+            ecb.done(status);
+        }
     }
 }
+
+/// How often `cancel_blocked` closes the connection again while it waits.
+const RECLOSE_SECS: u64 = 10;
 
 fn end(ecb: Ecb, status: u16, note: &str, ending: Ending, reusable: bool) {
     let note = if note.is_empty() && ending.client_gone {

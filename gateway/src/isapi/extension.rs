@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use super::body::EcbBody;
 use super::config::{self, IsapiConfig};
 use super::ecb::{Ecb, Session};
-use super::ffi::{Dword, HSE_STATUS_ERROR, HSE_STATUS_PENDING};
+use super::ffi::{Dword, HSE_STATUS_PENDING};
 use super::request::{read_request, EcbFields, IsapiRequest, ServerVariables};
 use super::response::EcbResponder;
 use crate::config::Underscores;
@@ -43,13 +43,54 @@ struct Job {
 }
 
 /// Requests IIS has handed over and not yet taken back, so TerminateExtension can wait for
-/// them and end the ones that outlast it.
+/// them and end the ones that outlast it. A session is listed exactly while it is queued or
+/// running (`admit` lists it in the same step as it queues it), so one refused at the door
+/// is never seen, let alone ended, by TerminateExtension.
 #[derive(Default)]
 struct InFlight {
     sessions: Mutex<HashMap<u64, Arc<Session>>>,
-    drained: Condvar,
+    /// Signalled whenever a session leaves the list.
+    shrunk: Condvar,
     next_id: AtomicU64,
 }
+
+impl InFlight {
+    /// Queues a job with `send` and lists its session, as one step under the list's lock
+    /// (so its worker cannot finish it before it is listed). A refused job is never listed.
+    fn admit(
+        &self,
+        id: u64,
+        session: &Arc<Session>,
+        send: impl FnOnce() -> Result<(), &'static str>,
+    ) -> Result<(), &'static str> {
+        let mut sessions = self.sessions.lock();
+        send()?;
+        sessions.insert(id, session.clone());
+        Ok(())
+    }
+
+    /// The request is over (DONE_WITH_SESSION sent, by its worker or by TerminateExtension).
+    fn remove(&self, id: u64) {
+        self.sessions.lock().remove(&id);
+        self.shrunk.notify_all();
+    }
+
+    /// Waits until nothing is listed or `patience` is over; returns what is still listed.
+    fn wait_drained(&self, patience: Duration) -> Vec<Arc<Session>> {
+        let deadline = Instant::now() + patience;
+        let mut sessions = self.sessions.lock();
+        while !sessions.is_empty() {
+            if self.shrunk.wait_until(&mut sessions, deadline).timed_out() {
+                break;
+            }
+        }
+        sessions.values().cloned().collect()
+    }
+}
+
+/// How long TerminateExtension lets a worker finish a call into IIS before it closes that
+/// request's connection under it (a call that does not block returns in far less).
+const CALL_PATIENCE: Duration = Duration::from_millis(200);
 
 /// The worker pool's source: queued jobs, run through the app.
 struct Jobs {
@@ -93,11 +134,7 @@ impl WorkSource for Jobs {
             };
             job.session.finish(status, note, outcome.reusable);
         }
-        let mut sessions = self.in_flight.sessions.lock();
-        sessions.remove(&job.id);
-        if sessions.is_empty() {
-            self.in_flight.drained.notify_all();
-        }
+        self.in_flight.remove(job.id);
     }
 }
 
@@ -207,29 +244,35 @@ pub fn accept(ecb: Ecb) -> Dword {
     let id = in_flight.next_id.fetch_add(1, Ordering::Relaxed);
     // IIS's ECB stays valid until DONE_WITH_SESSION; only the session touches it from now on.
     let session = Arc::new(Session::new(ecb));
-    in_flight.sessions.lock().insert(id, session.clone());
     let job = Job {
         id,
         req,
         session: session.clone(),
     };
-    let sent = match &*ext.queue.read() {
+    // A refused job is dropped with its error, so `session` is then the only reference.
+    let admitted = in_flight.admit(id, &session, || match &*ext.queue.read() {
         Some(tx) => tx.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => "queue full",
             TrySendError::Disconnected(_) => "shutting down",
         }),
         None => Err("shutting down"),
+    });
+    let why = match admitted {
+        // A worker (or TerminateExtension) sends the one DONE_WITH_SESSION.
+        Ok(()) => return HSE_STATUS_PENDING,
+        Err(why) => why,
     };
-    match sent {
-        Ok(()) => HSE_STATUS_PENDING,
-        Err(why) => {
-            in_flight.sessions.lock().remove(&id);
-            tracing::warn!("503 for an IIS request: {why}");
-            // Not queued: no worker has the session, so its ECB is still ours to answer.
-            match session.with(|ecb| Ok(ecb.answer(503, why))) {
-                Ok(status) => status,
-                Err(_) => HSE_STATUS_ERROR,
-            }
+    tracing::warn!("503 for an IIS request: {why}");
+    // Never queued nor listed: this call alone has the ECB, and ends the request with its
+    // return value (no DONE_WITH_SESSION).
+    match Arc::try_unwrap(session).ok().and_then(Session::into_ecb) {
+        Some(ecb) => ecb.answer(503, why),
+        // Unreachable: nobody else was given the session. Whoever held it would be a
+        // worker or TerminateExtension, which send DONE_WITH_SESSION: never complete the
+        // request a second time here.
+        None => {
+            tracing::error!("a refused IIS request is held elsewhere; left to its holder");
+            HSE_STATUS_PENDING
         }
     }
 }
@@ -242,17 +285,7 @@ pub fn stop() {
     };
     // Workers finish what is queued, then see the queue closed and exit.
     drop(ext.queue.write().take());
-    let in_flight = &ext.jobs.in_flight;
-    let deadline = Instant::now() + ext.graceful;
-    let mut sessions = in_flight.sessions.lock();
-    while !sessions.is_empty()
-        && !in_flight
-            .drained
-            .wait_until(&mut sessions, deadline)
-            .timed_out()
-    {}
-    let stuck: Vec<Arc<Session>> = sessions.values().cloned().collect();
-    drop(sessions);
+    let stuck = ext.jobs.in_flight.wait_drained(ext.graceful);
     if !stuck.is_empty() {
         tracing::warn!(
             "TerminateExtension: {} request(s) still running after {:?}; ending them with 503",
@@ -260,14 +293,34 @@ pub fn stop() {
             ext.graceful
         );
     }
-    for session in stuck {
-        if !session.cancel(Duration::from_secs(1)) {
-            tracing::error!("TerminateExtension: a request is blocked inside IIS; left to IIS");
-        }
-    }
+    end_all(stuck);
     let still = ext.pool.wait_exit(Duration::from_secs(2));
     if still > 0 {
         tracing::warn!("TerminateExtension: {still} worker thread(s) still inside the app; they no longer hold any request");
     }
     tracing::info!("wsgi-gateway ISAPI extension stopped");
+}
+
+/// Ends every session with one DONE_WITH_SESSION, and returns only when no worker is inside
+/// a call into IIS for any of them and none can start one: IIS frees the ECBs and unloads
+/// the library after TerminateExtension returns.
+fn end_all(stuck: Vec<Arc<Session>>) {
+    let blocked: Vec<Arc<Session>> = stuck
+        .into_iter()
+        .filter(|s| !s.cancel(CALL_PATIENCE))
+        .collect();
+    if blocked.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        "TerminateExtension: closing {} connection(s) whose worker is blocked inside IIS",
+        blocked.len()
+    );
+    // All closed first, then waited for: the blocked calls end together.
+    for session in &blocked {
+        session.interrupt();
+    }
+    for session in blocked {
+        session.cancel_blocked();
+    }
 }

@@ -34,11 +34,13 @@ impl EcbResponder {
 
     fn write_client(&self, bytes: &[u8]) -> io::Result<()> {
         let session = &self.session;
-        let result = crate::python::without_gil(|| session.with(|ecb| ecb.write_client(bytes)));
-        if result.is_err() {
-            self.session.note(|e| e.client_gone = true);
-        }
-        result
+        crate::python::without_gil(|| {
+            session.with_ending(|ecb, ending| {
+                let sent = ecb.write_client(bytes);
+                ending.client_gone |= sent.is_err();
+                sent
+            })
+        })
     }
 }
 
@@ -70,16 +72,24 @@ impl Responder for EcbResponder {
         };
         block.extend_from_slice(b"\r\n");
         let keep = self_delimited && !head.close;
-        self.session.note(|e| e.keep_conn = keep);
+        let code = head.code;
         let session = &self.session;
-        let result = crate::python::without_gil(|| {
-            session.with(|ecb| ecb.send_headers(&status, &block, keep))
-        });
-        match &result {
-            Ok(()) => self.session.note(|e| e.headers_sent = true),
-            Err(_) => self.session.note(|e| e.client_gone = true),
-        }
-        result
+        // Noted under the same lock as the call: TerminateExtension, ending the request,
+        // must never see the head sent but not noted (it would send a 503 head as well).
+        crate::python::without_gil(|| {
+            session.with_ending(|ecb, ending| {
+                ending.keep_conn = keep;
+                let sent = ecb.send_headers(&status, &block, keep);
+                match &sent {
+                    Ok(()) => {
+                        ending.headers_sent = true;
+                        ending.status = code;
+                    }
+                    Err(_) => ending.client_gone = true,
+                }
+                sent
+            })
+        })
     }
 
     fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
