@@ -160,10 +160,16 @@ impl TrustPolicy {
     }
 
     fn is_guarded(&self, name: &[u8]) -> bool {
-        IDENTITY_HEADERS
+        // Every built-in guarded name starts with `x`, `r` or `f` (a test checks): most headers
+        // are ruled out by their first byte.
+        let builtin = matches!(
+            name.first().map(u8::to_ascii_lowercase),
+            Some(b'x' | b'r' | b'f')
+        ) && IDENTITY_HEADERS
             .iter()
             .chain(PROXY_HEADERS.iter())
-            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()));
+        builtin
             || self
                 .identity_headers
                 .iter()
@@ -319,6 +325,17 @@ fn split_unquoted(text: &str, sep: u8) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `is_guarded` looks at names starting with these letters only.
+    #[test]
+    fn every_guarded_name_starts_with_x_r_or_f() {
+        for h in IDENTITY_HEADERS.iter().chain(PROXY_HEADERS.iter()) {
+            assert!(matches!(h.as_bytes()[0], b'x' | b'r' | b'f'), "{h}");
+        }
+        let p = TrustPolicy::default();
+        assert!(p.is_guarded(b"X-Forwarded-Port") && p.is_guarded(b"Remote-User"));
+        assert!(p.is_guarded(b"FORWARDED") && !p.is_guarded(b"Host"));
+    }
     use crate::request::TcpPeer;
 
     fn policy(trusted: &[&str]) -> TrustPolicy {

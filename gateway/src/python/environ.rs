@@ -113,7 +113,9 @@ pub struct EnvironBuilder {
     template: Py<PyDict>,
     host: Mutex<Option<HostStrings>>,
     /// The last client address seen (REMOTE_ADDR): clients come from few addresses.
-    remote_addr: Mutex<Option<(std::sync::Arc<str>, Py<PyString>)>>,
+    remote_addr: LastText,
+    /// The last SERVER_PORT made: requests come through few listeners.
+    server_port: LastText,
     keys: Keys,
     /// `HTTP_*` keys of `COMMON_HEADERS`, by the length of the header name: finding one
     /// compares a few names of that length, with no key built and no hashing.
@@ -191,7 +193,8 @@ impl EnvironBuilder {
         Ok(EnvironBuilder {
             template: template.unbind(),
             host: Mutex::new(None),
-            remote_addr: Mutex::new(None),
+            remote_addr: LastText::default(),
+            server_port: LastText::default(),
             keys,
             http_keys,
             methods,
@@ -236,7 +239,7 @@ impl EnvironBuilder {
         }
         match &req.peer {
             Peer::Tcp(p) => {
-                env.set_item(&k.remote_addr, self.remote_addr(py, &p.ip)?)?;
+                env.set_item(&k.remote_addr, self.remote_addr.text(py, &p.ip)?)?;
                 env.set_item(&k.remote_port, latin1(py, p.port.as_bytes())?)?;
             }
             Peer::Unix => {
@@ -308,12 +311,12 @@ impl EnvironBuilder {
                 if port_from_host {
                     env.set_item(&k.server_port, port)?;
                 } else {
-                    env.set_item(&k.server_port, &*req.server_port)?;
+                    env.set_item(&k.server_port, self.server_port.text(py, &req.server_port)?)?;
                 }
             }
             None => {
                 env.set_item(&k.server_name, &*req.server_name)?;
-                env.set_item(&k.server_port, &*req.server_port)?;
+                env.set_item(&k.server_port, self.server_port.text(py, &req.server_port)?)?;
             }
         }
         if let Proxied::Port(port) = &proxied {
@@ -350,22 +353,6 @@ impl EnvironBuilder {
             .map(|(_, key)| key)
     }
 
-    /// REMOTE_ADDR's text, reused while clients keep coming from the same address.
-    fn remote_addr<'py>(
-        &self,
-        py: Python<'py>,
-        ip: &std::sync::Arc<str>,
-    ) -> PyResult<Bound<'py, PyString>> {
-        let mut last = self.remote_addr.lock();
-        if let Some((text, s)) = last.as_ref() {
-            if **text == **ip {
-                return Ok(s.bind(py).clone());
-            }
-        }
-        let s = latin1(py, ip.as_bytes())?;
-        *last = Some((ip.clone(), s.clone().unbind()));
-        Ok(s)
-    }
 
     /// HTTP_HOST's text, reused while clients keep sending the same Host.
     fn host_value<'py>(&self, py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyString>> {
@@ -491,6 +478,29 @@ impl EnvironBuilder {
 /// `TrustPolicy::forwarded_client`).
 fn entry(list: &Option<String>, at: usize) -> Option<&str> {
     list.as_deref().and_then(|l| set_by_last_trusted(l, at))
+}
+
+/// The Python text of the last value seen, reused while the same value keeps coming (a
+/// client's address, a listener's port): one string made per change, not per request.
+#[derive(Default)]
+struct LastText(Mutex<Option<(std::sync::Arc<str>, Py<PyString>)>>);
+
+impl LastText {
+    fn text<'py>(
+        &self,
+        py: Python<'py>,
+        value: &std::sync::Arc<str>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        let mut last = self.0.lock();
+        if let Some((seen, s)) = last.as_ref() {
+            if **seen == **value {
+                return Ok(s.bind(py).clone());
+            }
+        }
+        let s = latin1(py, value.as_bytes())?;
+        *last = Some((value.clone(), s.clone().unbind()));
+        Ok(s)
+    }
 }
 
 /// Whether a trusted proxy forwarded the request, and the port it says it received it on.
