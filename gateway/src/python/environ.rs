@@ -353,7 +353,6 @@ impl EnvironBuilder {
             .map(|(_, key)| key)
     }
 
-
     /// HTTP_HOST's text, reused while clients keep sending the same Host.
     fn host_value<'py>(&self, py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyString>> {
         let mut last = self.host.lock();
