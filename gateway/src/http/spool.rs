@@ -140,7 +140,7 @@ impl Spool {
             return Ok(false);
         }
         let before = self.copied;
-        let pushed = self.push_counted(bufs, true);
+        let pushed = self.push(bufs);
         // A spill that failed half-way queued less than was taken.
         let queued = self.copied.saturating_sub(before);
         self.budget.give_back(len.saturating_sub(queued));
@@ -171,13 +171,8 @@ impl Spool {
         self.in_memory.saturating_add(len) > MEMORY
     }
 
-    /// Queues a copy of `bufs`, whatever the budget says (it still counts them).
-    pub fn push(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
-        self.push_counted(bufs, false)
-    }
-
-    /// `taken`: the caller took these bytes from the budget already.
-    fn push_counted(&mut self, bufs: &[IoSlice<'_>], taken: bool) -> io::Result<()> {
+    /// Queues a copy of `bufs`, taken from the budget by `try_push`.
+    fn push(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
         for buf in bufs.iter().filter(|b| !b.is_empty()) {
             let fits = self.in_memory.saturating_add(buf.len()) <= MEMORY;
             match self.segments.back_mut() {
@@ -192,11 +187,6 @@ impl Spool {
                 self.in_memory += buf.len();
             }
             self.copied = self.copied.saturating_add(buf.len() as u64);
-            if !taken {
-                self.budget
-                    .used
-                    .fetch_add(buf.len() as u64, Ordering::AcqRel);
-            }
         }
         Ok(())
     }
@@ -344,7 +334,7 @@ mod tests {
         let mut at = 0;
         for size in [1usize, 1000, 70_000, MEMORY, 5, 300_000].iter().cycle() {
             let end = (at + size).min(expected.len());
-            spool.push(&[IoSlice::new(&expected[at..end])]).unwrap();
+            assert!(spool.try_push(&[IoSlice::new(&expected[at..end])]).unwrap());
             at = end;
             if at == expected.len() {
                 break;
