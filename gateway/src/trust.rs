@@ -252,11 +252,7 @@ fn list_from_right(list: &str) -> impl Iterator<Item = &str> {
 /// replacing proxy's entry is gone, so its leftmost entry is what a trusted proxy set, the
 /// one nearest the client.
 pub fn set_by_last_trusted(list: &str, at: usize) -> Option<&str> {
-    let mut taken = None;
-    for entry in list_from_right(list).take(at.saturating_add(1)) {
-        taken = Some(entry);
-    }
-    taken
+    list_from_right(list).take(at.saturating_add(1)).last()
 }
 
 /// `for=`, `proto=` and `host=` of one element of an RFC 7239 `Forwarded` header.

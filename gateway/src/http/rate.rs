@@ -7,7 +7,7 @@
 //! Only time spent waiting on the client counts: an app that pauses between reads, or a
 //! response that is not being written, costs the client nothing.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A minimum average rate; `bytes_per_sec == 0` turns it off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,14 @@ impl RateMeter {
         let earned = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
         let cap = self.idle.max(self.rate.grace);
         self.credit = self.credit.saturating_add(earned).min(cap);
+    }
+
+    /// A wait of the reactor's ended at `now` (it began at `since`) with `n` bytes moved:
+    /// records both and gives the next deadline.
+    pub fn waited_until(&mut self, since: Instant, now: Instant, n: usize) -> Instant {
+        self.waited(now.saturating_duration_since(since));
+        self.moved(n);
+        now + self.limit().0
     }
 
     pub fn bytes(&self) -> u64 {

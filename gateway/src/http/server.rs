@@ -143,14 +143,10 @@ impl ConnState {
     /// `n` body bytes arrived: the wait so far counts against the client's rate, and the
     /// deadline moves by what the bytes earned (not back to a whole idle limit per byte).
     fn received(&mut self, n: usize) {
-        let now = Instant::now();
-        let since = self.since;
+        let (since, now) = (self.since, Instant::now());
         if let Some(meter) = self.receive_meter() {
-            meter.waited(now.saturating_duration_since(since));
-            meter.moved(n);
-            let limit = meter.limit().0;
+            self.deadline = meter.waited_until(since, now, n);
             self.since = now;
-            self.deadline = now + limit;
         }
     }
 
@@ -788,11 +784,12 @@ impl Server {
         if let Ok(f) = &flushed {
             // The wait since the last look counts against the client's minimum rate.
             let now = Instant::now();
-            let mut meter = state.conn.io.send_meter();
-            meter.waited(now.saturating_duration_since(state.since));
-            meter.moved(f.sent);
+            state.deadline = state
+                .conn
+                .io
+                .send_meter()
+                .waited_until(state.since, now, f.sent);
             state.since = now;
-            state.deadline = now + meter.limit().0;
         }
         match flushed {
             Ok(f) if !f.done => Sent::Wait,

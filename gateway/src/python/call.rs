@@ -196,9 +196,7 @@ impl WsgiApp {
                 return;
             };
             let Ok(mut this) = sr.try_borrow_mut() else {
-                let e = pyo3::exceptions::PyRuntimeError::new_err(
-                    "start_response/write is being used from another thread",
-                );
+                let e = super::start_response::busy();
                 self.report_sr(py, sr, input, &e, &where_());
                 return;
             };

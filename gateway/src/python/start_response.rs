@@ -370,7 +370,7 @@ impl StartResponse {
 }
 
 /// The response is in use by another thread of the app (PEP 3333 gives one thread the call).
-fn busy() -> PyErr {
+pub(crate) fn busy() -> PyErr {
     PyRuntimeError::new_err("start_response/write is being used from another thread")
 }
 
