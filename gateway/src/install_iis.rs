@@ -48,7 +48,7 @@ impl Plan {
     }
 }
 
-pub fn run(args: &InstallIisArgs) -> Result<(), ConfigError> {
+pub fn run(args: &InstallIisArgs, _shape: &crate::python::host::Shape) -> Result<(), ConfigError> {
     let cwd = std::env::current_dir()
         .map_err(|e| ConfigError(format!("cannot read the current directory: {e}")))?;
     let plan = inputs::plan(args, &cwd)?;

@@ -2,6 +2,7 @@
 
 #[cfg(unix)]
 pub mod cgi;
+pub mod cli;
 pub mod config;
 #[cfg(unix)]
 pub mod http;

@@ -35,7 +35,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub struct Plan {
     pub workers: usize,
-    /// This program's arguments (without argv[0]), given to every worker as they are.
+    /// The program a worker is (this binary, or `python` of the venv) and its arguments:
+    /// this process's command line, given to every worker as it is.
+    pub program: std::path::PathBuf,
     pub args: Vec<OsString>,
     pub graceful_timeout: Duration,
     /// The listening sockets, and how each is shown in the log.
@@ -154,7 +156,6 @@ impl Signals {
 
 struct Supervisor {
     plan: Plan,
-    exe: std::path::PathBuf,
     slots: Vec<Slot>,
     /// Workers told to stop (SIGTERM): waited for, never replaced.
     leaving: Vec<Worker>,
@@ -168,7 +169,6 @@ struct Supervisor {
 
 /// Runs the supervisor until it is stopped. `Err` = the first generation could not start.
 pub fn run(plan: Plan) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mut signals = Signals::install().map_err(|e| format!("signals: {e}"))?;
     tracing::info!(
         "supervisor pid {} starting {} worker(s)",
@@ -178,7 +178,6 @@ pub fn run(plan: Plan) -> Result<(), String> {
     let mut sup = Supervisor {
         slots: (0..plan.workers).map(|_| Slot::default()).collect(),
         plan,
-        exe,
         leaving: Vec::new(),
         up: false,
         reload_wanted: false,
@@ -242,7 +241,7 @@ impl Supervisor {
         let count = self.plan.sockets.len();
         // The child checks that its parent is still this process once it asked to die with it.
         let parent = rustix::process::getpid().as_raw_nonzero().get();
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = Command::new(&self.plan.program);
         cmd.args(&self.plan.args)
             .env(WORKER_FDS_VAR, count.to_string())
             .env(
@@ -260,7 +259,7 @@ impl Supervisor {
         }
         let child = cmd
             .spawn()
-            .map_err(|e| format!("cannot start a worker ({}): {e}", self.exe.display()))?;
+            .map_err(|e| format!("cannot start a worker ({}): {e}", self.plan.program.display()))?;
         drop(ready_w);
         Ok(Worker {
             child,

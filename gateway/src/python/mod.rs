@@ -5,8 +5,10 @@ pub mod call;
 pub mod environ;
 pub mod errors;
 pub mod file_wrapper;
+pub mod host;
 pub mod input;
 pub mod interpreter;
+mod module;
 pub mod start_response;
 
 use pyo3::prelude::*;

@@ -1,0 +1,297 @@
+//! `serve`: binds (or inherits) the listening sockets, then either supervises worker
+//! processes (`--workers`, `--max-requests`) or loads the app and runs the HTTP server.
+
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+use super::{init_logging, load, Fatal};
+use crate::config::{ServeArgs, Underscores};
+use crate::http::server::Server;
+use crate::http::{self, head::HeadLimits, listener, rate::MinRate, Settings, Shared};
+use crate::pool;
+use crate::python::environ::FrontEndKind;
+use crate::python::host::Shape;
+use crate::supervisor;
+
+/// Lets the server hold as many connections as the system allows (the soft limit is often
+/// 1024, below `--max-connections`).
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let from = lim.current;
+        lim.current = lim.maximum;
+        match setrlimit(Resource::Nofile, lim) {
+            Ok(()) => tracing::debug!("open file limit raised from {from:?} to {:?}", lim.maximum),
+            Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+        }
+    }
+}
+
+/// `command_line`: this process's arguments (without the program), given to every worker.
+pub(super) fn serve(
+    args: ServeArgs,
+    shape: &Shape,
+    command_line: &[std::ffi::OsString],
+) -> Result<u8, Fatal> {
+    init_logging(&args.app)?;
+    raise_fd_limit();
+    let worker = worker_inheritance(shape)?;
+    // Taken (and made close-on-exec) before the app is imported: a process it starts there
+    // must not keep them.
+    let inherited = inherited_sockets(&args, worker.as_ref())?;
+    if worker.is_none() && (args.workers.is_some() || args.max_requests > 0) {
+        let listeners = match inherited {
+            Some(listeners) => listeners,
+            None => bind_sockets(&args)?,
+        };
+        let _pid_file = PidFile::write(args.pid.as_deref())?;
+        let workers = match args.workers {
+            Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(n) => n as usize,
+            None => 1,
+        };
+        let (program, mut program_args) = shape.program().map_err(Fatal)?;
+        program_args.extend(command_line.iter().cloned());
+        let plan = supervisor::Plan {
+            workers,
+            program,
+            args: program_args,
+            graceful_timeout: args.graceful_timeout,
+            sockets: listeners
+                .into_iter()
+                .map(|b| {
+                    let fd = match b.sock {
+                        listener::Sock::Tcp(l) => OwnedFd::from(l),
+                        listener::Sock::Unix(l, _) => OwnedFd::from(l),
+                    };
+                    (fd, b.display)
+                })
+                .collect(),
+        };
+        supervisor::run(plan).map_err(Fatal)?;
+        return Ok(0);
+    }
+    let script_name = args.script_name()?;
+    let max_requests = match (&worker, args.max_requests) {
+        (Some(_), n) if n > 0 => n.saturating_add(jitter(args.max_requests_jitter)),
+        _ => 0,
+    };
+    let settings = Settings {
+        limits: HeadLimits {
+            max_request_line: to_usize(args.limit_request_line),
+            max_headers: to_usize(args.limit_request_fields),
+            max_field_size: to_usize(args.limit_request_field_size),
+            max_head_size: to_usize(args.limit_request_head),
+        },
+        max_body: args.service.max_body_size,
+        header_timeout: args.header_timeout,
+        keepalive_timeout: args.keepalive_timeout,
+        body_timeout: args.body_timeout,
+        write_timeout: args.write_timeout,
+        min_body_rate: MinRate {
+            bytes_per_sec: args.min_request_body_rate,
+            grace: args.min_rate_grace,
+        },
+        min_response_rate: MinRate {
+            bytes_per_sec: args.min_response_rate,
+            grace: args.min_rate_grace,
+        },
+        write_buffer: args.write_buffer,
+        write_buffer_total: args.write_buffer_total,
+        stream_nodelay: args.stream_nodelay,
+        graceful_timeout: args.graceful_timeout,
+        max_connections: to_usize(args.max_connections),
+        backlog: args.backlog,
+        threads: args.service.threads as usize,
+        script_name: script_name.into(),
+        max_requests,
+    };
+    let app = load(
+        &args.app,
+        shape,
+        FrontEndKind {
+            multithread: true,
+            multiprocess: worker.is_some(),
+            run_once: false,
+        },
+        args.service.header_underscores == Underscores::Refuse,
+        Some(args.service.switch_interval),
+    )?;
+    // Bound after the app: a server that cannot start never holds a port, even briefly.
+    let listeners = match inherited {
+        Some(listeners) => listeners,
+        None => bind_sockets(&args)?,
+    };
+    let access_log = match &args.access_log {
+        Some(path) => Some(
+            http::access_log::AccessLog::open(path)
+                .map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
+        ),
+        None => None,
+    };
+
+    let pid_file = match worker {
+        Some(_) => None,
+        None => PidFile::write(args.pid.as_deref())?,
+    };
+    let (signal_rx, signal_tx) = std::os::unix::net::UnixStream::pair()?;
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::low_level::pipe::register(sig, signal_tx.try_clone()?)?;
+    }
+    // SIGHUP reloads a supervised server (the supervisor handles it); here it must not kill.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup)?;
+
+    let threads = settings.threads;
+    let shared = Arc::new(Shared {
+        app,
+        settings,
+        stopping: AtomicBool::new(false),
+        access_log,
+        served: AtomicU64::new(0),
+        retiring: AtomicBool::new(false),
+    });
+    let server = Arc::new(Server::new(listeners, shared)?);
+    let _pool = pool::start(threads, "wsgi-worker", server.clone())?;
+    match worker {
+        Some(w) => w.ready(),
+        None => {
+            for l in server.listeners() {
+                tracing::info!(
+                    "wsgi-gateway {} listening on {} ({} threads)",
+                    env!("CARGO_PKG_VERSION"),
+                    l.display,
+                    threads
+                );
+            }
+        }
+    }
+    server.keep_time(signal_rx)?;
+    drop(pid_file);
+    // Workers still inside a stuck app must not hold the exit hostage (graceful timeout passed).
+    std::process::exit(0);
+}
+
+/// What a worker process got from its supervisor: its sockets (fds 3..) and a pipe to say
+/// "ready" on.
+struct WorkerInheritance {
+    sockets: usize,
+    ready: std::fs::File,
+}
+
+impl WorkerInheritance {
+    fn ready(self) {
+        use std::io::Write;
+        tracing::info!("worker pid {} ready", std::process::id());
+        let mut ready = self.ready;
+        let _ = ready.write_all(b"1");
+    }
+}
+
+/// The supervisor's hand-over, when this process is one of its workers. The variables are
+/// removed so the app's own child processes do not inherit them.
+fn worker_inheritance(shape: &Shape) -> Result<Option<WorkerInheritance>, Fatal> {
+    let (Some(fds), Some(ready)) = (
+        std::env::var_os(supervisor::WORKER_FDS_VAR),
+        std::env::var_os(supervisor::READY_FD_VAR),
+    ) else {
+        return Ok(None);
+    };
+    shape.forget_env(supervisor::WORKER_FDS_VAR);
+    shape.forget_env(supervisor::READY_FD_VAR);
+    let parse = |v: &std::ffi::OsStr| v.to_str().and_then(|t| t.parse::<i32>().ok());
+    let (Some(sockets), Some(ready_fd)) = (parse(&fds), parse(&ready)) else {
+        return Err(Fatal(
+            "malformed worker hand-over from the supervisor".into(),
+        ));
+    };
+    let expected = listener::FIRST_INHERITED_FD + sockets;
+    if sockets < 1 || sockets > supervisor::MAX_SOCKETS as i32 || ready_fd != expected {
+        return Err(Fatal(
+            "malformed worker hand-over from the supervisor".into(),
+        ));
+    }
+    // SAFETY: the supervisor placed the write end of this worker's ready pipe at `ready_fd`
+    // (after the sockets) for this process alone.
+    let ready = unsafe { std::fs::File::from_raw_fd(ready_fd) };
+    listener::close_on_exec(ready.as_fd())
+        .map_err(|e| Fatal(format!("the supervisor's ready pipe: {e}")))?;
+    Ok(Some(WorkerInheritance {
+        sockets: sockets as usize,
+        ready,
+    }))
+}
+
+/// The listening sockets another process passed: the supervisor, or systemd (`LISTEN_FDS`).
+fn inherited_sockets(
+    args: &ServeArgs,
+    worker: Option<&WorkerInheritance>,
+) -> Result<Option<Vec<listener::Bound>>, Fatal> {
+    if let Some(w) = worker {
+        return listener::adopt_inherited(w.sockets, "supervisor")
+            .map(Some)
+            .map_err(Fatal);
+    }
+    let inherited = listener::systemd_sockets().map_err(Fatal)?;
+    if inherited.is_some() && !args.bind.is_empty() {
+        return Err(Fatal(
+            "--bind and LISTEN_FDS (systemd socket activation) both name sockets; give one".into(),
+        ));
+    }
+    Ok(inherited)
+}
+
+/// The listening sockets bound here (`--bind`, or the default address).
+fn bind_sockets(args: &ServeArgs) -> Result<Vec<listener::Bound>, Fatal> {
+    let binds = if args.bind.is_empty() {
+        vec!["127.0.0.1:8000".to_string()]
+    } else {
+        args.bind.clone()
+    };
+    if binds.len() > supervisor::MAX_SOCKETS {
+        return Err(Fatal(format!(
+            "--bind: at most {} addresses",
+            supervisor::MAX_SOCKETS
+        )));
+    }
+    binds
+        .iter()
+        .map(|b| listener::bind(b, args.backlog))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Fatal)
+}
+
+/// `--pid FILE`: written once the sockets are bound, removed when the process ends normally.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: Option<&std::path::Path>) -> Result<Option<PidFile>, Fatal> {
+        let Some(path) = path else { return Ok(None) };
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| Fatal(format!("--pid {}: {e}", path.display())))?;
+        Ok(Some(PidFile(path.to_path_buf())))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A random number in 0..=`max` (`--max-requests-jitter`): enough that workers started
+/// together do not retire together.
+fn jitter(max: u64) -> u64 {
+    use std::hash::BuildHasher;
+    if max == 0 {
+        return 0;
+    }
+    let seed = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    seed % max.saturating_add(1)
+}
+
+fn to_usize(n: impl TryInto<usize>) -> usize {
+    n.try_into().unwrap_or(usize::MAX)
+}
