@@ -6,7 +6,9 @@
 #
 # Usage: bash bench/compare.sh
 # Env:   ROUNDS (3), DURATION (seconds per run, 5), WARMUP (seconds, 1),
-#        SERVERS ("wsgi-gateway granian gunicorn waitress fastwsgi bjoern nginx"),
+#        SERVERS ("wsgi-gateway granian gunicorn waitress fastwsgi bjoern nginx"; also
+#                 wsgi-gateway-wheel: the release wheel pip-installed into the peers' venv and
+#                 run by its console script, the extension-module shape beside the binary),
 #        SCENARIOS ("hello echo big stream mixed close app idle"; also: slow),
 #        PROCS (1 = one process each, the default; 2 = two worker processes where the server
 #               supports it: granian, gunicorn, fastwsgi, bjoern, nginx),
@@ -63,6 +65,8 @@ declare -A PEER_PIN=(
     [fastwsgi]=fastwsgi==0.0.9
     [bjoern]=bjoern==3.2.2
 )
+# What builds the wsgi-gateway-wheel server's wheel (the same pin as tests/run.sh).
+MATURIN_PIN=maturin==1.16.0
 # Peers whose build may fail here (C extensions from sdist): skipped with a note.
 OPTIONAL_PEERS=" fastwsgi bjoern "
 # The `app` scenario's framework, with the versions of its dependencies, in the same venv.
@@ -216,6 +220,18 @@ declare -A SKIP_REASON=()
 for server in $SERVERS; do
     case "$server" in
         wsgi-gateway) continue ;;
+        wsgi-gateway-wheel)
+            # The wheel of this tree (gateway/pyproject.toml), built now and installed over
+            # whatever an earlier run left: the console script serves from that venv.
+            note "maturin build --release (the wsgi-gateway wheel)"
+            "$VPY" -m pip install -q --disable-pip-version-check "$MATURIN_PIN" ||
+                die "pip install $MATURIN_PIN failed"
+            rm -rf "$WORK/wheel"
+            "$VENV/bin/maturin" build --release --quiet -i "$VPY" -m "$REPO/gateway/Cargo.toml" \
+                -o "$WORK/wheel" >&2 || die "building the wheel failed"
+            "$VPY" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
+                "$WORK"/wheel/*.whl || die "installing the wheel failed"
+            continue ;;
         nginx)
             [ -n "$NGINX_BIN" ] || SKIP_REASON[nginx]="nginx is not installed (Debian package 'nginx')"
             continue ;;
@@ -339,7 +355,7 @@ server_na() {
     fi
     if [ "$PROCS" != 1 ]; then
         case "$server" in
-            wsgi-gateway) NA_REASON="n/a: no --workers yet (issue 6)" ;;
+            wsgi-gateway | wsgi-gateway-wheel) NA_REASON="n/a: no --workers yet (issue 6)" ;;
             waitress) NA_REASON="n/a: waitress is single-process by design" ;;
         esac
     fi
@@ -369,6 +385,7 @@ server_port() {
 # How each server is run, for the report.
 declare -A SETTINGS=(
     [wsgi-gateway]="\`wsgi-gateway serve bench_app:application --threads $GW_THREADS --venv bench/.venv${GW_ARGS:+ $GW_ARGS}\` (one process)"
+    [wsgi-gateway-wheel]="\`bench/.venv/bin/wsgi-gateway serve bench_app:application --threads $GW_THREADS${GW_ARGS:+ $GW_ARGS}\`: the release wheel's console script, in its venv (one process)"
     [granian]="\`granian --interface wsgi --workers $PROCS --blocking-threads $GRANIAN_THREADS${GRANIAN_ARGS:+ $GRANIAN_ARGS}\`"
     [gunicorn]="\`gunicorn -w $PROCS$([ "$GUNICORN_THREADS" -gt 1 ] && echo " -k gthread --threads $GUNICORN_THREADS" || echo ' (sync worker)')${GUNICORN_ARGS:+ $GUNICORN_ARGS}\`"
     [waitress]="\`waitress-serve --threads=$WAITRESS_THREADS${WAITRESS_ARGS:+ $WAITRESS_ARGS}\` (one process)"
@@ -410,6 +427,9 @@ server_cmd() {
         wsgi-gateway)
             CMD=("$GW_BIN" serve bench_app:application --bind "$HOST:$port" --threads "$GW_THREADS"
                 --chdir "$APPS" --venv "$VENV" $GW_ARGS) ;;
+        wsgi-gateway-wheel)
+            CMD=("$VENV/bin/wsgi-gateway" serve bench_app:application --bind "$HOST:$port"
+                --threads "$GW_THREADS" --chdir "$APPS" $GW_ARGS) ;;
         granian)
             CMD=("$VENV/bin/granian" --interface wsgi --host "$HOST" --port "$port" --workers "$PROCS"
                 --blocking-threads "$GRANIAN_THREADS" --log-level warning --working-dir "$APPS"

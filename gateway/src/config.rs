@@ -14,6 +14,8 @@ use crate::trust::{IpRange, TrustPolicy};
 #[derive(Parser, Debug)]
 #[command(
     name = "wsgi-gateway",
+    // Not argv[0]: under `python -m wsgi_gateway` that is `__main__.py`.
+    bin_name = "wsgi-gateway",
     version,
     about = "Run Python WSGI applications (PEP 3333) from a Rust core"
 )]
