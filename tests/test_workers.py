@@ -893,6 +893,21 @@ def test_listen_fds_socket_is_served(gw, tmp_path, workers, family):
     assert s.stop(timeout=20) == 0
 
 
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["single", "supervisor"])
+def test_handed_over_variables_do_not_reach_the_apps_environment(gw, workers):
+    sock = bound_socket()
+    try:
+        s = gw(args=workers, bind=None, prefix=SD_WRAPPER,
+               env={"GW_TEST_LISTEN_FD": str(sock.fileno())},
+               popen_kw={"pass_fds": (sock.fileno(),)})
+    finally:
+        sock.close()
+    r = fetch(s, "/handed-over", 15.0)
+    assert r.status == 200 and r.complete, (r, s.log())
+    assert r.json()["names"] == [], (r.json(), s.log())
+    assert s.stop(timeout=20) == 0
+
+
 def test_listen_fds_with_bind_is_an_error(tmp_path):
     sock = bound_socket()
     token = uuid.uuid4().hex

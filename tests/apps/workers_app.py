@@ -83,6 +83,12 @@ def application(environ, start_response):
     elif path == "/spawn":
         body = json.dumps({"spawned": _spawn(qs["pidfile"])}).encode()
         ctype = "application/json"
+    elif path == "/handed-over":
+        # What the process was handed (the supervisor's fds, systemd's sockets) must not reach
+        # the app's own child processes, which take os.environ (Python's copy) with them.
+        names = sorted(k for k in os.environ if k.startswith(("LISTEN_", "WSGI_GATEWAY_")))
+        body = json.dumps({"pid": os.getpid(), "names": names}).encode()
+        ctype = "application/json"
     elif path == "/block":
         _touch(qs.get("entered"))
         while True:

@@ -40,7 +40,7 @@ pub(super) fn serve(
     let worker = worker_inheritance(shape)?;
     // Taken (and made close-on-exec) before the app is imported: a process it starts there
     // must not keep them.
-    let inherited = inherited_sockets(&args, worker.as_ref())?;
+    let inherited = inherited_sockets(&args, shape, worker.as_ref())?;
     if worker.is_none() && (args.workers.is_some() || args.max_requests > 0) {
         let listeners = match inherited {
             Some(listeners) => listeners,
@@ -227,6 +227,7 @@ fn worker_inheritance(shape: &Shape) -> Result<Option<WorkerInheritance>, Fatal>
 /// The listening sockets another process passed: the supervisor, or systemd (`LISTEN_FDS`).
 fn inherited_sockets(
     args: &ServeArgs,
+    shape: &Shape,
     worker: Option<&WorkerInheritance>,
 ) -> Result<Option<Vec<listener::Bound>>, Fatal> {
     if let Some(w) = worker {
@@ -234,7 +235,7 @@ fn inherited_sockets(
             .map(Some)
             .map_err(Fatal);
     }
-    let inherited = listener::systemd_sockets().map_err(Fatal)?;
+    let inherited = listener::systemd_sockets(|var| shape.forget_env(var)).map_err(Fatal)?;
     if inherited.is_some() && !args.bind.is_empty() {
         return Err(Fatal(
             "--bind and LISTEN_FDS (systemd socket activation) both name sockets; give one".into(),

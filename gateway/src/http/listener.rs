@@ -174,8 +174,9 @@ pub fn adopt_inherited(count: usize, origin: &str) -> Result<Vec<Bound>, String>
 }
 
 /// systemd socket activation: `LISTEN_FDS` sockets when `LISTEN_PID` is this process. The
-/// variables are removed so the app's child processes do not take them for their own.
-pub fn systemd_sockets() -> Result<Option<Vec<Bound>>, String> {
+/// variables are removed (by `forget`) so the app's child processes do not take them for their
+/// own.
+pub fn systemd_sockets(forget: impl Fn(&str)) -> Result<Option<Vec<Bound>>, String> {
     let pid = std::env::var("LISTEN_PID").ok();
     let count = std::env::var("LISTEN_FDS").ok();
     let (Some(pid), Some(count)) = (pid, count) else {
@@ -185,7 +186,7 @@ pub fn systemd_sockets() -> Result<Option<Vec<Bound>>, String> {
         return Ok(None);
     }
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-        std::env::remove_var(var);
+        forget(var);
     }
     let count: usize = count
         .trim()
