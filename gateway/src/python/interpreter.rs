@@ -39,14 +39,16 @@ const BUILD_VERSION: &str = env!("WSGI_GATEWAY_PYTHON_VERSION");
 /// `site` (the venv's packages and `.pth` files, and the base's only when the venv includes
 /// them) are what that program has. Signals stay with the gateway, not Python.
 pub fn start(venv: Option<&Path>) -> Result<(), LoadError> {
-    let program = match venv {
-        Some(v) => Some(venv_python(v)?),
-        None => BUILD_PYTHON.map(PathBuf::from),
-    };
+    // Already running: the extension-module shape (its `python` chose the venv), or a second
+    // call.
     // SAFETY: Py_IsInitialized may be called at any time.
     if unsafe { pyo3::ffi::Py_IsInitialized() } != 0 {
         return Ok(());
     }
+    let program = match venv {
+        Some(v) => Some(venv_python(v)?),
+        None => BUILD_PYTHON.map(PathBuf::from),
+    };
     // Without a known program (a cross-built Windows library) Python finds its home from its
     // own DLL's folder. Either way errors come back as a status: Py_Initialize would abort the
     // host process (IIS's worker) instead.
