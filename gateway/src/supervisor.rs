@@ -257,9 +257,12 @@ impl Supervisor {
                 die_with_parent(parent)
             });
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start a worker ({}): {e}", self.plan.program.display()))?;
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start a worker ({}): {e}",
+                self.plan.program.display()
+            )
+        })?;
         drop(ready_w);
         Ok(Worker {
             child,
