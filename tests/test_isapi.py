@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,7 @@ from conformance.cases import CASES
 import test_environ
 import test_framing
 from gwhelpers import APPS_DIR, ConnClosed, RawConn
-from isapihost import IsapiHost, ServerView, build_extension
+from isapihost import IsapiHost, ServerView, build_extension, toml
 
 # Real clients: the hg/git tests of test_real_clients.py run here once more, against the
 # `front` fixture below (ISAPI). Importing them (and the fixtures they use) re-runs the same
@@ -828,6 +829,44 @@ def test_configuration_errors_make_get_extension_version_fail(isapi_factory, con
         assert h.error_log().count(message) == 1, h.error_log()
     if says == "wsgi-gateway.toml" or config and "app" not in config:
         assert str(h.config_path) in errors[0]
+
+
+# What install-iis records for the loader (wsgi_gateway_isapi.dll) beside the app's settings.
+LOADER_KEYS = {"python-dll": r"C:\Program Files\Python311\python311.dll",
+               "core": r"C:\srv\venv\Lib\site-packages\wsgi_gateway\_core.cp311-win_amd64.pyd"}
+
+
+def loader_config(tmp_path, config: dict) -> Path:
+    """A wsgi-gateway.toml in an application directory of its own, as the loader finds it."""
+    app_dir = tmp_path / "app dir"
+    app_dir.mkdir()
+    conf = app_dir / "wsgi-gateway.toml"
+    conf.write_text(toml(config))
+    return conf
+
+
+def test_the_file_the_loader_names_is_the_configuration(isapi_factory, tmp_path):
+    """The loader passes the wsgi-gateway.toml it read to WsgiGatewayIsapiConfigure (the
+    harness's --configure does the same): the core reads that file, not the one
+    WSGI_GATEWAY_CONFIG names (here a broken app) nor one beside itself, resolves its
+    relative paths against that file's folder, and accepts the keys recorded for the loader."""
+    conf = loader_config(tmp_path, {"app": "echo_app", "pythonpath": [str(APPS_DIR)],
+                                    "error-log": "served.log", **LOADER_KEYS})
+    h = isapi_factory({"app": "broken_import"}, ["--vdir", "/app", "--configure", str(conf)])
+    assert get_json(h, "/app/x")["SCRIPT_NAME"] == "/app"
+    served = (conf.parent / "served.log").read_text()
+    assert "ISAPI extension ready" in served and str(conf) in served, served
+
+
+def test_a_start_failure_is_logged_beside_the_loaders_configuration(isapi_factory, tmp_path):
+    conf = loader_config(tmp_path, {"app": "echo_app", "frobnicate": 1, **LOADER_KEYS})
+    h = isapi_factory(None, ["--configure", str(conf)], start=False)
+    h.launch()
+    assert h.wait_exit() == 2, h.diagnostics()
+    errors = [line for line in h.err_lines if line.startswith("wsgi-gateway: error:")]
+    assert len(errors) == 1 and "frobnicate" in errors[0], h.diagnostics()
+    log = (conf.parent / "wsgi-gateway.log").read_text()
+    assert log.count(errors[0]) == 1, log
 
 
 class IsapiFront(Front):
