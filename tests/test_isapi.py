@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -831,9 +832,17 @@ def test_configuration_errors_make_get_extension_version_fail(isapi_factory, con
         assert str(h.config_path) in errors[0]
 
 
-# What install-iis records for the loader (wsgi_gateway_isapi.dll) beside the app's settings.
-LOADER_KEYS = {"python-dll": r"C:\Program Files\Python311\python311.dll",
-               "core": r"C:\srv\venv\Lib\site-packages\wsgi_gateway\_core.cp311-win_amd64.pyd"}
+# The wsgi-gateway.toml install-iis writes for a Kallithea machine (test_install_iis.py).
+GOLDEN_SETTINGS = Path(__file__).parent / "golden" / "install-iis" / "kallithea" / "wsgi-gateway.toml"
+
+
+def golden_settings(**local) -> dict:
+    """Every key of that file, with the values that name files of the Windows machine (the
+    ini, the venv, the log) replaced by local ones: python-dll and core stay as written."""
+    settings = tomllib.loads(GOLDEN_SETTINGS.read_text())
+    del settings["paste"]
+    assert {"python-dll", "core", "venv", "error-log"} <= set(settings)
+    return {**settings, **local}
 
 
 def loader_config(tmp_path, config: dict) -> Path:
@@ -849,9 +858,10 @@ def test_the_file_the_loader_names_is_the_configuration(isapi_factory, tmp_path)
     """The loader passes the wsgi-gateway.toml it read to WsgiGatewayIsapiConfigure (the
     harness's --configure does the same): the core reads that file, not the one
     WSGI_GATEWAY_CONFIG names (here a broken app) nor one beside itself, resolves its
-    relative paths against that file's folder, and accepts the keys recorded for the loader."""
-    conf = loader_config(tmp_path, {"app": "echo_app", "pythonpath": [str(APPS_DIR)],
-                                    "error-log": "served.log", **LOADER_KEYS})
+    relative paths against that file's folder, and accepts every key install-iis writes
+    (python-dll and core are the loader's)."""
+    conf = loader_config(tmp_path, golden_settings(app="echo_app", pythonpath=[str(APPS_DIR)],
+                                                   venv=str(VENV), **{"error-log": "served.log"}))
     h = isapi_factory({"app": "broken_import"}, ["--vdir", "/app", "--configure", str(conf)])
     assert get_json(h, "/app/x")["SCRIPT_NAME"] == "/app"
     served = (conf.parent / "served.log").read_text()
@@ -859,7 +869,7 @@ def test_the_file_the_loader_names_is_the_configuration(isapi_factory, tmp_path)
 
 
 def test_a_start_failure_is_logged_beside_the_loaders_configuration(isapi_factory, tmp_path):
-    conf = loader_config(tmp_path, {"app": "echo_app", "frobnicate": 1, **LOADER_KEYS})
+    conf = loader_config(tmp_path, golden_settings(app="echo_app", frobnicate=1))
     h = isapi_factory(None, ["--configure", str(conf)], start=False)
     h.launch()
     assert h.wait_exit() == 2, h.diagnostics()
