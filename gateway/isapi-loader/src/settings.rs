@@ -294,6 +294,23 @@ mod tests {
         );
     }
 
+    /// What `wsgi-gateway install-iis` wrote for the Kallithea layout (tests/test_install_iis.py
+    /// keeps it equal to install-iis's output).
+    #[test]
+    fn reads_the_golden_install() {
+        let text = include_str!("../../../tests/golden/install-iis/kallithea/wsgi-gateway.toml");
+        assert_eq!(
+            read(text).unwrap(),
+            Settings {
+                python_dll: Some(r"C:\Program Files\Python311\python311.dll".into()),
+                core: Some(
+                    r"C:\srv\venv\Lib\site-packages\wsgi_gateway\_core.cp311-win_amd64.pyd".into()
+                ),
+                error_log: Some(r"C:\srv\kallithea\wsgi-gateway.log".into()),
+            }
+        );
+    }
+
     #[test]
     fn other_values_are_skipped_whatever_they_hold() {
         let text = r#"
