@@ -38,9 +38,11 @@ else
     maturin=("${PYTHON:-python3}" -m maturin)
 fi
 
-# The loader is not Python's: the same build goes into every wheel.
-cargo build --release --locked -p wsgi-gateway-isapi-loader --target "$TARGET" \
-    --manifest-path "$REPO/Cargo.toml"
+# The loader is not Python's: the same build goes into every wheel. Stripped here (maturin
+# strips only the extension module); set in the environment, not in Cargo.toml, whose profile
+# would name a package the sdist does not carry.
+CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked \
+    -p wsgi-gateway-isapi-loader --target "$TARGET" --manifest-path "$REPO/Cargo.toml"
 mkdir -p "$(dirname "$STAGED")"
 cp "$REPO/target/$TARGET/release/$LOADER" "$STAGED"
 # The staged copy exists only while maturin runs, so no other wheel (Linux, sdist) takes it.
