@@ -22,7 +22,9 @@ import os
 import socket
 import threading
 import time
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +33,7 @@ from conformance.cases import CASES
 import test_environ
 import test_framing
 from gwhelpers import APPS_DIR, ConnClosed, RawConn
-from isapihost import IsapiHost, ServerView, build_extension
+from isapihost import IsapiHost, ServerView, build_extension, toml
 
 # Real clients: the hg/git tests of test_real_clients.py run here once more, against the
 # `front` fixture below (ISAPI). Importing them (and the fixtures they use) re-runs the same
@@ -828,6 +830,53 @@ def test_configuration_errors_make_get_extension_version_fail(isapi_factory, con
         assert h.error_log().count(message) == 1, h.error_log()
     if says == "wsgi-gateway.toml" or config and "app" not in config:
         assert str(h.config_path) in errors[0]
+
+
+# The wsgi-gateway.toml install-iis writes for a Kallithea machine (test_install_iis.py).
+GOLDEN_SETTINGS = Path(__file__).parent / "golden" / "install-iis" / "kallithea" / "wsgi-gateway.toml"
+
+
+def golden_settings(**local) -> dict:
+    """Every key of that file, with the values that name files of the Windows machine (the
+    ini, the venv, the log) replaced by local ones: python-dll and core stay as written."""
+    settings = tomllib.loads(GOLDEN_SETTINGS.read_text())
+    del settings["paste"]
+    assert {"python-dll", "core", "venv", "error-log"} <= set(settings)
+    return {**settings, **local}
+
+
+def loader_config(tmp_path, config: dict) -> Path:
+    """A wsgi-gateway.toml in an application directory of its own, as the loader finds it."""
+    app_dir = tmp_path / "app dir"
+    app_dir.mkdir()
+    conf = app_dir / "wsgi-gateway.toml"
+    conf.write_text(toml(config))
+    return conf
+
+
+def test_the_file_the_loader_names_is_the_configuration(isapi_factory, tmp_path):
+    """The loader passes the wsgi-gateway.toml it read to WsgiGatewayIsapiConfigure (the
+    harness's --configure does the same): the core reads that file, not the one
+    WSGI_GATEWAY_CONFIG names (here a broken app) nor one beside itself, resolves its
+    relative paths against that file's folder, and accepts every key install-iis writes
+    (python-dll and core are the loader's)."""
+    conf = loader_config(tmp_path, golden_settings(app="echo_app", pythonpath=[str(APPS_DIR)],
+                                                   venv=str(VENV), **{"error-log": "served.log"}))
+    h = isapi_factory({"app": "broken_import"}, ["--vdir", "/app", "--configure", str(conf)])
+    assert get_json(h, "/app/x")["SCRIPT_NAME"] == "/app"
+    served = (conf.parent / "served.log").read_text()
+    assert "ISAPI extension ready" in served and str(conf) in served, served
+
+
+def test_a_start_failure_is_logged_beside_the_loaders_configuration(isapi_factory, tmp_path):
+    conf = loader_config(tmp_path, golden_settings(app="echo_app", frobnicate=1))
+    h = isapi_factory(None, ["--configure", str(conf)], start=False)
+    h.launch()
+    assert h.wait_exit() == 2, h.diagnostics()
+    errors = [line for line in h.err_lines if line.startswith("wsgi-gateway: error:")]
+    assert len(errors) == 1 and "frobnicate" in errors[0], h.diagnostics()
+    log = (conf.parent / "wsgi-gateway.log").read_text()
+    assert log.count(errors[0]) == 1, log
 
 
 class IsapiFront(Front):

@@ -1,7 +1,10 @@
-"""The ISAPI library as IIS gets it: cross-built for Windows (64- and 32-bit) with the
-mingw-w64 toolchain, then its PE export table read with objdump. IIS finds the entry points
-with GetProcAddress by their plain names, so the DLL must export exactly the three ISAPI
-functions, undecorated (no `_GetExtensionVersion@4` from stdcall on 32-bit).
+"""The ISAPI DLLs as IIS gets them: cross-built for Windows (64- and 32-bit) with the
+mingw-w64 toolchain, then their PE export and import tables read with objdump. IIS finds the
+entry points with GetProcAddress by their plain names, so they must be undecorated (no
+`_GetExtensionVersion@4` from stdcall on 32-bit). The loader (wsgi_gateway_isapi.dll, IIS's
+scriptProcessor) exports exactly the three ISAPI functions and imports no Python; the core
+(wsgi_gateway.dll, the same library as the wheel's _core .pyd) exports them too, beside
+PyInit__core and WsgiGatewayIsapiConfigure, and imports the python3X.dll it was built for.
 
 Needs the Rust targets (rustup) and the mingw-w64 binutils; tests/run.sh installs both and sets
 WSGI_GATEWAY_REQUIRE_WINDOWS_TARGETS, so in the test command a missing piece fails instead of
@@ -24,7 +27,9 @@ TARGETS = {
     "x86_64-pc-windows-gnu": ("x86_64-w64-mingw32-objdump", "pei-x86-64"),
     "i686-pc-windows-gnu": ("i686-w64-mingw32-objdump", "pei-i386"),
 }
-EXPORTS = ["GetExtensionVersion", "HttpExtensionProc", "TerminateExtension"]
+ISAPI = ["GetExtensionVersion", "HttpExtensionProc", "TerminateExtension"]
+# objdump lists export names sorted.
+CORE_EXPORTS = sorted([*ISAPI, "PyInit__core", "WsgiGatewayIsapiConfigure"])
 
 
 def _installed_targets() -> set[str]:
@@ -44,19 +49,39 @@ def _need(ok: bool, what: str) -> None:
     pytest.skip(what)
 
 
-def _exports(objdump_text: str) -> list[str]:
+def exports(objdump_text: str) -> list[str]:
     """Names from objdump's `[Ordinal/Name Pointer] Table` section."""
     m = re.search(r"\[Ordinal/Name Pointer\] Table\n((?:\s+\[\s*\d+\] \S+\n)+)", objdump_text)
     assert m, objdump_text[:2000]
     return re.findall(r"\] (\S+)", m.group(1))
 
 
+def imports(objdump_text: str) -> list[str]:
+    return re.findall(r"DLL Name: (\S+)", objdump_text)
+
+
+def python_imports(objdump_text: str) -> list[str]:
+    return [d for d in imports(objdump_text) if re.fullmatch(r"(?i)python3\d*\.dll", d)]
+
+
+def need_target(target: str) -> str:
+    """The target's objdump, once the target and the mingw-w64 binutils are known present."""
+    objdump = TARGETS[target][0]
+    _need(target in _installed_targets(), f"Rust target {target} is not installed")
+    _need(shutil.which(objdump) is not None, f"{objdump} not found (Debian: mingw-w64)")
+    return objdump
+
+
+def objdump_p(objdump: str, dll) -> str:
+    dump = subprocess.run([objdump, "-p", str(dll)], capture_output=True, text=True, timeout=120)
+    assert dump.returncode == 0, dump.stderr
+    return dump.stdout
+
+
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_windows_dll_exports_the_isapi_entry_points(target):
-    objdump, pe_format = TARGETS[target]
-    _need(target in _installed_targets(), f"Rust target {target} is not installed")
-    _need(shutil.which(objdump) is not None, f"{objdump} not found (Debian: mingw-w64)")
+    objdump = need_target(target)
     env = dict(os.environ)
     env["PYO3_CROSS_PYTHON_VERSION"] = f"{sys.version_info.major}.{sys.version_info.minor}"
     build = subprocess.run(
@@ -66,11 +91,25 @@ def test_windows_dll_exports_the_isapi_entry_points(target):
     dll = REPO / "target" / target / "debug" / "wsgi_gateway.dll"
     assert dll.is_file(), f"{dll} was not built"
 
-    dump = subprocess.run([objdump, "-p", str(dll)], capture_output=True, text=True, timeout=120)
-    assert dump.returncode == 0, dump.stderr
-    assert f"file format {pe_format}" in dump.stdout
-    assert _exports(dump.stdout) == EXPORTS
+    dump = objdump_p(objdump, dll)
+    assert f"file format {TARGETS[target][1]}" in dump
+    assert exports(dump) == CORE_EXPORTS
     # The Python it will need at run time in w3wp.exe: the same minor version as the build.
     python_dll = f"python{sys.version_info.major}{sys.version_info.minor}.dll"
-    imported = re.findall(r"DLL Name: (\S+)", dump.stdout)
-    assert python_dll in imported, imported
+    assert python_imports(dump) == [python_dll], imports(dump)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_loader_exports_the_isapi_entry_points_and_imports_no_python(target):
+    objdump = need_target(target)
+    build = subprocess.run(
+        ["cargo", "build", "-p", "wsgi-gateway-isapi-loader", "--target", target],
+        cwd=REPO, capture_output=True, text=True, timeout=500)
+    assert build.returncode == 0, build.stderr[-6000:]
+    dll = REPO / "target" / target / "debug" / "wsgi_gateway_isapi.dll"
+    dump = objdump_p(objdump, dll)
+    assert f"file format {TARGETS[target][1]}" in dump
+    assert exports(dump) == ISAPI
+    assert python_imports(dump) == [], imports(dump)
+    assert "KERNEL32.dll" in imports(dump)

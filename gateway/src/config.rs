@@ -31,8 +31,11 @@ pub enum Command {
     /// Answer one request as a CGI/1.1 program (RFC 3875): meta-variables and stdin in, a CGI
     /// response on stdout (the default under a CGI host).
     Cgi(Box<CgiArgs>),
-    /// Write what IIS needs to run an app through the ISAPI library (web.config,
-    /// wsgi-gateway.toml, the DLL, appcmd scripts); successor of `paster install-iis`.
+    /// Write what IIS needs to run an app through the ISAPI extension (web.config,
+    /// wsgi-gateway.toml, the ISAPI loader DLL, appcmd scripts); successor of `paster
+    /// install-iis`. Run it on the IIS machine with the wsgi-gateway of the app's venv: the
+    /// venv and its Python are the running interpreter's. Elsewhere, --for-windows DIR writes
+    /// the same files for a Windows machine, from the target's paths given as options.
     InstallIis(Box<InstallIisArgs>),
 }
 
@@ -46,7 +49,8 @@ pub struct CgiArgs {
 }
 
 /// `install-iis`: only writes files (never starts Python, never calls IIS), so it reads no
-/// `WSGI_GATEWAY_*` variables: what it writes is exactly what was typed.
+/// `WSGI_GATEWAY_*` variables: what it writes is exactly what was typed. Paths the files
+/// state are Windows paths (text), whatever system runs it.
 #[derive(Args, Debug, Clone)]
 pub struct InstallIisArgs {
     /// The WSGI app as module[:callable] (or give --paste).
@@ -57,25 +61,28 @@ pub struct InstallIisArgs {
     pub paste: Option<String>,
     /// Directory to change to before importing the app.
     #[arg(long, value_name = "DIR")]
-    pub chdir: Option<PathBuf>,
+    pub chdir: Option<String>,
     /// Extra sys.path entry (repeatable).
     #[arg(long, value_name = "DIR")]
-    pub pythonpath: Vec<PathBuf>,
-    /// A virtualenv whose packages the app imports (IIS workers never see $VIRTUAL_ENV).
+    pub pythonpath: Vec<String>,
+    /// The virtualenv wsgi-gateway and the app are installed in. On the IIS machine it is the
+    /// running one (this option may only repeat it); with --for-windows, the venv's path there.
     #[arg(long, value_name = "DIR")]
-    pub venv: Option<PathBuf>,
+    pub venv: Option<String>,
     /// Where the app is mounted in the site (`/` = the site root).
     #[arg(long, value_name = "PATH", default_value = "/")]
     pub virtualdir: String,
     /// The IIS site.
     #[arg(long, value_name = "NAME", default_value = "Default Web Site")]
     pub site: String,
-    /// The wsgi_gateway.dll to install (default: the one beside this program).
+    /// The ISAPI loader to install, wsgi_gateway_isapi.dll (default: the one in the installed
+    /// wsgi_gateway package, wsgi_gateway\isapi\; with --for-windows, a file on this machine).
     #[arg(long, value_name = "PATH")]
     pub library: Option<PathBuf>,
-    /// The application's physical directory, where every file is written (default: current directory).
+    /// The application's physical directory, where every file goes (default: the current
+    /// directory; required with --for-windows, as the path on the Windows machine).
     #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
+    pub out: Option<String>,
     /// Application pool to create (default: derived from the site and virtual directory).
     #[arg(long, value_name = "NAME")]
     pub app_pool: Option<String>,
@@ -91,6 +98,33 @@ pub struct InstallIisArgs {
     /// Overwrite files that already exist in the output directory.
     #[arg(long)]
     pub force: bool,
+    /// Prepare the install on this machine for a Windows machine: write the files into DIR
+    /// here, to be copied to --out there. Every path option then names a path on the Windows
+    /// machine (absolute: C:\… or \\server\share\…), and its Python is described by
+    /// --venv, --base-python and --python-version instead of the running interpreter.
+    #[arg(long, value_name = "DIR")]
+    pub for_windows: Option<PathBuf>,
+    /// With --for-windows: the Python installation the venv was made from (its sys.base_prefix,
+    /// e.g. "C:\Program Files\Python311"), which holds python3XY.dll.
+    #[arg(long, value_name = "DIR")]
+    pub base_python: Option<String>,
+    /// With --for-windows: that Python's version, X.Y (3.10 or later).
+    #[arg(long, value_name = "X.Y", value_parser = parse_python_version)]
+    pub python_version: Option<(u8, u8)>,
+}
+
+/// `3.11` → (3, 11): the versions wsgi-gateway's wheels are built for.
+fn parse_python_version(s: &str) -> Result<(u8, u8), String> {
+    let bad = || format!("{s:?}: expected a Python version X.Y, 3.10 or later");
+    let (major, minor) = s.split_once('.').ok_or_else(bad)?;
+    let version = (
+        major.parse::<u8>().map_err(|_| bad())?,
+        minor.parse::<u8>().map_err(|_| bad())?,
+    );
+    if version.0 != 3 || version.1 < 10 {
+        return Err(bad());
+    }
+    Ok(version)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,10 @@
  *                [--preload 49152] [--short-reads] [--fail-write-after N] [--pad-var N]
  *                [--basic-user user:pass] [--windows-user 'DOM\user'] [--done-timeout 120]
  *                [--rtld-global] [--https] [--hide-var NAME]... [--all-raw-lf]
+ *                [--configure FILE]
+ *
+ * --configure plays the part of wsgi-gateway's ISAPI loader (gateway/isapi-loader): before
+ * GetExtensionVersion it passes FILE (UTF-16) to the extension's WsgiGatewayIsapiConfigure.
  *
  * Checks, each reported as a HARNESS FAILURE: after PENDING exactly one DONE_WITH_SESSION
  * (within --done-timeout); none after any other return; no callback (through the ECB or a
@@ -88,6 +92,7 @@ static struct {
     bool all_raw_lf;           /* ALL_RAW lines end in "\n" instead of "\r\n" */
     const char *hidden[8];     /* server variables that do not exist (GetServerVariable FALSE) */
     int nhidden;
+    const char *configure;     /* passed to WsgiGatewayIsapiConfigure before loading */
 } opt = {.vdir = "", .root = "ROOT", .preload = 49152, .fail_write_after = -1,
        .done_timeout = 120};
 
@@ -1591,7 +1596,8 @@ static void usage(void) {
     fputs("usage: isapi-host --lib EXT.so [--port N] [--vdir /app] [--root-spelling Root]\n"
           "  [--preload N] [--short-reads] [--fail-write-after N] [--pad-var N]\n"
           "  [--basic-user user:pass] [--windows-user DOM\\user] [--done-timeout S]\n"
-          "  [--rtld-global] [--https] [--hide-var NAME]... [--all-raw-lf]\n",
+          "  [--rtld-global] [--https] [--hide-var NAME]... [--all-raw-lf]\n"
+          "  [--configure FILE]\n",
           stderr);
     exit(2);
 }
@@ -1616,11 +1622,32 @@ static void parse_args(int argc, char **argv) {
         else if (strcmp(a, "--https") == 0) opt.https = true;
         else if (strcmp(a, "--all-raw-lf") == 0) opt.all_raw_lf = true;
         else if (ARG("--hide-var") && opt.nhidden < 8) opt.hidden[opt.nhidden++] = v;
+        else if (ARG("--configure")) opt.configure = v;
         else usage();
 #undef ARG
     }
     if (!opt.lib || (opt.basic_user && !strchr(opt.basic_user, ':'))) usage();
     if (opt.vdir[0] && (opt.vdir[0] != '/' || opt.vdir[strlen(opt.vdir) - 1] == '/')) usage();
+}
+
+/* What wsgi-gateway's ISAPI loader does before GetExtensionVersion: name the configuration
+ * file, as UTF-16 (the path is taken as ASCII here). */
+static void configure_extension(void *h) {
+    typedef int (*PFN_CONFIGURE)(const uint16_t *);
+    PFN_CONFIGURE configure = (PFN_CONFIGURE)dlsym(h, "WsgiGatewayIsapiConfigure");
+    if (!configure) {
+        fprintf(stderr, "harness: %s lacks WsgiGatewayIsapiConfigure\n", opt.lib);
+        exit(2);
+    }
+    size_t n = strlen(opt.configure);
+    uint16_t *wide = calloc(n + 1, sizeof *wide);
+    for (size_t i = 0; i < n; i++) wide[i] = (unsigned char)opt.configure[i];
+    int ok = configure(wide);
+    free(wide);
+    if (!ok) {
+        fprintf(stderr, "harness: WsgiGatewayIsapiConfigure returned FALSE\n");
+        exit(2);
+    }
 }
 
 static void open_extension(void) {
@@ -1638,6 +1665,7 @@ static void open_extension(void) {
         fprintf(stderr, "harness: %s lacks GetExtensionVersion/HttpExtensionProc\n", opt.lib);
         exit(2);
     }
+    if (opt.configure) configure_extension(h);
     if (!load_extension()) {
         fprintf(stderr, "harness: GetExtensionVersion returned FALSE\n");
         exit(2);

@@ -1,17 +1,19 @@
 //! Checks install-iis's arguments and turns them into the values the files will hold. Every
-//! refusal names the option, and nothing is written before all of them pass.
-
-use std::path::{Component, Path, PathBuf};
+//! refusal names the option, and nothing is written before all of them pass. Paths are the
+//! target's (`Target::path`): Windows paths, whatever system runs this.
 
 use super::settings::Settings;
-use super::{pe, Plan, DLL_NAME, LOG_NAME};
+use super::target::{Kind, Target};
+use super::winpath::WinPath;
+use super::{pe, Plan, LOADER_NAME, LOG_NAME};
 use crate::config::{ConfigError, InstallIisArgs};
 
-pub(super) fn plan(args: &InstallIisArgs, cwd: &Path) -> Result<Plan, ConfigError> {
+pub(super) fn plan(args: &InstallIisArgs, target: &Target) -> Result<Plan, ConfigError> {
     let mut settings = Settings {
         threads: args.threads,
         ..Settings::default()
     };
+    let mut paste_ini = None;
     match (&args.app, &args.paste) {
         (None, None) => {
             return Err(err(
@@ -22,30 +24,27 @@ pub(super) fn plan(args: &InstallIisArgs, cwd: &Path) -> Result<Plan, ConfigErro
             return Err(err(format!("give either APP ({app}) or --paste, not both")))
         }
         (Some(app), None) => settings.app = Some(app_spec(app)?),
-        (None, Some(paste)) => settings.paste = Some(paste_spec(paste, cwd)?),
+        (None, Some(paste)) => {
+            let (ini, spec) = paste_spec(paste, target)?;
+            paste_ini = Some(ini);
+            settings.paste = Some(spec);
+        }
     }
     if let Some(dir) = &args.chdir {
-        let dir = absolute(cwd, dir);
-        if !dir.is_dir() {
-            return Err(err(format!("--chdir {}: not a directory", dir.display())));
+        let dir = target.path("--chdir", dir)?;
+        if target.kind(&dir).is_some_and(|k| k != Kind::Dir) {
+            return Err(err(format!("--chdir {dir}: not a directory")));
         }
-        settings.chdir = Some(text("--chdir", &dir)?);
+        settings.chdir = Some(dir.to_string());
     }
     for dir in &args.pythonpath {
         settings
             .pythonpath
-            .push(text("--pythonpath", &absolute(cwd, dir))?);
+            .push(target.path("--pythonpath", dir)?.to_string());
     }
-    if let Some(dir) = &args.venv {
-        let dir = absolute(cwd, dir);
-        if !dir.join("pyvenv.cfg").is_file() {
-            return Err(err(format!(
-                "--venv {}: not a virtualenv (no pyvenv.cfg)",
-                dir.display()
-            )));
-        }
-        settings.venv = Some(text("--venv", &dir)?);
-    }
+    settings.venv = target.venv.as_ref().map(WinPath::to_string);
+    settings.python_dll = target.python_dll.to_string();
+    settings.core = target.core.to_string();
 
     let vdir = virtualdir(&args.virtualdir)?;
     let site = site(&args.site)?;
@@ -54,21 +53,22 @@ pub(super) fn plan(args: &InstallIisArgs, cwd: &Path) -> Result<Plan, ConfigErro
         None => derived_pool(&site, &vdir),
     };
 
-    let out_dir = absolute(cwd, args.out.as_deref().unwrap_or(cwd));
-    let out = text("--out", &out_dir)?;
-    script_safe("--out", &out)?;
-    if out_dir.exists() && !out_dir.is_dir() {
+    let out = match (&args.out, &target.cwd) {
+        (Some(out), _) => target.path("--out", out)?,
+        (None, Some(cwd)) => cwd.clone(),
+        (None, None) => return Err(err("--out: the application's directory is needed".into())),
+    };
+    script_safe("--out", out.as_str())?;
+    if target.kind(&out).is_some_and(|k| k == Kind::File) {
         return Err(err(format!("--out {out}: not a directory")));
     }
-    let dll = text("--out", &out_dir.join(DLL_NAME))?;
-    let log = text("--out", &out_dir.join(LOG_NAME))?;
-    settings.error_log = log.clone();
+    let in_out = |name: &str| out.join(name).map_err(|why| err(format!("--out {why}")));
+    let dll = in_out(LOADER_NAME)?;
+    let log = in_out(LOG_NAME)?;
+    settings.error_log = log.to_string();
 
-    let library = match &args.library {
-        Some(p) => absolute(cwd, p),
-        None => beside_this_program()?,
-    };
-    let image = match std::fs::read(&library) {
+    let library = &target.loader;
+    let image = match std::fs::read(library) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(err(format!(
@@ -82,7 +82,10 @@ pub(super) fn plan(args: &InstallIisArgs, cwd: &Path) -> Result<Plan, ConfigErro
         .map_err(|why| err(format!("--library {}: {why}", library.display())))?;
 
     Ok(Plan {
-        out_dir,
+        write_dir: target
+            .write_dir
+            .clone()
+            .unwrap_or_else(|| out.as_str().into()),
         out,
         dll,
         log,
@@ -92,32 +95,16 @@ pub(super) fn plan(args: &InstallIisArgs, cwd: &Path) -> Result<Plan, ConfigErro
         bitness: args.bitness,
         windows_auth: args.windows_auth,
         settings,
-        library,
+        venv: target.venv.clone(),
+        base_python: target.base_python.clone(),
+        paste_ini,
+        library: library.clone(),
         image,
     })
 }
 
 fn err(message: String) -> ConfigError {
     ConfigError(message)
-}
-
-/// Relative paths mean relative to where the command was typed; absolute ones stay as given.
-fn absolute(cwd: &Path, p: &Path) -> PathBuf {
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        cwd.join(p)
-    };
-    joined
-        .components()
-        .filter(|c| *c != Component::CurDir)
-        .collect()
-}
-
-fn text(option: &str, p: &Path) -> Result<String, ConfigError> {
-    p.to_str()
-        .map(str::to_string)
-        .ok_or_else(|| err(format!("{option} {}: not valid Unicode", p.display())))
 }
 
 /// Values that go into install-iis.cmd. `"` cannot be quoted there, cmd expands `%` even
@@ -155,7 +142,8 @@ fn app_spec(app: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn paste_spec(paste: &str, cwd: &Path) -> Result<String, ConfigError> {
+/// The ini file, and the `paste` setting (`INI[#NAME]`).
+fn paste_spec(paste: &str, target: &Target) -> Result<(WinPath, String), ConfigError> {
     let (ini, name) = match paste.split_once('#') {
         Some((ini, name)) => (ini, Some(name)),
         None => (paste, None),
@@ -163,15 +151,15 @@ fn paste_spec(paste: &str, cwd: &Path) -> Result<String, ConfigError> {
     if ini.is_empty() {
         return Err(err(format!("--paste {paste:?}: no ini file named")));
     }
-    let path = absolute(cwd, Path::new(ini));
-    if !path.is_file() {
-        return Err(err(format!("--paste {}: no such file", path.display())));
+    let path = target.path("--paste", ini)?;
+    if target.kind(&path).is_some_and(|k| k != Kind::File) {
+        return Err(err(format!("--paste {path}: no such file")));
     }
-    let path = text("--paste", &path)?;
-    Ok(match name {
+    let spec = match name {
         Some(name) => format!("{path}#{name}"),
-        None => path,
-    })
+        None => path.to_string(),
+    };
+    Ok((path, spec))
 }
 
 /// `/` or `/a/b`: a trailing `/` is dropped; empty, `.` and `..` segments are refused, and so
@@ -247,23 +235,6 @@ fn derived_pool(site: &str, vdir: &str) -> String {
         .collect()
 }
 
-fn beside_this_program() -> Result<PathBuf, ConfigError> {
-    let exe = std::env::current_exe().map_err(|e| {
-        err(format!(
-            "--library not given, and this program's path is unknown: {e}"
-        ))
-    })?;
-    let dll = exe.with_file_name(DLL_NAME);
-    if dll.is_file() {
-        Ok(dll)
-    } else {
-        Err(err(format!(
-            "--library not given, and there is no {} (name the DLL with --library PATH)",
-            dll.display()
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,10 +274,75 @@ mod tests {
         }
     }
 
+    /// The Kallithea machine, with a loader DLL on this one.
+    fn plan_on_kallithea(argv: &[&str]) -> Result<Plan, String> {
+        use super::super::target::tests::{args, kallithea_files, kallithea_host};
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dll = dir.path().join("loader.dll");
+        let mut image = vec![0u8; 0x100];
+        image[..2].copy_from_slice(b"MZ");
+        image[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+        image[0x40..0x44].copy_from_slice(b"PE\0\0");
+        image[0x44..0x46].copy_from_slice(&0x8664u16.to_le_bytes());
+        image[0x56..0x58].copy_from_slice(&0x2022u16.to_le_bytes());
+        std::fs::write(&dll, image).map_err(|e| e.to_string())?;
+        let args = args(argv);
+        let mut target = super::super::target::from_host(
+            &args,
+            &kallithea_host(),
+            r"C:\srv\kallithea",
+            kallithea_files,
+        )
+        .map_err(|e| e.0)?;
+        target.loader = dll;
+        plan(&args, &target).map_err(|e| e.0)
+    }
+
     #[test]
-    fn relative_paths_follow_the_working_directory() {
-        let cwd = Path::new("/srv/app");
-        assert_eq!(absolute(cwd, Path::new("./x/y")), Path::new("/srv/app/x/y"));
-        assert_eq!(absolute(cwd, Path::new("/opt/x")), Path::new("/opt/x"));
+    fn the_plan_states_windows_paths() {
+        let p = plan_on_kallithea(&["--paste", "my.ini#main", "--chdir", ".."]).unwrap();
+        assert_eq!(p.out.as_str(), r"C:\srv\kallithea");
+        assert_eq!(p.write_dir, std::path::Path::new(r"C:\srv\kallithea"));
+        assert_eq!(p.dll.as_str(), r"C:\srv\kallithea\wsgi_gateway_isapi.dll");
+        assert_eq!(p.log.as_str(), r"C:\srv\kallithea\wsgi-gateway.log");
+        let s = &p.settings;
+        assert_eq!(s.paste.as_deref(), Some(r"C:\srv\kallithea\my.ini#main"));
+        assert_eq!(s.chdir.as_deref(), Some(r"C:\srv"));
+        assert_eq!(s.venv.as_deref(), Some(r"C:\srv\venv"));
+        assert_eq!(s.python_dll, r"C:\Program Files\Python311\python311.dll");
+        assert_eq!(s.error_log, r"C:\srv\kallithea\wsgi-gateway.log");
+    }
+
+    #[test]
+    fn on_the_iis_machine_the_files_named_must_exist() {
+        for (argv, says) in [
+            (
+                &["--paste", r"C:\srv\other.ini"][..],
+                r"--paste C:\srv\other.ini: no such file",
+            ),
+            (
+                &["--paste", r"..\kallithea"],
+                r"--paste C:\srv\kallithea: no such file",
+            ),
+            (
+                &["app", "--chdir", "my.ini"],
+                r"--chdir C:\srv\kallithea\my.ini: not a directory",
+            ),
+            (
+                &["app", "--out", "my.ini"],
+                r"--out C:\srv\kallithea\my.ini: not a directory",
+            ),
+            (
+                &["app", "--out", r"C:\a%b"],
+                "--out \"C:\\\\a%b\": the character '%'",
+            ),
+            (
+                &["app", "--pythonpath", "D:x"],
+                "--pythonpath \"D:x\": a drive-relative path",
+            ),
+        ] {
+            let e = plan_on_kallithea(argv).err().unwrap_or_default();
+            assert!(e.starts_with(says), "{argv:?}: {e}");
+        }
     }
 }

@@ -21,7 +21,7 @@ pub(super) fn check(image: &[u8], bitness: Bitness) -> Result<(), String> {
     let machine = u16_at(image, pe + 4).ok_or("truncated PE header")?;
     let characteristics = u16_at(image, pe + 4 + 18).ok_or("truncated PE header")?;
     if characteristics & IMAGE_FILE_DLL == 0 {
-        return Err("a program, not a DLL (build the cdylib: wsgi_gateway.dll)".into());
+        return Err("a program, not a DLL (give the ISAPI loader: wsgi_gateway_isapi.dll)".into());
     }
     let found = match machine {
         IMAGE_FILE_MACHINE_AMD64 => Bitness::Bits64,

@@ -36,7 +36,7 @@ fn names(plan: &Plan) -> Names {
 pub(super) fn install(plan: &Plan) -> String {
     let n = names(plan);
     let pool = q(&plan.pool);
-    let out = q(&plan.out);
+    let out = q(plan.out.as_str());
     let loc = q(&n.location);
     let wow64 = plan.bitness == Bitness::Bits32;
     let mut s = header(
@@ -56,6 +56,33 @@ pub(super) fn install(plan: &Plan) -> String {
         "\"%APPCMD%\" set apppool {pool} /managedRuntimeVersion:\"\" \
          /managedPipelineMode:Integrated /enable32BitAppOnWin64:{wow64} || goto failed"
     ));
+    for line in [
+        "rem A Python app is slow to start and keeps state in its process: the pool starts",
+        "rem with IIS (startMode AlwaysRunning) instead of at the first request, and is not",
+        "rem shut down after 20 idle minutes (idleTimeout 0), which would start Python and",
+        "rem the app again on the next request.",
+    ] {
+        s.push(line.into());
+    }
+    s.push(format!(
+        "\"%APPCMD%\" set apppool {pool} /startMode:AlwaysRunning \
+         /processModel.idleTimeout:00:00:00 || goto failed"
+    ));
+    for line in [
+        "rem Rapid-Fail Protection (left on, IIS's default): after 5 crashes of the pool's",
+        "rem worker process within 5 minutes IIS stops the pool, and the site answers 503 until",
+        "rem it is started again. A crash is the process dying: a Python fatal error, a fault",
+        "rem in a C extension. An app that fails to start is not one: the DLL refuses to load",
+        "rem (500s, one line in wsgi-gateway.log) and the process lives on. To see it: the",
+        "rem System event log (source WAS) records each crash and the pool being disabled,",
+    ] {
+        s.push(line.into());
+    }
+    // No `%` in a rem line: cmd expands it there too.
+    s.push(format!(
+        "rem appcmd list apppool {pool} /text:state shows Stopped, and"
+    ));
+    s.push(format!("rem appcmd start apppool {pool} starts it again."));
     s.push(String::new());
     if plan.vdir == "/" {
         s.push(
@@ -89,8 +116,22 @@ pub(super) fn install(plan: &Plan) -> String {
         "\"%APPCMD%\" set app {} /applicationPool:{pool} || goto failed",
         q(&n.app)
     ));
+    s.push(
+        "rem Preload: when the pool starts, IIS sends the application a request of its own,".into(),
+    );
+    s.push(
+        "rem so Python and the app are loaded before the first user's request (takes effect".into(),
+    );
+    s.push("rem with the Application Initialization role service installed).".into());
+    s.push(format!(
+        "\"%APPCMD%\" set app {} /preloadEnabled:true || goto failed",
+        q(&n.app)
+    ));
     s.push(String::new());
-    s.push("rem IIS runs only the ISAPI DLLs on its allow-list (404.2 otherwise).".into());
+    s.push(
+        "rem IIS runs only the ISAPI DLLs on its allow-list (404.2 otherwise): the loader,".into(),
+    );
+    s.push("rem which loads Python and the wsgi-gateway core itself.".into());
     s.push(format!(
         "\"%APPCMD%\" set config /section:{RESTRICTIONS} /-{} /commit:apphost >nul 2>&1",
         q(&format!("[path='{}']", plan.dll))
@@ -137,7 +178,7 @@ pub(super) fn install(plan: &Plan) -> String {
     ));
     s.push(format!(
         "icacls {} /grant {} || goto failed",
-        q(&plan.log),
+        q(plan.log.as_str()),
         q(&format!("IIS AppPool\\{}:M", plan.pool))
     ));
     s.push(String::new());
@@ -187,7 +228,8 @@ pub(super) fn uninstall(plan: &Plan) -> String {
         );
         s.push("rem path it had before; set it again with appcmd set vdir if it differs).".into());
         s.push(format!(
-            "\"%APPCMD%\" set app {} /applicationPool:\"DefaultAppPool\" || set FAILED=1",
+            "\"%APPCMD%\" set app {} /applicationPool:\"DefaultAppPool\" \
+             /preloadEnabled:false || set FAILED=1",
             q(&n.app)
         ));
         s.push(format!(
@@ -209,11 +251,11 @@ pub(super) fn uninstall(plan: &Plan) -> String {
     let who = q(&format!("IIS AppPool\\{}", plan.pool));
     s.push(format!(
         "icacls {} /remove {who} || set FAILED=1",
-        q(&plan.log)
+        q(plan.log.as_str())
     ));
     s.push(format!(
         "icacls {} /remove {who} || set FAILED=1",
-        q(&plan.out)
+        q(plan.out.as_str())
     ));
     s.push(format!(
         "\"%APPCMD%\" delete apppool {pool} || set FAILED=1"

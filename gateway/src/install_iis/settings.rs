@@ -1,4 +1,5 @@
-//! wsgi-gateway.toml for the ISAPI library: only keys its configuration contract lists.
+//! wsgi-gateway.toml for the ISAPI loader and the core it loads: only keys the core's
+//! configuration schema accepts (gateway/src/isapi/config.rs).
 
 use serde::Serialize;
 
@@ -17,6 +18,10 @@ pub(crate) struct Settings {
     pub pythonpath: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub venv: Option<String>,
+    /// For the loader: the Python DLL it loads first, by absolute path (so IIS needs no
+    /// Python on its search path), then the core.
+    pub python_dll: String,
+    pub core: String,
     pub error_log: String,
     pub threads: u32,
 }
@@ -25,7 +30,8 @@ pub(super) fn render(settings: &Settings) -> Result<String, ConfigError> {
     let body = toml::to_string(settings)
         .map_err(|e| ConfigError(format!("internal: cannot write the TOML settings: {e}")))?;
     Ok(format!(
-        "# Settings for wsgi_gateway.dll, which reads the wsgi-gateway.toml beside itself.\n\
+        "# Settings for wsgi_gateway_isapi.dll, which reads the wsgi-gateway.toml beside itself,\n\
+         # loads python-dll, then the wsgi-gateway core, which runs the app with these settings.\n\
          # Written by `wsgi-gateway install-iis`. Other keys: log-level, debug, queue-size,\n\
          # max-body-size, graceful-timeout, forwarded-allow-ips, identity-header,\n\
          # header-underscores, script-name, switch-interval (see the README). Recycle the pool\n\

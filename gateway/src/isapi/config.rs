@@ -1,11 +1,13 @@
-//! The ISAPI library's settings: `wsgi-gateway.toml` beside the library (or the file named by
-//! `WSGI_GATEWAY_CONFIG`), with the keys `serve --config` uses where they mean the same here.
+//! The ISAPI library's settings: `wsgi-gateway.toml` (the file the ISAPI loader read, else the
+//! one named by `WSGI_GATEWAY_CONFIG`, else the one beside the library), with the keys
+//! `serve --config` uses where they mean the same here.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{Args, Parser};
+use parking_lot::Mutex;
 
 use crate::config::{parse_file, parse_seconds, AppArgs, ConfigError, ServiceArgs};
 
@@ -31,6 +33,14 @@ pub struct IsapiArgs {
     /// Seconds TerminateExtension waits for requests in flight.
     #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
     pub graceful_timeout: Duration,
+    /// For the ISAPI loader (wsgi_gateway_isapi.dll): the python3X.dll it loads by absolute
+    /// path before this library. Read by the loader only; accepted here so the file is valid.
+    #[arg(long, value_name = "PATH")]
+    pub python_dll: Option<String>,
+    /// For the ISAPI loader: this library's own file (the `_core` module in the venv), which
+    /// it loads after python-dll. Read by the loader only.
+    #[arg(long, value_name = "PATH")]
+    pub core: Option<String>,
 }
 
 /// Everything the extension needs, paths resolved against the configuration file's folder
@@ -43,10 +53,33 @@ pub struct IsapiConfig {
     pub mount: Option<Vec<u8>>,
 }
 
-/// The file the library reads: `WSGI_GATEWAY_CONFIG`, else `wsgi-gateway.toml` in `lib_dir`.
+/// The configuration file the ISAPI loader read and named (`WsgiGatewayIsapiConfigure`).
+/// Not an environment variable: several applications may share one IIS worker process.
+static CONFIGURED: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Records the file the loader read; this library then reads the same one.
+pub fn set_configured(file: PathBuf) {
+    *CONFIGURED.lock() = Some(file);
+}
+
+/// The file the library reads: the one the loader named, else `WSGI_GATEWAY_CONFIG`, else
+/// `wsgi-gateway.toml` in `lib_dir`. Loaded by the loader, this library sits in the venv's
+/// site-packages, far from the application's configuration.
 pub fn config_file(lib_dir: Option<&Path>) -> Result<PathBuf, ConfigError> {
-    if let Some(f) = std::env::var_os("WSGI_GATEWAY_CONFIG") {
-        return Ok(PathBuf::from(f));
+    choose_file(
+        CONFIGURED.lock().clone(),
+        std::env::var_os("WSGI_GATEWAY_CONFIG").map(PathBuf::from),
+        lib_dir,
+    )
+}
+
+fn choose_file(
+    configured: Option<PathBuf>,
+    env: Option<PathBuf>,
+    lib_dir: Option<&Path>,
+) -> Result<PathBuf, ConfigError> {
+    if let Some(f) = configured.or(env) {
+        return Ok(f);
     }
     let dir = lib_dir.ok_or_else(|| {
         ConfigError("cannot tell where the library is; set WSGI_GATEWAY_CONFIG".into())
@@ -112,4 +145,28 @@ pub fn load(file: &Path) -> Result<IsapiConfig, ConfigError> {
         args,
         mount,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loaders_file_comes_first() {
+        let loader = PathBuf::from("/srv/app/wsgi-gateway.toml");
+        let env = PathBuf::from("/elsewhere/gw.toml");
+        let lib = Path::new("/venv/site-packages/wsgi_gateway");
+        let pick = |c: Option<&PathBuf>, e: Option<&PathBuf>, l| {
+            choose_file(c.cloned(), e.cloned(), l).map_err(|e| e.0)
+        };
+        assert_eq!(pick(Some(&loader), Some(&env), Some(lib)), Ok(loader));
+        assert_eq!(pick(None, Some(&env), Some(lib)), Ok(env));
+        assert_eq!(
+            pick(None, None, Some(lib)),
+            Ok(lib.join("wsgi-gateway.toml"))
+        );
+        assert!(pick(None, None, None)
+            .unwrap_err()
+            .contains("WSGI_GATEWAY_CONFIG"));
+    }
 }

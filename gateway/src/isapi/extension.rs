@@ -27,6 +27,8 @@ use crate::python::environ::FrontEndKind;
 static RUNNING: RwLock<Option<Arc<Extension>>> = RwLock::new(None);
 
 struct Extension {
+    /// The configuration file it runs.
+    config: std::path::PathBuf,
     /// Closed (taken) by TerminateExtension: nothing new is queued after that.
     queue: RwLock<Option<Sender<Job>>>,
     jobs: Arc<Jobs>,
@@ -141,11 +143,21 @@ impl WorkSource for Jobs {
 /// GetExtensionVersion: everything that can fail does so here, with a message.
 pub fn start() -> Result<(), String> {
     let mut running = RUNNING.write();
-    if running.is_some() {
-        return Ok(());
-    }
     let lib = super::library::own_path();
     let file = config::config_file(lib.as_deref().and_then(|p| p.parent())).map_err(|e| e.0)?;
+    if let Some(ext) = running.as_ref() {
+        // One interpreter per process: a second application loading the same core in this
+        // worker process would run inside the first one's app.
+        if ext.config != file {
+            return Err(format!(
+                "{}: this IIS worker process already runs the application of {}; give each \
+                 application its own application pool",
+                file.display(),
+                ext.config.display()
+            ));
+        }
+        return Ok(());
+    }
     let cfg = config::load(&file).map_err(|e| e.0)?;
     crate::logging::init(&cfg.args.app.error_log, cfg.args.app.log_level)?;
     super::library::share_python_symbols();
@@ -194,6 +206,7 @@ fn launch(cfg: IsapiConfig) -> Result<Arc<Extension>, String> {
         cfg.file.display()
     );
     Ok(Arc::new(Extension {
+        config: cfg.file.clone(),
         queue: RwLock::new(Some(tx)),
         jobs,
         pool,

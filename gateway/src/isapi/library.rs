@@ -65,6 +65,19 @@ pub fn share_python_symbols() {
 #[cfg(windows)]
 pub fn share_python_symbols() {}
 
+/// A path the ISAPI loader passed as UTF-16 (Windows' own path text).
+#[cfg(windows)]
+pub fn path_from_wide(units: &[u16]) -> Option<PathBuf> {
+    use std::os::windows::ffi::OsStringExt;
+    Some(PathBuf::from(std::ffi::OsString::from_wide(units)))
+}
+
+/// The same for a test host on another system: the text must be valid UTF-16.
+#[cfg(not(windows))]
+pub fn path_from_wide(units: &[u16]) -> Option<PathBuf> {
+    String::from_utf16(units).ok().map(PathBuf::from)
+}
+
 #[cfg(windows)]
 pub fn own_path() -> Option<PathBuf> {
     use std::os::windows::ffi::OsStringExt;

@@ -52,6 +52,37 @@ pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut ExtensionControlBlock)
         .unwrap_or(HSE_STATUS_ERROR)
 }
 
+/// Called by the ISAPI loader (`wsgi_gateway_isapi.dll`, gateway/isapi-loader) before
+/// GetExtensionVersion: the configuration file it read, which this library then reads too.
+/// TRUE when recorded; FALSE for a null, unterminated (beyond 32767 units) or invalid path.
+///
+/// # Safety
+/// `path` is null or points to a NUL-terminated UTF-16 string.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn WsgiGatewayIsapiConfigure(path: *const u16) -> Bool {
+    if path.is_null() {
+        return 0;
+    }
+    // Windows paths are at most 32767 UTF-16 units.
+    let mut len = 0;
+    // SAFETY: the caller's string is NUL-terminated; reading stops at the NUL or the bound.
+    while len < 32768 && unsafe { *path.add(len) } != 0 {
+        len += 1;
+    }
+    if len == 0 || len == 32768 {
+        return 0;
+    }
+    // SAFETY: the `len` units before the NUL were just read.
+    let units = unsafe { std::slice::from_raw_parts(path, len) };
+    match library::path_from_wide(units) {
+        Some(file) => {
+            config::set_configured(file);
+            1
+        }
+        None => 0,
+    }
+}
+
 /// Called by IIS before it unloads the library (application pool recycle or stop).
 #[unsafe(no_mangle)]
 pub extern "system" fn TerminateExtension(_flags: Dword) -> Bool {
@@ -61,7 +92,7 @@ pub extern "system" fn TerminateExtension(_flags: Dword) -> Bool {
 }
 
 /// GetExtensionVersion failed: one line on stderr and in the error log (the configured one
-/// when logging started, else `wsgi-gateway.log` beside the library).
+/// when logging started, else `wsgi-gateway.log` beside the configuration file).
 fn report_start_failure(msg: &str) {
     let line = format!("wsgi-gateway: error: {msg}");
     eprintln!("{line}");
@@ -69,7 +100,11 @@ fn report_start_failure(msg: &str) {
     if tracing::dispatcher::has_been_set() {
         return;
     }
-    let Some(dir) = library::own_path().and_then(|p| p.parent().map(|d| d.to_path_buf())) else {
+    let lib_dir = library::own_path().and_then(|p| p.parent().map(|d| d.to_path_buf()));
+    let Some(dir) = config::config_file(lib_dir.as_deref())
+        .ok()
+        .and_then(|f| f.parent().map(|d| d.to_path_buf()))
+    else {
         return;
     };
     let log = dir.join("wsgi-gateway.log");
