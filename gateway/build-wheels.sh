@@ -23,6 +23,7 @@
 # gateway/build.rs. There is no abi3 wheel: the embedder start-up (PyConfig, PyPreConfig)
 # is not in the limited API, and the Windows .pyd is that embedder too (IIS).
 set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(…) stops the script too
 
 MATURIN_PIN=maturin==1.16.0
 ZIGLANG_PIN=ziglang==0.17.1
@@ -51,7 +52,8 @@ while [ $# -gt 0 ]; do
         --only) [ $# -ge 2 ] || die "--only needs a list"; PARTS=$2; EXPLICIT_PARTS=1; shift ;;
         -i|--interpreter) [ $# -ge 2 ] || die "$1 needs a path"; INTERPRETERS+=("$2"); shift ;;
         --find-interpreter) FIND_INTERPRETER=1 ;;
-        --windows-python) [ $# -ge 2 ] || die "$1 needs a version"; WINDOWS_VERSIONS+=("$2"); shift ;;
+        --windows-python)
+            [ $# -ge 2 ] || die "$1 needs a version"; WINDOWS_VERSIONS+=("$2"); shift ;;
         --profile) [ $# -ge 2 ] || die "--profile needs a name"; PROFILE=$2; shift ;;
         -o|--out) [ $# -ge 2 ] || die "$1 needs a directory"; OUT=$2; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -60,7 +62,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 for part in ${PARTS//,/ }; do
-    case $part in linux|sdist|windows) ;; *) die "unknown part '$part' (linux, sdist, windows)" ;; esac
+    case $part in
+        linux|sdist|windows) ;;
+        *) die "unknown part '$part' (linux, sdist, windows)" ;;
+    esac
 done
 want() { case ",$PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 mkdir -p "$OUT"
@@ -87,7 +92,8 @@ tools_python() {
         note "no maturin/ziglang beside $py: making $venv ($MATURIN_PIN $ZIGLANG_PIN)"
         rm -rf "$venv"
         "$py" -m venv "$venv" >&2
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check "$MATURIN_PIN" "$ZIGLANG_PIN" >&2
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+            "$MATURIN_PIN" "$ZIGLANG_PIN" >&2
     fi
     printf '%s\n' "$venv/bin/python"
 }
