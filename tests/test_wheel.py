@@ -97,10 +97,13 @@ def cmdline(pid: int) -> list[str]:
         return [a.decode() for a in f.read().split(b"\0")[:-1]]
 
 
-@pytest.fixture(autouse=True)
-def _the_venvs_console_script(monkeypatch):
-    """Every helper (Server, run_cli, CgiHost) runs the venv's console script."""
-    monkeypatch.setenv("WSGI_GATEWAY_BIN", str(SCRIPT))
+@pytest.fixture(scope="module", autouse=True)
+def _the_venvs_console_script():
+    """Every helper (Server, run_cli, CgiHost) runs the venv's console script, also in the
+    module-scoped fixtures (autouse ones come first in their scope)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WSGI_GATEWAY_BIN", str(SCRIPT))
+        yield
 
 
 # ---- a package only the venv has ----------------------------------------------------------
