@@ -98,13 +98,11 @@ tools_python() {
     printf '%s\n' "$venv/bin/python"
 }
 
-if want linux || want sdist; then
-    TOOLS_PY=$(tools_python)
-    MATURIN=("$TOOLS_PY" -m maturin)
-    note "maturin $("${MATURIN[@]}" --version | awk '{print $2}') from $TOOLS_PY"
-    # maturin --zig runs `python3 -m ziglang` unless told which python has it.
-    export CARGO_ZIGBUILD_PYTHON_PATH="$TOOLS_PY"
-fi
+TOOLS_PY=$(tools_python)
+MATURIN=("$TOOLS_PY" -m maturin)
+note "maturin $("${MATURIN[@]}" --version | awk '{print $2}') from $TOOLS_PY"
+# maturin --zig runs `python3 -m ziglang` unless told which python has it.
+export CARGO_ZIGBUILD_PYTHON_PATH="$TOOLS_PY"
 
 BUILT=()
 # Removes what an earlier run left for this part, so the listing is only this run's.
@@ -143,7 +141,11 @@ if want windows; then
     if [ -x "$HERE/build-windows-wheel.sh" ] || [ -f "$HERE/build-windows-wheel.sh" ]; then
         clear_old "wsgi_gateway-*-win*.whl"
         note "Windows wheels: gateway/build-windows-wheel.sh ${WINDOWS_VERSIONS[*]}"
-        bash "$HERE/build-windows-wheel.sh" "${WINDOWS_VERSIONS[@]}"
+        # the same maturin (it takes $MATURIN first, then maturin on PATH, then $PYTHON's)
+        if [ -x "$(dirname "$TOOLS_PY")/maturin" ]; then
+            export MATURIN="$(dirname "$TOOLS_PY")/maturin"
+        fi
+        PYTHON="$TOOLS_PY" bash "$HERE/build-windows-wheel.sh" "${WINDOWS_VERSIONS[@]}"
         for f in "$REPO"/target/wheels/wsgi_gateway-*-win*.whl; do
             [ -e "$f" ] || continue
             [ "$(dirname "$f")" = "$OUT" ] || cp -f "$f" "$OUT/"
