@@ -106,7 +106,11 @@ export CARGO_ZIGBUILD_PYTHON_PATH="$TOOLS_PY"
 
 BUILT=()
 # Removes what an earlier run left for this part, so the listing is only this run's.
-clear_old() { local f; for f in "$OUT"/$1; do [ -e "$f" ] && rm -f "$f"; done; return 0; }
+clear_old() {
+    local f
+    for f in "$OUT"/$1 ${2:+"$2"/$1}; do [ -e "$f" ] && rm -f "$f"; done
+    return 0
+}
 
 # ---------------------------------------------------------------- Linux wheel(s)
 if want linux; then
@@ -139,7 +143,8 @@ fi
 # ---------------------------------------------------------------- Windows wheel(s)
 if want windows; then
     if [ -x "$HERE/build-windows-wheel.sh" ] || [ -f "$HERE/build-windows-wheel.sh" ]; then
-        clear_old "wsgi_gateway-*-win*.whl"
+        # build-windows-wheel.sh writes into target/wheels/, copied to $OUT below
+        clear_old "wsgi_gateway-*-win*.whl" "$REPO/target/wheels"
         note "Windows wheels: gateway/build-windows-wheel.sh ${WINDOWS_VERSIONS[*]}"
         # the same maturin (it takes $MATURIN first, then maturin on PATH, then $PYTHON's)
         if [ -x "$(dirname "$TOOLS_PY")/maturin" ]; then
