@@ -13,7 +13,7 @@
 # Options:
 #   -i, --interpreter PY   build the Linux wheel for PY (repeatable; default: $PYTHON)
 #   --find-interpreter     build the Linux wheel for every CPython maturin finds on PATH
-#   --windows-python VER   passed to build-windows-wheel.sh (repeatable, e.g. 3.11)
+#   --windows-python VER   a Windows wheel for VER (repeatable; default: 3.10 3.11 3.12 3.13)
 #   --profile NAME         cargo profile of the Linux wheel (default: release)
 #   -o, --out DIR          output directory (default: <repo>/target/wheels)
 #
@@ -145,6 +145,7 @@ if want windows; then
     if [ -x "$HERE/build-windows-wheel.sh" ] || [ -f "$HERE/build-windows-wheel.sh" ]; then
         # build-windows-wheel.sh writes into target/wheels/, copied to $OUT below
         clear_old "wsgi_gateway-*-win*.whl" "$REPO/target/wheels"
+        [ ${#WINDOWS_VERSIONS[@]} -gt 0 ] || WINDOWS_VERSIONS=(3.10 3.11 3.12 3.13)
         note "Windows wheels: gateway/build-windows-wheel.sh ${WINDOWS_VERSIONS[*]}"
         # the same maturin (it takes $MATURIN first, then maturin on PATH, then $PYTHON's)
         if [ -x "$(dirname "$TOOLS_PY")/maturin" ]; then
