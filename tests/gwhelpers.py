@@ -32,6 +32,16 @@ def binary() -> str:
     return os.environ.get("WSGI_GATEWAY_BIN") or str(REPO / "target" / "debug" / "wsgi-gateway")
 
 
+def program_is_script() -> bool:
+    """True when binary() is a `#!` script: the Python package's console script (pip's
+    wrapper running the venv's python), not the ELF binary that embeds Python."""
+    try:
+        with open(binary(), "rb") as f:
+            return f.read(2) == b"#!"
+    except OSError:
+        return False
+
+
 def clean_env(extra: dict | None = None) -> dict:
     """The test runner's environment without anything that configures the server."""
     env = {

@@ -4,20 +4,26 @@
 # whether its work is already done.
 #
 # Stages: system packages, Python venv, cargo build, cargo test, cargo fmt --check,
-# cargo clippy -D warnings, a short fuzz run, pytest against the debug binary. All stages
-# run even if an earlier one fails (so one run shows every problem); the exit status is
-# non-zero if any failed. pytest is last so its summary line closes the output.
+# cargo clippy -D warnings, a short fuzz run, pytest against the debug binary; then the
+# Python package: the Linux wheel and the sdist built once (gateway/build-wheels.sh), the
+# wheel pip-installed into a fresh venv (target/wheel-venv, no Rust involved), and pytest
+# again against that venv's console script (conformance HTTP+CGI, workers, CGI, and
+# tests/test_wheel.py, which also pip-installs the sdist). All stages run even if an earlier
+# one fails (so one run shows every problem); the exit status is non-zero if any failed. The
+# output ends with both pytest summary lines.
 #
 # Env knobs: PYO3_PYTHON (interpreter to build against; default: python3 on PATH),
-# PYTEST_ARGS (extra pytest arguments), SUITE_TIMEOUT (seconds, cap per test stage),
-# FUZZ_SECONDS (seconds per fuzz target, default 45; 0 skips the fuzz stage).
+# PYTEST_ARGS (extra pytest arguments, both pytest stages), SUITE_TIMEOUT (seconds, cap per
+# test stage), FUZZ_SECONDS (seconds per fuzz target, default 45; 0 skips the fuzz stage),
+# WHEEL_TESTS (0 skips the wheel stages).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 # Pinned test tools; bump deliberately.
-PY_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 mercurial==7.2.4 dulwich==1.2.21)
+PY_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 mercurial==7.2.4 dulwich==1.2.21
+         maturin==1.16.0 ziglang==0.17.1)
 # Debian packages the suite needs, as "command:package". apache2-bin is httpd and its modules
 # alone: no site config, no service started on port 80 (the `apache2` package would).
 APT_NEEDS=(curl:curl timeout:coreutils lighttpd:lighttpd apache2:apache2-bin git:git
@@ -38,11 +44,13 @@ stage() {
     local name=$1
     shift
     section "$name"
-    local rc=0
+    local rc=0 start=$SECONDS
     "$@" || rc=$?
     if [ "$rc" -ne 0 ]; then
-        note "stage '$name' FAILED (exit $rc)"
+        note "stage '$name' FAILED (exit $rc) after $((SECONDS - start)) s"
         FAILED+=("$name")
+    else
+        note "stage '$name' took $((SECONDS - start)) s"
     fi
     return 0
 }
@@ -147,6 +155,23 @@ else
 fi
 
 # ---------------------------------------------------------------- pytest
+PYTEST_LOGS=()
+# pytest with its output also kept in target/<log>, whose last line the run ends with.
+pytest_logged() {
+    local log=$1
+    shift
+    mkdir -p "$REPO/target"
+    PYTEST_LOGS+=("$log")
+    local rc=0
+    # shellcheck disable=SC2086  # PYTEST_ARGS is meant to be word-split
+    timeout -k 30 "$SUITE_TIMEOUT" "$VPY" -m pytest "$@" -q -p no:cacheprovider ${PYTEST_ARGS:-} \
+        | tee "$REPO/target/$log" || rc=$?
+    if [ "$rc" -eq 124 ]; then
+        note "pytest exceeded SUITE_TIMEOUT=${SUITE_TIMEOUT}s"
+    fi
+    return "$rc"
+}
+
 run_pytest() {
     local bin="$REPO/target/debug/wsgi-gateway"
     if [ "$build_failed" -ne 0 ] || [ ! -x "$bin" ]; then
@@ -154,13 +179,11 @@ run_pytest() {
         return 1
     fi
     local rc=0
-    # shellcheck disable=SC2086  # PYTEST_ARGS is meant to be word-split
-    WSGI_GATEWAY_BIN="$bin" timeout -k 30 "$SUITE_TIMEOUT" \
-        "$VPY" -m pytest tests -q -p no:cacheprovider ${PYTEST_ARGS:-} || rc=$?
+    # test_wheel.py runs in the console-script stage below.
+    WSGI_GATEWAY_BIN="$bin" pytest_logged pytest-binary.log tests --ignore=tests/test_wheel.py \
+        || rc=$?
     if [ "$rc" -eq 5 ]; then
         note "pytest collected no tests: that is a failure here"
-    elif [ "$rc" -eq 124 ]; then
-        note "pytest exceeded SUITE_TIMEOUT=${SUITE_TIMEOUT}s"
     fi
     return "$rc"
 }
@@ -169,11 +192,81 @@ if [ ${#FAILED[@]} -ne 0 ]; then
     # Failing run: list what failed before pytest's output scrolls it away.
     note "failed so far: ${FAILED[*]}"
 fi
-stage "pytest" run_pytest
+stage "pytest (binary)" run_pytest
+
+# ---------------------------------------------------------------- the Python package
+# Built once, with the release profile (what ships); the venv is made afresh every run from
+# $PYO3_PYTHON and gets the wheel from the local file only (no index, binary only: pip
+# cannot fall back to building anything).
+WHEEL_DIR="$REPO/target/wheels"
+WHEEL_VENV="$REPO/target/wheel-venv"
+WHEEL=""
+SDIST=""
+build_wheels() {
+    PYTHON="$VPY" timeout -k 30 1800 bash gateway/build-wheels.sh --no-windows -o "$WHEEL_DIR" \
+        || return
+    local tag
+    tag=$("$PYO3_PYTHON" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+    local wheels=("$WHEEL_DIR"/wsgi_gateway-*-"$tag"-"$tag"-manylinux*_x86_64.whl)
+    local sdists=("$WHEEL_DIR"/wsgi_gateway-*.tar.gz)
+    if [ ! -f "${wheels[0]}" ] || [ ${#wheels[@]} -ne 1 ]; then
+        note "not one $tag wheel in $WHEEL_DIR: ${wheels[*]}"
+        return 1
+    fi
+    if [ ! -f "${sdists[0]}" ] || [ ${#sdists[@]} -ne 1 ]; then
+        note "not one sdist in $WHEEL_DIR: ${sdists[*]}"
+        return 1
+    fi
+    WHEEL=${wheels[0]}
+    SDIST=${sdists[0]}
+}
+
+install_wheel() {
+    [ -n "$WHEEL" ] || { note "no wheel was built"; return 1; }
+    # (stage() runs this in an `||` list, where set -e does not apply: hence the &&s)
+    rm -rf "$WHEEL_VENV" &&
+        "$PYO3_PYTHON" -m venv "$WHEEL_VENV" &&
+        "$WHEEL_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-index \
+            --only-binary=:all: --no-deps "$WHEEL" &&
+        note "installed $(basename "$WHEEL") into $WHEEL_VENV" &&
+        "$WHEEL_VENV/bin/wsgi-gateway" --version
+}
+
+run_pytest_console_script() {
+    local script="$WHEEL_VENV/bin/wsgi-gateway"
+    if [ -z "$WHEEL" ] || [ ! -x "$script" ]; then
+        note "no $script (the wheel stages failed), not running pytest"
+        return 1
+    fi
+    local rc=0
+    WSGI_GATEWAY_BIN="$script" WSGI_GATEWAY_WHEEL_VENV="$WHEEL_VENV" WSGI_GATEWAY_WHEEL="$WHEEL" \
+        WSGI_GATEWAY_SDIST="$SDIST" pytest_logged pytest-console-script.log \
+        tests/test_conformance.py tests/test_workers.py tests/test_cgi.py tests/test_wheel.py \
+        || rc=$?
+    if [ "$rc" -eq 5 ] && [ -n "${PYTEST_ARGS:-}" ]; then
+        note "PYTEST_ARGS selected none of the console-script tests"
+        return 0
+    elif [ "$rc" -eq 5 ]; then
+        note "pytest collected no tests: that is a failure here"
+    fi
+    return "$rc"
+}
+
+if [ "${WHEEL_TESTS:-1}" = 0 ]; then
+    note "WHEEL_TESTS=0: wheel stages skipped"
+else
+    stage "wheel + sdist (gateway/build-wheels.sh)" build_wheels
+    stage "wheel into a fresh venv (pip)" install_wheel
+    stage "pytest (console script of the wheel)" run_pytest_console_script
+fi
+
+section "pytest summaries"
+for log in "${PYTEST_LOGS[@]}"; do
+    printf '%-28s %s\n' "$log:" "$(tail -n 1 "$REPO/target/$log" 2>/dev/null)"
+done
 
 if [ ${#FAILED[@]} -ne 0 ]; then
     section "FAILED"
     printf '  - %s\n' "${FAILED[@]}"
     exit 1
 fi
-# Success: nothing printed after pytest, so its summary line is the last line.

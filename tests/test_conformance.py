@@ -28,8 +28,12 @@ def expectations(case, front_end):
     return exp
 
 
-PARAMS = [pytest.param(fe, c, id=f"{fe}-{c['id']}",
-                       marks=[pytest.mark.skip(reason=c["skip"][fe])] if fe in c["skip"] else [])
+def _skip(fe, case):
+    reason = ADAPTERS[fe].not_applicable() or case["skip"].get(fe)
+    return [pytest.mark.skip(reason=reason)] if reason else []
+
+
+PARAMS = [pytest.param(fe, c, id=f"{fe}-{c['id']}", marks=_skip(fe, c))
           for fe in ADAPTERS for c in CASES]
 
 

@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass, field
 
 from cgihost import DEFAULT_USER, CgiHost
-from gwhelpers import ConnClosed, RawConn, Response
+from gwhelpers import ConnClosed, RawConn, Response, binary, program_is_script
 
 
 @dataclass
@@ -63,6 +63,11 @@ class Adapter:
 
     def __init__(self, request):
         self.request = request
+
+    @classmethod
+    def not_applicable(cls) -> str | None:
+        """Why this front end is not part of the run (its cases are skipped), or None."""
+        return None
 
     # -- to be provided ------------------------------------------------------------------
     def address(self) -> tuple[str, int]:
@@ -218,6 +223,16 @@ class IsapiAdapter(Adapter):
     test user (anonymous without an Authorization header)."""
 
     name = "isapi"
+
+    @classmethod
+    def not_applicable(cls):
+        # The ISAPI front end is the embedder's library (libwsgi_gateway.so, built by cargo
+        # beside the binary). The Linux wheel has no such library: its console script runs the
+        # extension module in the user's python. (The Windows wheel carries the ISAPI DLL.)
+        if program_is_script():
+            return ("ISAPI is the embedder library built beside the binary; "
+                    f"{binary()} is the wheel's console script, which has none")
+        return None
 
     def __init__(self, request, host=None):
         """`host`: another IsapiHost to run cases against (default: the shared one)."""
