@@ -65,8 +65,6 @@ declare -A PEER_PIN=(
     [fastwsgi]=fastwsgi==0.0.9
     [bjoern]=bjoern==3.2.2
 )
-# What builds the wsgi-gateway-wheel server's wheel (the same pin as tests/run.sh).
-MATURIN_PIN=maturin==1.16.0
 # Peers whose build may fail here (C extensions from sdist): skipped with a note.
 OPTIONAL_PEERS=" fastwsgi bjoern "
 # The `app` scenario's framework, with the versions of its dependencies, in the same venv.
@@ -221,14 +219,13 @@ for server in $SERVERS; do
     case "$server" in
         wsgi-gateway) continue ;;
         wsgi-gateway-wheel)
-            # The wheel of this tree (gateway/pyproject.toml), built now and installed over
-            # whatever an earlier run left: the console script serves from that venv.
-            note "maturin build --release (the wsgi-gateway wheel)"
-            "$VPY" -m pip install -q --disable-pip-version-check "$MATURIN_PIN" ||
-                die "pip install $MATURIN_PIN failed"
+            # The Linux wheel of this tree as it ships (gateway/build-wheels.sh: manylinux_2_28,
+            # zig-linked), built now and installed over whatever an earlier run left: the
+            # console script serves from that venv.
+            note "gateway/build-wheels.sh --linux-only (the wsgi-gateway wheel)"
             rm -rf "$WORK/wheel"
-            "$VENV/bin/maturin" build --release --quiet -i "$VPY" -m "$REPO/gateway/Cargo.toml" \
-                -o "$WORK/wheel" >&2 || die "building the wheel failed"
+            bash "$REPO/gateway/build-wheels.sh" --linux-only -i "$VPY" -o "$WORK/wheel" >&2 ||
+                die "building the wheel failed"
             "$VPY" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
                 "$WORK"/wheel/*.whl || die "installing the wheel failed"
             continue ;;

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from cgihost import CgiHost, apache_search_words, lighttpd_available
-from gwhelpers import APPS_DIR, REPO, Server, run_cli
+from gwhelpers import APPS_DIR, REPO, Server, echo, run_cli
 
 VENV_ENV = "WSGI_GATEWAY_WHEEL_VENV"
 if not os.environ.get(VENV_ENV):
@@ -152,15 +152,7 @@ def venv_app(tmp_path, onlyhere):
 
 
 def fetch_json(server, path="/"):
-    h = server.http()
-    try:
-        h.request("GET", path, headers={"Connection": "close"})
-        r = h.getresponse()
-        body = r.read()
-    finally:
-        h.close()
-    assert r.status == 200, f"{r.status} {body[:2000]!r}\nlog:\n{server.log()[-3000:]}"
-    return json.loads(body)
+    return echo(server, path, headers={"Connection": "close"})
 
 
 def assert_the_venvs(d, marker):
