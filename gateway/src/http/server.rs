@@ -199,6 +199,9 @@ struct Conns {
     gen: u32,
     open: usize,
     owned: usize,
+    /// Threads inside `accept`: a connection they took is in neither `owned` nor `slots`
+    /// until it is inserted, so a stop waits for them (`busy`).
+    accepting: usize,
     /// When to look at a slot's deadline: at most one live entry per slot (see `queued`), so
     /// the heap holds as many entries as connections, not one per request served.
     deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
@@ -341,6 +344,7 @@ impl Server {
                 gen: 0,
                 open: 0,
                 owned: 0,
+                accepting: 0,
                 deadlines: BinaryHeap::new(),
                 queued: Vec::new(),
                 paused: Vec::new(),
@@ -390,7 +394,14 @@ impl Server {
         if self.shared.retiring.load(Ordering::Acquire) {
             return;
         }
+        let _accepting = Accepting::enter(&self.conns);
         for _ in 0..ACCEPT_BATCH {
+            // Once a stop began, the rest of the queue is for the other workers: a connection
+            // taken now could be left unserved when this process finds itself idle and exits.
+            // Checked after `enter`, so a stop that saw no thread here sees this flag set.
+            if self.shared.stopping.load(Ordering::Acquire) {
+                break;
+            }
             // Non-blocking and close-on-exec from accept4 itself: no extra call per connection.
             let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
             let accepted = match &l.sock {
@@ -975,6 +986,7 @@ impl Server {
         let c = self.conns.lock();
         let draining = c.draining_until.is_some_and(|t| Instant::now() < t);
         c.owned
+            + c.accepting
             + c.slots
                 .iter()
                 .filter(|e| {
@@ -1048,6 +1060,22 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// A thread inside `accept`, counted in `Conns::accepting` while it lives.
+struct Accepting<'a>(&'a Mutex<Conns>);
+
+impl<'a> Accepting<'a> {
+    fn enter(conns: &'a Mutex<Conns>) -> Accepting<'a> {
+        conns.lock().accepting += 1;
+        Accepting(conns)
+    }
+}
+
+impl Drop for Accepting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().accepting -= 1;
     }
 }
 
