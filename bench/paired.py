@@ -15,9 +15,12 @@ server ping-pong), and servers that use more than one CPU. `compare.sh` measures
 
 usage: python3 bench/paired.py [--rounds N] [--seconds S] [--peers fastwsgi,bjoern,granian]
                                [--scenarios hello,echo,big,stream,app] [--out FILE]
-                               [--baseline BIN]
-`--baseline BIN` adds the peer `baseline`: another wsgi-gateway binary (a release build of an
-earlier commit) run exactly as ours, to measure what a change costs.
+                               [--baseline PROGRAM] [--ours PROGRAM]
+`--baseline PROGRAM` adds the peer `baseline`: another wsgi-gateway (a release build of an
+earlier commit) run exactly as ours, to measure what a change costs. `--ours PROGRAM` replaces
+the release binary as `wsgi-gateway`. Either may be a binary (run with `--venv bench/.venv`) or
+the console script of a venv the wheel is installed in (run as it is: its venv's Python, which
+needs Flask there for `app`), e.g. two builds of the wheel.
 Needs the release build (cargo build --release) and the peers' venv that bench/compare.sh
 makes (bench/.venv); `--out` defaults to bench/results/<date>-paired.md.
 """
@@ -57,13 +60,21 @@ PEERS = ("fastwsgi", "bjoern", "granian")
 
 
 BASELINE: Path | None = None
+OURS: Path = BIN
+
+
+def is_console_script(program: Path) -> bool:
+    """pip's wrapper script (`#!…/python`), as opposed to the embedder binary."""
+    with open(program, "rb") as f:
+        return f.read(2) == b"#!"
 
 
 def command(server: str, port: int) -> list[str]:
     if server in ("wsgi-gateway", "baseline"):
-        binary = BIN if server == "wsgi-gateway" else BASELINE
-        return [str(binary), "serve", "bench_app:application", "--bind", f"127.0.0.1:{port}",
-                "--threads", "32", "--chdir", str(APPS), "--venv", str(VENV), "--log-level", "warn"]
+        program = OURS if server == "wsgi-gateway" else BASELINE
+        venv = [] if is_console_script(program) else ["--venv", str(VENV)]
+        return [str(program), "serve", "bench_app:application", "--bind", f"127.0.0.1:{port}",
+                "--threads", "32", "--chdir", str(APPS), *venv, "--log-level", "warn"]
     if server == "granian":
         # compare.sh's settings for it: one worker, 16 blocking threads.
         return [str(VENV / "bin" / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
@@ -161,12 +172,19 @@ def main() -> None:
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / f"{date.today()}-paired.md"))
-    ap.add_argument("--baseline", type=Path, help="another wsgi-gateway binary, as a peer")
+    ap.add_argument("--baseline", type=Path, help="another wsgi-gateway program, as a peer")
+    ap.add_argument("--ours", type=Path, help="the wsgi-gateway program measured (default: "
+                    "the release binary)")
     args = ap.parse_args()
+    global OURS
+    if args.ours:
+        OURS = args.ours.absolute()
+        if not OURS.is_file():
+            sys.exit(f"paired.py: --ours {args.ours}: no such file")
     peers = choose("paired.py", "--peers", args.peers, PEERS, "peer") if args.peers else []
     if args.baseline:
         global BASELINE
-        BASELINE = args.baseline.resolve()
+        BASELINE = args.baseline.absolute()
         if not BASELINE.is_file():
             sys.exit(f"paired.py: --baseline {args.baseline}: no such file")
         peers.append("baseline")
@@ -175,8 +193,8 @@ def main() -> None:
         sys.exit("paired.py: --rounds and --seconds must be at least 1")
     if (os.cpu_count() or 1) < 2:
         sys.exit("paired.py: needs two CPUs (servers on CPU 0, clients on CPU 1)")
-    if not BIN.exists():
-        sys.exit(f"paired.py: {BIN} is missing: run `cargo build --release` first")
+    if not OURS.exists():
+        sys.exit(f"paired.py: {OURS} is missing: run `cargo build --release` first")
     if not VPY.exists():
         sys.exit(f"paired.py: {VENV} is missing: run `bash bench/compare.sh` once, it makes it")
 
