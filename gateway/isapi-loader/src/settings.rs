@@ -22,22 +22,24 @@ pub fn read(text: &str) -> Result<Settings, String> {
 mod tests {
     use super::*;
 
+    /// The Kallithea layout of tests/golden/install-iis/.
+    fn kallithea() -> Settings {
+        Settings {
+            python_dll: Some(r"C:\Program Files\Python311\python311.dll".into()),
+            core: Some(
+                r"C:\srv\venv\Lib\site-packages\wsgi_gateway\_core.cp311-win_amd64.pyd".into(),
+            ),
+            error_log: Some(r"C:\srv\kallithea\wsgi-gateway.log".into()),
+        }
+    }
+
     #[test]
     fn reads_the_keys_install_iis_writes() {
         let text = "# Settings\r\npaste = 'C:\\srv\\kallithea\\my.ini'\r\n\
                     python-dll = 'C:\\Program Files\\Python311\\python311.dll'\r\n\
                     core = \"C:\\\\srv\\\\venv\\\\Lib\\\\site-packages\\\\wsgi_gateway\\\\_core.cp311-win_amd64.pyd\"\r\n\
                     error-log = 'C:\\srv\\kallithea\\wsgi-gateway.log'\r\nthreads = 32\r\n";
-        assert_eq!(
-            read(text).unwrap(),
-            Settings {
-                python_dll: Some(r"C:\Program Files\Python311\python311.dll".into()),
-                core: Some(
-                    r"C:\srv\venv\Lib\site-packages\wsgi_gateway\_core.cp311-win_amd64.pyd".into()
-                ),
-                error_log: Some(r"C:\srv\kallithea\wsgi-gateway.log".into()),
-            }
-        );
+        assert_eq!(read(text).unwrap(), kallithea());
     }
 
     /// What `wsgi-gateway install-iis` wrote for the Kallithea layout (tests/test_install_iis.py
@@ -45,16 +47,7 @@ mod tests {
     #[test]
     fn reads_the_golden_install() {
         let text = include_str!("../../../tests/golden/install-iis/kallithea/wsgi-gateway.toml");
-        assert_eq!(
-            read(text).unwrap(),
-            Settings {
-                python_dll: Some(r"C:\Program Files\Python311\python311.dll".into()),
-                core: Some(
-                    r"C:\srv\venv\Lib\site-packages\wsgi_gateway\_core.cp311-win_amd64.pyd".into()
-                ),
-                error_log: Some(r"C:\srv\kallithea\wsgi-gateway.log".into()),
-            }
-        );
+        assert_eq!(read(text).unwrap(), kallithea());
     }
 
     #[test]

@@ -398,19 +398,8 @@ pub(crate) mod tests {
     #[test]
     fn for_windows_says_what_it_misses() {
         let describe_ = |argv: &[&str]| describe(&args(argv), &Shape::Embedder).unwrap_err().0;
-        assert!(describe_(&["--for-windows", "d"]).contains("needs --out"));
-        let e = describe_(&["--for-windows", "d", "--out", r"C:\a"]);
-        assert!(e.contains("needs --base-python"), "{e}");
-        let e = describe_(&[
-            "--for-windows",
-            "d",
-            "--out",
-            r"C:\a",
-            "--base-python",
-            r"C:\P",
-        ]);
-        assert!(e.contains("needs --python-version"), "{e}");
-        let e = describe_(&[
+        // Each option given in turn: the message names the next one missing.
+        let given = [
             "--for-windows",
             "d",
             "--out",
@@ -419,8 +408,16 @@ pub(crate) mod tests {
             r"C:\P",
             "--python-version",
             "3.11",
-        ]);
-        assert!(e.contains("needs --library PATH"), "{e}");
+        ];
+        for (n, missing) in [
+            (2, "needs --out"),
+            (4, "needs --base-python"),
+            (6, "needs --python-version"),
+            (8, "needs --library PATH"),
+        ] {
+            let e = describe_(&given[..n]);
+            assert!(e.contains(missing), "{e}");
+        }
     }
 
     #[test]
