@@ -21,48 +21,15 @@ pub fn push_date(out: &mut Vec<u8>) {
     });
 }
 
+/// `secs` since the epoch as an IMF-fixdate (29 bytes; httpdate formats it).
 pub fn format_date(secs: u64) -> [u8; 29] {
-    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil-from-days (proleptic Gregorian), valid for every date after 1970.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    let mut out = [0u8; 29];
-    let wd = DAYS[(days % 7) as usize];
-    out[..3].copy_from_slice(wd);
-    out[3..5].copy_from_slice(b", ");
-    two(&mut out[5..7], day);
-    out[7] = b' ';
-    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize % 12]);
-    out[11] = b' ';
-    two(&mut out[12..14], year / 100 % 100);
-    two(&mut out[14..16], year % 100);
-    out[16] = b' ';
-    two(&mut out[17..19], h);
-    out[19] = b':';
-    two(&mut out[20..22], m);
-    out[22] = b':';
-    two(&mut out[23..25], s);
-    out[25..29].copy_from_slice(b" GMT");
+    let time = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let text = httpdate::fmt_http_date(time);
+    let mut out = [b' '; 29];
+    // IMF-fixdate is always 29 bytes for years 1000-9999.
+    let n = text.len().min(out.len());
+    out[..n].copy_from_slice(&text.as_bytes()[..n]);
     out
-}
-
-fn two(out: &mut [u8], v: u64) {
-    out[0] = b'0' + (v / 10 % 10) as u8;
-    out[1] = b'0' + (v % 10) as u8;
 }
 
 #[cfg(test)]
