@@ -151,7 +151,6 @@ fuzz_target!(|data: &[u8]| {
             stream_nodelay: true,
             graceful_timeout: Duration::from_secs(5),
             max_connections: 1,
-            backlog: 1,
             threads: 1,
             script_name: if knobs & 0b1_1100_0000 == 0 {
                 Bytes::from_static(b"/a")

@@ -103,7 +103,6 @@ pub(super) fn serve(
         stream_nodelay: args.stream_nodelay,
         graceful_timeout: args.graceful_timeout,
         max_connections: to_usize(args.max_connections),
-        backlog: args.backlog,
         threads: args.service.threads as usize,
         script_name: script_name.into(),
         max_requests,

@@ -48,7 +48,6 @@ pub struct Settings {
     pub stream_nodelay: bool,
     pub graceful_timeout: Duration,
     pub max_connections: usize,
-    pub backlog: u32,
     pub threads: usize,
     /// Mount point, e.g. `/app` (empty for the root).
     pub script_name: bytes::Bytes,
