@@ -699,6 +699,9 @@ impl ServeArgs {
 }
 
 #[cfg(test)]
+mod readme_table;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
