@@ -2,11 +2,8 @@
 //! headers are validated. The core decides *what* is sent; a responder only frames it.
 
 use std::io;
-/// A file descriptor for `send_file` (a C runtime descriptor where there is no `std::os::fd`).
 #[cfg(unix)]
-pub use std::os::fd::RawFd;
-#[cfg(not(unix))]
-pub type RawFd = i32;
+use std::os::fd::BorrowedFd;
 
 /// How many body bytes the response will carry, as far as the core knows at `start`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +46,8 @@ pub trait Responder: Send + Sync {
     }
     /// Send `len` bytes of the open file `fd` from `offset` if the front end can do it without
     /// copying through Python; `Ok(false)` means "not supported, send it with `write`".
-    fn send_file(&mut self, _fd: RawFd, _offset: u64, _len: u64) -> io::Result<bool> {
+    #[cfg(unix)]
+    fn send_file(&mut self, _fd: BorrowedFd<'_>, _offset: u64, _len: u64) -> io::Result<bool> {
         Ok(false)
     }
     /// The response is complete.

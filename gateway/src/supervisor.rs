@@ -608,12 +608,9 @@ fn place_fds(sources: &[RawFd]) -> std::io::Result<()> {
 /// come and the worker would be an orphan: then the parent is no longer `parent` and the
 /// child gives up (ESRCH: `spawn` fails, the child exits before exec). Async-signal-safe.
 fn die_with_parent(parent: libc::pid_t) -> std::io::Result<()> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: getppid cannot fail and has no arguments.
-    if unsafe { libc::getppid() } != parent {
+    // Both are single system calls (rustix's raw syscalls: no allocation, no lock).
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+    if rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(parent) {
         return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
     }
     Ok(())

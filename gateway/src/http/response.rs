@@ -3,7 +3,7 @@
 //! in one vectored write, and a chunk is written straight from the app's `bytes`.
 
 use std::io::{self, IoSlice, Write};
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use super::date::push_date;
@@ -210,13 +210,11 @@ impl Responder for HttpResponder {
         self.io.write_all(&mut slices)
     }
 
-    fn send_file(&mut self, fd: RawFd, offset: u64, len: u64) -> io::Result<bool> {
+    fn send_file(&mut self, fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<bool> {
         if self.mode != Mode::Length {
             return Ok(false);
         }
         self.send([b"", b"", b""])?;
-        // SAFETY: the caller keeps `fd` open for the duration of this call.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         self.io.send_file(fd, offset, len)?;
         self.sent = len;
         Ok(true)

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use super::environ::EnvironBuilder;
+#[cfg(unix)]
 use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
 use super::start_response::{ResponseState, SendError, StartResponse};
@@ -137,12 +138,17 @@ impl WsgiApp {
         iterable: &Bound<'_, PyAny>,
         where_: &dyn Fn() -> String,
     ) {
+        #[cfg(unix)]
         if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
             let file = wrapper
                 .try_borrow()
                 .ok()
                 .and_then(|w| w.as_regular_file(py));
             if let (Some((fd, offset, len)), Ok(mut this)) = (file, sr.try_borrow_mut()) {
+                // SAFETY: `fd` is the descriptor of the file object `wrapper` holds, and
+                // `iterable` (that wrapper) stays referenced for this whole call, so the file
+                // stays open while its bytes are sent.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
                 if !this.state.used_write {
                     match this.state.send_file(fd, offset, len) {
                         Ok(true) => return,

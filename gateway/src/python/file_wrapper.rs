@@ -48,7 +48,8 @@ impl FileWrapper {
 impl FileWrapper {
     /// The file descriptor and current offset when the file-like is a real regular file
     /// (so it can be sent with `sendfile`), and its remaining length.
-    pub fn as_regular_file(&self, py: Python<'_>) -> Option<(crate::responder::RawFd, u64, u64)> {
+    #[cfg(unix)]
+    pub fn as_regular_file(&self, py: Python<'_>) -> Option<(std::os::fd::RawFd, u64, u64)> {
         let f = self.filelike.bind(py);
         let fd: i32 = f.call_method0("fileno").ok()?.extract().ok()?;
         let offset: u64 = f.call_method0("tell").ok()?.extract().ok()?;

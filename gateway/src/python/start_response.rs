@@ -199,9 +199,10 @@ impl ResponseState {
     }
 
     /// Sends a regular file without copying it through Python; `Ok(false)` = use `send`.
+    #[cfg(unix)]
     pub fn send_file(
         &mut self,
-        fd: crate::responder::RawFd,
+        fd: std::os::fd::BorrowedFd<'_>,
         offset: u64,
         len: u64,
     ) -> Result<bool, SendError> {
