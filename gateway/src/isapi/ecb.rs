@@ -150,11 +150,16 @@ impl Ecb {
         Ok(())
     }
 
-    fn support(&self, request: Dword, buffer: *mut c_void) -> bool {
+    /// `ServerSupportFunction(request, buffer)`.
+    ///
+    /// # Safety
+    /// `buffer` is what IIS reads or writes for `request` (null where it takes none), valid
+    /// for the call.
+    unsafe fn support(&self, request: Dword, buffer: *mut c_void) -> bool {
         let Some(ssf) = self.raw().server_support_function else {
             return false;
         };
-        // SAFETY: `buffer` is what this request code expects (see the callers).
+        // SAFETY: a live ECB's own connection and function; `buffer` as the caller promised.
         unsafe {
             ssf(
                 self.raw().conn_id,
@@ -178,10 +183,15 @@ impl Ecb {
             cch_header: u32::try_from(headers.len()).map_err(io::Error::other)?,
             f_keep_conn: Bool::from(keep_conn),
         };
-        if self.support(
-            HSE_REQ_SEND_RESPONSE_HEADER_EX,
-            std::ptr::addr_of_mut!(info).cast(),
-        ) {
+        // SAFETY: HSE_REQ_SEND_RESPONSE_HEADER_EX reads an HSE_SEND_HEADER_EX_INFO, whose
+        // strings (`status_z`, `headers_z`) outlive the call.
+        let sent = unsafe {
+            self.support(
+                HSE_REQ_SEND_RESPONSE_HEADER_EX,
+                std::ptr::addr_of_mut!(info).cast(),
+            )
+        };
+        if sent {
             Ok(())
         } else {
             Err(gone("sending the response header failed"))
@@ -190,12 +200,16 @@ impl Ecb {
 
     /// The status and a short note for IIS's log.
     pub fn set_log(&self, status: u16, note: &str) {
-        // SAFETY: a live ECB; IIS reads these fields only after the request ends.
-        let raw = unsafe { &mut *self.0 };
-        raw.dw_http_status_code = Dword::from(status);
+        let mut log = [0u8; HSE_LOG_BUFFER_LEN];
         let n = note.len().min(HSE_LOG_BUFFER_LEN - 1);
-        raw.lpsz_log_data[..n].copy_from_slice(&note.as_bytes()[..n]);
-        raw.lpsz_log_data[n] = 0;
+        log[..n].copy_from_slice(&note.as_bytes()[..n]);
+        // SAFETY: a live ECB. Only these two fields are written, through the pointer (no `&mut`
+        // to the whole block, which `raw()` readers may be looking at); nothing of ours reads
+        // them, and IIS reads them only after the request ends.
+        unsafe {
+            std::ptr::addr_of_mut!((*self.0).dw_http_status_code).write(Dword::from(status));
+            std::ptr::addr_of_mut!((*self.0).lpsz_log_data).write(log);
+        }
     }
 
     /// A complete response of the gateway's own (`status` and its reason as a text body);
@@ -223,7 +237,8 @@ impl Ecb {
 
     /// Closes the client connection, so a cut-off response cannot look complete.
     pub fn close_connection(&self) {
-        self.support(HSE_REQ_CLOSE_CONNECTION, std::ptr::null_mut());
+        // SAFETY: HSE_REQ_CLOSE_CONNECTION takes no buffer.
+        unsafe { self.support(HSE_REQ_CLOSE_CONNECTION, std::ptr::null_mut()) };
     }
 
     /// What `HSE_REQ_CLOSE_CONNECTION` needs, copied out of the ECB (IIS never changes these
@@ -238,10 +253,13 @@ impl Ecb {
     /// `HSE_REQ_DONE_WITH_SESSION`: IIS takes the ECB back.
     fn done(self, status: Dword) {
         let mut status = status;
-        self.support(
-            HSE_REQ_DONE_WITH_SESSION,
-            std::ptr::addr_of_mut!(status).cast(),
-        );
+        // SAFETY: HSE_REQ_DONE_WITH_SESSION reads one DWORD status, which outlives the call.
+        unsafe {
+            self.support(
+                HSE_REQ_DONE_WITH_SESSION,
+                std::ptr::addr_of_mut!(status).cast(),
+            )
+        };
     }
 }
 
