@@ -95,26 +95,7 @@ pub fn decode_path(raw: &Bytes) -> Bytes {
     if !raw.contains(&b'%') {
         return raw.clone();
     }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' && i + 2 < raw.len() {
-            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    Bytes::from(out)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    Bytes::from(percent_encoding::percent_decode(raw).collect::<Vec<u8>>())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
