@@ -33,7 +33,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from gwhelpers import REPO, ErrorLogFile, binary
+from gwfiles import ErrorLogFile
+from gwprocess import REPO, binary
 
 LIGHTTPD = os.environ.get("LIGHTTPD") or shutil.which("lighttpd") or "/usr/sbin/lighttpd"
 START_TIMEOUT = 20.0

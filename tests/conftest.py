@@ -5,16 +5,12 @@ connections, so tests stay independent. `server_factory` starts throw-away serve
 tests that need their own process (signals, CLI, env).
 """
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cgihost import DEFAULT_USER, CgiHost  # noqa: E402
-from gwhelpers import APPS_DIR, Server  # noqa: E402
-from isapihost import IsapiHost, build_harness, library_problem  # noqa: E402
+# tests/ is on sys.path through pytest.ini's `pythonpath`
+from cgihost import DEFAULT_USER, CgiHost
+from gwprocess import APPS_DIR, Server
+from isapihost import IsapiHost, build_harness, library_problem
 
 # name -> (app, extra args, extra env)
 SESSION_CONFIGS = {

@@ -27,7 +27,8 @@ import threading
 import time
 from pathlib import Path
 
-from gwhelpers import APPS_DIR, REPO, TESTS_DIR, ErrorLogFile, binary, clean_env
+from gwfiles import ErrorLogFile
+from gwprocess import APPS_DIR, REPO, TESTS_DIR, binary, clean_env
 
 SOURCE_DIR = TESTS_DIR / "isapi"
 START_TIMEOUT = 60.0   # GetExtensionVersion starts Python and imports the app
@@ -320,7 +321,7 @@ def access_fields(line: str) -> dict:
 
 
 class ServerView:
-    """An IsapiHost seen through gwhelpers.Server's client interface (conn, http, host_header,
+    """An IsapiHost seen through gwprocess.Server's client interface (conn, http, host_header,
     log_mark / wait_log with regular expressions over the error log), so tests written for the
     HTTP listener can run against the harness unchanged."""
 
@@ -333,7 +334,7 @@ class ServerView:
         return self.isapi.host_header
 
     def conn(self, timeout: float = 15.0):
-        from gwhelpers import RawConn
+        from gwclient import RawConn
         return RawConn(self.socket(timeout))
 
     def socket(self, timeout: float = 15.0):

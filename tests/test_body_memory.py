@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from cgihost import BASE_META
-from gwhelpers import APPS_DIR, binary
+from gwprocess import APPS_DIR, binary
 from isapihost import ServerView
 
 DECLARED = 400_000_000

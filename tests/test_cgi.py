@@ -16,7 +16,7 @@ import pytest
 
 from cgihost import (BASE_META, ApacheHost, CgiHost, apache_available, apache_problem,
                      apache_search_words, lighttpd_available)
-from gwhelpers import APPS_DIR, binary
+from gwprocess import APPS_DIR, binary
 
 META = {**BASE_META, "REQUEST_METHOD": "GET", "PATH_INFO": "/env", "REMOTE_PORT": "40000"}
 APP_ARGS = ["cgi_app", "--chdir", str(APPS_DIR)]

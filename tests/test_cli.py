@@ -12,8 +12,9 @@ import threading
 
 import pytest
 
-from gwhelpers import (APPS_DIR, RawConn, Server, binary, clean_env, echo, q, run_cli,
-                       wait_for_file)
+from gwclient import RawConn, echo, q
+from gwfiles import wait_for_file
+from gwprocess import APPS_DIR, Server, binary, clean_env, run_cli
 
 
 def startup_error(args, env=None):

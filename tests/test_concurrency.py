@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gwhelpers import q, wait_for_file
+from gwclient import q
+from gwfiles import wait_for_file
 
 
 def g(server, path, extra=b"", method="GET", body=b""):

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from gwhelpers import echo, echo_raw, exchange
+from gwclient import echo, echo_raw, exchange
 
 
 def req(server, target="/", headers=(), method="GET", version="HTTP/1.1", body=b"", host=True):
@@ -443,7 +443,7 @@ def test_unix_socket_peer_trusted_only_when_listed(server_factory, unix_path, al
 
 
 def test_chdir_sets_working_directory(echo_server):
-    from gwhelpers import APPS_DIR
+    from gwprocess import APPS_DIR
     e = echo_raw(echo_server, req(echo_server, "/cwd"))
     assert e["_cwd"] == str(APPS_DIR)
 

@@ -7,7 +7,10 @@ import uuid
 
 import pytest
 
-from gwhelpers import APPS_DIR, ConnClosed, q, wait_for_file
+from gwclient import q
+from gwfiles import wait_for_file
+from gwprocess import APPS_DIR
+from gwresponse import ConnClosed
 
 FRAMING_SRC = (APPS_DIR / "framing_app.py").read_bytes()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gwhelpers import binary, clean_env
+from gwprocess import binary, clean_env
 
 MACHINE = {"64": 0x8664, "32": 0x014C}
 GOLDEN = Path(__file__).parent / "golden" / "install-iis"

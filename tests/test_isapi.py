@@ -32,7 +32,9 @@ from conformance.adapters import IsapiAdapter
 from conformance.cases import CASES
 import test_environ
 import test_framing
-from gwhelpers import APPS_DIR, ConnClosed, RawConn
+from gwclient import RawConn
+from gwprocess import APPS_DIR
+from gwresponse import ConnClosed
 from isapihost import IsapiHost, ServerView, build_extension, toml
 
 # Real clients: the hg/git tests of test_real_clients.py run here once more, against the
@@ -939,7 +941,7 @@ HOST_DECIDES = {
 
 @pytest.fixture(scope="module")
 def framing_server(isapi_harness, tmp_path_factory):
-    """framing_app behind the harness, with gwhelpers.Server's interface."""
+    """framing_app behind the harness, with gwprocess.Server's interface."""
     h = IsapiHost(isapi_harness, tmp_path_factory.mktemp("isapi-framing"),
                   {"app": "framing_app"}).start()
     yield ServerView(h)

@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from gwhelpers import REPO
+from gwprocess import REPO
 
 TARGETS = {
     "x86_64-pc-windows-gnu": ("x86_64-w64-mingw32-objdump", "pei-x86-64"),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from gwhelpers import APPS_DIR, Server, binary
+from gwprocess import APPS_DIR, Server, binary
 
 VENV = Path(sys.prefix)  # tests/run.sh runs pytest from the venv holding mercurial + dulwich
 HG = str(VENV / "bin" / "hg") if (VENV / "bin" / "hg").exists() else (shutil.which("hg") or "hg")

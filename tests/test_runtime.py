@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from gwhelpers import APPS_DIR, binary
+from gwprocess import APPS_DIR, binary
 
 LISTENING = re.compile(rb"listening on http://([^\s:]+):(\d+)")
 

@@ -17,7 +17,8 @@ import socket
 import threading
 import time
 
-from gwhelpers import RawConn, q, slow_reader, wait_for_file
+from gwclient import RawConn, q, slow_reader
+from gwfiles import wait_for_file
 
 
 def post_head(server, path, length, extra=b""):

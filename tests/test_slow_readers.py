@@ -11,7 +11,8 @@ never with sleeps; timeouts only bound a failure.
 
 import signal
 
-from gwhelpers import q, slow_reader, wait_for_file
+from gwclient import q, slow_reader
+from gwfiles import wait_for_file
 
 # Larger than anything the kernel buffers for one loopback connection here (tcp_wmem's
 # maximum is 4 MiB, and the reader's receive buffer is made tiny), below --write-buffer's

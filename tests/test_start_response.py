@@ -3,7 +3,7 @@ final response, and write() used from two app threads at once."""
 
 import pytest
 
-from gwhelpers import RawConn, exchange
+from gwclient import RawConn, exchange
 
 
 def get(target, connection=None):

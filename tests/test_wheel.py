@@ -38,7 +38,8 @@ from pathlib import Path
 import pytest
 
 from cgihost import CgiHost, apache_search_words, lighttpd_available
-from gwhelpers import APPS_DIR, REPO, Server, echo, run_cli
+from gwclient import echo
+from gwprocess import APPS_DIR, REPO, Server, run_cli
 
 VENV_ENV = "WSGI_GATEWAY_WHEEL_VENV"
 if not os.environ.get(VENV_ENV):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gwhelpers import REPO
+from gwprocess import REPO
 from test_isapi_windows import ISAPI, CORE_EXPORTS, _need, exports, imports, need_target, \
     objdump_p, python_imports
 

@@ -21,8 +21,10 @@ from collections import Counter
 
 import pytest
 
-from gwhelpers import (APPS_DIR, ConnClosed, Server, binary, clean_env, get, q, run_cli,
-                       wait_for_file)
+from gwclient import get, q
+from gwfiles import wait_for_file
+from gwprocess import APPS_DIR, Server, binary, clean_env, run_cli
+from gwresponse import ConnClosed
 
 pytestmark = pytest.mark.timeout(60)  # each test; the longer ones say so
 

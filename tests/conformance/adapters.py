@@ -16,7 +16,9 @@ import socket
 from dataclasses import dataclass, field
 
 from cgihost import DEFAULT_USER, CgiHost
-from gwhelpers import ConnClosed, RawConn, Response, binary, program_is_script
+from gwclient import RawConn
+from gwprocess import binary, program_is_script
+from gwresponse import ConnClosed, Response
 
 
 @dataclass
