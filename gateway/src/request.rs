@@ -98,6 +98,31 @@ pub fn decode_path(raw: &Bytes) -> Bytes {
     Bytes::from(percent_encoding::percent_decode(raw).collect::<Vec<u8>>())
 }
 
+/// How a mount point matches the start of a request path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountCase {
+    /// Byte for byte: URL paths are case-sensitive (RFC 3986 §6.2.2.1), as `serve` matches.
+    Exact,
+    /// ASCII case ignored: IIS matches an application's URL so, and its app must see the
+    /// requests IIS sends it.
+    AsciiInsensitive,
+}
+
+/// (SCRIPT_NAME, PATH_INFO) when `path` is `mount` or below it (`mount` is decoded, without a
+/// trailing `/`; empty = the root). SCRIPT_NAME keeps the request's spelling.
+pub fn split_mount(path: &Bytes, mount: &[u8], case: MountCase) -> Option<(Bytes, Bytes)> {
+    let head = path.get(..mount.len())?;
+    let same = match case {
+        MountCase::Exact => head == mount,
+        MountCase::AsciiInsensitive => head.eq_ignore_ascii_case(mount),
+    };
+    if !same {
+        return None;
+    }
+    let rest = path.slice(mount.len()..);
+    (rest.is_empty() || rest.starts_with(b"/")).then(|| (path.slice(..mount.len()), rest))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
     Http,
@@ -157,6 +182,34 @@ mod tests {
 
     fn dec(raw: &'static [u8]) -> Bytes {
         decode_path(&Bytes::from_static(raw))
+    }
+
+    #[test]
+    fn mounts_match_whole_segments_in_their_case_rule() {
+        let p = |s: &'static [u8]| Bytes::from_static(s);
+        let split = |path, mount, case| {
+            split_mount(&p(path), mount, case).map(|(a, b)| (a.to_vec(), b.to_vec()))
+        };
+        use MountCase::*;
+        assert_eq!(
+            split(b"/app/x", b"/app", Exact),
+            Some((b"/app".to_vec(), b"/x".to_vec()))
+        );
+        assert_eq!(
+            split(b"/app", b"/app", Exact),
+            Some((b"/app".to_vec(), b"".to_vec()))
+        );
+        assert_eq!(split(b"/apple", b"/app", Exact), None);
+        assert_eq!(split(b"/APP/x", b"/app", Exact), None);
+        assert_eq!(
+            split(b"/APP/x", b"/app", AsciiInsensitive),
+            Some((b"/APP".to_vec(), b"/x".to_vec()))
+        );
+        assert_eq!(
+            split(b"/x", b"", Exact),
+            Some((b"".to_vec(), b"/x".to_vec()))
+        );
+        assert_eq!(split(b"/a", b"/app", Exact), None);
     }
 
     #[test]

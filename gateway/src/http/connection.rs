@@ -15,7 +15,7 @@ use super::head::{parse_head, reuse_headers, Head};
 use super::rate::RateMeter;
 use super::response::HttpResponder;
 use super::{error_response, Conn, Settings, Shared};
-use crate::request::{decode_path, Framing, Peer, Request};
+use crate::request::{decode_path, split_mount, Framing, MountCase, Peer, Request};
 use crate::trust::TrustPolicy;
 
 /// Checks that need no Python, done before a request reaches the app. `Err` = answer this
@@ -39,7 +39,8 @@ pub fn precheck(
             "header name with '_' refused (--header-underscores refuse)",
         ));
     }
-    if !settings.script_name.is_empty() && split_mount(&head.path, &settings.script_name).is_none()
+    if !settings.script_name.is_empty()
+        && split_mount(&head.path, &settings.script_name, MountCase::Exact).is_none()
     {
         return Err((404, "path outside --script-name"));
     }
@@ -137,15 +138,6 @@ impl Gathering {
     }
 }
 
-/// The path below the mount point, or `None` when the path is outside it.
-fn split_mount(path: &Bytes, mount: &[u8]) -> Option<Bytes> {
-    if !path.starts_with(mount) {
-        return None;
-    }
-    let rest = path.slice(mount.len()..);
-    (rest.is_empty() || rest.starts_with(b"/")).then_some(rest)
-}
-
 fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
     let mut headers = head.headers;
     if let Some(authority) = head.authority {
@@ -156,7 +148,9 @@ fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
     let (path, script_name) = if settings.script_name.is_empty() {
         (head.path, Bytes::new())
     } else {
-        let rest = split_mount(&head.path, &settings.script_name).unwrap_or_default();
+        let rest = split_mount(&head.path, &settings.script_name, MountCase::Exact)
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
         (rest, settings.script_name.clone())
     };
     // `OPTIONS *` names the server, not a resource: PATH_INFO is empty (REQUEST_URI says `*`).

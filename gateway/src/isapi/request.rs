@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::request::{decode_path, Peer, Request, Scheme, Version};
+use crate::request::{decode_path, split_mount, MountCase, Peer, Request, Scheme, Version};
 
 /// Server variables passed into the environ as IIS gives them (facts about the server, the
 /// application and TLS; never identity or headers).
@@ -104,7 +104,8 @@ pub fn read_request(
             .map(|p| mount_from_metabase(&p))
             .unwrap_or_default(),
     };
-    let Some((script_name, path)) = split_mount(&decoded, &mount) else {
+    let Some((script_name, path)) = split_mount(&decoded, &mount, MountCase::AsciiInsensitive)
+    else {
         return Err(bad(
             404,
             format!(
@@ -241,19 +242,6 @@ pub fn mount_from_metabase(path: &[u8]) -> Bytes {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// (SCRIPT_NAME, PATH_INFO) when `path` is inside `mount`. IIS matches URLs without regard to
-/// ASCII case, so the mount does too; SCRIPT_NAME keeps the request's spelling.
-fn split_mount(path: &Bytes, mount: &[u8]) -> Option<(Bytes, Bytes)> {
-    if mount.is_empty() {
-        return Some((Bytes::new(), path.clone()));
-    }
-    if path.len() < mount.len() || !path[..mount.len()].eq_ignore_ascii_case(mount) {
-        return None;
-    }
-    let rest = path.slice(mount.len()..);
-    (rest.is_empty() || rest.starts_with(b"/")).then(|| (path.slice(..mount.len()), rest))
 }
 
 /// `ALL_RAW`: the headers as the client sent them, `Name: value` per line (`\r\n` or `\n`).
