@@ -16,6 +16,7 @@ pub mod rate;
 pub mod response;
 pub mod server;
 pub mod spool;
+pub mod stream;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
