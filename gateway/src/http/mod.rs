@@ -1,5 +1,5 @@
-//! The standalone HTTP/1.1 front end: sockets (`listener`), the shared readiness set the
-//! workers serve from (`server`), request parsing (`head`, `chunked`), one request through the
+//! The standalone HTTP/1.1 front end: sockets (`listener`; a client's: `stream`, `io`), the
+//! shared readiness set the workers serve from (`server`), request parsing (`head`, `chunked`), one request through the
 //! app (`connection`, `body`), and response framing (`response`,
 //! `merge`).
 
@@ -16,6 +16,7 @@ pub mod rate;
 pub mod response;
 pub mod server;
 pub mod spool;
+pub mod stream;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::io::Stream;
+use super::stream::Stream;
 
 /// Copied bytes one connection keeps in memory before the rest goes to a temporary file.
 pub const MEMORY: usize = 256 * 1024;
