@@ -49,7 +49,7 @@ use wsgi_gateway::http::Settings;
 use wsgi_gateway::request::{BodyFailure, BodyReader, Framing};
 use wsgi_gateway::trust::TrustPolicy;
 
-/// What the server reads per head read (server.rs `READ_CHUNK`).
+/// What the server reads per head read (server/serve.rs `READ_CHUNK`).
 const READ_CHUNK: usize = 16 * 1024;
 /// The most `HttpBody` reads from the socket at once (body.rs `READ_SIZE`).
 const BODY_READ: usize = 64 * 1024;
