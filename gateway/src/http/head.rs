@@ -177,27 +177,91 @@ pub fn reuse_headers(mut headers: Vec<(Bytes, Bytes)>) {
 /// Parses a request head from the start of `buf`.
 ///
 /// `Ok(None)`: incomplete, call again with more bytes. `Err`: answer `status` and close.
+/// Three steps, each deciding only from the bytes it has scanned: the request line, the field
+/// lines, then the checks over the whole field section (framing first).
 pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, HeadError> {
     let b: &[u8] = buf;
     let hard = limits.max_head_size;
-    // Bytes at or past `hard` can never belong to an acceptable head.
-    let avail = b.len().min(hard);
-    // Called when index `need` is not in `avail`: either past the head limit, or not read yet.
-    let more = |need: usize| {
-        if need >= hard {
+    let input = Input {
+        b,
+        avail: b.len().min(hard),
+        hard,
+    };
+    let Some(line) = request_line(&input, limits)? else {
+        return Ok(None);
+    };
+    let Some(f) = field_lines(buf, &input, line.end, limits)? else {
+        return Ok(None);
+    };
+    let framing = framing(b, line.version, &f)?;
+    check_fields(b, line.version, &f)?;
+
+    let form = line.form;
+    let path = match form.path {
+        Some((s, e)) => buf.slice(s..e),
+        None => Bytes::from_static(b"/"),
+    };
+    Ok(Some(Head {
+        method: buf.slice(line.method.0..line.method.1),
+        target: buf.slice(line.target.0..line.target.1),
+        path,
+        query: buf.slice(form.query.0..form.query.1),
+        authority: form.authority.map(|(s, e)| buf.slice(s..e)),
+        version: line.version,
+        headers: f.headers,
+        framing,
+        close: match line.version {
+            Version::Http11 => f.conn_close,
+            Version::Http10 => f.conn_close || !f.conn_keep_alive,
+        },
+        expect_continue: f.expect_continue && line.version == Version::Http11,
+        head_len: f.head_len,
+    }))
+}
+
+/// The buffer as the steps of `parse_head` see it.
+struct Input<'a> {
+    b: &'a [u8],
+    /// `b.len()` capped at `hard`: bytes at or past the head limit can never belong to an
+    /// acceptable head.
+    avail: usize,
+    hard: usize,
+}
+
+impl Input<'_> {
+    /// Called when index `need` is not in `avail`: either past the head limit, or not read yet.
+    #[inline]
+    fn more<T>(&self, need: usize) -> Result<Option<T>, HeadError> {
+        if need >= self.hard {
             Err(err(431, "request head too large"))
         } else {
             Ok(None)
         }
-    };
+    }
+}
 
+/// The request line, checked.
+struct RequestLine {
+    method: Span,
+    target: Span,
+    version: Version,
+    form: Target,
+    /// Index of the first byte after its CRLF.
+    end: usize,
+}
+
+/// Step 1 of `parse_head`: `method SP request-target SP HTTP-version CRLF`, after at most one
+/// leading CRLF.
+#[inline]
+fn request_line(input: &Input<'_>, limits: &HeadLimits) -> Result<Option<RequestLine>, HeadError> {
     // RFC 9112 §2.2: tolerate one CRLF before the request line (left over from a previous body).
     let mut start: usize = 0;
+    let (b, avail) = (input.b, input.avail);
     match b.first() {
-        None => return more(0),
+        None => return input.more(0),
         Some(b'\r') => {
             if avail < 2 {
-                return more(1);
+                return input.more(1);
             }
             if b[1] != b'\n' {
                 return Err(err(400, "bare CR before request line"));
@@ -218,7 +282,7 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
         if i >= rl_lim {
             Err(err(414, "request line too long"))
         } else {
-            more(i)
+            input.more(i)
         }
     };
 
@@ -266,15 +330,46 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
     }
     let version = parse_version(&b[v_start..i])?;
     if i + 1 >= avail {
-        return more(i + 1);
+        return input.more(i + 1);
     }
     if b[i + 1] != b'\n' {
         return Err(err(400, "bare CR in request line"));
     }
     let form = split_target(b, method, target)?;
-    let mut pos = i + 2;
+    Ok(Some(RequestLine {
+        method,
+        target,
+        version,
+        form,
+        end: i + 2,
+    }))
+}
 
-    // Header fields.
+/// What `field_lines` collected: the list for environ, and what the checks of step 3 need.
+struct Fields {
+    headers: Vec<(Bytes, Bytes)>,
+    content_length: Option<Span>,
+    content_lengths: usize,
+    te: TransferCoding,
+    host: Option<Span>,
+    hosts: usize,
+    content_types: usize,
+    conn_close: bool,
+    conn_keep_alive: bool,
+    expect_continue: bool,
+    expect_other: bool,
+    /// Bytes of the whole head, up to and including the empty line's CRLF.
+    head_len: usize,
+}
+
+/// Step 2 of `parse_head`: the field lines from `pos` up to the empty line.
+#[inline]
+fn field_lines(
+    buf: &Bytes,
+    input: &Input<'_>,
+    mut pos: usize,
+    limits: &HeadLimits,
+) -> Result<Option<Fields>, HeadError> {
     let mut headers = SPARE_HEADERS.take();
     if headers.capacity() == 0 {
         headers.reserve(limits.max_headers.min(32));
@@ -290,14 +385,15 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
     let mut expect_continue = false;
     let mut expect_other = false;
 
+    let (b, avail) = (input.b, input.avail);
     let head_len = loop {
         if pos >= avail {
-            return more(pos);
+            return input.more(pos);
         }
         match b[pos] {
             b'\r' => {
                 if pos + 1 >= avail {
-                    return more(pos + 1);
+                    return input.more(pos + 1);
                 }
                 if b[pos + 1] != b'\n' {
                     return Err(err(400, "bare CR in header section"));
@@ -318,7 +414,7 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
             if i >= line_lim {
                 Err(err(431, "header field too large"))
             } else {
-                more(i)
+                input.more(i)
             }
         };
 
@@ -356,7 +452,7 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
             });
         }
         if i + 1 >= avail {
-            return more(i + 1);
+            return input.more(i + 1);
         }
         if b[i + 1] != b'\n' {
             return Err(err(400, "bare CR in header value"));
@@ -393,15 +489,34 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
         }
         headers.push((buf.slice(name.0..name.1), buf.slice(value.0..value.1)));
     };
+    Ok(Some(Fields {
+        headers,
+        content_length,
+        content_lengths,
+        te,
+        host,
+        hosts,
+        content_types,
+        conn_close,
+        conn_keep_alive,
+        expect_continue,
+        expect_other,
+        head_len,
+    }))
+}
 
+/// Step 3a of `parse_head`: the message framing from the field section.
+#[inline]
+fn framing(b: &[u8], version: Version, f: &Fields) -> Result<Framing, HeadError> {
     // Framing (RFC 9112 §6): anything a second parser could read differently is refused.
-    if content_lengths > 1 {
+    if f.content_lengths > 1 {
         return Err(err(400, "duplicate Content-Length"));
     }
-    let length = match content_length {
+    let length = match f.content_length {
         Some((s, e)) => Some(parse_content_length(&b[s..e])?),
         None => None,
     };
+    let te = &f.te;
     let framing = if te.seen {
         if version == Version::Http10 {
             return Err(err(400, "Transfer-Encoding on HTTP/1.0"));
@@ -422,13 +537,18 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
             None => Framing::None,
         }
     };
+    Ok(framing)
+}
 
+/// Step 3b of `parse_head`, after the framing: the fields that must be single or valid.
+#[inline]
+fn check_fields(b: &[u8], version: Version, f: &Fields) -> Result<(), HeadError> {
     // RFC 9112 §3.2: Host is mandatory on 1.1, single, and valid.
-    if hosts > 1 {
+    if f.hosts > 1 {
         return Err(err(400, "duplicate Host"));
     }
     // An empty Host is only meaningful for a target without authority, which 1.1 cannot send.
-    let host_error = match host {
+    let host_error = match f.host {
         None => (version == Version::Http11).then_some("missing Host"),
         Some((s, e)) if s == e => (version == Version::Http11).then_some("empty Host"),
         Some((s, e)) => (!valid_authority(&b[s..e], false)).then_some("invalid Host"),
@@ -436,33 +556,13 @@ pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Head
     if let Some(reason) = host_error {
         return Err(err(400, reason));
     }
-    if content_types > 1 {
+    if f.content_types > 1 {
         return Err(err(400, "duplicate Content-Type"));
     }
-    if expect_other {
+    if f.expect_other {
         return Err(err(417, "unsupported expectation"));
     }
-
-    let path = match form.path {
-        Some((s, e)) => buf.slice(s..e),
-        None => Bytes::from_static(b"/"),
-    };
-    Ok(Some(Head {
-        method: buf.slice(method.0..method.1),
-        target: buf.slice(target.0..target.1),
-        path,
-        query: buf.slice(form.query.0..form.query.1),
-        authority: form.authority.map(|(s, e)| buf.slice(s..e)),
-        version,
-        headers,
-        framing,
-        close: match version {
-            Version::Http11 => conn_close,
-            Version::Http10 => conn_close || !conn_keep_alive,
-        },
-        expect_continue: expect_continue && version == Version::Http11,
-        head_len,
-    }))
+    Ok(())
 }
 
 /// How far `parse_head_incremental` has checked a head that is still arriving. The caller
