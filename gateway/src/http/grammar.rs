@@ -7,7 +7,7 @@
 pub(crate) use crate::responder::is_tchar;
 
 // Byte classes, one table lookup per byte on the hot loops.
-pub(super) const TOKEN: u8 = 1; // tchar (RFC 9110 §5.6.2)
+const TOKEN: u8 = 1; // tchar (RFC 9110 §5.6.2)
 pub(super) const VCHAR: u8 = 2; // visible ASCII: what a request-target may contain
 pub(super) const VALUE: u8 = 4; // field-value octet: HTAB, SP, VCHAR, obs-text (RFC 9110 §5.5)
 pub(super) const REG_NAME: u8 = 8; // reg-name octet: unreserved / sub-delims / '%' (RFC 3986 §3.2.2)
@@ -71,6 +71,16 @@ fn has_del(x: u64) -> bool {
 fn word_at(b: &[u8], i: usize) -> Option<u64> {
     let w: [u8; 8] = b.get(i..i.checked_add(8)?)?.try_into().ok()?;
     Some(u64::from_le_bytes(w))
+}
+
+/// First index in `i..lim` whose byte is not a tchar (or `lim`). Names and methods are short:
+/// a byte loop.
+#[inline(always)]
+pub(super) fn skip_token(b: &[u8], mut i: usize, lim: usize) -> usize {
+    while i < lim && is(b[i], TOKEN) {
+        i += 1;
+    }
+    i
 }
 
 /// First index in `i..lim` whose byte is not a field-value octet (or `lim`).

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use bytes::Bytes;
 
 use super::grammar::{
-    is, is_token, skip_value, skip_vchar, trim_ows, trim_span, REG_NAME, TOKEN, VCHAR,
+    is, is_token, skip_token, skip_value, skip_vchar, trim_ows, trim_span, REG_NAME, VCHAR,
 };
 use crate::request::{Framing, Version};
 
@@ -287,9 +287,7 @@ fn request_line(input: &Input<'_>, limits: &HeadLimits) -> Result<Option<Request
     };
 
     let mut i = start;
-    while i < lim && is(b[i], TOKEN) {
-        i += 1;
-    }
+    i = skip_token(b, i, lim);
     if i - start > MAX_METHOD_LEN {
         return Err(err(501, "method too long"));
     }
@@ -420,9 +418,7 @@ fn field_lines(
 
         let n_start = pos;
         let mut i = pos;
-        while i < lim && is(b[i], TOKEN) {
-            i += 1;
-        }
+        i = skip_token(b, i, lim);
         if i == lim {
             return field_out(i);
         }
@@ -713,9 +709,7 @@ fn scan_lines(b: &[u8], limits: &HeadLimits, s: &mut HeadScan) -> Scanned {
                 let mut i = s.next;
                 match s.part {
                     Part::Method => {
-                        while i < lim && is(b[i], TOKEN) {
-                            i += 1;
-                        }
+                        i = skip_token(b, i, lim);
                         if i - s.line > MAX_METHOD_LEN {
                             return Decide;
                         }
@@ -787,9 +781,7 @@ fn scan_lines(b: &[u8], limits: &HeadLimits, s: &mut HeadScan) -> Scanned {
                 let lim = len.min(line_lim);
                 let mut i = s.next;
                 if s.part == Part::Name {
-                    while i < lim && is(b[i], TOKEN) {
-                        i += 1;
-                    }
+                    i = skip_token(b, i, lim);
                 } else {
                     i = skip_value(b, i, lim);
                 }
