@@ -8,9 +8,11 @@ pub(crate) use crate::responder::is_tchar;
 
 // Byte classes, one table lookup per byte on the hot loops.
 const TOKEN: u8 = 1; // tchar (RFC 9110 §5.6.2)
-pub(super) const VCHAR: u8 = 2; // visible ASCII: what a request-target may contain
-pub(super) const VALUE: u8 = 4; // field-value octet: HTAB, SP, VCHAR, obs-text (RFC 9110 §5.5)
-pub(super) const REG_NAME: u8 = 8; // reg-name octet: unreserved / sub-delims / '%' (RFC 3986 §3.2.2)
+/// Visible ASCII: what a request-target may contain.
+pub(super) const VCHAR: u8 = 2;
+const VALUE: u8 = 4; // field-value octet: HTAB, SP, VCHAR, obs-text (RFC 9110 §5.5)
+/// reg-name octet: unreserved / sub-delims / '%' (RFC 3986 §3.2.2).
+pub(super) const REG_NAME: u8 = 8;
 
 const fn class_of(b: u8) -> u8 {
     let mut c = 0;
