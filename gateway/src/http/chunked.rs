@@ -3,11 +3,13 @@
 //! A byte-at-a-time state machine for the framing and a block copy for chunk data, so any split
 //! of the input across calls (and any size of `out`) gives the same bytes and the same errors.
 //! Extensions are validated and dropped; trailers are validated and dropped, never surfaced.
+//! Hand-written, like the head parser: stricter than httparse's `parse_chunk_size`, and it covers
+//! the trailers, which that leaves to the caller. `fuzz/fuzz_targets/chunked.rs` checks that any
+//! split gives the same result. The byte classes are `grammar`'s, the same the head parser uses.
 
 use std::fmt;
 
-use super::head::is_field_value_byte;
-use crate::responder::is_tchar;
+use super::grammar::{hex_value, is_field_value_byte, is_qdtext, is_tchar};
 
 /// Any chunked framing error; the caller answers 400 and closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,20 +311,6 @@ impl ChunkedDecoder {
             .get(..self.name_len)
             .is_some_and(|n| FORBIDDEN_TRAILERS.iter().any(|f| n.eq_ignore_ascii_case(f)))
     }
-}
-
-/// RFC 9110 §5.6.4 qdtext.
-fn is_qdtext(c: u8) -> bool {
-    c == b'\t'
-        || c == b' '
-        || c == 0x21
-        || (0x23..=0x5b).contains(&c)
-        || (0x5d..=0x7e).contains(&c)
-        || c >= 0x80
-}
-
-fn hex_value(c: u8) -> Option<u64> {
-    char::from(c).to_digit(16).map(u64::from)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod body;
 pub mod chunked;
 pub mod connection;
 pub mod date;
+mod grammar;
 pub mod head;
 pub mod io;
 pub mod listener;
