@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -292,18 +292,13 @@ impl Spool {
 /// (the response promised those bytes).
 fn send_file(stream: &Stream, fd: BorrowedFd<'_>, at: &mut u64, end: u64) -> io::Result<usize> {
     let count = usize::try_from(end.saturating_sub(*at).min(SENDFILE_MAX)).unwrap_or(1 << 20);
-    let mut off = i64::try_from(*at).map_err(|_| io::Error::other("file offset too large"))?;
+    let mut off = *at;
     loop {
-        // SAFETY: both descriptors are open for the call and `off` is a valid, exclusively
-        // borrowed offset; the kernel copies file pages to the socket.
-        let n = unsafe { libc::sendfile(stream.as_raw_fd(), fd.as_raw_fd(), &mut off, count) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let n = match rustix::fs::sendfile(stream, fd, Some(&mut off), count) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -311,7 +306,7 @@ fn send_file(stream: &Stream, fd: BorrowedFd<'_>, at: &mut u64, end: u64) -> io:
             ));
         }
         *at = (*at).saturating_add(n as u64);
-        return Ok(n as usize);
+        return Ok(n);
     }
 }
 
