@@ -11,6 +11,7 @@ pub mod isapi;
 pub mod logging;
 pub mod pool;
 pub mod python;
+pub mod reject;
 pub mod request;
 pub mod responder;
 #[cfg(unix)]
