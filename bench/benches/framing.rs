@@ -53,7 +53,7 @@ fn head(header_block: &[u8], len: u64) -> ResponseHead<'_> {
 /// drain thread (which ends when the gateway end is dropped), with the byte count it read.
 fn connection() -> (Arc<ConnIo>, JoinHandle<u64>) {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    let stream = Stream::Unix(ours);
+    let stream = Stream::unix(ours);
     stream.set_nonblocking(true).unwrap();
     let drain = std::thread::spawn(move || {
         let mut theirs = theirs;

@@ -195,7 +195,7 @@ fn run(data: &[u8], setup: &Setup, pieces: &[usize]) -> Vec<Event> {
         })
     };
     let io = Arc::new(ConnIo::new(
-        Stream::Unix(server),
+        Stream::unix(server),
         &SendLimits::unqueued(Duration::from_secs(5)),
     ));
     let events = serve(data, setup, io);

@@ -86,7 +86,7 @@ impl ConnIo {
 
     /// Allows merging on this connection (TCP only; see `merge` and --stream-nodelay).
     pub fn allow_merging(mut self, on: bool) -> ConnIo {
-        self.merge_ok = on && matches!(self.stream, Stream::Tcp(_));
+        self.merge_ok = on && self.stream.is_tcp();
         self
     }
 
@@ -98,11 +98,11 @@ impl ConnIo {
     /// unacknowledged and sends it with what follows (Nagle). `false`: TCP_NODELAY on again,
     /// which also sends at once what the kernel holds. Returns whether the socket is now so.
     pub fn set_merging(&self, on: bool) -> bool {
-        let Stream::Tcp(s) = &self.stream else {
+        if !self.stream.is_tcp() {
             return !on;
-        };
+        }
         let mut merging = self.merging.lock();
-        if *merging != on && s.set_nodelay(!on).is_ok() {
+        if *merging != on && self.stream.set_nodelay(!on).is_ok() {
             *merging = on;
         }
         *merging == on

@@ -254,10 +254,7 @@ mod tests {
     use crate::responder::{BodyLength, Responder, ResponseHead};
 
     fn nodelay(io: &ConnIo) -> bool {
-        match &io.stream {
-            Stream::Tcp(s) => s.nodelay().unwrap(),
-            Stream::Unix(_) => unreachable!(),
-        }
+        io.stream.nodelay().unwrap()
     }
 
     /// The first block goes out under TCP_NODELAY; later blocks may be merged (Nagle) and the
@@ -267,7 +264,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let (mut client, server) = pair(&listener);
         let limits = SendLimits::unqueued(std::time::Duration::from_secs(5));
-        let io = Arc::new(ConnIo::new(Stream::Tcp(server), &limits).allow_merging(true));
+        let io = Arc::new(ConnIo::new(Stream::tcp(server), &limits).allow_merging(true));
         let head = ResponseHead {
             code: 200,
             status: b"200 OK",
@@ -318,7 +315,7 @@ mod tests {
         assert!(nodelay(&io));
         // --stream-nodelay: never off.
         let (_peer, server) = pair(&listener);
-        let plain = Arc::new(ConnIo::new(Stream::Tcp(server), &limits));
+        let plain = Arc::new(ConnIo::new(Stream::tcp(server), &limits));
         let mut r = HttpResponder::new(plain.clone(), Version::Http11, false);
         r.start(&head).unwrap();
         r.write(b"a").unwrap();
