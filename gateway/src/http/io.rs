@@ -4,13 +4,14 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 use rustix::event::{PollFd, PollFlags};
 
+use super::merge::Merge;
 use super::rate::{MinRate, RateMeter, TooSlow};
 use super::spool::{Spool, SpoolBudget};
 /// Re-exported: `http::io::Stream` is the path bench/ and fuzz/ use.
@@ -58,13 +59,8 @@ pub struct ConnIo {
     spooled: AtomicBool,
     /// --write-buffer (see `SendLimits`).
     write_buffer: u64,
-    /// A TCP connection without --stream-nodelay: a response's later blocks may be merged.
-    merge_ok: bool,
-    /// TCP_NODELAY is off (see `merge`); the lock makes each switch and this flag one step,
-    /// as the worker and the pusher both switch it.
-    merging: Mutex<bool>,
-    /// Body writes while merging, so the pusher can tell a paused response from a busy one.
-    pub(super) writes: AtomicU32,
+    /// Merging a response's later blocks (see `merge`).
+    pub(super) merge: Merge,
 }
 
 impl ConnIo {
@@ -78,34 +74,14 @@ impl ConnIo {
             spool: Mutex::new(Spool::new(limits.budget.clone())),
             spooled: AtomicBool::new(false),
             write_buffer: limits.write_buffer,
-            merge_ok: false,
-            merging: Mutex::new(false),
-            writes: AtomicU32::new(0),
+            merge: Merge::new(false),
         }
     }
 
     /// Allows merging on this connection (TCP only; see `merge` and --stream-nodelay).
     pub fn allow_merging(mut self, on: bool) -> ConnIo {
-        self.merge_ok = on && self.stream.is_tcp();
+        self.merge = Merge::new(on && self.stream.is_tcp());
         self
-    }
-
-    pub fn merge_allowed(&self) -> bool {
-        self.merge_ok
-    }
-
-    /// `true`: TCP_NODELAY off, so the kernel holds a small write while an earlier small one is
-    /// unacknowledged and sends it with what follows (Nagle). `false`: TCP_NODELAY on again,
-    /// which also sends at once what the kernel holds. Returns whether the socket is now so.
-    pub fn set_merging(&self, on: bool) -> bool {
-        if !self.stream.is_tcp() {
-            return !on;
-        }
-        let mut merging = self.merging.lock();
-        if *merging != on && self.stream.set_nodelay(!on).is_ok() {
-            *merging = on;
-        }
-        *merging == on
     }
 
     /// Reads at least one byte (or EOF), waiting (GIL released) as long as `meter` allows.

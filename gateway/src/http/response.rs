@@ -30,8 +30,6 @@ pub struct HttpResponder {
     head_pending: bool,
     mode: Mode,
     sent: u64,
-    /// This response's later blocks may be merged (`merge`) until it ends.
-    merging: bool,
 }
 
 thread_local! {
@@ -41,7 +39,7 @@ thread_local! {
 
 impl Drop for HttpResponder {
     fn drop(&mut self) {
-        self.stop_merging();
+        merge::end(&self.io);
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         HEAD_BUF.set(head);
@@ -60,21 +58,14 @@ impl HttpResponder {
             head_pending: false,
             mode: Mode::NoBody,
             sent: 0,
-            merging: false,
         }
     }
 
     /// Before each body write: the first goes out with the head at once, later ones may be
     /// merged into fewer segments (see `merge`).
-    fn later_block(&mut self, len: usize) {
+    fn later_block(&self, len: usize) {
         if !self.head_pending {
-            self.merging = merge::later_write(&self.io, self.merging, len);
-        }
-    }
-
-    fn stop_merging(&mut self) {
-        if std::mem::take(&mut self.merging) {
-            merge::stop(&self.io);
+            merge::later_write(&self.io, len);
         }
     }
 
@@ -227,7 +218,7 @@ impl Responder for HttpResponder {
             b""
         };
         let sent = self.send([tail, b"", b""]);
-        self.stop_merging();
+        merge::end(&self.io);
         sent
     }
 
