@@ -8,7 +8,9 @@
 # Env:   ROUNDS (3), DURATION (seconds per run, 5), WARMUP (seconds, 1),
 #        SERVERS ("wsgi-gateway granian gunicorn waitress fastwsgi bjoern nginx"; also
 #                 wsgi-gateway-wheel: the release wheel pip-installed into the peers' venv and
-#                 run by its console script, the extension-module shape beside the binary),
+#                 run by its console script, the extension-module shape beside the binary;
+#                 wsgi-gateway-baseline: the binary GW_BASELINE_BIN names, e.g. an earlier
+#                 commit's release build, run like wsgi-gateway: a before/after in one run),
 #        SCENARIOS ("hello echo big stream mixed close app idle"; also: slow),
 #        PROCS (1 = one process each, the default; 2 = two worker processes where the server
 #               supports it: granian, gunicorn, fastwsgi, bjoern, nginx),
@@ -218,6 +220,10 @@ declare -A SKIP_REASON=()
 for server in $SERVERS; do
     case "$server" in
         wsgi-gateway) continue ;;
+        wsgi-gateway-baseline)
+            [ -x "${GW_BASELINE_BIN:-}" ] ||
+                SKIP_REASON[wsgi-gateway-baseline]="GW_BASELINE_BIN names no executable"
+            continue ;;
         wsgi-gateway-wheel)
             # The Linux wheel of this tree as it ships (gateway/build-wheels.sh: manylinux_2_28,
             # zig-linked), built now and installed over whatever an earlier run left: the
@@ -352,7 +358,7 @@ server_na() {
     fi
     if [ "$PROCS" != 1 ]; then
         case "$server" in
-            wsgi-gateway | wsgi-gateway-wheel) NA_REASON="n/a: no --workers yet (issue 6)" ;;
+            wsgi-gateway | wsgi-gateway-wheel | wsgi-gateway-baseline) NA_REASON="n/a: no --workers yet (issue 6)" ;;
             waitress) NA_REASON="n/a: waitress is single-process by design" ;;
         esac
     fi
@@ -382,6 +388,7 @@ server_port() {
 # How each server is run, for the report.
 declare -A SETTINGS=(
     [wsgi-gateway]="\`wsgi-gateway serve bench_app:application --threads $GW_THREADS --venv bench/.venv${GW_ARGS:+ $GW_ARGS}\` (one process)"
+    [wsgi-gateway-baseline]="\`${GW_BASELINE_BIN:-} serve bench_app:application --threads $GW_THREADS --venv bench/.venv${GW_ARGS:+ $GW_ARGS}\` (one process)"
     [wsgi-gateway-wheel]="\`bench/.venv/bin/wsgi-gateway serve bench_app:application --threads $GW_THREADS${GW_ARGS:+ $GW_ARGS}\`: the release wheel's console script, in its venv (one process)"
     [granian]="\`granian --interface wsgi --workers $PROCS --blocking-threads $GRANIAN_THREADS${GRANIAN_ARGS:+ $GRANIAN_ARGS}\`"
     [gunicorn]="\`gunicorn -w $PROCS$([ "$GUNICORN_THREADS" -gt 1 ] && echo " -k gthread --threads $GUNICORN_THREADS" || echo ' (sync worker)')${GUNICORN_ARGS:+ $GUNICORN_ARGS}\`"
@@ -423,6 +430,9 @@ server_cmd() {
     case "$1" in
         wsgi-gateway)
             CMD=("$GW_BIN" serve bench_app:application --bind "$HOST:$port" --threads "$GW_THREADS"
+                --chdir "$APPS" --venv "$VENV" $GW_ARGS) ;;
+        wsgi-gateway-baseline)
+            CMD=("$GW_BASELINE_BIN" serve bench_app:application --bind "$HOST:$port" --threads "$GW_THREADS"
                 --chdir "$APPS" --venv "$VENV" $GW_ARGS) ;;
         wsgi-gateway-wheel)
             CMD=("$VENV/bin/wsgi-gateway" serve bench_app:application --bind "$HOST:$port"
