@@ -17,9 +17,8 @@
 #        GW_THREADS (32, its default), GW_ARGS (extra wsgi-gateway serve arguments, ""),
 #        GRANIAN_THREADS (--blocking-threads, 16), GUNICORN_THREADS
 #        (1 = sync worker, N > 1 = gthread with N threads; 16), WAITRESS_THREADS (16): every
-#        peer's pool gets 16 threads, its best in bench/results/2026-11-28-threads.md (hello alike
-#        at 1-16 threads within the noise; mixed /hello needs more threads than the 10 sleeping
-#        calls, ~19x better at 16 than at 8),
+#        peer's pool gets 16 threads, its best in bench/results/2026-11-28-threads.md (mixed
+#        needs more threads than its 10 sleeping calls),
 #        GRANIAN_ARGS ("--backpressure 20000"), GUNICORN_ARGS (""), WAITRESS_ARGS ("") (extra arguments),
 #        IDLE_CONNS (10000), IDLE_OPEN_TIMEOUT (seconds, 10), CONNECTIONS (override per-scenario),
 #        RESULTS_DIR (bench/results), BASE_PORT (18400), PIN (1 = server on CPU 0, wrk on CPU 1), KEEP_LOGS (1 = keep raw logs)
