@@ -8,16 +8,17 @@
 # Env:   ROUNDS (3), DURATION (seconds per run, 5), WARMUP (seconds, 1),
 #        SERVERS ("wsgi-gateway granian gunicorn waitress fastwsgi bjoern nginx"; also
 #                 wsgi-gateway-wheel: the release wheel pip-installed into the peers' venv and
-#                 run by its console script, the extension-module shape beside the binary),
+#                 run by its console script, the extension-module shape beside the binary;
+#                 wsgi-gateway-baseline: the binary GW_BASELINE_BIN names, e.g. an earlier
+#                 commit's release build, run like wsgi-gateway: a before/after in one run),
 #        SCENARIOS ("hello echo big stream mixed close app idle"; also: slow),
 #        PROCS (1 = one process each, the default; 2 = two worker processes where the server
 #               supports it: granian, gunicorn, fastwsgi, bjoern, nginx),
 #        GW_THREADS (32, its default), GW_ARGS (extra wsgi-gateway serve arguments, ""),
 #        GRANIAN_THREADS (--blocking-threads, 16), GUNICORN_THREADS
 #        (1 = sync worker, N > 1 = gthread with N threads; 16), WAITRESS_THREADS (16): every
-#        peer's pool gets 16 threads, its best in bench/results/2026-11-28-threads.md (hello alike
-#        at 1-16 threads within the noise; mixed /hello needs more threads than the 10 sleeping
-#        calls, ~19x better at 16 than at 8),
+#        peer's pool gets 16 threads, its best in bench/results/2026-11-28-threads.md (mixed
+#        needs more threads than its 10 sleeping calls),
 #        GRANIAN_ARGS ("--backpressure 20000"), GUNICORN_ARGS (""), WAITRESS_ARGS ("") (extra arguments),
 #        IDLE_CONNS (10000), IDLE_OPEN_TIMEOUT (seconds, 10), CONNECTIONS (override per-scenario),
 #        RESULTS_DIR (bench/results), BASE_PORT (18400), PIN (1 = server on CPU 0, wrk on CPU 1), KEEP_LOGS (1 = keep raw logs)
@@ -218,6 +219,10 @@ declare -A SKIP_REASON=()
 for server in $SERVERS; do
     case "$server" in
         wsgi-gateway) continue ;;
+        wsgi-gateway-baseline)
+            [ -x "${GW_BASELINE_BIN:-}" ] ||
+                SKIP_REASON[wsgi-gateway-baseline]="GW_BASELINE_BIN names no executable"
+            continue ;;
         wsgi-gateway-wheel)
             # The Linux wheel of this tree as it ships (gateway/build-wheels.sh: manylinux_2_28,
             # zig-linked), built now and installed over whatever an earlier run left: the
@@ -352,7 +357,7 @@ server_na() {
     fi
     if [ "$PROCS" != 1 ]; then
         case "$server" in
-            wsgi-gateway | wsgi-gateway-wheel) NA_REASON="n/a: no --workers yet (issue 6)" ;;
+            wsgi-gateway | wsgi-gateway-wheel | wsgi-gateway-baseline) NA_REASON="n/a: no --workers yet (issue 6)" ;;
             waitress) NA_REASON="n/a: waitress is single-process by design" ;;
         esac
     fi
@@ -382,6 +387,7 @@ server_port() {
 # How each server is run, for the report.
 declare -A SETTINGS=(
     [wsgi-gateway]="\`wsgi-gateway serve bench_app:application --threads $GW_THREADS --venv bench/.venv${GW_ARGS:+ $GW_ARGS}\` (one process)"
+    [wsgi-gateway-baseline]="\`${GW_BASELINE_BIN:-} serve bench_app:application --threads $GW_THREADS --venv bench/.venv${GW_ARGS:+ $GW_ARGS}\` (one process)"
     [wsgi-gateway-wheel]="\`bench/.venv/bin/wsgi-gateway serve bench_app:application --threads $GW_THREADS${GW_ARGS:+ $GW_ARGS}\`: the release wheel's console script, in its venv (one process)"
     [granian]="\`granian --interface wsgi --workers $PROCS --blocking-threads $GRANIAN_THREADS${GRANIAN_ARGS:+ $GRANIAN_ARGS}\`"
     [gunicorn]="\`gunicorn -w $PROCS$([ "$GUNICORN_THREADS" -gt 1 ] && echo " -k gthread --threads $GUNICORN_THREADS" || echo ' (sync worker)')${GUNICORN_ARGS:+ $GUNICORN_ARGS}\`"
@@ -423,6 +429,9 @@ server_cmd() {
     case "$1" in
         wsgi-gateway)
             CMD=("$GW_BIN" serve bench_app:application --bind "$HOST:$port" --threads "$GW_THREADS"
+                --chdir "$APPS" --venv "$VENV" $GW_ARGS) ;;
+        wsgi-gateway-baseline)
+            CMD=("$GW_BASELINE_BIN" serve bench_app:application --bind "$HOST:$port" --threads "$GW_THREADS"
                 --chdir "$APPS" --venv "$VENV" $GW_ARGS) ;;
         wsgi-gateway-wheel)
             CMD=("$VENV/bin/wsgi-gateway" serve bench_app:application --bind "$HOST:$port"

@@ -3,8 +3,8 @@
 connection, wrk's Lua `delay`), so that no server is run to saturation and neither is wrk.
 
 Why: compare.sh's p99 is taken at saturation, where the single wrk thread is itself nearly
-saturated on the 2-core bench machine, and the faster the server, the busier wrk (97 % of a
-CPU on `hello` against wsgi-gateway, 89 % against bjoern): its own queueing then widens the
+saturated on the 2-core bench machine, and the faster the server, the busier wrk (figures:
+results/2026-12-06-readme-history.md): its own queueing then widens the
 tail it measures. Paced, every server gets about the same load and wrk has CPU to spare, so
 the percentiles are the servers'.
 

@@ -13,9 +13,8 @@ use pyo3::prelude::*;
 
 /// How long a piece of work may hold the poller role before a standby worker takes over, when
 /// its thread is blocked (waiting on a socket, a database, `time.sleep`): another worker can
-/// then run Python meanwhile. Until then nothing else is served: in bench/'s `mixed` (200 calls
-/// a second that sleep 50 ms, beside `/hello`), 2 ms of it took `/hello` from ~70k to ~45k
-/// req/s with a p99 of 4.8 ms; 250 µs gave 65-74k req/s and 2.1-2.3 ms.
+/// then run Python meanwhile. Until then nothing else is served, so it is short: 2 ms cost
+/// bench/'s `mixed` a third of its `/hello` rate (bench/results/2026-12-06-readme-history.md).
 const HANDOFF: Duration = Duration::from_micros(250);
 /// The limit for work whose thread is running (a CPU-bound call, or a thread the OS preempted):
 /// a second worker would only queue for the GIL, so hand over later, for fairness alone.

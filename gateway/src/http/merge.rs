@@ -27,11 +27,11 @@ use parking_lot::{Condvar, Mutex};
 use super::io::ConnIo;
 use super::stream::Stream;
 
-/// How often the pusher looks; a held block waits at most about twice this. (5 ms measured
-/// ~1 % cheaper on the `stream` benchmark, with bursts held up to 10 ms.)
+/// How often the pusher looks; a held block waits at most about twice this (longer saves
+/// little CPU: bench/results/2026-12-06-readme-history.md).
 const PUSH_AFTER: Duration = Duration::from_millis(2);
 /// Only a block smaller than this starts merging: big ones fill segments by themselves, and
-/// switching costs two system calls (the `big` benchmark measured 4 % slower with them).
+/// switching costs two system calls, which big blocks do not earn back.
 const SMALL_BLOCK: usize = 16 * 1024;
 
 /// One connection's merging state.

@@ -172,8 +172,8 @@ pub fn load_wsgi_app(
         if let Some(interval) = switch_interval {
             // The worker holding the poller role keeps the GIL while requests are ready, so a
             // thread whose blocking call returned waits for it until this interval forces a
-            // switch. In bench/'s `mixed` (by hand, 5 runs each), slow calls went from 179-182
-            // req/s at Python's 5 ms to 191 of the 200 possible at 1 ms.
+            // switch: 1 ms (the default) lets slow calls return near their full rate
+            // (bench/results/2026-12-06-readme-history.md).
             py.import("sys")
                 .and_then(|sys| sys.call_method1("setswitchinterval", (interval.as_secs_f64(),)))
                 .map_err(|e| {
