@@ -3,6 +3,7 @@
 //! `schema.rs`; this file merges the three sources.
 
 mod cgi_launch;
+pub mod defaults;
 mod schema;
 
 use std::ffi::OsString;

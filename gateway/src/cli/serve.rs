@@ -246,7 +246,7 @@ fn inherited_sockets(
 /// The listening sockets bound here (`--bind`, or the default address).
 fn bind_sockets(args: &ServeArgs) -> Result<Vec<listener::Bound>, Fatal> {
     let binds = if args.bind.is_empty() {
-        vec!["127.0.0.1:8000".to_string()]
+        vec![crate::config::defaults::BIND.to_string()]
     } else {
         args.bind.clone()
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::ConfigError;
+use super::{defaults, ConfigError};
 use crate::python::interpreter::AppSpec;
 use crate::trust::{IpRange, TrustPolicy};
 
@@ -90,7 +90,7 @@ pub struct InstallIisArgs {
     #[arg(long, value_enum, default_value = "64")]
     pub bitness: Bitness,
     /// Python worker threads in each IIS worker process.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = defaults::THREADS, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: u32,
     /// Turn Windows authentication on and anonymous access off for the application.
     #[arg(long)]
@@ -224,10 +224,10 @@ pub struct ServiceArgs {
     )]
     pub header_underscores: Underscores,
     /// Python worker threads: how many requests may be inside the app at once (an idle one costs nothing).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
+    #[arg(long, default_value_t = defaults::THREADS, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
     pub threads: u32,
     /// Largest request body in bytes (413 beyond); 0 = unlimited.
-    #[arg(long, default_value_t = 1 << 30, env = "WSGI_GATEWAY_MAX_BODY_SIZE")]
+    #[arg(long, default_value_t = defaults::MAX_BODY_SIZE, env = "WSGI_GATEWAY_MAX_BODY_SIZE")]
     pub max_body_size: u64,
     /// Python's thread switch interval (`sys.setswitchinterval`), set before the app is imported: how long a thread back from a blocking call (a database, `time.sleep`) waits for the GIL while a worker runs ready requests. Python's default is 0.005.
     #[arg(long, value_name = "SECONDS", default_value = "0.001", value_parser = parse_seconds, env = "WSGI_GATEWAY_SWITCH_INTERVAL")]
@@ -261,16 +261,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", env = "WSGI_GATEWAY_ACCESS_LOG")]
     pub access_log: Option<String>,
     /// Longest request line (414 beyond).
-    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(64..), env = "WSGI_GATEWAY_LIMIT_REQUEST_LINE")]
+    #[arg(long, default_value_t = defaults::LIMIT_REQUEST_LINE as u64, value_parser = clap::value_parser!(u64).range(64..), env = "WSGI_GATEWAY_LIMIT_REQUEST_LINE")]
     pub limit_request_line: u64,
     /// Most header fields in a request (431 beyond).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_LIMIT_REQUEST_FIELDS")]
+    #[arg(long, default_value_t = defaults::LIMIT_REQUEST_FIELDS as u64, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_LIMIT_REQUEST_FIELDS")]
     pub limit_request_fields: u64,
     /// Longest header field line (431 beyond).
-    #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u64).range(16..), env = "WSGI_GATEWAY_LIMIT_REQUEST_FIELD_SIZE")]
+    #[arg(long, default_value_t = defaults::LIMIT_REQUEST_FIELD_SIZE as u64, value_parser = clap::value_parser!(u64).range(16..), env = "WSGI_GATEWAY_LIMIT_REQUEST_FIELD_SIZE")]
     pub limit_request_field_size: u64,
     /// Largest request head in bytes (431 beyond).
-    #[arg(long, default_value_t = 262144, value_parser = clap::value_parser!(u64).range(256..), env = "WSGI_GATEWAY_LIMIT_REQUEST_HEAD")]
+    #[arg(long, default_value_t = defaults::LIMIT_REQUEST_HEAD as u64, value_parser = clap::value_parser!(u64).range(256..), env = "WSGI_GATEWAY_LIMIT_REQUEST_HEAD")]
     pub limit_request_head: u64,
     /// Seconds a client has to send a whole request head (408 after).
     #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_HEADER_TIMEOUT")]
@@ -313,7 +313,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WSGI_GATEWAY_STREAM_NODELAY")]
     pub stream_nodelay: bool,
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
-    #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
+    #[arg(long, default_value = defaults::GRACEFUL_TIMEOUT, value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
     pub graceful_timeout: Duration,
     /// Most open client connections (an idle one costs ~0.2 KiB here; the fd limit is raised to its maximum at start).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_MAX_CONNECTIONS")]
