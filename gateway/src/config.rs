@@ -4,6 +4,8 @@
 
 mod cgi_launch;
 pub mod defaults;
+#[cfg(unix)]
+mod http_settings;
 mod schema;
 
 use std::ffi::OsString;
