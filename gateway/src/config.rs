@@ -17,7 +17,8 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use cgi_launch::{file_id, CgiLaunch};
 pub use schema::*;
 
-/// A configuration error, worded for the operator; the binary exits with status 2.
+/// A configuration error, worded for the operator; the binary exits with status 2. A message,
+/// not an enum: every caller reports it and stops (ISAPI: GetExtensionVersion fails).
 #[derive(Debug)]
 pub struct ConfigError(pub String);
 

@@ -113,7 +113,8 @@ pub struct InstallIisArgs {
     pub python_version: Option<(u8, u8)>,
 }
 
-/// `3.11` → (3, 11): the versions wsgi-gateway's wheels are built for.
+/// `3.11` → (3, 11): the versions wsgi-gateway's wheels are built for. (A value parser's
+/// `Err` is the text clap prints after the option's name.)
 fn parse_python_version(s: &str) -> Result<(u8, u8), String> {
     let bad = || format!("{s:?}: expected a Python version X.Y, 3.10 or later");
     let (major, minor) = s.split_once('.').ok_or_else(bad)?;
@@ -345,6 +346,7 @@ pub struct ServeArgs {
     pub backlog: u32,
 }
 
+/// A `--…-timeout`'s seconds (a value parser: `Err` is the text clap prints).
 pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .trim()
