@@ -41,17 +41,12 @@ pub(super) fn serve(
     // Taken (and made close-on-exec) before the app is imported: a process it starts there
     // must not keep them.
     let inherited = inherited_sockets(&args, shape, worker.as_ref())?;
-    if worker.is_none() && (args.workers.is_some() || args.max_requests > 0) {
+    if let (None, Some(workers)) = (&worker, args.supervisor_workers()) {
         let listeners = match inherited {
             Some(listeners) => listeners,
             None => bind_sockets(&args)?,
         };
         let _pid_file = PidFile::write(args.pid.as_deref())?;
-        let workers = match args.workers {
-            Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            Some(n) => n as usize,
-            None => 1,
-        };
         let (program, mut program_args) = shape.program().map_err(Fatal)?;
         program_args.extend(command_line.iter().cloned());
         let plan = supervisor::Plan {

@@ -50,18 +50,8 @@ fn to_usize(n: impl TryInto<usize>) -> usize {
 mod tests {
     use std::time::Duration;
 
-    use clap::Parser;
-
-    use crate::config::{Cli, Command, ServeArgs};
+    use crate::config::schema::tests::serve;
     use crate::http::head::HeadLimits;
-
-    fn serve(words: &[&str]) -> ServeArgs {
-        let argv = ["wsgi-gateway", "serve"].iter().chain(words);
-        match Cli::try_parse_from(argv).map(|c| c.command) {
-            Ok(Command::Serve(args)) => *args,
-            other => panic!("{words:?} is not a serve command line: {other:?}"),
-        }
-    }
 
     #[test]
     fn the_defaults_are_the_servers_defaults() {

@@ -413,4 +413,43 @@ impl ServeArgs {
         }
         Ok(s.to_string())
     }
+
+    /// How many worker processes a supervisor runs: `--workers` (0 = one per CPU), or one when
+    /// only `--max-requests` asks for a supervisor; `None`: this process serves by itself.
+    pub fn supervisor_workers(&self) -> Option<usize> {
+        match self.workers {
+            Some(0) => Some(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            Some(n) => Some(n as usize),
+            None if self.max_requests > 0 => Some(1),
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, ServeArgs};
+
+    /// `wsgi-gateway serve WORDS…` as clap parses it.
+    pub(in crate::config) fn serve(words: &[&str]) -> ServeArgs {
+        let argv = ["wsgi-gateway", "serve"].iter().chain(words);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Serve(args)) => *args,
+            other => panic!("{words:?} is not a serve command line: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn workers_or_max_requests_ask_for_a_supervisor() {
+        assert_eq!(serve(&[]).supervisor_workers(), None);
+        assert_eq!(serve(&["--max-requests=0"]).supervisor_workers(), None);
+        assert_eq!(serve(&["--max-requests=5"]).supervisor_workers(), Some(1));
+        assert_eq!(serve(&["--workers=3"]).supervisor_workers(), Some(3));
+        let per_cpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(serve(&["--workers=0"]).supervisor_workers(), Some(per_cpu));
+        let both = serve(&["--workers=2", "--max-requests=5"]);
+        assert_eq!(both.supervisor_workers(), Some(2));
+    }
 }
