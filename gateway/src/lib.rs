@@ -2,6 +2,7 @@
 
 #[cfg(unix)]
 pub mod cgi;
+pub(crate) mod cgi_vars;
 pub mod cli;
 pub mod config;
 #[cfg(unix)]
