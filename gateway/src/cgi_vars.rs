@@ -24,7 +24,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub fn of(protocol: Option<&[u8]>) -> Protocol {
+    fn of(protocol: Option<&[u8]>) -> Protocol {
         match protocol {
             Some(b"HTTP/1.0") => Protocol::Http10,
             Some(b"HTTP/1.1") | None => Protocol::Http11,
@@ -59,6 +59,7 @@ pub enum Location {
 /// The variables both front ends read. Empty values count as not given.
 #[derive(Debug, Default)]
 pub struct CgiVars {
+    /// Checked by the front end, which words its refusal after its own source.
     pub method: Bytes,
     pub query: Bytes,
     /// SERVER_PROTOCOL.
