@@ -241,7 +241,7 @@ pub fn accept(ecb: Ecb) -> Dword {
     let req = match read_request(fields, &mut EcbVariables(&ecb), ext.mount.as_deref()) {
         Ok(r) => r,
         Err(refusal) => {
-            tracing::info!("{} for an IIS request: {}", refusal.status, refusal.why);
+            tracing::info!("{} for an IIS request: {}", refusal.status, refusal.reason);
             return ecb.answer(refusal.status, "");
         }
     };
