@@ -12,7 +12,8 @@ use crate::{
     config::AppArgs, python::call::WsgiApp, python::environ::FrontEndKind, python::interpreter,
 };
 
-/// A start-up failure: reported as one line, exit status 2.
+/// A start-up failure: reported as one line, exit status 2. A message, not an enum: every
+/// failure ends the same way, so nothing tells the causes apart.
 pub(crate) struct Fatal(pub String);
 
 impl<E: std::fmt::Display> From<E> for Fatal {

@@ -3,6 +3,9 @@
 //! `schema.rs`; this file merges the three sources.
 
 mod cgi_launch;
+pub mod defaults;
+#[cfg(unix)]
+mod http_settings;
 mod schema;
 
 use std::ffi::OsString;
@@ -14,7 +17,8 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use cgi_launch::{file_id, CgiLaunch};
 pub use schema::*;
 
-/// A configuration error, worded for the operator; the binary exits with status 2.
+/// A configuration error, worded for the operator; the binary exits with status 2. A message,
+/// not an enum: every caller reports it and stops (ISAPI: GetExtensionVersion fails).
 #[derive(Debug)]
 pub struct ConfigError(pub String);
 

@@ -2,6 +2,8 @@
 
 #[cfg(unix)]
 pub mod cgi;
+pub(crate) mod cgi_vars;
+pub(crate) mod chunk_frame;
 pub mod cli;
 pub mod config;
 #[cfg(unix)]

@@ -3,7 +3,8 @@
 use crate::config::LogLevel;
 
 /// Sends the process's log lines to `error_log` (a path, or `-` for stderr). A second call in
-/// the same process (the ISAPI library started again) keeps the first destination.
+/// the same process (the ISAPI library started again) keeps the first destination. `Err` is
+/// the one line the front end reports before it stops: one cause (the file would not open).
 pub fn init(error_log: &str, level: LogLevel) -> Result<(), String> {
     let level = match level {
         LogLevel::Error => tracing::Level::ERROR,
@@ -18,7 +19,7 @@ pub fn init(error_log: &str, level: LogLevel) -> Result<(), String> {
     let installed = if error_log == "-" {
         builder.with_writer(std::io::stderr).try_init()
     } else {
-        let file = open_append(error_log)?;
+        let file = open_append(error_log).map_err(|e| format!("--error-log {error_log}: {e}"))?;
         builder.with_writer(std::sync::Mutex::new(file)).try_init()
     };
     // Already installed: the earlier destination stays (tracing has one global subscriber).
@@ -26,11 +27,11 @@ pub fn init(error_log: &str, level: LogLevel) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens a log file for appending, creating it.
-pub fn open_append(path: &str) -> Result<std::fs::File, String> {
+/// Opens a log file for appending, creating it. The caller names the file in its message: it
+/// is not always `--error-log`'s (the ISAPI library's fallback log).
+pub fn open_append(path: &str) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| format!("--error-log {path}: {e}"))
 }

@@ -167,7 +167,9 @@ struct Supervisor {
     stop_deadline: Option<Instant>,
 }
 
-/// Runs the supervisor until it is stopped. `Err` = the first generation could not start.
+/// Runs the supervisor until it is stopped. `Err` = the first generation could not start, or
+/// a worker process could not be started (`fork`/`exec` failed): the message `serve` reports
+/// before it exits with status 2, whatever the cause, so a `String`.
 pub fn run(plan: Plan) -> Result<(), String> {
     let mut signals = Signals::install().map_err(|e| format!("signals: {e}"))?;
     tracing::info!(

@@ -47,8 +47,11 @@ while _hold and os.path.exists(_hold) and time.monotonic() < _hold_deadline:
 
 def _spawn(pidfile):
     """A long-lived subprocess that keeps every fd without close-on-exec (close_fds=False): a
-    shell that creates <pidfile>.<its pid> once it runs (its loader done), then sleeps."""
-    p = subprocess.Popen(["sh", "-c", 'echo > "$0.$$"; while sleep 60; do :; done', pidfile],
+    shell that creates <pidfile>.<its pid> once it runs (its loader done), then sleeps. The
+    marker is made by `touch`, not a redirection: dash keeps a copy of its stdout (fd 10+)
+    while a builtin's redirection is in force, which a test looking then would take for an
+    inherited fd."""
+    p = subprocess.Popen(["sh", "-c", 'touch "$0.$$"; while sleep 60; do :; done', pidfile],
                          close_fds=False, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(pidfile, "a") as f:

@@ -5,7 +5,9 @@ use std::os::unix::ffi::OsStringExt;
 
 use bytes::Bytes;
 
-use crate::request::{Peer, Request, Scheme, Version};
+use crate::cgi_vars::{is_token, CgiVars, Location};
+use crate::reject::Reject;
+use crate::request::Request;
 
 /// Host variables that go into the environ as the host gave them. Everything else in the
 /// process environment (PATH, HOME, WSGI_GATEWAY_*, …) stays out.
@@ -36,19 +38,12 @@ pub struct CgiRequest {
     pub content_length: Option<u64>,
 }
 
-/// The host's variables do not describe a request; answered with this status.
-#[derive(Debug, PartialEq, Eq)]
-pub struct MetaError {
-    pub status: u16,
-    pub why: String,
-}
-
 /// Builds the request from the process environment's meta-variables. `iis_path_info`: the
 /// host repeats SCRIPT_NAME at the front of PATH_INFO (IIS without `allowPathInfo`).
 pub fn read_request(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
     iis_path_info: bool,
-) -> Result<CgiRequest, MetaError> {
+) -> Result<CgiRequest, Reject> {
     let mut m = Meta::default();
     for (name, value) in vars {
         let (Ok(name), value) = (name.into_string(), Bytes::from(value.into_vec())) else {
@@ -59,56 +54,42 @@ pub fn read_request(
     m.into_request(iis_path_info)
 }
 
-#[derive(Default)]
-struct Meta {
-    method: Option<Bytes>,
-    script_name: Bytes,
-    path_info: Bytes,
-    query: Bytes,
-    request_uri: Option<Bytes>,
-    content_type: Option<Bytes>,
-    content_length: Option<Bytes>,
-    protocol: Option<Bytes>,
-    server_name: Option<Bytes>,
-    server_port: Option<Bytes>,
-    server_addr: Option<Bytes>,
-    remote_addr: Option<Bytes>,
-    remote_port: Option<Bytes>,
-    remote_user: Option<Bytes>,
-    auth_type: Option<Bytes>,
-    https: bool,
-    headers: Vec<(Bytes, Bytes)>,
-    extra: Vec<(Bytes, Bytes)>,
-}
-
 fn non_empty(value: Bytes) -> Option<Bytes> {
     (!value.is_empty()).then_some(value)
 }
 
+/// What the host set: the shared variables, and the path as RFC 3875 gives it.
+#[derive(Default)]
+struct Meta {
+    vars: CgiVars,
+    script_name: Bytes,
+    path_info: Bytes,
+    request_uri: Option<Bytes>,
+}
+
 impl Meta {
     fn take(&mut self, name: String, value: Bytes) {
+        let v = &mut self.vars;
         match name.as_str() {
-            "REQUEST_METHOD" => self.method = non_empty(value),
+            "REQUEST_METHOD" => v.method = value,
             "SCRIPT_NAME" => self.script_name = value,
             "PATH_INFO" => self.path_info = value,
-            "QUERY_STRING" => self.query = value,
+            "QUERY_STRING" => v.query = value,
             "REQUEST_URI" => self.request_uri = non_empty(value),
-            "CONTENT_TYPE" => self.content_type = non_empty(value),
-            "CONTENT_LENGTH" => self.content_length = non_empty(value),
-            "SERVER_PROTOCOL" => self.protocol = non_empty(value),
-            "SERVER_NAME" => self.server_name = non_empty(value),
-            "SERVER_PORT" => self.server_port = non_empty(value),
+            "CONTENT_TYPE" => v.content_type = non_empty(value),
+            "CONTENT_LENGTH" => v.content_length = non_empty(value),
+            "SERVER_PROTOCOL" => v.protocol = non_empty(value),
+            "SERVER_NAME" => v.server_name = non_empty(value),
+            "SERVER_PORT" => v.server_port = non_empty(value),
             "SERVER_ADDR" => {
-                self.server_addr = non_empty(value.clone());
-                self.extra.push((Bytes::from(name), value));
+                v.server_addr = non_empty(value.clone());
+                v.extra.push((Bytes::from(name), value));
             }
-            "REMOTE_ADDR" => self.remote_addr = non_empty(value),
-            "REMOTE_PORT" => self.remote_port = non_empty(value),
-            "REMOTE_USER" => self.remote_user = non_empty(value),
-            "AUTH_TYPE" => self.auth_type = non_empty(value),
-            "HTTPS" => {
-                self.https = value.eq_ignore_ascii_case(b"on") || value.as_ref() == b"1";
-            }
+            "REMOTE_ADDR" => v.remote_addr = non_empty(value),
+            "REMOTE_PORT" => v.remote_port = non_empty(value),
+            "REMOTE_USER" => v.remote_user = non_empty(value),
+            "AUTH_TYPE" => v.auth_type = non_empty(value),
+            "HTTPS" => v.https = value.eq_ignore_ascii_case(b"on") || value.as_ref() == b"1",
             _ if DROPPED_HTTP.contains(&name.as_str()) => {}
             _ => {
                 // Hosts name header variables in upper case only; anything else in the
@@ -121,32 +102,35 @@ impl Meta {
                 if let Some(field) = header {
                     // Back to a header name; the core maps it to the same HTTP_* key and applies
                     // the trust policy (identity and proxy headers) to it.
-                    self.headers
+                    v.headers
                         .push((Bytes::from(field.replace('_', "-")), value));
                 } else if HOST_EXTRAS.contains(&name.as_str())
                     || HOST_EXTRA_PREFIXES.iter().any(|p| name.starts_with(p))
                 {
-                    self.extra.push((Bytes::from(name), value));
+                    v.extra.push((Bytes::from(name), value));
                 }
             }
         }
     }
 
-    fn into_request(mut self, iis_path_info: bool) -> Result<CgiRequest, MetaError> {
-        let bad = |why: String| MetaError { status: 400, why };
-        let Some(method) = self.method else {
-            return Err(MetaError {
-                status: 500,
-                why: "REQUEST_METHOD is not set: `cgi` must be started by a CGI host".into(),
-            });
-        };
-        if !method.iter().all(|&b| crate::responder::is_tchar(b)) {
-            return Err(bad(format!(
-                "REQUEST_METHOD {:?} is not a method",
-                String::from_utf8_lossy(&method)
-            )));
+    fn into_request(mut self, iis_path_info: bool) -> Result<CgiRequest, Reject> {
+        let method = &self.vars.method;
+        if method.is_empty() {
+            return Err(Reject::new(
+                500,
+                "REQUEST_METHOD is not set: `cgi` must be started by a CGI host",
+            ));
         }
-        let content_length = match &self.content_length {
+        if !is_token(method) {
+            return Err(Reject::because(
+                400,
+                format!(
+                    "REQUEST_METHOD {:?} is not a method",
+                    String::from_utf8_lossy(method)
+                ),
+            ));
+        }
+        let content_length = match &self.vars.content_length {
             None => None,
             Some(v) => Some(
                 std::str::from_utf8(v)
@@ -154,10 +138,13 @@ impl Meta {
                     .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|t| t.parse::<u64>().ok())
                     .ok_or_else(|| {
-                        bad(format!(
-                            "CONTENT_LENGTH {:?} is not a length",
-                            String::from_utf8_lossy(v)
-                        ))
+                        Reject::because(
+                            400,
+                            format!(
+                                "CONTENT_LENGTH {:?} is not a length",
+                                String::from_utf8_lossy(v)
+                            ),
+                        )
                     })?,
             ),
         };
@@ -167,68 +154,11 @@ impl Meta {
         {
             self.path_info = self.path_info.slice(self.script_name.len()..);
         }
-        let target = match self.request_uri {
-            Some(uri) => uri,
-            None => {
-                let mut t = self.script_name.to_vec();
-                t.extend_from_slice(&self.path_info);
-                if !self.query.is_empty() {
-                    t.push(b'?');
-                    t.extend_from_slice(&self.query);
-                }
-                Bytes::from(t)
-            }
-        };
-        let version = match self.protocol.as_deref() {
-            Some(b"HTTP/1.0") => Version::Http10,
-            Some(b"HTTP/1.1") | None => Version::Http11,
-            // HTTP/2 behind the host, or something else: the app is told what the host said.
-            Some(_) => {
-                if let Some(p) = self.protocol {
-                    self.extra.push((Bytes::from_static(b"SERVER_PROTOCOL"), p));
-                }
-                Version::Http11
-            }
-        };
-        let mut headers = self.headers;
-        if let Some(ct) = self.content_type {
-            headers.push((Bytes::from_static(b"Content-Type"), ct));
-        }
-        if let Some(cl) = self.content_length {
-            headers.push((Bytes::from_static(b"Content-Length"), cl));
-        }
-        let scheme = if self.https {
-            Scheme::Https
-        } else {
-            Scheme::Http
-        };
-        let text = |v: Option<Bytes>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
-        let default_port = if self.https { "443" } else { "80" };
-        let request = Request {
-            method,
-            target,
-            path: self.path_info,
-            query: self.query,
-            version,
-            headers,
-            peer: Peer::Named {
-                addr: text(self.remote_addr).unwrap_or_default(),
-                port: text(self.remote_port),
-            },
-            // No Host header and no configured name (lighttpd passes SERVER_NAME empty then):
-            // the address the request came in on, as the HTTP listener does.
-            server_name: text(self.server_name.or(self.server_addr))
-                .unwrap_or_else(|| "localhost".into())
-                .into(),
-            server_port: text(self.server_port)
-                .unwrap_or_else(|| default_port.into())
-                .into(),
-            scheme,
-            remote_user: self.remote_user,
-            auth_type: self.auth_type,
+        let (request, _) = self.vars.into_request(Location::Split {
             script_name: self.script_name,
-            extra: self.extra,
-        };
+            path_info: self.path_info,
+            target: self.request_uri,
+        })?;
         Ok(CgiRequest {
             request,
             content_length,
@@ -239,6 +169,7 @@ impl Meta {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::{Peer, Scheme, Version};
 
     fn vars(list: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         list.iter()

@@ -26,7 +26,7 @@ pub fn serve_one(app: &WsgiApp, iis_path_info: bool) -> Served {
     let cgi = match meta::read_request(std::env::vars_os(), iis_path_info) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("{}: {}", e.status, e.why);
+            tracing::error!("{}: {}", e.status, e.reason);
             write_error_document(e.status);
             return Served::Refused;
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{init_logging, load, Fatal};
 use crate::config::{ServeArgs, Underscores};
 use crate::http::server::Server;
-use crate::http::{self, head::HeadLimits, listener, rate::MinRate, Settings, Shared};
+use crate::http::{self, listener, Shared};
 use crate::pool;
 use crate::python::environ::FrontEndKind;
 use crate::python::host::Shape;
@@ -43,17 +43,12 @@ pub(super) fn serve(
     // Taken (and made close-on-exec) before the app is imported: a process it starts there
     // must not keep them.
     let inherited = inherited_sockets(&args, shape, worker.as_ref())?;
-    if worker.is_none() && (args.workers.is_some() || args.max_requests > 0) {
+    if let (None, Some(workers)) = (&worker, args.supervisor_workers()) {
         let listeners = match inherited {
             Some(listeners) => listeners,
             None => bind_sockets(&args)?,
         };
         let _pid_file = PidFile::write(args.pid.as_deref())?;
-        let workers = match args.workers {
-            Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            Some(n) => n as usize,
-            None => 1,
-        };
         let (program, mut program_args) = shape.program().map_err(Fatal)?;
         program_args.extend(command_line.iter().cloned());
         let plan = supervisor::Plan {
@@ -75,40 +70,11 @@ pub(super) fn serve(
         supervisor::run(plan).map_err(Fatal)?;
         return Ok(0);
     }
-    let script_name = args.script_name()?;
     let max_requests = match (&worker, args.max_requests) {
         (Some(_), n) if n > 0 => n.saturating_add(jitter(args.max_requests_jitter)),
         _ => 0,
     };
-    let settings = Settings {
-        limits: HeadLimits {
-            max_request_line: to_usize(args.limit_request_line),
-            max_headers: to_usize(args.limit_request_fields),
-            max_field_size: to_usize(args.limit_request_field_size),
-            max_head_size: to_usize(args.limit_request_head),
-        },
-        max_body: args.service.max_body_size,
-        header_timeout: args.header_timeout,
-        keepalive_timeout: args.keepalive_timeout,
-        body_timeout: args.body_timeout,
-        write_timeout: args.write_timeout,
-        min_body_rate: MinRate {
-            bytes_per_sec: args.min_request_body_rate,
-            grace: args.min_rate_grace,
-        },
-        min_response_rate: MinRate {
-            bytes_per_sec: args.min_response_rate,
-            grace: args.min_rate_grace,
-        },
-        write_buffer: args.write_buffer,
-        write_buffer_total: args.write_buffer_total,
-        stream_nodelay: args.stream_nodelay,
-        graceful_timeout: args.graceful_timeout,
-        max_connections: to_usize(args.max_connections),
-        threads: args.service.threads as usize,
-        script_name: script_name.into(),
-        max_requests,
-    };
+    let settings = args.http_settings(max_requests)?;
     let app = load(
         &args.app,
         shape,
@@ -255,7 +221,7 @@ fn inherited_sockets(
 /// The listening sockets bound here (`--bind`, or the default address).
 fn bind_sockets(args: &ServeArgs) -> Result<Vec<listener::Bound>, Fatal> {
     let binds = if args.bind.is_empty() {
-        vec!["127.0.0.1:8000".to_string()]
+        vec![crate::config::defaults::BIND.to_string()]
     } else {
         args.bind.clone()
     };
@@ -299,8 +265,4 @@ fn jitter(max: u64) -> u64 {
     }
     let seed = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
     seed % max.saturating_add(1)
-}
-
-fn to_usize(n: impl TryInto<usize>) -> usize {
-    n.try_into().unwrap_or(usize::MAX)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::ConfigError;
+use super::{defaults, ConfigError};
 use crate::python::interpreter::AppSpec;
 use crate::trust::{IpRange, TrustPolicy};
 
@@ -90,7 +90,7 @@ pub struct InstallIisArgs {
     #[arg(long, value_enum, default_value = "64")]
     pub bitness: Bitness,
     /// Python worker threads in each IIS worker process.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = defaults::THREADS, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: u32,
     /// Turn Windows authentication on and anonymous access off for the application.
     #[arg(long)]
@@ -113,7 +113,8 @@ pub struct InstallIisArgs {
     pub python_version: Option<(u8, u8)>,
 }
 
-/// `3.11` → (3, 11): the versions wsgi-gateway's wheels are built for.
+/// `3.11` → (3, 11): the versions wsgi-gateway's wheels are built for. (A value parser's
+/// `Err` is the text clap prints after the option's name.)
 fn parse_python_version(s: &str) -> Result<(u8, u8), String> {
     let bad = || format!("{s:?}: expected a Python version X.Y, 3.10 or later");
     let (major, minor) = s.split_once('.').ok_or_else(bad)?;
@@ -224,10 +225,10 @@ pub struct ServiceArgs {
     )]
     pub header_underscores: Underscores,
     /// Python worker threads: how many requests may be inside the app at once (an idle one costs nothing).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
+    #[arg(long, default_value_t = defaults::THREADS, value_parser = clap::value_parser!(u32).range(1..=1024), env = "WSGI_GATEWAY_THREADS")]
     pub threads: u32,
     /// Largest request body in bytes (413 beyond); 0 = unlimited.
-    #[arg(long, default_value_t = 1 << 30, env = "WSGI_GATEWAY_MAX_BODY_SIZE")]
+    #[arg(long, default_value_t = defaults::MAX_BODY_SIZE, env = "WSGI_GATEWAY_MAX_BODY_SIZE")]
     pub max_body_size: u64,
     /// Python's thread switch interval (`sys.setswitchinterval`), set before the app is imported: how long a thread back from a blocking call (a database, `time.sleep`) waits for the GIL while a worker runs ready requests. Python's default is 0.005.
     #[arg(long, value_name = "SECONDS", default_value = "0.001", value_parser = parse_seconds, env = "WSGI_GATEWAY_SWITCH_INTERVAL")]
@@ -261,16 +262,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", env = "WSGI_GATEWAY_ACCESS_LOG")]
     pub access_log: Option<String>,
     /// Longest request line (414 beyond).
-    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(64..), env = "WSGI_GATEWAY_LIMIT_REQUEST_LINE")]
+    #[arg(long, default_value_t = defaults::LIMIT_REQUEST_LINE as u64, value_parser = clap::value_parser!(u64).range(64..), env = "WSGI_GATEWAY_LIMIT_REQUEST_LINE")]
     pub limit_request_line: u64,
     /// Most header fields in a request (431 beyond).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_LIMIT_REQUEST_FIELDS")]
+    #[arg(long, default_value_t = defaults::LIMIT_REQUEST_FIELDS as u64, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_LIMIT_REQUEST_FIELDS")]
     pub limit_request_fields: u64,
     /// Longest header field line (431 beyond).
-    #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u64).range(16..), env = "WSGI_GATEWAY_LIMIT_REQUEST_FIELD_SIZE")]
+    #[arg(long, default_value_t = defaults::LIMIT_REQUEST_FIELD_SIZE as u64, value_parser = clap::value_parser!(u64).range(16..), env = "WSGI_GATEWAY_LIMIT_REQUEST_FIELD_SIZE")]
     pub limit_request_field_size: u64,
     /// Largest request head in bytes (431 beyond).
-    #[arg(long, default_value_t = 262144, value_parser = clap::value_parser!(u64).range(256..), env = "WSGI_GATEWAY_LIMIT_REQUEST_HEAD")]
+    #[arg(long, default_value_t = defaults::LIMIT_REQUEST_HEAD as u64, value_parser = clap::value_parser!(u64).range(256..), env = "WSGI_GATEWAY_LIMIT_REQUEST_HEAD")]
     pub limit_request_head: u64,
     /// Seconds a client has to send a whole request head (408 after).
     #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_HEADER_TIMEOUT")]
@@ -313,7 +314,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WSGI_GATEWAY_STREAM_NODELAY")]
     pub stream_nodelay: bool,
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
-    #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
+    #[arg(long, default_value = defaults::GRACEFUL_TIMEOUT, value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
     pub graceful_timeout: Duration,
     /// Most open client connections (an idle one costs ~0.2 KiB here; the fd limit is raised to its maximum at start).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_MAX_CONNECTIONS")]
@@ -345,6 +346,7 @@ pub struct ServeArgs {
     pub backlog: u32,
 }
 
+/// A `--…-timeout`'s seconds (a value parser: `Err` is the text clap prints).
 pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .trim()
@@ -410,5 +412,44 @@ impl ServeArgs {
             )));
         }
         Ok(s.to_string())
+    }
+
+    /// How many worker processes a supervisor runs: `--workers` (0 = one per CPU), or one when
+    /// only `--max-requests` asks for a supervisor; `None`: this process serves by itself.
+    pub fn supervisor_workers(&self) -> Option<usize> {
+        match self.workers {
+            Some(0) => Some(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            Some(n) => Some(n as usize),
+            None if self.max_requests > 0 => Some(1),
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, ServeArgs};
+
+    /// `wsgi-gateway serve WORDS…` as clap parses it.
+    pub(in crate::config) fn serve(words: &[&str]) -> ServeArgs {
+        let argv = ["wsgi-gateway", "serve"].iter().chain(words);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Serve(args)) => *args,
+            other => panic!("{words:?} is not a serve command line: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn workers_or_max_requests_ask_for_a_supervisor() {
+        assert_eq!(serve(&[]).supervisor_workers(), None);
+        assert_eq!(serve(&["--max-requests=0"]).supervisor_workers(), None);
+        assert_eq!(serve(&["--max-requests=5"]).supervisor_workers(), Some(1));
+        assert_eq!(serve(&["--workers=3"]).supervisor_workers(), Some(3));
+        let per_cpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(serve(&["--workers=0"]).supervisor_workers(), Some(per_cpu));
+        let both = serve(&["--workers=2", "--max-requests=5"]);
+        assert_eq!(both.supervisor_workers(), Some(2));
     }
 }

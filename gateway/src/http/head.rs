@@ -38,11 +38,12 @@ pub struct HeadLimits {
 impl Default for HeadLimits {
     /// The CLI defaults (`--limit-request-*`).
     fn default() -> Self {
+        use crate::config::defaults;
         HeadLimits {
-            max_request_line: 16384,
-            max_headers: 256,
-            max_field_size: 32768,
-            max_head_size: 262144,
+            max_request_line: defaults::LIMIT_REQUEST_LINE,
+            max_headers: defaults::LIMIT_REQUEST_FIELDS,
+            max_field_size: defaults::LIMIT_REQUEST_FIELD_SIZE,
+            max_head_size: defaults::LIMIT_REQUEST_HEAD,
         }
     }
 }

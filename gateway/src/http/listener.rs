@@ -1,4 +1,5 @@
-//! Binding the listening sockets: TCP (IPv4/IPv6) and Unix-domain.
+//! Binding the listening sockets: TCP (IPv4/IPv6) and Unix-domain. Errors are one line naming
+//! the socket (a `String`): `serve` reports it and exits, whatever the cause.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};

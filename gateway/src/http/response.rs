@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::date::push_date;
 use super::io::ConnIo;
 use super::merge;
+use crate::chunk_frame::{ChunkSize, CHUNK_END, LAST_CHUNK};
 use crate::request::Version;
 use crate::responder::{computed_length, BodyLength, Responder, ResponseHead};
 
@@ -71,9 +72,9 @@ impl HttpResponder {
 
     /// What goes before and after `len` body bytes: a chunk's size line and CRLF when the
     /// body is chunked, nothing otherwise.
-    fn frame<'a>(&self, len: usize, size: &'a mut [u8; 18]) -> (&'a [u8], &'static [u8]) {
+    fn frame<'a>(&self, len: usize, size: &'a mut Option<ChunkSize>) -> (&'a [u8], &'static [u8]) {
         if self.mode == Mode::Chunked {
-            (hex(len, size), b"\r\n")
+            (size.insert(ChunkSize::new(len)).as_bytes(), CHUNK_END)
         } else {
             (b"", b"")
         }
@@ -95,24 +96,6 @@ impl HttpResponder {
             IoSlice::new(c),
         ])
     }
-}
-
-/// Writes `n` as lower-case hex into `out`, returning the used tail.
-fn hex(n: usize, out: &mut [u8; 18]) -> &[u8] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut i = out.len() - 2;
-    out[16] = b'\r';
-    out[17] = b'\n';
-    let mut n = n;
-    loop {
-        i -= 1;
-        out[i] = DIGITS[n & 15];
-        n >>= 4;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    &out[i..]
 }
 
 impl Responder for HttpResponder {
@@ -169,7 +152,7 @@ impl Responder for HttpResponder {
         }
         self.sent = self.sent.saturating_add(chunk.len() as u64);
         self.later_block(chunk.len());
-        let mut size = [0u8; 18];
+        let mut size = None;
         let (open, close) = self.frame(chunk.len(), &mut size);
         self.send([open, chunk, close])
     }
@@ -185,7 +168,7 @@ impl Responder for HttpResponder {
         self.sent = self.sent.saturating_add(total as u64);
         self.later_block(total);
         // Chunked: one frame around all of them (chunk boundaries carry no meaning).
-        let mut size = [0u8; 18];
+        let mut size = None;
         let (open, close) = self.frame(total, &mut size);
         let head: &[u8] = if std::mem::take(&mut self.head_pending) {
             &self.head
@@ -213,7 +196,7 @@ impl Responder for HttpResponder {
 
     fn finish(&mut self) -> io::Result<()> {
         let tail: &[u8] = if self.mode == Mode::Chunked {
-            b"0\r\n\r\n"
+            LAST_CHUNK
         } else {
             b""
         };
@@ -330,13 +313,5 @@ mod tests {
         let (server, _) = listener.accept().unwrap();
         server.set_nodelay(true).unwrap();
         (client, server)
-    }
-
-    #[test]
-    fn hex_sizes() {
-        let mut b = [0u8; 18];
-        assert_eq!(super::hex(0, &mut b), b"0\r\n");
-        assert_eq!(super::hex(255, &mut b), b"ff\r\n");
-        assert_eq!(super::hex(65536, &mut b), b"10000\r\n");
     }
 }

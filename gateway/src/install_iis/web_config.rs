@@ -5,7 +5,7 @@ use crate::config::Bitness;
 
 /// IIS's own body limit is 30,000,000 bytes (413.1, before the DLL sees the request); this is
 /// the library's `max-body-size` default, which then applies.
-const MAX_CONTENT_LENGTH: u64 = 1 << 30;
+const MAX_CONTENT_LENGTH: u64 = crate::config::defaults::MAX_BODY_SIZE;
 
 pub(super) fn render(dll: &str, bitness: Bitness) -> String {
     let pre = match bitness {

@@ -7,7 +7,8 @@ use std::fmt;
 
 /// An absolute Windows path, normalised as Windows' GetFullPathName does: `/` read as `\`,
 /// repeated separators, `.` and `..` resolved (`..` stops at the root). Comparison ignores
-/// case, as NTFS does for the names IIS and Python use.
+/// case, as NTFS does for the names IIS and Python use. Errors are a reason as text
+/// (`"D:x": a drive-relative path …`): every caller puts its option's name in front and stops.
 #[derive(Clone, Debug)]
 pub(crate) struct WinPath {
     /// `C:\` or `\\server\share\`.

@@ -9,7 +9,7 @@ use clap::parser::ValueSource;
 use clap::{Args, Parser};
 use parking_lot::Mutex;
 
-use crate::config::{parse_file, parse_seconds, AppArgs, ConfigError, ServiceArgs};
+use crate::config::{defaults, parse_file, parse_seconds, AppArgs, ConfigError, ServiceArgs};
 
 #[derive(Parser, Debug)]
 #[command(name = "wsgi-gateway ISAPI extension")]
@@ -31,7 +31,7 @@ pub struct IsapiArgs {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "WSGI_GATEWAY_QUEUE_SIZE")]
     pub queue_size: u32,
     /// Seconds TerminateExtension waits for requests in flight.
-    #[arg(long, default_value = "30", value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
+    #[arg(long, default_value = defaults::GRACEFUL_TIMEOUT, value_parser = parse_seconds, env = "WSGI_GATEWAY_GRACEFUL_TIMEOUT")]
     pub graceful_timeout: Duration,
     /// For the ISAPI loader (wsgi_gateway_isapi.dll): the python3X.dll it loads by absolute
     /// path before this library. Read by the loader only; accepted here so the file is valid.

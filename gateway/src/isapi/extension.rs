@@ -140,7 +140,8 @@ impl WorkSource for Jobs {
     }
 }
 
-/// GetExtensionVersion: everything that can fail does so here, with a message.
+/// GetExtensionVersion: everything that can fail does so here, with a message (IIS only learns
+/// FALSE; the message goes to stderr and the error log, whatever the cause).
 pub fn start() -> Result<(), String> {
     let mut running = RUNNING.write();
     let lib = super::library::own_path();
@@ -240,7 +241,7 @@ pub fn accept(ecb: Ecb) -> Dword {
     let req = match read_request(fields, &mut EcbVariables(&ecb), ext.mount.as_deref()) {
         Ok(r) => r,
         Err(refusal) => {
-            tracing::info!("{} for an IIS request: {}", refusal.status, refusal.why);
+            tracing::info!("{} for an IIS request: {}", refusal.status, refusal.reason);
             return ecb.answer(refusal.status, "");
         }
     };

@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 
-use crate::request::{decode_path, split_mount, MountCase, Peer, Request, Scheme, Version};
+use crate::cgi_vars::{is_token, CgiVars, Location, Protocol};
+use crate::reject::Reject;
+use crate::request::{decode_path, MountCase, Request};
 
 /// Server variables passed into the environ as IIS gives them (facts about the server, the
 /// application and TLS; never identity or headers).
@@ -55,19 +57,8 @@ pub struct IsapiRequest {
     pub delimit: Delimit,
 }
 
-/// IIS's request cannot be served; answered at once with this status.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: u16,
-    pub why: String,
-}
-
 fn var(vars: &mut impl ServerVariables, name: &std::ffi::CStr) -> Option<Bytes> {
     vars.get(name).filter(|v| !v.is_empty()).map(Bytes::from)
-}
-
-fn text(value: Option<Bytes>) -> Option<String> {
-    value.map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
 /// Builds the request. `mount`: the configured `script-name` (decoded bytes, no trailing `/`);
@@ -76,44 +67,21 @@ pub fn read_request(
     fields: EcbFields,
     vars: &mut impl ServerVariables,
     mount: Option<&[u8]>,
-) -> Result<IsapiRequest, Refusal> {
-    let bad = |status: u16, why: String| Refusal { status, why };
-    if fields.method.is_empty() || !fields.method.iter().all(|&b| crate::responder::is_tchar(b)) {
-        return Err(bad(400, "no valid request method in the ECB".into()));
+) -> Result<IsapiRequest, Reject> {
+    if !is_token(&fields.method) {
+        return Err(Reject::new(400, "no valid request method in the ECB"));
     }
     let url = var(vars, c"UNENCODED_URL")
         .or_else(|| var(vars, c"HTTP_URL"))
-        .ok_or_else(|| bad(400, "IIS gave neither UNENCODED_URL nor HTTP_URL".into()))?;
-    let raw_path = match url.iter().position(|&b| b == b'?') {
-        Some(q) => url.slice(..q),
-        None => url.clone(),
-    };
-    // An absolute-form target (`http://host/path`, RFC 9112 §3.2.2): the path is what follows
-    // the authority, and the authority overrides Host, as on the HTTP listener.
-    let (authority, raw_path) = match split_origin(&raw_path) {
-        Some((authority, path)) => (Some(authority), path),
-        None => (None, raw_path),
-    };
-    if !raw_path.starts_with(b"/") {
-        return Err(bad(400, "the request path does not start with '/'".into()));
-    }
-    let decoded = decode_path(&raw_path);
+        .ok_or(Reject::new(
+            400,
+            "IIS gave neither UNENCODED_URL nor HTTP_URL",
+        ))?;
     let mount = match mount {
         Some(m) => Bytes::copy_from_slice(m),
         None => var(vars, c"APPL_MD_PATH")
             .map(|p| mount_from_metabase(&p))
             .unwrap_or_default(),
-    };
-    let Some((script_name, path)) = split_mount(&decoded, &mount, MountCase::AsciiInsensitive)
-    else {
-        return Err(bad(
-            404,
-            format!(
-                "path {:?} is outside the application at {:?}",
-                String::from_utf8_lossy(&decoded),
-                String::from_utf8_lossy(&mount)
-            ),
-        ));
     };
 
     let mut headers = Vec::new();
@@ -131,49 +99,9 @@ pub fn read_request(
             headers.push((name, value));
         }
     }
-    if let Some(authority) = authority {
-        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(b"host"));
-        headers.push((Bytes::from_static(b"Host"), authority));
-    }
-    if !fields.content_type.is_empty() {
-        headers.push((
-            Bytes::from_static(b"Content-Type"),
-            Bytes::from(fields.content_type),
-        ));
-    }
-    if let Some(n) = fields.total_bytes {
-        if n > 0 || sent_length {
-            headers.push((
-                Bytes::from_static(b"Content-Length"),
-                Bytes::from(n.to_string()),
-            ));
-        }
-    }
-
-    let mut extra = Vec::new();
-    let protocol = var(vars, c"SERVER_PROTOCOL");
-    let (version, delimit) = match protocol.as_deref() {
-        Some(b"HTTP/1.0") => (Version::Http10, Delimit::Close),
-        Some(b"HTTP/1.1") | None => (Version::Http11, Delimit::Chunked),
-        Some(_) => {
-            if let Some(p) = protocol {
-                extra.push((Bytes::from_static(b"SERVER_PROTOCOL"), p));
-            }
-            (Version::Http11, Delimit::Server)
-        }
-    };
     let https = var(vars, c"HTTPS").is_some_and(|v| v.eq_ignore_ascii_case(b"on"))
         || var(vars, c"SERVER_PORT_SECURE").is_some_and(|v| v.as_ref() == b"1");
-    let scheme = if https { Scheme::Https } else { Scheme::Http };
-    let server_name = text(var(vars, c"SERVER_NAME")).unwrap_or_else(|| "localhost".into());
-    let server_port =
-        text(var(vars, c"SERVER_PORT")).unwrap_or_else(|| if https { "443" } else { "80" }.into());
-    let peer = Peer::Named {
-        addr: text(var(vars, c"REMOTE_ADDR")).unwrap_or_default(),
-        port: text(var(vars, c"REMOTE_PORT")),
-    };
-    let remote_user = var(vars, c"REMOTE_USER");
-    let auth_type = var(vars, c"AUTH_TYPE");
+    let mut extra = Vec::new();
     for (name, key) in EXTRAS {
         let Ok(cname) = std::ffi::CString::new(name) else {
             continue;
@@ -182,44 +110,43 @@ pub fn read_request(
             extra.push((Bytes::from_static(key.as_bytes()), v));
         }
     }
-    let query = Bytes::from(fields.query);
+    let iis = CgiVars {
+        method: Bytes::from(fields.method),
+        query: Bytes::from(fields.query),
+        protocol: var(vars, c"SERVER_PROTOCOL"),
+        https,
+        server_name: var(vars, c"SERVER_NAME"),
+        // No fallback to LOCAL_ADDR: `localhost` when IIS names no server.
+        server_addr: None,
+        server_port: var(vars, c"SERVER_PORT"),
+        remote_addr: var(vars, c"REMOTE_ADDR"),
+        remote_port: var(vars, c"REMOTE_PORT"),
+        remote_user: var(vars, c"REMOTE_USER"),
+        auth_type: var(vars, c"AUTH_TYPE"),
+        headers,
+        content_type: Some(Bytes::from(fields.content_type)),
+        // An empty body is told only when the client said so.
+        content_length: fields
+            .total_bytes
+            .filter(|&n| n > 0 || sent_length)
+            .map(|n| Bytes::from(n.to_string())),
+        extra,
+    };
+    let location = Location::Url {
+        url,
+        mount,
+        case: MountCase::AsciiInsensitive,
+    };
+    let (request, protocol) = iis.into_request(location)?;
+    let delimit = match protocol {
+        Protocol::Http10 => Delimit::Close,
+        Protocol::Http11 => Delimit::Chunked,
+        Protocol::Other => Delimit::Server,
+    };
     Ok(IsapiRequest {
-        request: Request {
-            method: Bytes::from(fields.method),
-            target: url,
-            path,
-            query,
-            version,
-            headers,
-            peer,
-            server_name: server_name.into(),
-            server_port: server_port.into(),
-            scheme,
-            remote_user,
-            auth_type,
-            script_name,
-            extra,
-        },
+        request,
         content_length: fields.total_bytes,
         delimit,
-    })
-}
-
-/// (authority, path) of an absolute-form URL (path `/` when it has none), or `None` for
-/// origin-form.
-fn split_origin(url: &Bytes) -> Option<(Bytes, Bytes)> {
-    let lower = url.get(..8)?.to_ascii_lowercase();
-    let scheme_len = if lower.starts_with(b"http://") {
-        7
-    } else if lower.starts_with(b"https://") {
-        8
-    } else {
-        return None;
-    };
-    let rest = url.slice(scheme_len..);
-    Some(match rest.iter().position(|&b| b == b'/') {
-        Some(slash) => (rest.slice(..slash), rest.slice(slash..)),
-        None => (rest, Bytes::from_static(b"/")),
     })
 }
 
@@ -250,7 +177,7 @@ fn raw_headers(raw: &[u8]) -> impl Iterator<Item = (Bytes, Bytes)> + '_ {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let colon = line.iter().position(|&b| b == b':')?;
         let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| crate::responder::is_tchar(b)) {
+        if !is_token(name) {
             return None;
         }
         let value = line[colon + 1..].trim_ascii();
@@ -261,6 +188,7 @@ fn raw_headers(raw: &[u8]) -> impl Iterator<Item = (Bytes, Bytes)> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::Scheme;
     use std::collections::HashMap;
 
     struct Table(HashMap<&'static str, &'static [u8]>);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::ecb::Session;
 use super::request::Delimit;
+use crate::chunk_frame::{ChunkSize, CHUNK_END, LAST_CHUNK};
 use crate::responder::{computed_length, reason, BodyLength, Responder, ResponseHead};
 
 /// A chunk this small goes out in one WriteClient together with its chunk framing.
@@ -97,17 +98,14 @@ impl Responder for EcbResponder {
             return Ok(());
         }
         if self.chunked {
-            let size = format!("{:x}\r\n", chunk.len());
+            let size = ChunkSize::new(chunk.len());
+            let framed = [size.as_bytes(), chunk, CHUNK_END];
             if chunk.len() <= COALESCE {
-                let mut framed = Vec::with_capacity(size.len() + chunk.len() + 2);
-                framed.extend_from_slice(size.as_bytes());
-                framed.extend_from_slice(chunk);
-                framed.extend_from_slice(b"\r\n");
-                self.write_client(&framed)?;
+                self.write_client(&framed.concat())?;
             } else {
-                self.write_client(size.as_bytes())?;
-                self.write_client(chunk)?;
-                self.write_client(b"\r\n")?;
+                for part in framed {
+                    self.write_client(part)?;
+                }
             }
         } else {
             self.write_client(chunk)?;
@@ -119,7 +117,7 @@ impl Responder for EcbResponder {
     fn finish(&mut self) -> io::Result<()> {
         if self.chunked {
             self.chunked = false;
-            self.write_client(b"0\r\n\r\n")?;
+            self.write_client(LAST_CHUNK)?;
         }
         Ok(())
     }

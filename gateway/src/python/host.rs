@@ -80,7 +80,7 @@ impl HostPython {
     }
 
     /// `--venv` cannot choose the interpreter of a process that is already running: it is
-    /// accepted only when it names this one's venv.
+    /// accepted only when it names this one's venv. `Err`: the message start-up fails with.
     pub fn check_venv(&self, venv: &Path) -> Result<(), String> {
         let same = match (venv.canonicalize(), Path::new(&self.prefix).canonicalize()) {
             (Ok(a), Ok(b)) => a == b,
@@ -101,7 +101,7 @@ impl HostPython {
 
 impl Shape {
     /// How to start this program again (a worker process): the program and the arguments
-    /// that come before this process's own command line.
+    /// that come before this process's own command line. `Err`: the message start-up fails with.
     pub fn program(&self) -> Result<(PathBuf, Vec<OsString>), String> {
         match self {
             Shape::Embedder => std::env::current_exe()

@@ -18,7 +18,9 @@ pub struct AppSpec {
     pub venv: Option<PathBuf>,
 }
 
-/// A start-up failure, worded for the operator (printed after `wsgi-gateway: error: `).
+/// A start-up failure, worded for the operator (printed after `wsgi-gateway: error: `). A
+/// message, not an enum: Python not starting, an import failing, a bad APP all end start-up
+/// the same way (a traceback worth keeping is logged where it is caught).
 #[derive(Debug)]
 pub struct LoadError(pub String);
 
