@@ -40,14 +40,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::http::body::{Drained, Finished, HttpBody};
-use wsgi_gateway::http::connection::precheck;
-use wsgi_gateway::http::head::{parse_head, HeadLimits};
-use wsgi_gateway::http::io::{ConnIo, SendLimits, Stream};
-use wsgi_gateway::http::rate::{MinRate, RateMeter};
-use wsgi_gateway::http::Settings;
-use wsgi_gateway::request::{BodyFailure, BodyReader, Framing};
-use wsgi_gateway::trust::TrustPolicy;
+use wsgi_gateway::internals::{
+    parse_head, precheck, BodyFailure, BodyReader, ConnIo, Drained, Finished, Framing, HeadLimits,
+    HttpBody, MinRate, RateMeter, SendLimits, Settings, Stream, TrustPolicy,
+};
 
 /// What the server reads per head read (server/serve.rs `READ_CHUNK`).
 const READ_CHUNK: usize = 16 * 1024;

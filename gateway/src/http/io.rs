@@ -14,8 +14,7 @@ use rustix::event::{PollFd, PollFlags};
 use super::merge::Merge;
 use super::rate::{MinRate, RateMeter, TooSlow};
 use super::spool::{Spool, SpoolBudget};
-/// Re-exported: `http::io::Stream` is the path bench/ and fuzz/ use.
-pub use super::stream::Stream;
+use super::stream::Stream;
 use crate::python::without_gil;
 
 /// What bounds the sending side of a connection (from `Settings`).

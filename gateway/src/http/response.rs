@@ -223,7 +223,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::{ConnIo, HttpResponder};
-    use crate::http::io::{SendLimits, Stream};
+    use crate::http::io::SendLimits;
+    use crate::http::stream::Stream;
     use crate::request::Version;
     use crate::responder::{BodyLength, Responder, ResponseHead};
 
