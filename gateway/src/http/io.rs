@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, MutexGuard};
 use rustix::event::{PollFd, PollFlags};
 
-use super::merge::Merge;
+use super::merge::{Merge, Merging};
 use super::rate::{MinRate, RateMeter, TooSlow};
 use super::spool::{Spool, SpoolBudget};
 use super::stream::Stream;
@@ -59,7 +59,7 @@ pub struct ConnIo {
     /// --write-buffer (see `SendLimits`).
     write_buffer: u64,
     /// Merging a response's later blocks (see `merge`).
-    pub(super) merge: Merge,
+    merge: Merge,
 }
 
 impl ConnIo {
@@ -252,6 +252,16 @@ impl ConnIo {
 
     pub fn started(&self) -> bool {
         self.response_started.load(Ordering::Acquire)
+    }
+}
+
+impl Merging for ConnIo {
+    fn merge(&self) -> &Merge {
+        &self.merge
+    }
+
+    fn stream(&self) -> &Stream {
+        &self.stream
     }
 }
 

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::io::ConnIo;
 use super::stream::Stream;
 
 /// How often the pusher looks; a held block waits at most about twice this (longer saves
@@ -76,10 +75,17 @@ impl Merge {
     }
 }
 
+/// What merging needs of a connection: its socket and its `Merge`. `ConnIo` is the one
+/// implementor; the trait keeps this module from depending on `io`, which holds the `Merge`.
+pub trait Merging: Send + Sync {
+    fn merge(&self) -> &Merge;
+    fn stream(&self) -> &Stream;
+}
+
 #[derive(Default)]
 struct Watched {
     /// Merging connections and their write count at the pusher's last look.
-    conns: Mutex<Vec<(Arc<ConnIo>, u32)>>,
+    conns: Mutex<Vec<(Arc<dyn Merging>, u32)>>,
     wake: Condvar,
 }
 
@@ -115,7 +121,7 @@ fn pusher(w: &Watched) {
                 w.wake.wait(&mut conns);
             }
             for (io, seen) in conns.iter_mut() {
-                push(io, seen);
+                push(&**io, seen);
             }
         }
         std::thread::sleep(PUSH_AFTER);
@@ -124,21 +130,21 @@ fn pusher(w: &Watched) {
 
 /// The pusher's look at one connection: what it holds goes out if no write came since the
 /// last look (`seen`).
-fn push(io: &ConnIo, seen: &mut u32) {
-    let writes = io.merge.writes.load(Ordering::Relaxed);
+fn push(io: &dyn Merging, seen: &mut u32) {
+    let writes = io.merge().writes.load(Ordering::Relaxed);
     if writes == *seen {
-        io.merge.switch(&io.stream, false);
+        io.merge().switch(io.stream(), false);
     }
     *seen = writes;
 }
 
 /// Before a body write of `len` bytes that is not the response's first.
-pub fn later_write(io: &Arc<ConnIo>, len: usize) {
-    let m = &io.merge;
+pub fn later_write<C: Merging + 'static>(io: &Arc<C>, len: usize) {
+    let m = io.merge();
     if m.response.load(Ordering::Relaxed) {
         m.writes.fetch_add(1, Ordering::Relaxed);
         // After a push, merge again from this write on.
-        m.switch(&io.stream, true);
+        m.switch(io.stream(), true);
         return;
     }
     if len >= SMALL_BLOCK || !m.allowed {
@@ -147,13 +153,14 @@ pub fn later_write(io: &Arc<ConnIo>, len: usize) {
     let Some(w) = watched() else {
         return;
     };
-    if !m.switch(&io.stream, true) {
+    if !m.switch(io.stream(), true) {
         return;
     }
     m.response.store(true, Ordering::Relaxed);
     let mut conns = w.conns.lock();
     // This write counts: the pusher's first look sees it and leaves the connection be.
-    conns.push((io.clone(), m.writes.fetch_add(1, Ordering::Relaxed)));
+    let conn: Arc<dyn Merging> = io.clone();
+    conns.push((conn, m.writes.fetch_add(1, Ordering::Relaxed)));
     if conns.len() == 1 {
         w.wake.notify_one();
     }
@@ -161,15 +168,18 @@ pub fn later_write(io: &Arc<ConnIo>, len: usize) {
 
 /// The response has ended (or was dropped): TCP_NODELAY on again, which sends what is held,
 /// so the connection's next response is not held back.
-pub fn end(io: &Arc<ConnIo>) {
-    let m = &io.merge;
+pub fn end<C: Merging + 'static>(io: &Arc<C>) {
+    let m = io.merge();
     if !m.response.swap(false, Ordering::Relaxed) {
         return;
     }
-    m.switch(&io.stream, false);
+    m.switch(io.stream(), false);
     if let Some(w) = watched() {
         let mut conns = w.conns.lock();
-        if let Some(i) = conns.iter().position(|(c, _)| Arc::ptr_eq(c, io)) {
+        if let Some(i) = conns
+            .iter()
+            .position(|(c, _)| std::ptr::addr_eq(Arc::as_ptr(c), Arc::as_ptr(io)))
+        {
             conns.swap_remove(i);
         }
     }
