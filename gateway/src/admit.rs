@@ -10,7 +10,7 @@ use crate::trust::TrustPolicy;
 
 /// `Err`: answer its status and close without calling the app. `max_body` 0 = unlimited;
 /// `declared` is the body length the request announced (none for chunked or unknown).
-pub fn admit(
+pub fn check(
     max_body: u64,
     policy: &TrustPolicy,
     declared: Option<u64>,
@@ -45,13 +45,13 @@ mod tests {
             ..Default::default()
         };
         let status = |max, declared, headers: &[_]| {
-            admit(max, &refuse, declared, headers).map_err(|r| r.status)
+            check(max, &refuse, declared, headers).map_err(|r| r.status)
         };
         assert_eq!(status(10, Some(11), &[h(b"X_A")]), Err(413));
         assert_eq!(status(10, Some(10), &[h(b"X_A")]), Err(400));
         assert_eq!(status(0, Some(u64::MAX), &[h(b"X-A")]), Ok(()));
         assert_eq!(status(10, None, &[]), Ok(()));
         let dropped = TrustPolicy::default();
-        assert_eq!(admit(10, &dropped, Some(1), &[h(b"X_A")]), Ok(()));
+        assert_eq!(check(10, &dropped, Some(1), &[h(b"X_A")]), Ok(()));
     }
 }

@@ -15,13 +15,13 @@ use super::head::{parse_head, reuse_headers, Head};
 use super::rate::RateMeter;
 use super::response::HttpResponder;
 use super::{error_response, Conn, Settings, Shared};
-use crate::admit::admit;
+use crate::admit;
 use crate::reject::Reject;
 use crate::request::{decode_path, split_mount, Framing, MountCase, Peer, Request};
 use crate::trust::TrustPolicy;
 
 /// Checks that need no Python, done before a request reaches the app. CONNECT and the mount
-/// are this front end's own; the body size and header names are `admit`'s, shared with IIS.
+/// are this front end's own; the body size and header names are `admit::check`'s, shared with IIS.
 /// `Err` = answer its status and close.
 pub fn precheck(head: &Head, settings: &Settings, policy: &TrustPolicy) -> Result<(), Reject> {
     if head.method.as_ref() == b"CONNECT" {
@@ -34,7 +34,7 @@ pub fn precheck(head: &Head, settings: &Settings, policy: &TrustPolicy) -> Resul
         Framing::Length(n) => Some(n),
         Framing::None | Framing::Chunked => None,
     };
-    admit(settings.max_body, policy, declared, &head.headers)?;
+    admit::check(settings.max_body, policy, declared, &head.headers)?;
     if !settings.script_name.is_empty()
         && split_mount(&head.path, &settings.script_name, MountCase::Exact).is_none()
     {

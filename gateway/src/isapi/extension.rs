@@ -17,7 +17,7 @@ use super::ecb::{Ecb, Session};
 use super::ffi::{Dword, HSE_STATUS_PENDING};
 use super::request::{read_request, EcbFields, IsapiRequest, ServerVariables};
 use super::response::EcbResponder;
-use crate::admit::admit;
+use crate::admit;
 use crate::config::Underscores;
 use crate::pool::{self, Next, Pool, WorkSource};
 use crate::python::call::WsgiApp;
@@ -246,7 +246,7 @@ pub fn accept(ecb: Ecb) -> Dword {
         }
     };
     let policy = ext.jobs.app.environ.policy();
-    if let Err(refused) = admit(
+    if let Err(refused) = admit::check(
         ext.max_body,
         policy,
         req.content_length,
