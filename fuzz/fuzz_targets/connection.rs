@@ -46,6 +46,7 @@ use wsgi_gateway::http::head::{parse_head, HeadLimits};
 use wsgi_gateway::http::io::{ConnIo, SendLimits, Stream};
 use wsgi_gateway::http::rate::{MinRate, RateMeter};
 use wsgi_gateway::http::Settings;
+use wsgi_gateway::reject::Reject;
 use wsgi_gateway::request::{BodyFailure, BodyReader, Framing};
 use wsgi_gateway::trust::TrustPolicy;
 
@@ -288,8 +289,8 @@ fn serve(data: &[u8], setup: &Setup, io: Arc<ConnIo>) -> Vec<Event> {
                 return events;
             }
         };
-        if let Err((status, _)) = precheck(&head, &setup.settings, &setup.policy) {
-            events.push(Event::Refused(status));
+        if let Err(refused) = precheck(&head, &setup.settings, &setup.policy) {
+            events.push(Event::Refused(refused.status));
             return events;
         }
         events.push(Event::Request {
@@ -427,7 +428,10 @@ fn read_body(
             Err(e) => {
                 let failure = body.failure().expect("a failed read names its failure");
                 match failure {
-                    BodyFailure::Invalid(400 | 413) | BodyFailure::ClientGone => {}
+                    BodyFailure::Invalid(Reject {
+                        status: 400 | 413, ..
+                    })
+                    | BodyFailure::ClientGone => {}
                     other => panic!("unexpected body failure {other:?}: {e}"),
                 }
                 return Err((got, failure));

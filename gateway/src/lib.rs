@@ -1,5 +1,6 @@
 //! wsgi-gateway: front end → `Request` → pool → WSGI call → responder → front end.
 
+pub mod admit;
 #[cfg(unix)]
 pub mod cgi;
 pub(crate) mod cgi_vars;

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::reject::Reject;
+
 /// HTTP version of the request (the only two the gateway speaks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
@@ -166,10 +168,10 @@ pub trait BodyReader: Send + Sync {
 }
 
 /// Why reading a request body failed, when the client is the cause.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BodyFailure {
-    /// The body broke its framing or a limit: answer this status (400, 413) and close.
-    Invalid(u16),
+    /// The body broke its framing or a limit: answer its status (400, 413) and close.
+    Invalid(Reject),
     /// The client stopped sending for longer than the body timeout: 408 and close.
     TimedOut,
     /// The client closed the connection: there is nobody to answer.

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 
+use crate::reject::{ErrorDocument, Reject};
 use crate::request::{BodyFailure, BodyReader};
 use crate::responder::{reason, BodyLength, Responder, ResponseHead};
 
@@ -61,7 +62,8 @@ impl BodyReader for StdinBody {
     fn failure(&self) -> Option<BodyFailure> {
         // The body is shorter than the host announced: a 400 document (the host's client may
         // be gone, but the host itself always gets a complete response).
-        self.cut_short.then_some(BodyFailure::Invalid(400))
+        self.cut_short
+            .then(|| BodyFailure::Invalid(Reject::new(400, "stdin ended before CONTENT_LENGTH")))
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
@@ -154,10 +156,27 @@ impl Responder for StdoutResponder {
 
 /// A complete CGI document for a response the gateway itself gives (no app response exists).
 pub fn error_document(status: u16) -> Vec<u8> {
-    let text = reason(status);
-    format!(
-        "Status: {status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{text}\n",
-        text.len() + 1
+    let doc = ErrorDocument::new(status, None);
+    let mut out = format!(
+        "Status: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        doc.status_line,
+        ErrorDocument::CONTENT_TYPE,
+        doc.body.len()
     )
-    .into_bytes()
+    .into_bytes();
+    out.extend_from_slice(&doc.body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_document_frames_the_shared_body() {
+        assert_eq!(
+            error_document(400),
+            b"Status: 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\n\r\n400 Bad Request\n"
+        );
+    }
 }
