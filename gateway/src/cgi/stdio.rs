@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 
 use crate::reject::{ErrorDocument, Reject};
 use crate::request::{BodyFailure, BodyReader};
-use crate::responder::{reason, BodyLength, Responder, ResponseHead};
+use crate::responder::{BodyLength, Responder, ResponseHead};
 
 /// stdin, unbuffered, so not one byte past CONTENT_LENGTH is ever read (RFC 3875 §4.2).
 pub struct StdinBody {
@@ -113,10 +113,6 @@ impl Responder for StdoutResponder {
         h.clear();
         h.extend_from_slice(b"Status: ");
         h.extend_from_slice(head.status);
-        if head.status.len() == 3 {
-            h.push(b' ');
-            h.extend_from_slice(reason(head.code).as_bytes());
-        }
         h.extend_from_slice(b"\r\n");
         h.extend_from_slice(head.header_block);
         // A length the core worked out saves the host from chunking. Never for HEAD: the host

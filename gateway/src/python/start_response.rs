@@ -88,7 +88,7 @@ impl ResponseState {
                 "invalid status {status:?}: a final response status must be 200-599"
             )));
         }
-        let mut block = HeaderBlock::new(status);
+        let mut block = HeaderBlock::new(status, code);
         if let Ok(list) = headers.cast::<PyList>() {
             push_headers(&mut block, list.iter(), code)?;
         } else if let Ok(tuple) = headers.cast::<PyTuple>() {
@@ -284,7 +284,7 @@ impl ResponseState {
         }
         let doc = ErrorDocument::new(code, detail);
         self.code = Some(code);
-        let mut headers = HeaderBlock::new(&doc.status_line);
+        let mut headers = HeaderBlock::new(&doc.status_line, code);
         let close = self.headers.close;
         let cl = doc.body.len().to_string();
         let pushed = headers
