@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 
 use crate::reject::{ErrorDocument, Reject};
-use crate::request::{BodyFailure, BodyReader};
+use crate::request::{read_window, BodyFailure, BodyReader};
 use crate::responder::{BodyLength, Responder, ResponseHead};
 
 /// stdin, unbuffered, so not one byte past CONTENT_LENGTH is ever read (RFC 3875 §4.2).
@@ -29,11 +29,11 @@ impl StdinBody {
 
 impl BodyReader for StdinBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = match self.remaining {
-            Some(0) => return Ok(0),
-            Some(n) => buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)),
-            None => buf.len(),
-        };
+        let want = read_window(self.remaining, buf.len());
+        if want == 0 {
+            // Nothing due, or an empty buffer: not an early end of stdin.
+            return Ok(0);
+        }
         let buf = &mut buf[..want];
         let stdin = &mut self.stdin;
         let n = crate::python::without_gil(|| loop {

@@ -13,7 +13,7 @@ use super::chunked::ChunkedDecoder;
 use super::io::ConnIo;
 use super::rate::RateMeter;
 use crate::reject::Reject;
-use crate::request::{BodyFailure, BodyReader};
+use crate::request::{read_window, BodyFailure, BodyReader};
 
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 const READ_SIZE: usize = 64 * 1024;
@@ -174,9 +174,7 @@ impl HttpBody {
         self.send_continue()?;
         match &mut self.framing {
             Framing::Length { remaining } => {
-                let want = usize::try_from(*remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(out.len());
+                let want = read_window(Some(*remaining), out.len());
                 if want == 0 {
                     return Ok(0);
                 }

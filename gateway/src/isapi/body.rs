@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::ecb::Session;
 use crate::reject::Reject;
-use crate::request::{BodyFailure, BodyReader};
+use crate::request::{read_window, BodyFailure, BodyReader};
 
 pub struct EcbBody {
     session: Arc<Session>,
@@ -40,11 +40,7 @@ impl EcbBody {
 
 impl BodyReader for EcbBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = match self.remaining {
-            Some(0) => return Ok(0),
-            Some(n) => buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)),
-            None => buf.len(),
-        };
+        let want = read_window(self.remaining, buf.len());
         if want == 0 {
             return Ok(0);
         }
