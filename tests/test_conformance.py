@@ -101,6 +101,8 @@ def test_case(front_ends, front_end, case):
 
     if res.status != exp["status"]:
         problems.append(f"status {res.status} {res.reason!r}, want {exp['status']}")
+    if "reason" in exp and res.reason != exp["reason"]:
+        problems.append(f"reason phrase {res.reason!r}, want {exp['reason']!r}")
 
     # a HEAD response never carries a body, whatever the case expects
     if case["method"] == "HEAD" and (res.body or res.trailing):

@@ -7,14 +7,14 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::internals::ChunkedDecoder;
+use wsgi_gateway::internals::{ChunkedDecoder, Reject};
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
     /// Body bytes, input consumed, finished.
     Decoded(Vec<u8>, usize, bool),
     /// Output of a failing call is not reported, so only the error compares.
-    Failed(&'static str),
+    Failed(Reject),
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -62,7 +62,7 @@ fn decode(
                     body.extend_from_slice(&out[..o]);
                     p += c;
                 }
-                Err(e) => return Outcome::Failed(e.reason),
+                Err(e) => return Outcome::Failed(e),
             }
         }
         at = p;

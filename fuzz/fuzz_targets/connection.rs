@@ -42,7 +42,7 @@ use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use wsgi_gateway::internals::{
     parse_head, precheck, BodyFailure, BodyReader, ConnIo, Drained, Finished, Framing, HeadLimits,
-    HttpBody, MinRate, RateMeter, SendLimits, Settings, Stream, TrustPolicy,
+    HttpBody, MinRate, RateMeter, Reject, SendLimits, Settings, Stream, TrustPolicy,
 };
 
 /// What the server reads per head read (server/serve.rs `READ_CHUNK`).
@@ -284,8 +284,8 @@ fn serve(data: &[u8], setup: &Setup, io: Arc<ConnIo>) -> Vec<Event> {
                 return events;
             }
         };
-        if let Err((status, _)) = precheck(&head, &setup.settings, &setup.policy) {
-            events.push(Event::Refused(status));
+        if let Err(refused) = precheck(&head, &setup.settings, &setup.policy) {
+            events.push(Event::Refused(refused.status));
             return events;
         }
         events.push(Event::Request {
@@ -423,7 +423,10 @@ fn read_body(
             Err(e) => {
                 let failure = body.failure().expect("a failed read names its failure");
                 match failure {
-                    BodyFailure::Invalid(400 | 413) | BodyFailure::ClientGone => {}
+                    BodyFailure::Invalid(Reject {
+                        status: 400 | 413, ..
+                    })
+                    | BodyFailure::ClientGone => {}
                     other => panic!("unexpected body failure {other:?}: {e}"),
                 }
                 return Err((got, failure));

@@ -25,7 +25,7 @@ mod common;
 use bytes::Bytes;
 use common::SMALL;
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::internals::{parse_head, Head, HeadError, HeadLimits, Version};
+use wsgi_gateway::internals::{parse_head, Head, HeadLimits, Reject, Version};
 
 fuzz_target!(|data: &[u8]| {
     compare(data, &SMALL);
@@ -171,13 +171,13 @@ impl<'a> Parsed<'a> {
 /// True when our refusal `e` of a head httparse accepted is a decision httparse does not make
 /// and its reason holds for this head. Checked from httparse's fields with our own simple
 /// rules, so a refusal for the wrong reason (or of a plainly valid value) is caught.
-fn semantic_reason_holds(e: &HeadError, p: &Parsed<'_>, limits: &HeadLimits) -> bool {
+fn semantic_reason_holds(e: &Reject, p: &Parsed<'_>, limits: &HeadLimits) -> bool {
     let hosts = p.all("host");
     let lengths = p.all("content-length");
     let codings = p.all("transfer-encoding");
     let target = p.target;
     let absolute = starts_with_ci(target, b"http://") || starts_with_ci(target, b"https://");
-    match (e.status, e.reason) {
+    match (e.status, e.reason.as_ref()) {
         // Size limits (--limit-request-*), which httparse does not have.
         (414, "request line too long") => p.line_len > limits.max_request_line,
         (431, "too many header fields") => p.headers.len() > limits.max_headers,

@@ -9,7 +9,7 @@ pub use crate::http::{
     body::{Drained, Finished, HttpBody},
     chunked::ChunkedDecoder,
     connection::precheck,
-    head::{parse_head, parse_head_incremental, Head, HeadError, HeadLimits, HeadScan},
+    head::{parse_head, parse_head_incremental, Head, HeadLimits, HeadScan},
     io::{ConnIo, SendLimits},
     rate::{MinRate, RateMeter},
     response::HttpResponder,
@@ -25,6 +25,7 @@ pub use crate::python::{
     input::WsgiInput,
     interpreter::start as start_interpreter,
 };
+pub use crate::reject::Reject;
 pub use crate::request::{
     decode_path, BodyFailure, BodyReader, Framing, Peer, Request, Scheme, TcpPeer, Version,
 };

@@ -5,6 +5,7 @@
 //! `#[no_mangle]` functions, exported whatever their module's visibility. bench/ and fuzz/
 //! reach the pieces they drive through `internals`, which is not an API.
 
+pub(crate) mod admit;
 #[cfg(unix)]
 pub(crate) mod cgi;
 pub(crate) mod cgi_vars;
@@ -20,8 +21,6 @@ pub(crate) mod isapi;
 pub(crate) mod logging;
 pub(crate) mod pool;
 pub(crate) mod python;
-// `ErrorDocument`'s callers arrive with r18/reject (issue 18 item 3): drop this at that merge.
-#[allow(dead_code)]
 pub(crate) mod reject;
 pub(crate) mod request;
 pub(crate) mod responder;

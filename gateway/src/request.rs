@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::reject::Reject;
+
 /// HTTP version of the request (the only two the gateway speaks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
@@ -143,6 +145,15 @@ impl Scheme {
     }
 }
 
+/// How much of a `len`-byte buffer a read may fill from a body with `remaining` bytes still
+/// due (`None`: no declared length, read to the end). 0: nothing to read.
+pub fn read_window(remaining: Option<u64>, len: usize) -> usize {
+    match remaining {
+        Some(n) => len.min(usize::try_from(n).unwrap_or(usize::MAX)),
+        None => len,
+    }
+}
+
 /// Decoded request body bytes as the front end delivers them. `read` may block; the front end
 /// releases the GIL around any wait (see `python::without_gil`).
 pub trait BodyReader: Send + Sync {
@@ -166,10 +177,10 @@ pub trait BodyReader: Send + Sync {
 }
 
 /// Why reading a request body failed, when the client is the cause.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BodyFailure {
-    /// The body broke its framing or a limit: answer this status (400, 413) and close.
-    Invalid(u16),
+    /// The body broke its framing or a limit: answer its status (400, 413) and close.
+    Invalid(Reject),
     /// The client stopped sending for longer than the body timeout: 408 and close.
     TimedOut,
     /// The client closed the connection: there is nobody to answer.
@@ -182,6 +193,15 @@ mod tests {
 
     fn dec(raw: &'static [u8]) -> Bytes {
         decode_path(&Bytes::from_static(raw))
+    }
+
+    #[test]
+    fn a_read_takes_no_more_than_is_due() {
+        assert_eq!(read_window(Some(10), 4096), 10);
+        assert_eq!(read_window(Some(1 << 40), 4096), 4096);
+        assert_eq!(read_window(Some(0), 4096), 0);
+        assert_eq!(read_window(None, 4096), 4096);
+        assert_eq!(read_window(Some(5), 0), 0);
     }
 
     #[test]

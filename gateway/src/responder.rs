@@ -204,12 +204,18 @@ impl Drop for HeaderBlock {
 }
 
 impl HeaderBlock {
-    /// A block for `status`, already checked by `parse_status`, with no headers yet.
-    pub fn new(status: &str) -> HeaderBlock {
+    /// A block for `status` (`code` its number), already checked by `parse_status`, with no
+    /// headers yet. A bare `"NNN"` gets its standard reason phrase here, once for every front
+    /// end.
+    pub fn new(status: &str, code: u16) -> HeaderBlock {
         let mut block = SPARE_BLOCK.take();
         // Room for a typical app's headers: no regrowth per header.
         block.reserve(256);
         push_latin1(&mut block, status);
+        if status.len() == 3 {
+            block.push(b' ');
+            block.extend_from_slice(reason(code).as_bytes());
+        }
         HeaderBlock {
             status_len: block.len(),
             block,
@@ -318,22 +324,60 @@ pub fn push_latin1(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// The reason phrase for statuses the gateway itself produces (any front end).
+/// The reason phrase RFC 9110 §15 gives a status: for the gateway's own documents and for an
+/// app's bare `"NNN"` status (every front end sends `NNN Reason`). Empty for an unregistered
+/// code (a reason phrase may be empty: RFC 9112 §4, RFC 3875 §6.3.3).
 pub fn reason(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
         411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
         417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
-        _ => "Error",
+        _ => "",
     }
 }
 
@@ -379,7 +423,7 @@ mod tests {
 
     #[test]
     fn headers_validated_and_serialised() {
-        let mut h = HeaderBlock::new("200 OK");
+        let mut h = HeaderBlock::new("200 OK", 200);
         h.push("Content-Type", "text/plain", 200).unwrap();
         h.push("Content-Length", "13", 200).unwrap();
         h.push("X-Latin", "caf\u{e9}", 200).unwrap();
@@ -407,7 +451,7 @@ mod tests {
 
     #[test]
     fn values_lose_surrounding_whitespace() {
-        let mut h = HeaderBlock::new("200 OK");
+        let mut h = HeaderBlock::new("200 OK", 200);
         h.push("X-Pad", " \t a b \t", 200).unwrap();
         h.push("X-Blank", " \t ", 200).unwrap();
         h.push("Content-Length", "\t 7 ", 200).unwrap();

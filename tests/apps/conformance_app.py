@@ -15,6 +15,7 @@ Behaviour routes, chosen by PATH_INFO:
     /_/raise-after      exception after the first body chunk was yielded
     /_/raise-after-cl   the same with Content-Length: 100 declared
     /_/bad-status       invalid status line from the app ("abc")
+    /_/bare-status/NNN  the status as a bare code ("201", no reason phrase), body "bare NNN\n"
     /_/final-status/NNN a well-formed status outside 200-599 given as the final one
                         ("NNN Continue" for 100, "NNN X" otherwise; NNN as written: "099")
     /_/hop/NAME         hop-by-hop header from the app (upgrade, transfer-encoding, te)
@@ -34,7 +35,7 @@ from echo_app import read_body, type_checks
 warnings.simplefilter("error")
 
 STANDARD_METHODS = {"GET", "HEAD", "POST", "OPTIONS", "PATCH", "PUT", "DELETE", "TRACE"}
-UNVALIDATED = ("/_/raise", "/_/bad-status", "/_/final-status/", "/_/hop/", "/_/bad-header")
+UNVALIDATED = ("/_/raise", "/_/bad-status", "/_/bare-status/", "/_/final-status/", "/_/hop/", "/_/bad-header")
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
            301: "Moved Permanently", 302: "Found", 304: "Not Modified", 400: "Bad Request",
            404: "Not Found", 410: "Gone", 418: "I'm a teapot", 500: "Internal Server Error",
@@ -145,6 +146,12 @@ def bad_status(environ, start_response, arg):
     return [b"bad status body"]
 
 
+def bare_status(environ, start_response, arg):
+    body = f"bare {arg}\n".encode()
+    start_response(arg, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def final_status(environ, start_response, arg):
     start_response(f"{arg} {'Continue' if arg == '100' else 'X'}",
                    [("Content-Type", "text/plain")])
@@ -169,7 +176,8 @@ def bad_header(environ, start_response, arg):
 ROUTES = {"fixed": fixed, "status": status, "stream": stream, "write": write_route,
           "headers": headers, "raise": raise_before, "raise-after": raise_after,
           "raise-after-cl": raise_after_cl,
-          "bad-status": bad_status, "final-status": final_status, "hop": hop,
+          "bad-status": bad_status, "bare-status": bare_status, "final-status": final_status,
+          "hop": hop,
           "bad-header": bad_header}
 
 

@@ -18,6 +18,7 @@ A case is a dict:
               can authenticate (CGI: lighttpd mod_auth) use their protected script.
     expect    {
       "status": int,
+      "reason": str  (the reason phrase the client sees)
       "environ": {KEY: value | ABSENT | PRESENT | Match(regex) | T(template)},
       "read":    {"data": str | "len": int | "sha256": hex | "pieces": int}  (what the app read)
       "body":    {"exact": bytes | "empty": True | "contains": [bytes] |
@@ -539,6 +540,12 @@ for _code in (204, 304):
 case("status-302-location", "/_/status/302",
      expect={"status": 302, "headers": {"location": "http://example.com/moved?x=1"},
              "body": {"exact": b"status 302\n"}})
+# A bare code from the app ("201") goes out with its standard reason phrase on every front end;
+# an unregistered one with an empty phrase.
+for _code, _reason in ((200, "OK"), (201, "Created"), (404, "Not Found"), (299, "")):
+    case(f"status-bare-{_code}", f"/_/bare-status/{_code}",
+         expect={"status": _code, "reason": _reason,
+                 "body": {"exact": f"bare {_code}\n".encode()}})
 case("status-301-location", "/_/status/301",
      expect={"status": 301, "headers": {"location": "http://example.com/moved?x=1"}})
 

@@ -5,8 +5,9 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 
-use crate::request::{BodyFailure, BodyReader};
-use crate::responder::{reason, BodyLength, Responder, ResponseHead};
+use crate::reject::{ErrorDocument, Reject};
+use crate::request::{read_window, BodyFailure, BodyReader};
+use crate::responder::{BodyLength, Responder, ResponseHead};
 
 /// stdin, unbuffered, so not one byte past CONTENT_LENGTH is ever read (RFC 3875 §4.2).
 pub struct StdinBody {
@@ -28,11 +29,11 @@ impl StdinBody {
 
 impl BodyReader for StdinBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = match self.remaining {
-            Some(0) => return Ok(0),
-            Some(n) => buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)),
-            None => buf.len(),
-        };
+        let want = read_window(self.remaining, buf.len());
+        if want == 0 {
+            // Nothing due, or an empty buffer: not an early end of stdin.
+            return Ok(0);
+        }
         let buf = &mut buf[..want];
         let stdin = &mut self.stdin;
         let n = crate::python::without_gil(|| loop {
@@ -61,7 +62,8 @@ impl BodyReader for StdinBody {
     fn failure(&self) -> Option<BodyFailure> {
         // The body is shorter than the host announced: a 400 document (the host's client may
         // be gone, but the host itself always gets a complete response).
-        self.cut_short.then_some(BodyFailure::Invalid(400))
+        self.cut_short
+            .then(|| BodyFailure::Invalid(Reject::new(400, "stdin ended before CONTENT_LENGTH")))
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
@@ -111,10 +113,6 @@ impl Responder for StdoutResponder {
         h.clear();
         h.extend_from_slice(b"Status: ");
         h.extend_from_slice(head.status);
-        if head.status.len() == 3 {
-            h.push(b' ');
-            h.extend_from_slice(reason(head.code).as_bytes());
-        }
         h.extend_from_slice(b"\r\n");
         h.extend_from_slice(head.header_block);
         // A length the core worked out saves the host from chunking. Never for HEAD: the host
@@ -154,10 +152,27 @@ impl Responder for StdoutResponder {
 
 /// A complete CGI document for a response the gateway itself gives (no app response exists).
 pub fn error_document(status: u16) -> Vec<u8> {
-    let text = reason(status);
-    format!(
-        "Status: {status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{text}\n",
-        text.len() + 1
+    let doc = ErrorDocument::new(status, None);
+    let mut out = format!(
+        "Status: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        doc.status_line,
+        ErrorDocument::CONTENT_TYPE,
+        doc.body.len()
     )
-    .into_bytes()
+    .into_bytes();
+    out.extend_from_slice(&doc.body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_document_frames_the_shared_body() {
+        assert_eq!(
+            error_document(400),
+            b"Status: 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\n\r\n400 Bad Request\n"
+        );
+    }
 }

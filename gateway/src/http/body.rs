@@ -12,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 use super::chunked::ChunkedDecoder;
 use super::io::ConnIo;
 use super::rate::RateMeter;
-use crate::request::{BodyFailure, BodyReader};
+use crate::reject::Reject;
+use crate::request::{read_window, BodyFailure, BodyReader};
 
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 const READ_SIZE: usize = 64 * 1024;
@@ -173,9 +174,7 @@ impl HttpBody {
         self.send_continue()?;
         match &mut self.framing {
             Framing::Length { remaining } => {
-                let want = usize::try_from(*remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(out.len());
+                let want = read_window(Some(*remaining), out.len());
                 if want == 0 {
                     return Ok(0);
                 }
@@ -207,25 +206,22 @@ impl HttpBody {
                 if decoder.is_done() {
                     return Ok(0);
                 }
-                let decoded = decoder.decode(&self.buffered, out);
-                if decoded.is_err() {
-                    self.failure = Some(BodyFailure::Invalid(400));
-                }
-                let (consumed, produced) = decoded.map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("bad chunked body: {}", e.reason),
-                    )
-                })?;
+                let (consumed, produced) = match decoder.decode(&self.buffered, out) {
+                    Ok(done) => done,
+                    Err(e) => {
+                        let text = format!("bad chunked body: {}", e.reason);
+                        self.failure = Some(BodyFailure::Invalid(e));
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, text));
+                    }
+                };
                 let _ = self.buffered.split_to(consumed);
                 if produced > 0 {
                     self.received = self.received.saturating_add(produced as u64);
                     if self.max_body > 0 && self.received > self.max_body {
-                        self.failure = Some(BodyFailure::Invalid(413));
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "request body exceeds --max-body-size",
-                        ));
+                        let reject = Reject::new(413, "request body exceeds --max-body-size");
+                        let e = io::Error::new(io::ErrorKind::InvalidData, reject.reason.clone());
+                        self.failure = Some(BodyFailure::Invalid(reject));
+                        return Err(e);
                     }
                     return Ok(produced);
                 }
@@ -315,7 +311,7 @@ impl BodyReader for HttpBody {
     }
 
     fn failure(&self) -> Option<BodyFailure> {
-        self.failure
+        self.failure.clone()
     }
 
     fn in_memory(&self) -> &[u8] {

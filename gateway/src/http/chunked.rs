@@ -7,26 +7,12 @@
 //! the trailers, which that leaves to the caller. `fuzz/fuzz_targets/chunked.rs` checks that any
 //! split gives the same result. The byte classes are `grammar`'s, the same the head parser uses.
 
-use std::fmt;
-
 use super::grammar::{hex_value, is_field_value_byte, is_qdtext, is_tchar};
+use crate::reject::Reject;
 
-/// Any chunked framing error; the caller answers 400 and closes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkError {
-    pub reason: &'static str,
-}
-
-impl fmt::Display for ChunkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.reason)
-    }
-}
-
-impl std::error::Error for ChunkError {}
-
-const fn fail(reason: &'static str) -> ChunkError {
-    ChunkError { reason }
+/// Any chunked framing error: the caller answers 400 and closes.
+const fn fail(reason: &'static str) -> Reject {
+    Reject::new(400, reason)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +118,7 @@ impl ChunkedDecoder {
     /// exhausted, `out` is full and chunk data comes next, or the body (incl. trailers and
     /// final CRLF) is complete; bytes after the body are not consumed. After an error every
     /// further call fails too.
-    pub fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), ChunkError> {
+    pub fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), Reject> {
         if self.state == State::Failed {
             return Err(fail("chunked body already failed"));
         }
@@ -171,7 +157,7 @@ impl ChunkedDecoder {
     }
 
     /// One framing byte.
-    fn step(&mut self, c: u8) -> Result<(), ChunkError> {
+    fn step(&mut self, c: u8) -> Result<(), Reject> {
         use State::*;
         let is_ws = c == b' ' || c == b'\t';
         // Every byte of a size line before its CR counts against the cap, the digits too:
@@ -354,7 +340,7 @@ mod tests {
                             body: Vec::new(),
                             consumed: 0,
                             done: false,
-                            error: Some(e.reason),
+                            error: Some(static_reason(e)),
                         };
                     }
                 }
@@ -369,6 +355,14 @@ mod tests {
             consumed,
             done: d.is_done(),
             error: None,
+        }
+    }
+
+    /// The decoder's reasons are fixed text, so outcomes compare as plain `&str`s.
+    fn static_reason(e: Reject) -> &'static str {
+        match e.reason {
+            std::borrow::Cow::Borrowed(r) => r,
+            std::borrow::Cow::Owned(r) => panic!("an allocated reason: {r}"),
         }
     }
 
@@ -795,9 +789,7 @@ mod tests {
         assert_eq!(d.decode(b"3\r\nabc\r\n", &mut out), Ok((8, 3)));
         assert_eq!(
             d.decode(b"+1\r\n", &mut out),
-            Err(ChunkError {
-                reason: "chunk size missing"
-            })
+            Err(Reject::new(400, "chunk size missing"))
         );
     }
 

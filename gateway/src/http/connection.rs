@@ -15,34 +15,30 @@ use super::head::{parse_head, reuse_headers, Head};
 use super::rate::RateMeter;
 use super::response::HttpResponder;
 use super::{error_response, Conn, Settings, Shared};
+use crate::admit;
+use crate::reject::Reject;
 use crate::request::{decode_path, split_mount, Framing, MountCase, Peer, Request};
 use crate::trust::TrustPolicy;
 
-/// Checks that need no Python, done before a request reaches the app. `Err` = answer this
-/// status and close.
-pub fn precheck(
-    head: &Head,
-    settings: &Settings,
-    policy: &TrustPolicy,
-) -> Result<(), (u16, &'static str)> {
+/// Checks that need no Python, done before a request reaches the app. CONNECT and the mount
+/// are this front end's own; the body size and header names are `admit::check`'s, shared with IIS.
+/// `Err` = answer its status and close.
+pub fn precheck(head: &Head, settings: &Settings, policy: &TrustPolicy) -> Result<(), Reject> {
     if head.method.as_ref() == b"CONNECT" {
-        return Err((501, "CONNECT is not supported by a WSGI gateway"));
-    }
-    if let Framing::Length(n) = head.framing {
-        if settings.max_body > 0 && n > settings.max_body {
-            return Err((413, "request body larger than --max-body-size"));
-        }
-    }
-    if policy.refused_header(&head.headers).is_some() {
-        return Err((
-            400,
-            "header name with '_' refused (--header-underscores refuse)",
+        return Err(Reject::new(
+            501,
+            "CONNECT is not supported by a WSGI gateway",
         ));
     }
+    let declared = match head.framing {
+        Framing::Length(n) => Some(n),
+        Framing::None | Framing::Chunked => None,
+    };
+    admit::check(settings.max_body, policy, declared, &head.headers)?;
     if !settings.script_name.is_empty()
         && split_mount(&head.path, &settings.script_name, MountCase::Exact).is_none()
     {
-        return Err((404, "path outside --script-name"));
+        return Err(Reject::new(404, "path outside --script-name"));
     }
     Ok(())
 }
@@ -178,7 +174,8 @@ fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
 }
 
 /// Writes a server-generated error response; the caller then closes the connection.
-pub fn reject(conn: &Conn, status: u16, why: &str) {
+pub fn reject(conn: &Conn, refused: &Reject) {
+    let (status, why) = (refused.status, &refused.reason);
     tracing::info!("{status} for {}: {why}", peer_text(&conn.peer));
     let resp = error_response(status);
     let _ = conn.io.write_all(&mut [IoSlice::new(&resp)]);
@@ -243,8 +240,8 @@ pub fn serve(
     let (mut head, mut meter, mut rest, mut received) = (head, meter, rest, clock());
     let mut socket_read = false;
     loop {
-        if let Err((status, why)) = precheck(&head, settings, shared.app.environ.policy()) {
-            reject(conn, status, why);
+        if let Err(e) = precheck(&head, settings, shared.app.environ.policy()) {
+            reject(conn, &e);
             return None;
         }
         conn.io.next_request();
@@ -328,7 +325,7 @@ pub fn serve(
             }
             Ok(None) => return Some(parked),
             Err(e) => {
-                reject(conn, e.status, e.reason);
+                reject(conn, &e);
                 return None;
             }
         }

@@ -1,6 +1,6 @@
 //! Strict parsing of an HTTP/1.x request head (RFC 9112 §2–§6, RFC 9110 §5–§8).
 //!
-//! Every ambiguity is an error: the caller answers `HeadError::status` and closes. The scan is
+//! Every ambiguity is an error: the caller answers the `Reject`'s status and closes. The scan is
 //! one left-to-right pass, and each error is decided by the bytes up to where it is found, so a
 //! prefix of a request either asks for more input or fails exactly as the whole request does.
 //! `parse_head_incremental` gives the same answers for a buffer that grows between reads,
@@ -11,7 +11,6 @@
 //! runs both on the same bytes and pins every difference. The byte classes and scanners are in
 //! `grammar`, shared with the chunked decoder.
 
-use std::fmt;
 use std::net::Ipv6Addr;
 use std::str::FromStr;
 
@@ -20,6 +19,7 @@ use bytes::Bytes;
 use super::grammar::{
     is, is_token, skip_token, skip_value, skip_vchar, trim_ows, trim_span, REG_NAME, VCHAR,
 };
+use crate::reject::Reject;
 use crate::request::{Framing, Version};
 
 /// Size limits applied while parsing; exceeding one gives 414 or 431.
@@ -48,21 +48,6 @@ impl Default for HeadLimits {
     }
 }
 
-/// Why a head was refused: the status to answer, and a short text for the log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeadError {
-    pub status: u16,
-    pub reason: &'static str,
-}
-
-impl fmt::Display for HeadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.status, self.reason)
-    }
-}
-
-impl std::error::Error for HeadError {}
-
 /// A parsed request head. All `Bytes` are slices of the parsed buffer (no copies).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
@@ -89,10 +74,6 @@ pub struct Head {
 
 /// RFC 9110 §9.1: a method longer than any we could implement is 501, not a 400.
 const MAX_METHOD_LEN: usize = 32;
-
-const fn err(status: u16, reason: &'static str) -> HeadError {
-    HeadError { status, reason }
-}
 
 /// Index range into the buffer.
 type Span = (usize, usize);
@@ -180,7 +161,7 @@ pub fn reuse_headers(mut headers: Vec<(Bytes, Bytes)>) {
 /// `Ok(None)`: incomplete, call again with more bytes. `Err`: answer `status` and close.
 /// Three steps, each deciding only from the bytes it has scanned: the request line, the field
 /// lines, then the checks over the whole field section (framing first).
-pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, HeadError> {
+pub fn parse_head(buf: &Bytes, limits: &HeadLimits) -> Result<Option<Head>, Reject> {
     let b: &[u8] = buf;
     let hard = limits.max_head_size;
     let input = Input {
@@ -232,9 +213,9 @@ struct Input<'a> {
 impl Input<'_> {
     /// Called when index `need` is not in `avail`: either past the head limit, or not read yet.
     #[inline]
-    fn more<T>(&self, need: usize) -> Result<Option<T>, HeadError> {
+    fn more<T>(&self, need: usize) -> Result<Option<T>, Reject> {
         if need >= self.hard {
-            Err(err(431, "request head too large"))
+            Err(Reject::new(431, "request head too large"))
         } else {
             Ok(None)
         }
@@ -254,7 +235,7 @@ struct RequestLine {
 /// Step 1 of `parse_head`: `method SP request-target SP HTTP-version CRLF`, after at most one
 /// leading CRLF.
 #[inline]
-fn request_line(input: &Input<'_>, limits: &HeadLimits) -> Result<Option<RequestLine>, HeadError> {
+fn request_line(input: &Input<'_>, limits: &HeadLimits) -> Result<Option<RequestLine>, Reject> {
     // RFC 9112 §2.2: tolerate one CRLF before the request line (left over from a previous body).
     let mut start: usize = 0;
     let (b, avail) = (input.b, input.avail);
@@ -265,11 +246,11 @@ fn request_line(input: &Input<'_>, limits: &HeadLimits) -> Result<Option<Request
                 return input.more(1);
             }
             if b[1] != b'\n' {
-                return Err(err(400, "bare CR before request line"));
+                return Err(Reject::new(400, "bare CR before request line"));
             }
             start = 2;
         }
-        Some(b'\n') => return Err(err(400, "bare LF before request line")),
+        Some(b'\n') => return Err(Reject::new(400, "bare LF before request line")),
         Some(_) => {}
     }
 
@@ -281,7 +262,7 @@ fn request_line(input: &Input<'_>, limits: &HeadLimits) -> Result<Option<Request
     let lim = avail.min(rl_lim);
     let line_out = |i: usize| {
         if i >= rl_lim {
-            Err(err(414, "request line too long"))
+            Err(Reject::new(414, "request line too long"))
         } else {
             input.more(i)
         }
@@ -290,13 +271,13 @@ fn request_line(input: &Input<'_>, limits: &HeadLimits) -> Result<Option<Request
     let mut i = start;
     i = skip_token(b, i, lim);
     if i - start > MAX_METHOD_LEN {
-        return Err(err(501, "method too long"));
+        return Err(Reject::new(501, "method too long"));
     }
     if i == lim {
         return line_out(i);
     }
     if b[i] != b' ' || i == start {
-        return Err(err(400, "invalid method"));
+        return Err(Reject::new(400, "invalid method"));
     }
     let method = (start, i);
 
@@ -308,9 +289,9 @@ fn request_line(input: &Input<'_>, limits: &HeadLimits) -> Result<Option<Request
     }
     match b[i] {
         b' ' if i > t_start => {}
-        b' ' => return Err(err(400, "empty request target")),
-        b'\r' | b'\n' => return Err(err(400, "request line without HTTP version")),
-        _ => return Err(err(400, "invalid byte in request target")),
+        b' ' => return Err(Reject::new(400, "empty request target")),
+        b'\r' | b'\n' => return Err(Reject::new(400, "request line without HTTP version")),
+        _ => return Err(Reject::new(400, "invalid byte in request target")),
     }
     let target = (t_start, i);
 
@@ -324,15 +305,15 @@ fn request_line(input: &Input<'_>, limits: &HeadLimits) -> Result<Option<Request
     }
     match b[i] {
         b'\r' => {}
-        b'\n' => return Err(err(400, "bare LF in request line")),
-        _ => return Err(err(400, "invalid byte in request line")),
+        b'\n' => return Err(Reject::new(400, "bare LF in request line")),
+        _ => return Err(Reject::new(400, "invalid byte in request line")),
     }
     let version = parse_version(&b[v_start..i])?;
     if i + 1 >= avail {
         return input.more(i + 1);
     }
     if b[i + 1] != b'\n' {
-        return Err(err(400, "bare CR in request line"));
+        return Err(Reject::new(400, "bare CR in request line"));
     }
     let form = split_target(b, method, target)?;
     Ok(Some(RequestLine {
@@ -368,7 +349,7 @@ fn field_lines(
     input: &Input<'_>,
     mut pos: usize,
     limits: &HeadLimits,
-) -> Result<Option<Fields>, HeadError> {
+) -> Result<Option<Fields>, Reject> {
     let mut headers = SPARE_HEADERS.take();
     if headers.capacity() == 0 {
         headers.reserve(limits.max_headers.min(32));
@@ -395,23 +376,23 @@ fn field_lines(
                     return input.more(pos + 1);
                 }
                 if b[pos + 1] != b'\n' {
-                    return Err(err(400, "bare CR in header section"));
+                    return Err(Reject::new(400, "bare CR in header section"));
                 }
                 break pos + 2;
             }
-            b'\n' => return Err(err(400, "bare LF in header section")),
+            b'\n' => return Err(Reject::new(400, "bare LF in header section")),
             // obs-fold, or whitespace between the request line and the first field.
-            b' ' | b'\t' => return Err(err(400, "line folding or leading whitespace")),
+            b' ' | b'\t' => return Err(Reject::new(400, "line folding or leading whitespace")),
             _ => {}
         }
         if headers.len() >= limits.max_headers {
-            return Err(err(431, "too many header fields"));
+            return Err(Reject::new(431, "too many header fields"));
         }
         let line_lim = pos.saturating_add(limits.max_field_size).saturating_add(1);
         let lim = avail.min(line_lim);
         let field_out = |i: usize| {
             if i >= line_lim {
-                Err(err(431, "header field too large"))
+                Err(Reject::new(431, "header field too large"))
             } else {
                 input.more(i)
             }
@@ -425,13 +406,13 @@ fn field_lines(
         }
         if b[i] != b':' {
             return Err(match b[i] {
-                b' ' | b'\t' => err(400, "whitespace before colon"),
-                b'\r' | b'\n' => err(400, "header line without colon"),
-                _ => err(400, "invalid byte in header name"),
+                b' ' | b'\t' => Reject::new(400, "whitespace before colon"),
+                b'\r' | b'\n' => Reject::new(400, "header line without colon"),
+                _ => Reject::new(400, "invalid byte in header name"),
             });
         }
         if i == n_start {
-            return Err(err(400, "empty header name"));
+            return Err(Reject::new(400, "empty header name"));
         }
         let name = (n_start, i);
 
@@ -443,16 +424,16 @@ fn field_lines(
         }
         if b[i] != b'\r' {
             return Err(match b[i] {
-                b'\n' => err(400, "bare LF in header value"),
-                0 => err(400, "NUL in header value"),
-                _ => err(400, "control byte in header value"),
+                b'\n' => Reject::new(400, "bare LF in header value"),
+                0 => Reject::new(400, "NUL in header value"),
+                _ => Reject::new(400, "control byte in header value"),
             });
         }
         if i + 1 >= avail {
             return input.more(i + 1);
         }
         if b[i + 1] != b'\n' {
-            return Err(err(400, "bare CR in header value"));
+            return Err(Reject::new(400, "bare CR in header value"));
         }
         let value = trim_span(b, v_start, i);
         pos = i + 2;
@@ -504,10 +485,10 @@ fn field_lines(
 
 /// Step 3a of `parse_head`: the message framing from the field section.
 #[inline]
-fn framing(b: &[u8], version: Version, f: &Fields) -> Result<Framing, HeadError> {
+fn framing(b: &[u8], version: Version, f: &Fields) -> Result<Framing, Reject> {
     // Framing (RFC 9112 §6): anything a second parser could read differently is refused.
     if f.content_lengths > 1 {
-        return Err(err(400, "duplicate Content-Length"));
+        return Err(Reject::new(400, "duplicate Content-Length"));
     }
     let length = match f.content_length {
         Some((s, e)) => Some(parse_content_length(&b[s..e])?),
@@ -516,16 +497,19 @@ fn framing(b: &[u8], version: Version, f: &Fields) -> Result<Framing, HeadError>
     let te = &f.te;
     let framing = if te.seen {
         if version == Version::Http10 {
-            return Err(err(400, "Transfer-Encoding on HTTP/1.0"));
+            return Err(Reject::new(400, "Transfer-Encoding on HTTP/1.0"));
         }
         if length.is_some() {
-            return Err(err(400, "both Content-Length and Transfer-Encoding"));
+            return Err(Reject::new(
+                400,
+                "both Content-Length and Transfer-Encoding",
+            ));
         }
         if te.malformed {
-            return Err(err(400, "malformed Transfer-Encoding"));
+            return Err(Reject::new(400, "malformed Transfer-Encoding"));
         }
         if te.codings != 1 || !te.first_is_chunked {
-            return Err(err(501, "unsupported Transfer-Encoding"));
+            return Err(Reject::new(501, "unsupported Transfer-Encoding"));
         }
         Framing::Chunked
     } else {
@@ -539,10 +523,10 @@ fn framing(b: &[u8], version: Version, f: &Fields) -> Result<Framing, HeadError>
 
 /// Step 3b of `parse_head`, after the framing: the fields that must be single or valid.
 #[inline]
-fn check_fields(b: &[u8], version: Version, f: &Fields) -> Result<(), HeadError> {
+fn check_fields(b: &[u8], version: Version, f: &Fields) -> Result<(), Reject> {
     // RFC 9112 §3.2: Host is mandatory on 1.1, single, and valid.
     if f.hosts > 1 {
-        return Err(err(400, "duplicate Host"));
+        return Err(Reject::new(400, "duplicate Host"));
     }
     // An empty Host is only meaningful for a target without authority, which 1.1 cannot send.
     let host_error = match f.host {
@@ -551,13 +535,13 @@ fn check_fields(b: &[u8], version: Version, f: &Fields) -> Result<(), HeadError>
         Some((s, e)) => (!valid_authority(&b[s..e], false)).then_some("invalid Host"),
     };
     if let Some(reason) = host_error {
-        return Err(err(400, reason));
+        return Err(Reject::new(400, reason));
     }
     if f.content_types > 1 {
-        return Err(err(400, "duplicate Content-Type"));
+        return Err(Reject::new(400, "duplicate Content-Type"));
     }
     if f.expect_other {
-        return Err(err(417, "unsupported expectation"));
+        return Err(Reject::new(417, "unsupported expectation"));
     }
     Ok(())
 }
@@ -627,7 +611,7 @@ pub fn parse_head_incremental(
     buf: &Bytes,
     limits: &HeadLimits,
     scan: &mut HeadScan,
-) -> Result<Option<Head>, HeadError> {
+) -> Result<Option<Head>, Reject> {
     if scan.next > buf.len() {
         *scan = HeadScan::default();
     }
@@ -819,45 +803,45 @@ fn scan_lines(b: &[u8], limits: &HeadLimits, s: &mut HeadScan) -> Scanned {
 }
 
 /// RFC 9112 §2.3: `HTTP/` DIGIT `.` DIGIT, case-sensitive; only 1.0 and 1.1 are spoken.
-fn parse_version(v: &[u8]) -> Result<Version, HeadError> {
+fn parse_version(v: &[u8]) -> Result<Version, Reject> {
     match v {
         b"HTTP/1.1" => Ok(Version::Http11),
         b"HTTP/1.0" => Ok(Version::Http10),
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
-            Err(err(505, "HTTP version not supported"))
+            Err(Reject::new(505, "HTTP version not supported"))
         }
-        _ => Err(err(400, "invalid HTTP version")),
+        _ => Err(Reject::new(400, "invalid HTTP version")),
     }
 }
 
 /// RFC 9110 §8.6: `1*DIGIT`, no sign, space, list or overflow.
-fn parse_content_length(v: &[u8]) -> Result<u64, HeadError> {
+fn parse_content_length(v: &[u8]) -> Result<u64, Reject> {
     if v.is_empty() {
-        return Err(err(400, "empty Content-Length"));
+        return Err(Reject::new(400, "empty Content-Length"));
     }
     let mut n: u64 = 0;
     for &c in v {
         if !c.is_ascii_digit() {
-            return Err(err(400, "invalid Content-Length"));
+            return Err(Reject::new(400, "invalid Content-Length"));
         }
         n = n
             .checked_mul(10)
             .and_then(|n| n.checked_add(u64::from(c - b'0')))
-            .ok_or(err(400, "Content-Length overflow"))?;
+            .ok_or(Reject::new(400, "Content-Length overflow"))?;
     }
     Ok(n)
 }
 
 /// Splits the request-target per its form; the form must fit the method (RFC 9112 §3.2).
-fn split_target(b: &[u8], method: Span, target: Span) -> Result<Target, HeadError> {
+fn split_target(b: &[u8], method: Span, target: Span) -> Result<Target, Reject> {
     let m = &b[method.0..method.1];
     let t = &b[target.0..target.1];
     if m == b"CONNECT" {
         // authority-form only, and a port is required (RFC 9110 §9.3.6).
         if !valid_authority(t, true) {
-            return Err(err(400, "CONNECT needs an authority-form target"));
+            return Err(Reject::new(400, "CONNECT needs an authority-form target"));
         }
         return Ok(Target {
             path: Some(target),
@@ -867,7 +851,7 @@ fn split_target(b: &[u8], method: Span, target: Span) -> Result<Target, HeadErro
     }
     if t == b"*" {
         if m != b"OPTIONS" {
-            return Err(err(400, "asterisk-form is only for OPTIONS"));
+            return Err(Reject::new(400, "asterisk-form is only for OPTIONS"));
         }
         return Ok(Target {
             path: Some(target),
@@ -889,7 +873,7 @@ fn split_target(b: &[u8], method: Span, target: Span) -> Result<Target, HeadErro
     } else if t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"https://") {
         8
     } else {
-        return Err(err(400, "invalid request target"));
+        return Err(Reject::new(400, "invalid request target"));
     };
     let a_start = target.0 + scheme_len;
     let a_end = b[a_start..target.1]
@@ -899,7 +883,10 @@ fn split_target(b: &[u8], method: Span, target: Span) -> Result<Target, HeadErro
     // Covers an empty host (MUST reject, RFC 9110 §4.2.1) and userinfo (treated as an error,
     // RFC 9110 §4.2.4: it is used to disguise the real authority).
     if !valid_authority(&b[a_start..a_end], false) {
-        return Err(err(400, "invalid authority in absolute-form target"));
+        return Err(Reject::new(
+            400,
+            "invalid authority in absolute-form target",
+        ));
     }
     let (path, query) = split_path_query(b, a_end, target.1);
     Ok(Target {

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::python::call::WsgiApp;
+use crate::reject::ErrorDocument;
 use crate::request::{Peer, Scheme};
 use head::HeadLimits;
 use io::ConnIo;
@@ -86,18 +87,19 @@ pub struct Shared {
 
 /// A complete error response from the server itself; it always closes the connection.
 pub fn error_response(status: u16) -> Vec<u8> {
-    let reason = crate::responder::reason(status);
-    let body = format!("{status} {reason}\n");
+    let doc = ErrorDocument::new(status, None);
     let mut out = Vec::with_capacity(200);
     out.extend_from_slice(
         format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nServer: wsgi-gateway\r\nDate: ",
-            body.len()
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nServer: wsgi-gateway\r\nDate: ",
+            doc.status_line,
+            ErrorDocument::CONTENT_TYPE,
+            doc.body.len()
         )
         .as_bytes(),
     );
     date::push_date(&mut out);
     out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body.as_bytes());
+    out.extend_from_slice(&doc.body);
     out
 }

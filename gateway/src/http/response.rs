@@ -105,9 +105,6 @@ impl Responder for HttpResponder {
         h.extend_from_slice(self.version.as_str().as_bytes());
         h.push(b' ');
         h.extend_from_slice(head.status);
-        if head.status.len() == 3 {
-            h.extend_from_slice(b" ");
-        }
         h.extend_from_slice(b"\r\n");
         h.extend_from_slice(head.header_block);
         if !head.has_server {

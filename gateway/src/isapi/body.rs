@@ -6,7 +6,8 @@ use std::io;
 use std::sync::Arc;
 
 use super::ecb::Session;
-use crate::request::{BodyFailure, BodyReader};
+use crate::reject::Reject;
+use crate::request::{read_window, BodyFailure, BodyReader};
 
 pub struct EcbBody {
     session: Arc<Session>,
@@ -39,11 +40,7 @@ impl EcbBody {
 
 impl BodyReader for EcbBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = match self.remaining {
-            Some(0) => return Ok(0),
-            Some(n) => buf.len().min(usize::try_from(n).unwrap_or(usize::MAX)),
-            None => buf.len(),
-        };
+        let want = read_window(self.remaining, buf.len());
         if want == 0 {
             return Ok(0);
         }
@@ -86,13 +83,9 @@ impl BodyReader for EcbBody {
         }
         self.read = self.read.saturating_add(n as u64);
         if self.max_body > 0 && self.read > self.max_body {
-            return Err(self.fail(
-                BodyFailure::Invalid(413),
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "request body larger than max-body-size",
-                ),
-            ));
+            let reject = Reject::new(413, "request body larger than max-body-size");
+            let e = io::Error::new(io::ErrorKind::InvalidData, reject.reason.clone());
+            return Err(self.fail(BodyFailure::Invalid(reject), e));
         }
         if let Some(left) = self.remaining.as_mut() {
             *left = left.saturating_sub(n as u64);
@@ -105,7 +98,7 @@ impl BodyReader for EcbBody {
     }
 
     fn failure(&self) -> Option<BodyFailure> {
-        self.failure
+        self.failure.clone()
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {

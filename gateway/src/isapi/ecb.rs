@@ -12,6 +12,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::ffi::*;
+use crate::reject::ErrorDocument;
 
 /// Largest server variable we accept (IIS's own request limits are far below this).
 const MAX_VARIABLE: u32 = 16 << 20;
@@ -215,20 +216,16 @@ impl Ecb {
     /// A complete response of the gateway's own (`status` and its reason as a text body);
     /// the connection closes, since the request body may not have been read.
     pub fn answer(&self, status: u16, note: &str) -> Dword {
-        let text = crate::responder::reason(status);
-        let body = format!("{status} {text}\n");
+        let doc = ErrorDocument::new(status, None);
         let head = format!(
-            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
-            body.len()
+            "Content-Type: {}\r\nContent-Length: {}\r\n\r\n",
+            ErrorDocument::CONTENT_TYPE,
+            doc.body.len()
         );
         self.set_log(status, note);
         let sent = self
-            .send_headers(
-                format!("{status} {text}").as_bytes(),
-                head.as_bytes(),
-                false,
-            )
-            .and_then(|()| self.write_client(body.as_bytes()));
+            .send_headers(doc.status_line.as_bytes(), head.as_bytes(), false)
+            .and_then(|()| self.write_client(&doc.body));
         match sent {
             Ok(()) => HSE_STATUS_SUCCESS,
             Err(_) => HSE_STATUS_ERROR,

@@ -17,6 +17,7 @@ use super::ecb::{Ecb, Session};
 use super::ffi::{Dword, HSE_STATUS_PENDING};
 use super::request::{read_request, EcbFields, IsapiRequest, ServerVariables};
 use super::response::EcbResponder;
+use crate::admit;
 use crate::config::Underscores;
 use crate::pool::{self, Next, Pool, WorkSource};
 use crate::python::call::WsgiApp;
@@ -246,13 +247,13 @@ pub fn accept(ecb: Ecb) -> Dword {
         }
     };
     let policy = ext.jobs.app.environ.policy();
-    if policy.refused_header(&req.request.headers).is_some() {
-        return ecb.answer(400, "header name with '_' refused");
-    }
-    if let Some(n) = req.content_length {
-        if ext.max_body > 0 && n > ext.max_body {
-            return ecb.answer(413, "body larger than max-body-size");
-        }
+    if let Err(refused) = admit::check(
+        ext.max_body,
+        policy,
+        req.content_length,
+        &req.request.headers,
+    ) {
+        return ecb.answer(refused.status, &refused.reason);
     }
     let in_flight = &ext.jobs.in_flight;
     let id = in_flight.next_id.fetch_add(1, Ordering::Relaxed);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::ecb::Session;
 use super::request::Delimit;
 use crate::chunk_frame::{ChunkSize, CHUNK_END, LAST_CHUNK};
-use crate::responder::{computed_length, reason, BodyLength, Responder, ResponseHead};
+use crate::responder::{computed_length, BodyLength, Responder, ResponseHead};
 
 /// A chunk this small goes out in one WriteClient together with its chunk framing.
 const COALESCE: usize = 16 * 1024;
@@ -47,11 +47,7 @@ impl EcbResponder {
 
 impl Responder for EcbResponder {
     fn start(&mut self, head: &ResponseHead<'_>) -> io::Result<()> {
-        let mut status = head.status.to_vec();
-        if status.len() == 3 {
-            status.push(b' ');
-            status.extend_from_slice(reason(head.code).as_bytes());
-        }
+        let status = head.status;
         let mut block = Vec::with_capacity(head.header_block.len() + 64);
         block.extend_from_slice(head.header_block);
         self.body_allowed = head.body_allowed;
@@ -80,7 +76,7 @@ impl Responder for EcbResponder {
         crate::python::without_gil(|| {
             session.with_ending(|ecb, ending| {
                 ending.keep_conn = keep;
-                let sent = ecb.send_headers(&status, &block, keep);
+                let sent = ecb.send_headers(status, &block, keep);
                 match &sent {
                     Ok(()) => {
                         ending.headers_sent = true;

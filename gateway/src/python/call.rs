@@ -273,7 +273,7 @@ impl WsgiApp {
             // The client broke, stalled or abandoned its body; the app only tripped over it.
             (Ok(mut this), Some(failure)) => {
                 let status = match failure {
-                    BodyFailure::Invalid(s) => Some(s),
+                    BodyFailure::Invalid(reject) => Some(reject.status),
                     BodyFailure::TimedOut => Some(408),
                     BodyFailure::ClientGone => None,
                 };

@@ -8,8 +8,9 @@ use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError,
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use crate::reject::ErrorDocument;
 use crate::responder::{
-    body_allowed, parse_status, reason, BodyLength, HeaderBlock, Responder, ResponseHead,
+    body_allowed, parse_status, BodyLength, HeaderBlock, Responder, ResponseHead,
 };
 
 /// What happened to the response, for the connection and the access log.
@@ -87,7 +88,7 @@ impl ResponseState {
                 "invalid status {status:?}: a final response status must be 200-599"
             )));
         }
-        let mut block = HeaderBlock::new(status);
+        let mut block = HeaderBlock::new(status, code);
         if let Ok(list) = headers.cast::<PyList>() {
             push_headers(&mut block, list.iter(), code)?;
         } else if let Ok(tuple) = headers.cast::<PyTuple>() {
@@ -277,23 +278,17 @@ impl ResponseState {
     }
 
     fn error_response(&mut self, code: u16, detail: Option<&str>) {
-        let reason = reason(code);
         if self.outcome.headers_sent {
             self.abort();
             return;
         }
-        let mut body = format!("{code} {reason}\n").into_bytes();
-        if let Some(detail) = detail {
-            body.extend_from_slice(b"\n");
-            body.extend_from_slice(detail.as_bytes());
-            body.push(b'\n');
-        }
+        let doc = ErrorDocument::new(code, detail);
         self.code = Some(code);
-        let mut headers = HeaderBlock::new(&format!("{code} {reason}"));
+        let mut headers = HeaderBlock::new(&doc.status_line, code);
         let close = self.headers.close;
-        let cl = body.len().to_string();
+        let cl = doc.body.len().to_string();
         let pushed = headers
-            .push("Content-Type", "text/plain; charset=utf-8", code)
+            .push("Content-Type", ErrorDocument::CONTENT_TYPE, code)
             .and_then(|_| headers.push("Content-Length", &cl, code));
         if pushed.is_err() {
             self.abort();
@@ -302,7 +297,7 @@ impl ResponseState {
         headers.close = close;
         self.headers = headers;
         self.sent = 0;
-        if self.send(&body, true).is_ok() {
+        if self.send(&doc.body, true).is_ok() {
             let _ = self.finish();
         }
     }

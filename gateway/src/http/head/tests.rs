@@ -12,7 +12,7 @@ fn small() -> HeadLimits {
 /// Parses `raw`, and checks that every prefix either asks for more or fails identically,
 /// and that `parse_head_incremental` gives what `parse_head` gives on every prefix, fed
 /// byte by byte and in pieces of other sizes.
-fn parse_with(raw: &[u8], limits: &HeadLimits) -> Result<Option<Head>, HeadError> {
+fn parse_with(raw: &[u8], limits: &HeadLimits) -> Result<Option<Head>, Reject> {
     let whole = Bytes::copy_from_slice(raw);
     let full = parse_head(&whole, limits);
     let mut scan = HeadScan::default();
@@ -45,7 +45,7 @@ fn incremental_in_steps(
     whole: &Bytes,
     limits: &HeadLimits,
     mut step: impl FnMut(usize) -> usize,
-) -> Result<Option<Head>, HeadError> {
+) -> Result<Option<Head>, Reject> {
     let mut scan = HeadScan::default();
     let mut end = 0;
     loop {

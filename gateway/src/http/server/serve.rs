@@ -150,7 +150,7 @@ impl Server {
                 return Step::Read;
             }
             Err(e) => {
-                connection::reject(&state.conn, e.status, e.reason);
+                connection::reject(&state.conn, &e);
                 state.close();
                 return Step::Read;
             }
