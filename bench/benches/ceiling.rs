@@ -26,7 +26,7 @@ use gateway_bench::{
 };
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
-use wsgi_gateway::python::call::WsgiApp;
+use wsgi_gateway::internals::WsgiApp;
 
 const APPS: &std::ffi::CStr = cr#"
 def hello(environ, start_response):

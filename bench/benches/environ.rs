@@ -15,7 +15,7 @@ use gateway_bench::{
     http_environ_builder, request_from, start_python, MemBody, BROWSER_GET, WRK_HELLO,
 };
 use pyo3::prelude::*;
-use wsgi_gateway::python::input::WsgiInput;
+use wsgi_gateway::internals::WsgiInput;
 
 fn bench_environ(c: &mut Criterion) {
     start_python();

@@ -25,10 +25,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gateway_bench::start_python;
 use pyo3::prelude::*;
-use wsgi_gateway::http::io::{ConnIo, SendLimits, Stream};
-use wsgi_gateway::http::response::HttpResponder;
-use wsgi_gateway::request::Version;
-use wsgi_gateway::responder::{BodyLength, Responder, ResponseHead};
+use wsgi_gateway::internals::{
+    BodyLength, ConnIo, HttpResponder, Responder, ResponseHead, SendLimits, Stream, Version,
+};
 
 const HELLO: &[u8] = b"Hello, World!";
 const CHUNK: usize = 64 * 1024;
@@ -53,7 +52,7 @@ fn head(header_block: &[u8], len: u64) -> ResponseHead<'_> {
 /// drain thread (which ends when the gateway end is dropped), with the byte count it read.
 fn connection() -> (Arc<ConnIo>, JoinHandle<u64>) {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    let stream = Stream::Unix(ours);
+    let stream = Stream::unix(ours);
     stream.set_nonblocking(true).unwrap();
     let drain = std::thread::spawn(move || {
         let mut theirs = theirs;

@@ -6,8 +6,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gateway_bench::BROWSER_GET;
-use wsgi_gateway::http::chunked::ChunkedDecoder;
-use wsgi_gateway::http::head::{parse_head, HeadLimits};
+use wsgi_gateway::internals::{parse_head, ChunkedDecoder, HeadLimits};
 
 const SMALL_GET: &[u8] = b"GET /hello?name=world HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
 

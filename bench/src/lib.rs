@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use wsgi_gateway::http::head::{parse_head, HeadLimits};
-use wsgi_gateway::request::{decode_path, BodyReader, Peer, Request, Scheme, TcpPeer};
-use wsgi_gateway::responder::{Responder, ResponseHead};
+use wsgi_gateway::internals::{
+    decode_path, parse_head, BodyReader, HeadLimits, Peer, Request, Responder, ResponseHead,
+    Scheme, TcpPeer,
+};
 
 /// A typical browser GET: 10 headers, a query string, a cookie.
 pub const BROWSER_GET: &[u8] =
@@ -36,18 +37,18 @@ pub const WRK_ECHO_4K: &[u8] = b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n
 /// Starts the embedded interpreter the way the binary does (`sys.executable` etc.); call before
 /// any `Python::attach`.
 pub fn start_python() {
-    wsgi_gateway::python::interpreter::start(None).expect("starting Python");
+    wsgi_gateway::internals::start_interpreter(None).expect("starting Python");
 }
 
 /// The environ builder of the HTTP front end, made as the binary's `load()` makes it.
-pub fn http_environ_builder(py: pyo3::Python<'_>) -> wsgi_gateway::python::environ::EnvironBuilder {
+pub fn http_environ_builder(py: pyo3::Python<'_>) -> wsgi_gateway::internals::EnvironBuilder {
     use pyo3::prelude::*;
-    use wsgi_gateway::python::environ::{EnvironBuilder, FrontEndKind};
-    let errors = Bound::new(py, wsgi_gateway::python::errors::WsgiErrors::new())
+    use wsgi_gateway::internals::{EnvironBuilder, FrontEndKind};
+    let errors = Bound::new(py, wsgi_gateway::internals::WsgiErrors::new())
         .expect("wsgi.errors")
         .into_any();
     let wrapper = py
-        .get_type::<wsgi_gateway::python::file_wrapper::FileWrapper>()
+        .get_type::<wsgi_gateway::internals::FileWrapper>()
         .into_any();
     let kind = FrontEndKind {
         multithread: true,

@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::cgi::meta::read_request;
+use wsgi_gateway::internals::cgi_read_request as read_request;
 
 fuzz_target!(|data: &[u8]| {
     let vars: Vec<(OsString, OsString)> = data

@@ -7,8 +7,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::http::chunked::ChunkedDecoder;
-use wsgi_gateway::reject::Reject;
+use wsgi_gateway::internals::{ChunkedDecoder, Reject};
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use wsgi_gateway::http::head::HeadLimits;
+use wsgi_gateway::internals::HeadLimits;
 
 /// Small limits reach the 414/431 decisions with short inputs.
 pub const SMALL: HeadLimits = HeadLimits {

@@ -40,15 +40,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::http::body::{Drained, Finished, HttpBody};
-use wsgi_gateway::http::connection::precheck;
-use wsgi_gateway::http::head::{parse_head, HeadLimits};
-use wsgi_gateway::http::io::{ConnIo, SendLimits, Stream};
-use wsgi_gateway::http::rate::{MinRate, RateMeter};
-use wsgi_gateway::http::Settings;
-use wsgi_gateway::reject::Reject;
-use wsgi_gateway::request::{BodyFailure, BodyReader, Framing};
-use wsgi_gateway::trust::TrustPolicy;
+use wsgi_gateway::internals::{
+    parse_head, precheck, BodyFailure, BodyReader, ConnIo, Drained, Finished, Framing, HeadLimits,
+    HttpBody, MinRate, RateMeter, Reject, SendLimits, Settings, Stream, TrustPolicy,
+};
 
 /// What the server reads per head read (server/serve.rs `READ_CHUNK`).
 const READ_CHUNK: usize = 16 * 1024;
@@ -196,7 +191,7 @@ fn run(data: &[u8], setup: &Setup, pieces: &[usize]) -> Vec<Event> {
         })
     };
     let io = Arc::new(ConnIo::new(
-        Stream::Unix(server),
+        Stream::unix(server),
         &SendLimits::unqueued(Duration::from_secs(5)),
     ));
     let events = serve(data, setup, io);

@@ -10,7 +10,7 @@ mod common;
 use bytes::Bytes;
 use common::SMALL;
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::http::head::{parse_head, HeadLimits};
+use wsgi_gateway::internals::{parse_head, HeadLimits};
 
 fuzz_target!(|data: &[u8]| {
     check(data, &SMALL);

@@ -25,9 +25,7 @@ mod common;
 use bytes::Bytes;
 use common::SMALL;
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::http::head::{parse_head, Head, HeadLimits};
-use wsgi_gateway::reject::Reject;
-use wsgi_gateway::request::Version;
+use wsgi_gateway::internals::{parse_head, Head, HeadLimits, Reject, Version};
 
 fuzz_target!(|data: &[u8]| {
     compare(data, &SMALL);

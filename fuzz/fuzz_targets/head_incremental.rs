@@ -12,7 +12,7 @@ mod common;
 use bytes::Bytes;
 use common::SMALL;
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::http::head::{parse_head, parse_head_incremental, HeadLimits, HeadScan};
+use wsgi_gateway::internals::{parse_head, parse_head_incremental, HeadLimits, HeadScan};
 
 fuzz_target!(|data: &[u8]| {
     let buf = Bytes::copy_from_slice(data);

@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 
 use libfuzzer_sys::fuzz_target;
-use wsgi_gateway::isapi::request::{read_request, EcbFields, ServerVariables};
-use wsgi_gateway::request::decode_path;
+use wsgi_gateway::internals::{
+    decode_path, isapi_read_request as read_request, EcbFields, ServerVariables,
+};
 
 struct Table(HashMap<Vec<u8>, Vec<u8>>);
 

@@ -3,7 +3,7 @@
 //! `schema.rs`; this file merges the three sources.
 
 mod cgi_launch;
-pub mod defaults;
+pub(crate) mod defaults;
 #[cfg(unix)]
 mod http_settings;
 mod schema;

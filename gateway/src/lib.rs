@@ -1,22 +1,32 @@
 //! wsgi-gateway: front end → `Request` → pool → WSGI call → responder → front end.
+//!
+//! The public surface is what the programs built from this crate need: `main` and `Shape`
+//! for the binary. The Python extension's `PyInit__core` and the ISAPI exports are
+//! `#[no_mangle]` functions, exported whatever their module's visibility. bench/ and fuzz/
+//! reach the pieces they drive through `internals`, which is not an API.
 
-pub mod admit;
+pub(crate) mod admit;
 #[cfg(unix)]
-pub mod cgi;
+pub(crate) mod cgi;
 pub(crate) mod cgi_vars;
 pub(crate) mod chunk_frame;
-pub mod cli;
-pub mod config;
+pub(crate) mod cli;
+pub(crate) mod config;
 #[cfg(unix)]
-pub mod http;
-pub mod install_iis;
-pub mod isapi;
-pub mod logging;
-pub mod pool;
-pub mod python;
-pub mod reject;
-pub mod request;
-pub mod responder;
+pub(crate) mod http;
+pub(crate) mod install_iis;
+#[doc(hidden)]
+pub mod internals;
+pub(crate) mod isapi;
+pub(crate) mod logging;
+pub(crate) mod pool;
+pub(crate) mod python;
+pub(crate) mod reject;
+pub(crate) mod request;
+pub(crate) mod responder;
 #[cfg(unix)]
-pub mod supervisor;
-pub mod trust;
+pub(crate) mod supervisor;
+pub(crate) mod trust;
+
+pub use cli::main;
+pub use python::host::Shape;

@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use wsgi_gateway::python::host::Shape;
+use wsgi_gateway::Shape;
 
 fn main() -> ExitCode {
-    ExitCode::from(wsgi_gateway::cli::main(
+    ExitCode::from(wsgi_gateway::main(
         std::env::args_os().collect(),
         &Shape::Embedder,
     ))

@@ -2,8 +2,8 @@
 //! become a `Request` (`meta`), the app is called once, and the response goes to stdout as a
 //! CGI document (`stdio`).
 
-pub mod meta;
-pub mod stdio;
+pub(crate) mod meta;
+mod stdio;
 
 use std::io::Write;
 

@@ -30,6 +30,8 @@ fn raise_fd_limit() {
 }
 
 /// `command_line`: this process's arguments (without the program), given to every worker.
+/// Called on the process's only thread: its first steps, to `inherited_sockets`, remove
+/// handed-over variables from the environment, so nothing before them may start a thread.
 pub(super) fn serve(
     args: ServeArgs,
     shape: &Shape,
@@ -164,8 +166,13 @@ fn worker_inheritance(shape: &Shape) -> Result<Option<WorkerInheritance>, Fatal>
     ) else {
         return Ok(None);
     };
-    shape.forget_env(supervisor::WORKER_FDS_VAR);
-    shape.forget_env(supervisor::READY_FD_VAR);
+    // SAFETY: `serve` calls this among its first steps, on the only thread (the binary's main,
+    // or the main thread of `python -m wsgi_gateway`); logging starts no thread, and Python,
+    // the pool and the pusher start later.
+    unsafe {
+        shape.forget_env(supervisor::WORKER_FDS_VAR);
+        shape.forget_env(supervisor::READY_FD_VAR);
+    }
     let parse = |v: &std::ffi::OsStr| v.to_str().and_then(|t| t.parse::<i32>().ok());
     let (Some(sockets), Some(ready_fd)) = (parse(&fds), parse(&ready)) else {
         return Err(Fatal(
@@ -200,7 +207,9 @@ fn inherited_sockets(
             .map(Some)
             .map_err(Fatal);
     }
-    let inherited = listener::systemd_sockets(|var| shape.forget_env(var)).map_err(Fatal)?;
+    // SAFETY: as in `worker_inheritance`: one of `serve`'s first steps, on the only thread.
+    let forget = |var: &str| unsafe { shape.forget_env(var) };
+    let inherited = listener::systemd_sockets(forget).map_err(Fatal)?;
     if inherited.is_some() && !args.bind.is_empty() {
         return Err(Fatal(
             "--bind and LISTEN_FDS (systemd socket activation) both name sockets; give one".into(),

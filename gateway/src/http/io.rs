@@ -4,17 +4,17 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 use rustix::event::{PollFd, PollFlags};
 
+use super::merge::{Merge, Merging};
 use super::rate::{MinRate, RateMeter, TooSlow};
 use super::spool::{Spool, SpoolBudget};
-/// Re-exported: `http::io::Stream` is the path bench/ and fuzz/ use.
-pub use super::stream::Stream;
+use super::stream::Stream;
 use crate::python::without_gil;
 
 /// What bounds the sending side of a connection (from `Settings`).
@@ -58,13 +58,8 @@ pub struct ConnIo {
     spooled: AtomicBool,
     /// --write-buffer (see `SendLimits`).
     write_buffer: u64,
-    /// A TCP connection without --stream-nodelay: a response's later blocks may be merged.
-    merge_ok: bool,
-    /// TCP_NODELAY is off (see `merge`); the lock makes each switch and this flag one step,
-    /// as the worker and the pusher both switch it.
-    merging: Mutex<bool>,
-    /// Body writes while merging, so the pusher can tell a paused response from a busy one.
-    pub(super) writes: AtomicU32,
+    /// Merging a response's later blocks (see `merge`).
+    merge: Merge,
 }
 
 impl ConnIo {
@@ -78,34 +73,14 @@ impl ConnIo {
             spool: Mutex::new(Spool::new(limits.budget.clone())),
             spooled: AtomicBool::new(false),
             write_buffer: limits.write_buffer,
-            merge_ok: false,
-            merging: Mutex::new(false),
-            writes: AtomicU32::new(0),
+            merge: Merge::new(false),
         }
     }
 
     /// Allows merging on this connection (TCP only; see `merge` and --stream-nodelay).
     pub fn allow_merging(mut self, on: bool) -> ConnIo {
-        self.merge_ok = on && matches!(self.stream, Stream::Tcp(_));
+        self.merge = Merge::new(on && self.stream.is_tcp());
         self
-    }
-
-    pub fn merge_allowed(&self) -> bool {
-        self.merge_ok
-    }
-
-    /// `true`: TCP_NODELAY off, so the kernel holds a small write while an earlier small one is
-    /// unacknowledged and sends it with what follows (Nagle). `false`: TCP_NODELAY on again,
-    /// which also sends at once what the kernel holds. Returns whether the socket is now so.
-    pub fn set_merging(&self, on: bool) -> bool {
-        let Stream::Tcp(s) = &self.stream else {
-            return !on;
-        };
-        let mut merging = self.merging.lock();
-        if *merging != on && s.set_nodelay(!on).is_ok() {
-            *merging = on;
-        }
-        *merging == on
     }
 
     /// Reads at least one byte (or EOF), waiting (GIL released) as long as `meter` allows.
@@ -277,6 +252,16 @@ impl ConnIo {
 
     pub fn started(&self) -> bool {
         self.response_started.load(Ordering::Acquire)
+    }
+}
+
+impl Merging for ConnIo {
+    fn merge(&self) -> &Merge {
+        &self.merge
+    }
+
+    fn stream(&self) -> &Stream {
+        &self.stream
     }
 }
 

@@ -14,14 +14,17 @@
 //! transmitting while the app produces its next block, so the pusher thread looks at the
 //! merging connections every `PUSH_AFTER` and sends what a connection holds once it has seen
 //! no write for a whole interval. A response that keeps writing is never pushed.
+//!
+//! `Merge` (one per connection, in `ConnIo`) holds all of this state and makes every switch;
+//! the responder calls `later_write` and `end`, the pusher `push`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::io::ConnIo;
+use super::stream::Stream;
 
 /// How often the pusher looks; a held block waits at most about twice this (longer saves
 /// little CPU: bench/results/2026-12-06-readme-history.md).
@@ -30,10 +33,59 @@ const PUSH_AFTER: Duration = Duration::from_millis(2);
 /// switching costs two system calls, which big blocks do not earn back.
 const SMALL_BLOCK: usize = 16 * 1024;
 
+/// One connection's merging state.
+pub struct Merge {
+    /// A TCP connection without --stream-nodelay: a response's later blocks may be merged.
+    allowed: bool,
+    /// The response being sent merges (from its first later small block until it ends). Set
+    /// and cleared by the thread sending that response; between responses the connection's
+    /// hand-over orders it.
+    response: AtomicBool,
+    /// TCP_NODELAY is off; the lock makes each switch and this flag one step, as the
+    /// responder and the pusher both switch it.
+    nodelay_off: Mutex<bool>,
+    /// Body writes while merging, so the pusher can tell a paused response from a busy one.
+    writes: AtomicU32,
+}
+
+impl Merge {
+    /// `allowed`: a TCP connection without --stream-nodelay.
+    pub fn new(allowed: bool) -> Merge {
+        Merge {
+            allowed,
+            response: AtomicBool::new(false),
+            nodelay_off: Mutex::new(false),
+            writes: AtomicU32::new(0),
+        }
+    }
+
+    /// `true`: TCP_NODELAY off, so the kernel holds a small write while an earlier small one
+    /// is unacknowledged and sends it with what follows (Nagle). `false`: TCP_NODELAY on
+    /// again, which also sends at once what the kernel holds. Returns whether the socket is
+    /// now so.
+    fn switch(&self, stream: &Stream, on: bool) -> bool {
+        if !stream.is_tcp() {
+            return !on;
+        }
+        let mut off = self.nodelay_off.lock();
+        if *off != on && stream.set_nodelay(!on).is_ok() {
+            *off = on;
+        }
+        *off == on
+    }
+}
+
+/// What merging needs of a connection: its socket and its `Merge`. `ConnIo` is the one
+/// implementor; the trait keeps this module from depending on `io`, which holds the `Merge`.
+pub trait Merging: Send + Sync {
+    fn merge(&self) -> &Merge;
+    fn stream(&self) -> &Stream;
+}
+
 #[derive(Default)]
 struct Watched {
     /// Merging connections and their write count at the pusher's last look.
-    conns: Mutex<Vec<(Arc<ConnIo>, u32)>>,
+    conns: Mutex<Vec<(Arc<dyn Merging>, u32)>>,
     wake: Condvar,
 }
 
@@ -69,51 +121,65 @@ fn pusher(w: &Watched) {
                 w.wake.wait(&mut conns);
             }
             for (io, seen) in conns.iter_mut() {
-                let writes = io.writes.load(Ordering::Relaxed);
-                if writes == *seen {
-                    io.set_merging(false);
-                }
-                *seen = writes;
+                push(&**io, seen);
             }
         }
         std::thread::sleep(PUSH_AFTER);
     }
 }
 
-/// Before a body write of `len` bytes that is not the response's first. `merging` is the
-/// responder's: whether this response merges already. Returns the new value.
-pub fn later_write(io: &Arc<ConnIo>, merging: bool, len: usize) -> bool {
-    if merging {
-        io.writes.fetch_add(1, Ordering::Relaxed);
-        // After a push, merge again from this write on.
-        io.set_merging(true);
-        return true;
+/// The pusher's look at one connection: what it holds goes out if no write came since the
+/// last look (`seen`).
+fn push(io: &dyn Merging, seen: &mut u32) {
+    let writes = io.merge().writes.load(Ordering::Relaxed);
+    if writes == *seen {
+        io.merge().switch(io.stream(), false);
     }
-    if len >= SMALL_BLOCK || !io.merge_allowed() {
-        return false;
+    *seen = writes;
+}
+
+/// Before a body write of `len` bytes that is not the response's first.
+pub fn later_write<C: Merging + 'static>(io: &Arc<C>, len: usize) {
+    let m = io.merge();
+    if m.response.load(Ordering::Relaxed) {
+        m.writes.fetch_add(1, Ordering::Relaxed);
+        // After a push, merge again from this write on.
+        m.switch(io.stream(), true);
+        return;
+    }
+    if len >= SMALL_BLOCK || !m.allowed {
+        return;
     }
     let Some(w) = watched() else {
-        return false;
+        return;
     };
-    if !io.set_merging(true) {
-        return false;
+    if !m.switch(io.stream(), true) {
+        return;
     }
+    m.response.store(true, Ordering::Relaxed);
     let mut conns = w.conns.lock();
     // This write counts: the pusher's first look sees it and leaves the connection be.
-    conns.push((io.clone(), io.writes.fetch_add(1, Ordering::Relaxed)));
+    let conn: Arc<dyn Merging> = io.clone();
+    conns.push((conn, m.writes.fetch_add(1, Ordering::Relaxed)));
     if conns.len() == 1 {
         w.wake.notify_one();
     }
-    true
 }
 
 /// The response has ended (or was dropped): TCP_NODELAY on again, which sends what is held,
 /// so the connection's next response is not held back.
-pub fn stop(io: &Arc<ConnIo>) {
-    io.set_merging(false);
+pub fn end<C: Merging + 'static>(io: &Arc<C>) {
+    let m = io.merge();
+    if !m.response.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    m.switch(io.stream(), false);
     if let Some(w) = watched() {
         let mut conns = w.conns.lock();
-        if let Some(i) = conns.iter().position(|(c, _)| Arc::ptr_eq(c, io)) {
+        if let Some(i) = conns
+            .iter()
+            .position(|(c, _)| std::ptr::addr_eq(Arc::as_ptr(c), Arc::as_ptr(io)))
+        {
             conns.swap_remove(i);
         }
     }

@@ -3,21 +3,21 @@
 //! app (`connection`, `body`), and response framing (`response`,
 //! `merge`).
 
-pub mod access_log;
-pub mod body;
-pub mod chunked;
-pub mod connection;
-pub mod date;
+pub(crate) mod access_log;
+pub(crate) mod body;
+pub(crate) mod chunked;
+pub(crate) mod connection;
+mod date;
 mod grammar;
-pub mod head;
-pub mod io;
-pub mod listener;
-pub mod merge;
-pub mod rate;
-pub mod response;
-pub mod server;
-pub mod spool;
-pub mod stream;
+pub(crate) mod head;
+pub(crate) mod io;
+pub(crate) mod listener;
+mod merge;
+pub(crate) mod rate;
+pub(crate) mod response;
+pub(crate) mod server;
+mod spool;
+pub(crate) mod stream;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -31,8 +31,6 @@ pub struct HttpResponder {
     head_pending: bool,
     mode: Mode,
     sent: u64,
-    /// This response's later blocks may be merged (`merge`) until it ends.
-    merging: bool,
 }
 
 thread_local! {
@@ -42,7 +40,7 @@ thread_local! {
 
 impl Drop for HttpResponder {
     fn drop(&mut self) {
-        self.stop_merging();
+        merge::end(&self.io);
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         HEAD_BUF.set(head);
@@ -61,21 +59,14 @@ impl HttpResponder {
             head_pending: false,
             mode: Mode::NoBody,
             sent: 0,
-            merging: false,
         }
     }
 
     /// Before each body write: the first goes out with the head at once, later ones may be
     /// merged into fewer segments (see `merge`).
-    fn later_block(&mut self, len: usize) {
+    fn later_block(&self, len: usize) {
         if !self.head_pending {
-            self.merging = merge::later_write(&self.io, self.merging, len);
-        }
-    }
-
-    fn stop_merging(&mut self) {
-        if std::mem::take(&mut self.merging) {
-            merge::stop(&self.io);
+            merge::later_write(&self.io, len);
         }
     }
 
@@ -207,7 +198,7 @@ impl Responder for HttpResponder {
             b""
         };
         let sent = self.send([tail, b"", b""]);
-        self.stop_merging();
+        merge::end(&self.io);
         sent
     }
 
@@ -229,15 +220,13 @@ mod tests {
     use std::sync::Arc;
 
     use super::{ConnIo, HttpResponder};
-    use crate::http::io::{SendLimits, Stream};
+    use crate::http::io::SendLimits;
+    use crate::http::stream::Stream;
     use crate::request::Version;
     use crate::responder::{BodyLength, Responder, ResponseHead};
 
     fn nodelay(io: &ConnIo) -> bool {
-        match &io.stream {
-            Stream::Tcp(s) => s.nodelay().unwrap(),
-            Stream::Unix(_) => unreachable!(),
-        }
+        io.stream.nodelay().unwrap()
     }
 
     /// The first block goes out under TCP_NODELAY; later blocks may be merged (Nagle) and the
@@ -247,7 +236,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let (mut client, server) = pair(&listener);
         let limits = SendLimits::unqueued(std::time::Duration::from_secs(5));
-        let io = Arc::new(ConnIo::new(Stream::Tcp(server), &limits).allow_merging(true));
+        let io = Arc::new(ConnIo::new(Stream::tcp(server), &limits).allow_merging(true));
         let head = ResponseHead {
             code: 200,
             status: b"200 OK",
@@ -298,7 +287,7 @@ mod tests {
         assert!(nodelay(&io));
         // --stream-nodelay: never off.
         let (_peer, server) = pair(&listener);
-        let plain = Arc::new(ConnIo::new(Stream::Tcp(server), &limits));
+        let plain = Arc::new(ConnIo::new(Stream::tcp(server), &limits));
         let mut r = HttpResponder::new(plain.clone(), Version::Http11, false);
         r.start(&head).unwrap();
         r.write(b"a").unwrap();

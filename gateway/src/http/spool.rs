@@ -322,7 +322,7 @@ mod tests {
     fn spool_keeps_order_across_memory_and_file() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
-        let stream = Stream::Unix(ours);
+        let stream = Stream::unix(ours);
         let expected: Vec<u8> = (0..(3 * MEMORY + 12345)).map(|i| (i % 251) as u8).collect();
         let budget = SpoolBudget::new(u64::MAX);
         let mut spool = Spool::new(budget.clone());
@@ -370,7 +370,7 @@ mod tests {
         assert_eq!(budget.used(), 1000);
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
-        let stream = Stream::Unix(ours);
+        let stream = Stream::unix(ours);
         assert!(a.flush(&stream).unwrap().done);
         assert_eq!(budget.used(), 400);
         drop(b);

@@ -2,14 +2,14 @@
 //! hands each request over as an ECB (`ecb`); `request` maps it to the one `Request`, a
 //! worker runs the app, and `body`/`response` carry the bytes through IIS's callbacks.
 
-pub mod body;
-pub mod config;
-pub mod ecb;
-pub mod extension;
-pub mod ffi;
-pub mod library;
-pub mod request;
-pub mod response;
+mod body;
+mod config;
+mod ecb;
+mod extension;
+mod ffi;
+mod library;
+pub(crate) mod request;
+mod response;
 
 use ffi::{Bool, Dword, ExtensionControlBlock, HseVersionInfo, HSE_STATUS_ERROR, HSE_VERSION};
 

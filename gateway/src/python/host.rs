@@ -113,7 +113,11 @@ impl Shape {
 
     /// Removes a variable this process was handed, so the app's child processes do not see
     /// it. Python keeps its own copy (`os.environ`, read at start-up), which `subprocess` uses.
-    pub fn forget_env(&self, name: &str) {
+    ///
+    /// # Safety
+    /// No other thread may exist in this process: changing the environment while another
+    /// thread reads it (`getenv` in libc, CPython or a library) is undefined behaviour.
+    pub unsafe fn forget_env(&self, name: &str) {
         match self {
             Shape::Embedder => std::env::remove_var(name),
             Shape::Extension(_) => {

@@ -1,15 +1,15 @@
 //! All contact with CPython: the interpreter and app loading, environ, `wsgi.input`,
 //! `wsgi.errors`, `start_response`, `wsgi.file_wrapper`, and the call itself.
 
-pub mod call;
-pub mod environ;
-pub mod errors;
-pub mod file_wrapper;
-pub mod host;
-pub mod input;
-pub mod interpreter;
+pub(crate) mod call;
+pub(crate) mod environ;
+pub(crate) mod errors;
+pub(crate) mod file_wrapper;
+pub(crate) mod host;
+pub(crate) mod input;
+pub(crate) mod interpreter;
 mod module;
-pub mod start_response;
+mod start_response;
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;

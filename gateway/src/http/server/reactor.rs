@@ -5,7 +5,6 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,10 +89,10 @@ impl Server {
                             None => s.peer_addr()?,
                         };
                         let _ = s.set_nodelay(true);
-                        Ok((Stream::Tcp(s), Peer::Tcp(TcpPeer::new(addr))))
+                        Ok((Stream::tcp(s), Peer::Tcp(TcpPeer::new(addr))))
                     }),
                 Sock::Unix(s, _) => rustix::net::accept_with(s, flags)
-                    .map(|fd| (Stream::Unix(UnixStream::from(fd)), Peer::Unix))
+                    .map(|fd| (Stream::unix(fd), Peer::Unix))
                     .map_err(io::Error::from),
             };
             let (stream, peer) = match accepted {
