@@ -104,6 +104,7 @@ pub fn decode_path(raw: &Bytes) -> Bytes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MountCase {
     /// Byte for byte: URL paths are case-sensitive (RFC 3986 §6.2.2.1), as `serve` matches.
+    #[cfg_attr(not(unix), expect(dead_code, reason = "serve is built for Unix only"))]
     Exact,
     /// ASCII case ignored: IIS matches an application's URL so, and its app must see the
     /// requests IIS sends it.

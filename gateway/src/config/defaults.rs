@@ -17,4 +17,5 @@ pub const THREADS: u32 = 32;
 /// `--graceful-timeout` of `serve` and the ISAPI library, in seconds (clap parses the text).
 pub const GRACEFUL_TIMEOUT: &str = "30";
 /// The address `serve` binds without `--bind` (and without systemd's sockets).
+#[cfg(unix)]
 pub const BIND: &str = "127.0.0.1:8000";

@@ -404,6 +404,7 @@ impl AppArgs {
 
 impl ServeArgs {
     /// The mount point, validated: empty, or `/x` without a trailing `/`.
+    #[cfg(unix)]
     pub fn script_name(&self) -> Result<String, ConfigError> {
         let s = self.script_name.trim_end_matches('/');
         if !s.is_empty() && !s.starts_with('/') {
@@ -416,6 +417,7 @@ impl ServeArgs {
 
     /// How many worker processes a supervisor runs: `--workers` (0 = one per CPU), or one when
     /// only `--max-requests` asks for a supervisor; `None`: this process serves by itself.
+    #[cfg(unix)]
     pub fn supervisor_workers(&self) -> Option<usize> {
         match self.workers {
             Some(0) => Some(std::thread::available_parallelism().map_or(1, |n| n.get())),
