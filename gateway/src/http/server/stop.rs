@@ -21,6 +21,7 @@ impl Server {
     /// Graceful stop, part one: no new connections; idle ones are closed.
     pub fn begin_stop(&self) {
         self.shared.stopping.store(true, Ordering::Release);
+        self.leave_board();
         for l in &self.listeners {
             let _ = epoll::delete(&self.epoll, l.fd());
             if let Sock::Unix(_, path) = &l.sock {
@@ -123,6 +124,7 @@ impl Server {
             }
             self.expire();
             self.resume_listeners();
+            self.rebalance();
             if let Some(deadline) = stop_deadline {
                 let busy = self.busy();
                 if busy == 0 {
