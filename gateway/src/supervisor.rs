@@ -648,8 +648,8 @@ fn describe(status: ExitStatus) -> String {
 pub const MAX_SOCKETS: usize = 64;
 
 /// In the child between fork and exec: the sockets go to fds 3, 4, … and the ready pipe right
-/// after them, then the board (without close-on-exec). No allocation here: only async-signal-safe calls are
-/// allowed after fork.
+/// after them, then the board (without close-on-exec). No allocation here: only
+/// async-signal-safe calls are allowed after fork.
 fn place_fds(sources: &[RawFd]) -> std::io::Result<()> {
     // First move every source out of the way, so placing one cannot overwrite another.
     let mut moved = [0 as RawFd; MAX_SOCKETS + 2];

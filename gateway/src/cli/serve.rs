@@ -172,10 +172,10 @@ fn worker_inheritance(shape: &Shape) -> Result<Option<WorkerInheritance>, Fatal>
     ) else {
         return Ok(None);
     };
+    let board = std::env::var_os(supervisor::BOARD_VAR);
     // SAFETY: `serve` calls this among its first steps, on the only thread (the binary's main,
     // or the main thread of `python -m wsgi_gateway`); logging starts no thread, and Python,
     // the pool and the pusher start later.
-    let board = std::env::var_os(supervisor::BOARD_VAR);
     unsafe {
         shape.forget_env(supervisor::WORKER_FDS_VAR);
         shape.forget_env(supervisor::READY_FD_VAR);

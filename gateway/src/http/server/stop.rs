@@ -21,7 +21,6 @@ impl Server {
     /// Graceful stop, part one: no new connections; idle ones are closed.
     pub fn begin_stop(&self) {
         self.shared.stopping.store(true, Ordering::Release);
-        self.leave_board();
         for l in &self.listeners {
             let _ = epoll::delete(&self.epoll, l.fd());
             if let Sock::Unix(_, path) = &l.sock {
@@ -30,6 +29,8 @@ impl Server {
         }
         {
             let mut c = self.conns.lock();
+            // Under the lock `start_accepting` marks the worker live under: it stays unmarked.
+            self.leave_board();
             // No connection is closed under a client that may be sending a request right now:
             // one whose request is arriving is served, and a silent new one and an idle
             // keep-alive one get `STOP_GRACE` to start a request (answered with
