@@ -79,6 +79,45 @@ impl Tally {
     }
 }
 
+/// What a live worker does about its share (`Tally::verdict`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Take no new connection (listeners unarmed).
+    pub hold: bool,
+    /// How many more responses end their connection.
+    pub shed: u64,
+    /// How many connections it may accept now (0 when holding).
+    pub room: u64,
+}
+
+impl Tally {
+    /// For a worker with `mine` connections that stay (`closing` more are ending after a
+    /// response that said so), holding now or not. It holds from its limit on until it is
+    /// back at its target with nothing closing: a worker that resumed at once would take
+    /// back the clients it just sent away as they reconnect. Not holding, it has room for
+    /// at least one: an accept batch that stops for want of room has a worker holding.
+    pub fn verdict(&self, mine: u64, closing: u64, holding: bool) -> Verdict {
+        let hold = if holding {
+            mine > self.target() || closing > 0
+        } else {
+            mine >= self.limit()
+        };
+        if hold {
+            let shed = mine.saturating_sub(self.target());
+            return Verdict {
+                hold,
+                shed,
+                room: 0,
+            };
+        }
+        Verdict {
+            hold,
+            shed: 0,
+            room: self.limit().saturating_sub(mine),
+        }
+    }
+}
+
 impl Board {
     /// The supervisor's board: `seats` free seats, `starting` first-generation workers to
     /// wait for. Returns the fd the workers inherit.
@@ -263,6 +302,42 @@ mod tests {
         }
         assert_eq!(tally(7, 0).limit(), u64::MAX);
         assert_eq!(tally(u64::MAX, 3).target(), u64::MAX.div_ceil(3));
+    }
+
+    fn verdict(hold: bool, shed: u64, room: u64) -> Verdict {
+        Verdict { hold, shed, room }
+    }
+
+    #[test]
+    fn a_worker_holding_every_connection_sheds_half_when_a_second_one_is_live() {
+        let t = tally(50, 2);
+        assert_eq!(t.verdict(50, 0, false), verdict(true, 25, 0));
+        // Half-way: 20 answered with `close` and still closing.
+        assert_eq!(t.verdict(30, 20, true), verdict(true, 5, 0));
+        // At its share but clients still reconnecting: still holding, nothing more to shed.
+        assert_eq!(t.verdict(25, 5, true), verdict(true, 0, 0));
+        // Done: accepts again, up to its limit.
+        assert_eq!(t.verdict(25, 0, true), verdict(false, 0, 6));
+    }
+
+    #[test]
+    fn a_worker_within_its_share_accepts_up_to_the_limit() {
+        let t = tally(50, 2);
+        assert_eq!(t.verdict(30, 0, false), verdict(false, 0, 1));
+        assert_eq!(t.verdict(31, 0, false), verdict(true, 6, 0));
+        assert_eq!(t.verdict(20, 0, false), verdict(false, 0, 11));
+        // Holding, it stays so above its target (no flapping at the limit).
+        assert_eq!(t.verdict(28, 0, true), verdict(true, 3, 0));
+    }
+
+    #[test]
+    fn a_lone_live_worker_never_holds() {
+        for mine in 0..200 {
+            let v = tally(mine, 1).verdict(mine, 0, false);
+            assert!(!v.hold && v.room > 0, "{mine}: {v:?}");
+        }
+        // Before any worker is live (its own seat not yet either): no limit at all.
+        assert_eq!(tally(0, 0).verdict(5, 0, false).room, u64::MAX - 5);
     }
 
     #[test]

@@ -117,43 +117,27 @@ impl Server {
         let closing = share.closing.load(Ordering::Acquire) as u64;
         let mine = (c.slots.open as u64).saturating_sub(closing);
         let tally = share.seat.board.tally();
-        // At the limit (no room for one more): hold until back at the target (the gap
-        // between them keeps a worker from flapping). Not holding, there is room: an
-        // accept batch never ends without the listener re-armed by someone.
-        let held = if c.held {
-            mine > tally.target()
-        } else {
-            mine >= tally.limit()
-        };
-        let excess = if held {
-            mine.saturating_sub(tally.target())
-        } else {
-            0
-        };
+        let v = tally.verdict(mine, closing, c.held);
         share.budget.store(
-            usize::try_from(excess).unwrap_or(usize::MAX),
+            usize::try_from(v.shed).unwrap_or(usize::MAX),
             Ordering::Release,
         );
-        if held != c.held {
-            c.held = held;
+        if v.hold != c.held {
+            c.held = v.hold;
             tracing::debug!(
-                "{} connections of {} on {} workers: {}",
-                mine,
+                "{mine} connections of {} on {} workers: {}",
                 tally.total,
                 tally.live,
-                if held {
+                if v.hold {
                     "over the share, holding"
                 } else {
                     "back within the share"
                 }
             );
             // Under the lock, so two looks cannot leave the listeners in the older state.
-            self.arm_listeners(if held { disarmed() } else { armed() });
+            self.arm_listeners(if v.hold { disarmed() } else { armed() });
         }
-        if held {
-            return 0;
-        }
-        usize::try_from(tally.limit().saturating_sub(mine)).unwrap_or(usize::MAX)
+        usize::try_from(v.room).unwrap_or(usize::MAX)
     }
 
     /// A connection closed: while holding, look again (it may be back within its share).
