@@ -70,7 +70,7 @@ impl Server {
             return;
         }
         // Over its share of the connections: none now, and the listener stays unarmed.
-        let room = self.rebalance();
+        let room = self.rebalance(false);
         if room == 0 {
             return;
         }

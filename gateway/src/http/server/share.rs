@@ -106,7 +106,13 @@ impl Server {
     /// Looks at this worker's connections against its share, holds or resumes accepting, and
     /// sets how many responses end their connection. Returns how many connections it may
     /// accept now (`usize::MAX` without a board).
-    pub(super) fn rebalance(&self) -> usize {
+    ///
+    /// `tick`: the main thread's periodic look, the only one that may raise the number to
+    /// shed. Between a connection sent away and its client's reconnection to another worker
+    /// it is in nobody's count, so a look in that moment sees too few connections in all (a
+    /// lower share) and would send more away; the other looks (accepts, closes, many per
+    /// tick) only ever lower it.
+    pub(super) fn rebalance(&self, tick: bool) -> usize {
         let Some(share) = &self.share else {
             return usize::MAX;
         };
@@ -118,10 +124,12 @@ impl Server {
         let mine = (c.slots.open as u64).saturating_sub(closing);
         let tally = share.seat.board.tally();
         let v = tally.verdict(mine, closing, c.held);
-        share.budget.store(
-            usize::try_from(v.shed).unwrap_or(usize::MAX),
-            Ordering::Release,
-        );
+        let shed = usize::try_from(v.shed).unwrap_or(usize::MAX);
+        if tick {
+            share.budget.store(shed, Ordering::Release);
+        } else {
+            share.budget.fetch_min(shed, Ordering::AcqRel);
+        }
         if v.hold != c.held {
             c.held = v.hold;
             tracing::debug!(
@@ -143,7 +151,7 @@ impl Server {
     /// A connection closed: while holding, look again (it may be back within its share).
     pub(super) fn closed_one(&self) {
         if self.share.is_some() && self.conns.lock().held {
-            self.rebalance();
+            self.rebalance(false);
         }
     }
 

@@ -125,7 +125,7 @@ impl Server {
             }
             self.expire();
             self.resume_listeners();
-            self.rebalance();
+            self.rebalance(true);
             if let Some(deadline) = stop_deadline {
                 let busy = self.busy();
                 if busy == 0 {
