@@ -131,7 +131,7 @@ impl Server {
                 return Step::Read;
             }
             let rest = state.buf.split().freeze();
-            let shed = self.shed(state, gathering.head.close);
+            let shed = self.shed(state, gathering.head.close, &rest);
             let served = connection::serve(
                 py,
                 &self.shared,
@@ -175,7 +175,7 @@ impl Server {
                 return Step::Read;
             }
         };
-        let shed = self.shed(state, head.close);
+        let shed = self.shed(state, head.close, &rest);
         let served = connection::serve(py, &self.shared, &state.conn, (head, meter), rest, shed);
         drop(frozen);
         self.after_serve(state, served, drained, small)

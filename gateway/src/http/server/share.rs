@@ -157,11 +157,13 @@ impl Server {
 
     /// Whether the response to the request just read on `state` ends the connection, to
     /// bring this worker back to its share (`close`: the request asked for that anyway).
-    pub(super) fn shed(&self, state: &mut ConnState, close: bool) -> bool {
+    /// Not when more than the head has arrived (`rest`: a body, or pipelined requests that
+    /// closing would leave unanswered): another connection's request will do.
+    pub(super) fn shed(&self, state: &mut ConnState, close: bool, rest: &[u8]) -> bool {
         let Some(share) = &self.share else {
             return false;
         };
-        if close || state.shed.is_some() {
+        if close || !rest.is_empty() || state.shed.is_some() {
             return false;
         }
         let took = share
