@@ -292,6 +292,156 @@ def test_two_workers_share_the_load_and_supervisor_never_imports(gw, tmp_path):
     assert s.stop(timeout=20) == 0
 
 
+class KeepAliveFleet:
+    """`n` keep-alive connections driven in rounds: a /pid request sent on each, then every
+    answer read. A connection the server answered with `Connection: close` is closed and a
+    new one takes its place in the next round (what clients do). A request is never retried:
+    any failure fails the test."""
+
+    def __init__(self, s, n):
+        self.s, self.n = s, n
+        self.conns = [None] * n
+        self.pids = [None] * n
+        self.closes = 0
+
+    def round(self, reconnect_lost=False):
+        """One request on every connection; returns how many answers said `close`.
+        `reconnect_lost`: a connection lost without an answer (its worker was killed) is
+        replaced and the request sent again on the new one."""
+        closed = 0
+        for i in range(self.n):
+            if self.conns[i] is None:
+                self.conns[i] = self.s.conn(15.0)
+            try:
+                self.conns[i].send(get(self.s.host_header, "/pid"))
+            except OSError:
+                if not reconnect_lost:
+                    raise
+        for i, c in enumerate(self.conns):
+            try:
+                r = c.read_response()
+            except (OSError, ConnClosed):
+                if not reconnect_lost:
+                    raise
+                c.close()
+                c = self.conns[i] = self.s.conn(15.0)
+                c.send(get(self.s.host_header, "/pid"))
+                r = c.read_response()
+            assert r.status == 200 and r.complete, (r, self.s.log()[-3000:])
+            self.pids[i] = r.json()["pid"]
+            if "close" in r.connection_tokens():
+                c.close()
+                self.conns[i] = None
+                closed += 1
+        self.closes += closed
+        return closed
+
+    def spread(self):
+        return Counter(self.pids)
+
+    def close(self):
+        for c in self.conns:
+            if c:
+                c.close()
+
+
+def balanced(spread, workers, n):
+    """Every worker holds n/workers connections within ±20 %."""
+    low, high = n / workers * 0.8, n / workers * 1.2
+    return len(spread) == workers and all(low <= k <= high for k in spread.values())
+
+
+@pytest.mark.timeout(120)
+def test_keepalive_connections_spread_across_workers_when_one_imports_late(gw, tmp_path):
+    """Issue 20 item 1: 50 keep-alive connections opened as soon as the server answers, while
+    the other worker is still importing the app (4 s later), end up spread within ±20 %
+    across the two workers: the first generation starts accepting together (up to a cap),
+    and a worker holding more than its share stops accepting and answers some requests with
+    `Connection: close`, so that their clients reconnect to the other."""
+    n = 50
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    try:
+        s = gw(args=["--workers", "2"], bind=None, prefix=SD_WRAPPER, start=False,
+               env={"GW_TEST_LISTEN_FD": str(sock.fileno()),
+                    "WORKERS_SLOW_ONCE": str(tmp_path / "slow-import"),
+                    "WORKERS_SLOW_SECONDS": "4"},
+               popen_kw={"pass_fds": (sock.fileno(),)})
+        # The socket is listening already: the test talks to it before the supervisor says
+        # "listening on" (which it says only once every worker is ready).
+        starting = threading.Thread(target=s.start, daemon=True)
+        starting.start()
+        s.family, s.address, s.host, s.port = socket.AF_INET, ("127.0.0.1", port), "127.0.0.1", port
+        first = wait_until(lambda: try_pid(s, timeout=2.0)[0], 30, f"an answer\n{s.log()}")
+    finally:
+        sock.close()  # the server has its own copies now
+    fleet = KeepAliveFleet(s, n)
+    try:
+        fleet.round()
+        # The scenario: the late worker is not serving yet when the connections are opened.
+        late_at_open = len(s.ready_pids()) < 2
+        assert late_at_open, f"both workers were ready before the load began\n{s.log()}"
+        assert set(fleet.spread()) == {first}, fleet.spread()
+        deadline = time.monotonic() + 30
+        while not (len(s.ready_pids()) == 2 and balanced(fleet.spread(), 2, n)):
+            assert time.monotonic() < deadline, (
+                f"not spread within 30 s: {fleet.spread()} ({fleet.closes} closes)\n{s.log()}")
+            fleet.round()
+        # It stays so under load: more rounds, and at the end (a round no connection was
+        # closed in) still within ±20 %.
+        for _ in range(40):
+            fleet.round()
+        deadline = time.monotonic() + 10
+        while fleet.round():
+            assert time.monotonic() < deadline, f"connections still closed: {fleet.spread()}"
+        spread = fleet.spread()
+        assert set(spread) == set(s.ready_pids()), (spread, s.ready_pids())
+        assert balanced(spread, 2, n), f"{spread} ({fleet.closes} closes)"
+    finally:
+        fleet.close()
+    starting.join(30)
+    assert s.stop(timeout=20) == 0
+
+
+@pytest.mark.timeout(120)
+def test_keepalive_connections_rebalance_onto_a_replaced_worker(gw, tmp_path):
+    """A worker killed under keep-alive load: its clients reconnect to the survivor (the
+    replacement is still importing), which then holds all 50; once the replacement serves,
+    the survivor gives some back and they are spread within ±20 % again."""
+    n = 50
+    hold = tmp_path / "hold-import"
+    s = gw(args=["--workers", "2"], env={"WORKERS_IMPORT_HOLD": str(hold)})
+    victim, survivor = s.ready_pids()
+    fleet = KeepAliveFleet(s, n)
+    try:
+        deadline = time.monotonic() + 30
+        while not balanced(fleet.spread(), 2, n):
+            assert time.monotonic() < deadline, f"not spread at start: {fleet.spread()}"
+            fleet.round()
+        hold.touch()  # the replacement's import waits until the file is removed
+        mark = s.log_mark()
+        os.kill(victim, signal.SIGKILL)
+        # (replaced at once, or after a back-off if it was young: "started worker pid N")
+        new = int(s.wait_log(rf"(?:worker pid {victim} exited .*; started|started worker pid) (\d+)",
+                             since=mark).group(1))
+        deadline = time.monotonic() + 30
+        while fleet.spread() != Counter({survivor: n}):
+            assert time.monotonic() < deadline, f"not all on the survivor: {fleet.spread()}"
+            fleet.round(reconnect_lost=True)
+        mark = s.log_mark()
+        hold.unlink()
+        s.wait_log(rf"worker pid {new} ready", since=mark, timeout=20)
+        deadline = time.monotonic() + 30
+        while not balanced(fleet.spread(), 2, n):
+            assert time.monotonic() < deadline, (
+                f"not spread again: {fleet.spread()} ({fleet.closes} closes)\n{s.log()}")
+            fleet.round()
+        assert set(fleet.spread()) == {survivor, new}, fleet.spread()
+    finally:
+        fleet.close()
+    assert s.stop(timeout=20) == 0
+
+
 def test_without_workers_option_serve_is_one_process(gw):
     s = gw()
     pid, version = try_pid(s)

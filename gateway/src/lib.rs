@@ -7,6 +7,8 @@
 
 pub(crate) mod admit;
 #[cfg(unix)]
+pub(crate) mod balance;
+#[cfg(unix)]
 pub(crate) mod cgi;
 pub(crate) mod cgi_vars;
 pub(crate) mod chunk_frame;

@@ -23,10 +23,15 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
+use crate::balance::Board;
+
 /// The variables a worker finds its inheritance in: how many listening sockets start at fd 3,
 /// and the fd it reports readiness on.
 pub const WORKER_FDS_VAR: &str = "WSGI_GATEWAY_WORKER_FDS";
 pub const READY_FD_VAR: &str = "WSGI_GATEWAY_READY_FD";
+/// `FD,SEAT,HOLD`: the board's fd (right after the ready pipe), the worker's seat on it, and
+/// `1` for a first-generation worker (it waits for the others before it accepts).
+pub const BOARD_VAR: &str = "WSGI_GATEWAY_BOARD";
 
 /// A worker that dies sooner than this after starting counts as a crash loop (back-off).
 const SHORT_LIFE: Duration = Duration::from_secs(1);
@@ -56,6 +61,21 @@ struct Worker {
     started: Instant,
     state: State,
     ready: Option<std::io::PipeReader>,
+    /// Its seat on the board, freed when the worker (reaped by then) is dropped.
+    _seat: Option<SeatLease>,
+}
+
+/// A worker's seat on the board. A `Worker` is dropped only once its process was reaped (or
+/// as the supervisor itself ends), so nothing writes to the seat after it is freed.
+struct SeatLease {
+    board: Board,
+    seat: usize,
+}
+
+impl Drop for SeatLease {
+    fn drop(&mut self) {
+        self.board.free_seat(self.seat);
+    }
 }
 
 impl Worker {
@@ -165,6 +185,9 @@ struct Supervisor {
     reload_wanted: bool,
     backoff: Duration,
     stop_deadline: Option<Instant>,
+    /// The board the workers balance their connections on (none if it could not be made:
+    /// the workers then accept as they can).
+    board: Option<(Board, OwnedFd)>,
 }
 
 /// Runs the supervisor until it is stopped. `Err` = the first generation could not start, or
@@ -177,7 +200,18 @@ pub fn run(plan: Plan) -> Result<(), String> {
         std::process::id(),
         plan.workers
     );
+    // Seats for the workers, their reload's successors and the leaving workers still
+    // draining; a worker started when every seat is taken just does not balance.
+    let seats = plan.workers.saturating_mul(4);
+    let board = match Board::create(seats, plan.workers) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!("cannot create the board for balancing connections: {e}");
+            None
+        }
+    };
     let mut sup = Supervisor {
+        board,
         slots: (0..plan.workers).map(|_| Slot::default()).collect(),
         plan,
         leaving: Vec::new(),
@@ -187,7 +221,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         stop_deadline: None,
     };
     for i in 0..sup.slots.len() {
-        sup.slots[i].current = Some(sup.spawn()?);
+        sup.slots[i].current = Some(sup.spawn_first()?);
     }
     loop {
         sup.wait(&mut signals);
@@ -231,6 +265,15 @@ pub fn run(plan: Plan) -> Result<(), String> {
 impl Supervisor {
     /// Starts one worker.
     fn spawn(&self) -> Result<Worker, String> {
+        self.spawn_worker(false)
+    }
+
+    /// Starts one worker of the first generation: they start accepting together.
+    fn spawn_first(&self) -> Result<Worker, String> {
+        self.spawn_worker(true)
+    }
+
+    fn spawn_worker(&self, first: bool) -> Result<Worker, String> {
         let (ready_r, ready_w) =
             std::io::pipe().map_err(|e| format!("cannot start a worker: {e}"))?;
         let mut sources: Vec<RawFd> = self
@@ -241,6 +284,14 @@ impl Supervisor {
             .collect();
         sources.push(ready_w.as_raw_fd());
         let count = self.plan.sockets.len();
+        let seat = self.board.as_ref().and_then(|(board, fd)| {
+            let seat = board.take_seat()?;
+            sources.push(fd.as_raw_fd());
+            Some(SeatLease {
+                board: *board,
+                seat,
+            })
+        });
         // The child checks that its parent is still this process once it asked to die with it.
         let parent = rustix::process::getpid().as_raw_nonzero().get();
         let mut cmd = Command::new(&self.plan.program);
@@ -251,6 +302,13 @@ impl Supervisor {
                 (super::http::listener::FIRST_INHERITED_FD as usize + count).to_string(),
             )
             .stdin(Stdio::null());
+        if let Some(lease) = &seat {
+            let fd = super::http::listener::FIRST_INHERITED_FD as usize + count + 1;
+            cmd.env(
+                BOARD_VAR,
+                format!("{fd},{},{}", lease.seat, u8::from(first)),
+            );
+        }
         // SAFETY: only async-signal-safe calls (fcntl, dup2, prctl, getppid) between fork and
         // exec.
         unsafe {
@@ -271,6 +329,7 @@ impl Supervisor {
             started: Instant::now(),
             state: State::Starting,
             ready: Some(ready_r),
+            _seat: seat,
         })
     }
 
@@ -387,6 +446,12 @@ impl Supervisor {
     /// Tells `w` to stop (SIGTERM: it finishes its in-flight requests) and waits for it.
     fn leave(&mut self, mut w: Worker) {
         w.ready = None;
+        // Its connections no longer count in the others' share (it takes no new ones).
+        if let Some(lease) = &w._seat {
+            if let Some(seat) = lease.board.seat(lease.seat) {
+                seat.set_live(false);
+            }
+        }
         signal(&w.child, rustix::process::Signal::TERM);
         self.leaving.push(w);
     }
@@ -583,11 +648,11 @@ fn describe(status: ExitStatus) -> String {
 pub const MAX_SOCKETS: usize = 64;
 
 /// In the child between fork and exec: the sockets go to fds 3, 4, … and the ready pipe right
-/// after them (without close-on-exec). No allocation here: only async-signal-safe calls are
-/// allowed after fork.
+/// after them, then the board (without close-on-exec). No allocation here: only
+/// async-signal-safe calls are allowed after fork.
 fn place_fds(sources: &[RawFd]) -> std::io::Result<()> {
     // First move every source out of the way, so placing one cannot overwrite another.
-    let mut moved = [0 as RawFd; MAX_SOCKETS + 1];
+    let mut moved = [0 as RawFd; MAX_SOCKETS + 2];
     for (slot, &fd) in moved.iter_mut().zip(sources) {
         // SAFETY: fcntl on an fd this process owns.
         *slot = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 1000) };

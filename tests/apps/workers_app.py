@@ -6,7 +6,9 @@ $WORKERS_VERSION_DIR/<pid> (if set), so they can see which code each process run
 named by $WORKERS_IMPORT_HOLD exists, the import waits (a slow import the test ends by removing
 the file). If $WORKERS_SPAWN_AT_IMPORT names a file, a long-lived shell is started (inheriting
 every inheritable fd) and its pid appended there. If the file named by $WORKERS_FAIL_IF exists at
-import (or $WORKERS_FAIL_IF is "always"), the import raises instead.
+import (or $WORKERS_FAIL_IF is "always"), the import raises instead. If $WORKERS_SLOW_ONCE names a
+file, the one worker that creates it (O_EXCL: exactly one wins) sleeps $WORKERS_SLOW_SECONDS
+(default 3) at import; the others import at once (one worker ready seconds after the other).
 
 Routes:
   /pid                      -> {"pid": os.getpid(), "version": VERSION}
@@ -43,6 +45,16 @@ _hold = os.environ.get("WORKERS_IMPORT_HOLD")
 _hold_deadline = time.monotonic() + 60  # bounds a test that forgot to remove the file
 while _hold and os.path.exists(_hold) and time.monotonic() < _hold_deadline:
     time.sleep(0.01)
+
+
+_slow_once = os.environ.get("WORKERS_SLOW_ONCE")
+if _slow_once:
+    try:
+        os.close(os.open(_slow_once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        pass  # another worker won: this one imports at once
+    else:
+        time.sleep(float(os.environ.get("WORKERS_SLOW_SECONDS", "3")))
 
 
 def _spawn(pidfile):

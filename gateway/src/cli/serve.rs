@@ -120,10 +120,14 @@ pub(super) fn serve(
         served: AtomicU64::new(0),
         retiring: AtomicBool::new(false),
     });
-    let server = Arc::new(Server::new(listeners, shared)?);
+    let seat = worker.as_ref().and_then(|w| w.seat);
+    let server = Arc::new(Server::new(listeners, shared, seat)?);
     let _pool = pool::start(threads, "wsgi-worker", server.clone())?;
     match worker {
-        Some(w) => w.ready(),
+        Some(w) => {
+            w.ready();
+            server.start_accepting();
+        }
         None => {
             for l in server.listeners() {
                 tracing::info!(
@@ -146,6 +150,8 @@ pub(super) fn serve(
 struct WorkerInheritance {
     sockets: usize,
     ready: std::fs::File,
+    /// Its seat on the supervisor's board (balancing connections), if it was given one.
+    seat: Option<http::server::BoardSeat>,
 }
 
 impl WorkerInheritance {
@@ -166,12 +172,14 @@ fn worker_inheritance(shape: &Shape) -> Result<Option<WorkerInheritance>, Fatal>
     ) else {
         return Ok(None);
     };
+    let board = std::env::var_os(supervisor::BOARD_VAR);
     // SAFETY: `serve` calls this among its first steps, on the only thread (the binary's main,
     // or the main thread of `python -m wsgi_gateway`); logging starts no thread, and Python,
     // the pool and the pusher start later.
     unsafe {
         shape.forget_env(supervisor::WORKER_FDS_VAR);
         shape.forget_env(supervisor::READY_FD_VAR);
+        shape.forget_env(supervisor::BOARD_VAR);
     }
     let parse = |v: &std::ffi::OsStr| v.to_str().and_then(|t| t.parse::<i32>().ok());
     let (Some(sockets), Some(ready_fd)) = (parse(&fds), parse(&ready)) else {
@@ -190,10 +198,42 @@ fn worker_inheritance(shape: &Shape) -> Result<Option<WorkerInheritance>, Fatal>
     let ready = unsafe { std::fs::File::from_raw_fd(ready_fd) };
     listener::close_on_exec(ready.as_fd())
         .map_err(|e| Fatal(format!("the supervisor's ready pipe: {e}")))?;
+    let seat = match board {
+        Some(spec) => Some(board_seat(&spec, ready_fd)?),
+        None => None,
+    };
     Ok(Some(WorkerInheritance {
         sockets: sockets as usize,
         ready,
+        seat,
     }))
+}
+
+/// The board the supervisor passed (`FD,SEAT,HOLD`, the fd right after the ready pipe).
+fn board_seat(spec: &std::ffi::OsStr, ready_fd: i32) -> Result<http::server::BoardSeat, Fatal> {
+    let malformed = || Fatal("malformed worker hand-over from the supervisor (board)".into());
+    let fields: Vec<u64> = spec
+        .to_str()
+        .ok_or_else(malformed)?
+        .split(',')
+        .map(|f| f.parse::<u64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| malformed())?;
+    let [fd, seat, hold] = fields[..] else {
+        return Err(malformed());
+    };
+    if Some(fd) != ready_fd.checked_add(1).and_then(|f| u64::try_from(f).ok()) || hold > 1 {
+        return Err(malformed());
+    }
+    let seat = usize::try_from(seat).map_err(|_| malformed())?;
+    let raw = i32::try_from(fd).map_err(|_| malformed())?;
+    // SAFETY: the supervisor placed the board's fd right after the ready pipe for this
+    // process alone; it is mapped and closed here.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let board = crate::balance::Board::open(&fd)
+        .map_err(|e| Fatal(format!("the supervisor's board: {e}")))?;
+    drop(fd);
+    http::server::BoardSeat::new(board, seat, hold == 1).ok_or_else(malformed)
 }
 
 /// The listening sockets another process passed: the supervisor, or systemd (`LISTEN_FDS`).

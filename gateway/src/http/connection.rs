@@ -226,13 +226,15 @@ pub struct Served {
 }
 
 /// Serves `head` and any complete pipelined requests behind it. Returns what is left when
-/// the connection stays open, `None` to close.
+/// the connection stays open, `None` to close. `close`: the server ends the connection after
+/// this response (`Connection: close`; a worker over its share of connections).
 pub fn serve(
     py: Python<'_>,
     shared: &Shared,
     conn: &Conn,
     (head, meter): (Head, RateMeter),
     rest: Bytes,
+    close: bool,
 ) -> Option<Served> {
     let settings = &shared.settings;
     // When the request arrived, for the access log's duration (no clock read without one).
@@ -245,7 +247,7 @@ pub fn serve(
             return None;
         }
         conn.io.next_request();
-        let close_requested = head.close || shared.stopping.load(Ordering::Acquire);
+        let close_requested = head.close || close || shared.stopping.load(Ordering::Acquire);
         let framing = head.framing;
         let expect = head.expect_continue;
         let req = to_request(head, conn, settings);

@@ -11,11 +11,13 @@
 //! and parking a connection in it. The rest, one job a file: `slots` (the slot table and its
 //! generation tokens), `phase` (a connection's state between requests), `reactor` (epoll wait,
 //! accept, take and put back: the `WorkSource`), `serve` (one worker's turn on a connection),
-//! `timers` (deadlines and expiry), `stop` (the graceful stop and the main thread's loop).
+//! `timers` (deadlines and expiry), `stop` (the graceful stop and the main thread's loop),
+//! `share` (a supervised worker keeping within its share of the connections).
 
 mod phase;
 mod reactor;
 mod serve;
+mod share;
 mod slots;
 mod stop;
 mod timers;
@@ -33,7 +35,10 @@ use super::io::SendLimits;
 use super::listener::Bound;
 use super::spool::SpoolBudget;
 use super::Shared;
+pub use share::BoardSeat;
+
 use phase::{ConnState, Phase};
+use share::Share;
 use slots::{token, Entry, Slots};
 use timers::Deadlines;
 
@@ -54,6 +59,8 @@ struct Conns {
     /// Events fetched in a batch and not yet served: whoever holds the poller role next takes
     /// them, so a worker stuck in a slow app strands none of them.
     ready: VecDeque<u64>,
+    /// Over its share of the connections (`share`): the listeners stay unarmed.
+    held: bool,
 }
 
 impl Conns {
@@ -107,19 +114,33 @@ pub struct Server {
     pub shared: Arc<Shared>,
     /// What every connection's sending side is bounded by, the spool budget included.
     send_limits: SendLimits,
+    /// A supervised worker's seat on the board (none in a single process).
+    share: Option<Share>,
 }
 
 impl Server {
-    pub fn new(listeners: Vec<Bound>, shared: Arc<Shared>) -> io::Result<Server> {
+    /// `seat`: a supervised worker's place on the board; its listeners are armed by
+    /// `start_accepting`, not here.
+    pub fn new(
+        listeners: Vec<Bound>,
+        shared: Arc<Shared>,
+        seat: Option<BoardSeat>,
+    ) -> io::Result<Server> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let events = match seat {
+            Some(_) => share::disarmed(),
+            None => armed(),
+        };
         for (i, l) in listeners.iter().enumerate() {
             epoll::add(
                 &epoll,
                 l.fd(),
                 EventData::new_u64(LISTENER_BIT | i as u64),
-                armed(),
+                events,
             )?;
         }
+        let mut slots = Slots::new();
+        slots.seat = seat.map(|s| s.seat());
         let s = &shared.settings;
         let send_limits = SendLimits {
             idle: s.write_timeout,
@@ -132,14 +153,16 @@ impl Server {
             epoll,
             listeners,
             conns: Mutex::new(Conns {
-                slots: Slots::new(),
+                slots,
                 accepting: 0,
                 deadlines: Deadlines::new(),
                 paused: Vec::new(),
                 draining_until: None,
                 ready: VecDeque::new(),
+                held: false,
             }),
             shared,
+            share: seat.map(Share::new),
         })
     }
 

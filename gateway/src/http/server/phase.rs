@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use super::share::Shed;
 use crate::http::body::Drain;
 use crate::http::connection::{peer_text, Gathering};
 use crate::http::head::HeadScan;
@@ -51,6 +52,8 @@ pub(super) struct ConnState {
     pub(super) drain: Option<Box<Drain>>,
     /// When the current wait on the client began, for the transfer's rate meter.
     pub(super) since: Instant,
+    /// Answered with `Connection: close` to bring this worker back to its share (`share`).
+    pub(super) shed: Option<Shed>,
 }
 
 impl ConnState {

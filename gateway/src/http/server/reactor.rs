@@ -69,8 +69,13 @@ impl Server {
         if self.shared.retiring.load(Ordering::Acquire) {
             return;
         }
+        // Over its share of the connections: none now, and the listener stays unarmed.
+        let room = self.rebalance(false);
+        if room == 0 {
+            return;
+        }
         let _accepting = Accepting::enter(&self.conns);
-        for _ in 0..ACCEPT_BATCH {
+        for _ in 0..ACCEPT_BATCH.min(room) {
             // Once a stop began, the rest of the queue is for the other workers: a connection
             // taken now could be left unserved when this process finds itself idle and exits.
             // Checked after `enter`, so a stop that saw no thread here sees this flag set.
@@ -139,11 +144,14 @@ impl Server {
                 gathering: None,
                 drain: None,
                 since: Instant::now(),
+                shed: None,
             });
             state.reading(s);
             self.insert(state);
         }
-        if !self.shared.stopping.load(Ordering::Acquire) {
+        // Not while holding (`share`): whoever resumes arms it. A single process never holds.
+        let held = self.share.is_some() && self.conns.lock().held;
+        if !held && !self.shared.stopping.load(Ordering::Acquire) {
             let _ = epoll::modify(
                 &self.epoll,
                 l.fd(),
@@ -183,6 +191,7 @@ impl Server {
                 // Closing the socket takes it out of the epoll set; an event already fetched
                 // for it no longer matches its slot.
                 drop(state);
+                self.closed_one();
             }
         }
     }

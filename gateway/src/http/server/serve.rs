@@ -131,12 +131,14 @@ impl Server {
                 return Step::Read;
             }
             let rest = state.buf.split().freeze();
+            let shed = self.shed(state, gathering.head.close, &rest);
             let served = connection::serve(
                 py,
                 &self.shared,
                 &state.conn,
                 (gathering.head, gathering.meter),
                 rest,
+                shed,
             );
             return self.after_serve(state, served, drained, false);
         }
@@ -173,7 +175,8 @@ impl Server {
                 return Step::Read;
             }
         };
-        let served = connection::serve(py, &self.shared, &state.conn, (head, meter), rest);
+        let shed = self.shed(state, head.close, &rest);
+        let served = connection::serve(py, &self.shared, &state.conn, (head, meter), rest, shed);
         drop(frozen);
         self.after_serve(state, served, drained, small)
     }

@@ -1,6 +1,8 @@
 //! The slot table: which worker, if any, holds each connection. Plain data (no sockets, no
 //! epoll): slots with generation tokens, the free list, and the open and owned counts.
 
+use crate::balance::Seat;
+
 /// The epoll token of slot `idx` in generation `gen`: an event fetched for an earlier
 /// connection in the same slot no longer matches it.
 pub(super) fn token(idx: u32, gen: u32) -> u64 {
@@ -36,6 +38,8 @@ pub(super) struct Slots<S> {
     pub(super) open: usize,
     /// Slots a worker holds (`Owned`).
     pub(super) owned: usize,
+    /// Where a supervised worker publishes `open` for the others (`crate::balance`).
+    pub(super) seat: Option<&'static Seat>,
 }
 
 impl<S> Slots<S> {
@@ -46,6 +50,7 @@ impl<S> Slots<S> {
             gen: 0,
             open: 0,
             owned: 0,
+            seat: None,
         }
     }
 
@@ -61,6 +66,9 @@ impl<S> Slots<S> {
             }
         };
         self.open += 1;
+        if let Some(seat) = self.seat {
+            seat.publish(self.open);
+        }
         Some((idx, grown))
     }
 
@@ -121,6 +129,9 @@ impl<S> Slots<S> {
         let old = std::mem::replace(slot, Entry::Free);
         self.free.push(idx);
         self.open -= 1;
+        if let Some(seat) = self.seat {
+            seat.publish(self.open);
+        }
         old
     }
 }

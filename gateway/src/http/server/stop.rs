@@ -29,6 +29,8 @@ impl Server {
         }
         {
             let mut c = self.conns.lock();
+            // Under the lock `start_accepting` marks the worker live under: it stays unmarked.
+            self.leave_board();
             // No connection is closed under a client that may be sending a request right now:
             // one whose request is arriving is served, and a silent new one and an idle
             // keep-alive one get `STOP_GRACE` to start a request (answered with
@@ -123,6 +125,7 @@ impl Server {
             }
             self.expire();
             self.resume_listeners();
+            self.rebalance(true);
             if let Some(deadline) = stop_deadline {
                 let busy = self.busy();
                 if busy == 0 {

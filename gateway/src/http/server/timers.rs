@@ -98,7 +98,8 @@ impl Server {
             c.paused = rest;
             due.into_iter().map(|(_, idx)| idx).collect()
         };
-        if self.shared.stopping.load(Ordering::Acquire) {
+        let held = self.share.is_some() && self.conns.lock().held;
+        if self.shared.stopping.load(Ordering::Acquire) || held {
             return;
         }
         for idx in due {
