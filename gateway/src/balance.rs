@@ -34,12 +34,16 @@ pub struct Seat {
     live: AtomicU64,
     /// Its worker's open connections.
     open: AtomicU64,
+    /// Its worker holds (takes no connection), counted in `Header::holding`.
+    holding: AtomicU64,
 }
 
 #[repr(C, align(64))]
 struct Header {
     /// First-generation workers not ready yet (they start accepting together).
     starting: AtomicU64,
+    /// Seats holding now: always fewer than the live workers, so that one accepts at least.
+    holding: AtomicU64,
 }
 
 /// A mapping of the board (never unmapped: it lives as long as the process).
@@ -179,6 +183,7 @@ impl Board {
         let seat = &self.seats[i];
         seat.live.store(0, Ordering::Release);
         seat.open.store(0, Ordering::Release);
+        self.release(seat);
         seat.taken.store(1, Ordering::Release);
         Some(i)
     }
@@ -189,7 +194,38 @@ impl Board {
         if let Some(seat) = self.seats.get(i) {
             seat.live.store(0, Ordering::Release);
             seat.open.store(0, Ordering::Release);
+            self.release(seat);
             seat.taken.store(0, Ordering::Release);
+        }
+    }
+
+    /// `seat` stops accepting, unless every other of the `live` workers holds already: each
+    /// decides on its own view of the counts, and two views taken at different moments can
+    /// both say "over", which would leave new connections in the queue until a tick.
+    pub fn try_hold(&self, seat: &Seat, live: u64) -> bool {
+        if seat.holding.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        let held = self
+            .header
+            .holding
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                (h.saturating_add(1) < live).then_some(h.saturating_add(1))
+            })
+            .is_ok();
+        if held {
+            seat.holding.store(1, Ordering::Release);
+        }
+        held
+    }
+
+    /// `seat` accepts again (or its worker is gone).
+    pub fn release(&self, seat: &Seat) {
+        if seat.holding.swap(0, Ordering::AcqRel) != 0 {
+            let _ = self
+                .header
+                .holding
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| h.checked_sub(1));
         }
     }
 
@@ -262,6 +298,29 @@ mod tests {
 
     fn tally(total: u64, live: u64) -> Tally {
         Tally { total, live }
+    }
+
+    #[test]
+    fn one_live_worker_always_accepts() {
+        let (board, _fd) = Board::create(3, 0).expect("board");
+        let seats: Vec<&Seat> = (0..3)
+            .map(|_| board.seat(board.take_seat().expect("seat")).expect("seat"))
+            .collect();
+        // Two live: the first may hold, the second may not while the first does.
+        assert!(board.try_hold(seats[0], 2));
+        assert!(
+            board.try_hold(seats[0], 2),
+            "holding again is still holding"
+        );
+        assert!(!board.try_hold(seats[1], 2));
+        // Three live: a second may hold, not a third.
+        assert!(board.try_hold(seats[1], 3));
+        assert!(!board.try_hold(seats[2], 3));
+        // A worker that resumes, or whose seat is freed, lets another hold.
+        board.release(seats[0]);
+        assert!(board.try_hold(seats[2], 3));
+        board.free_seat(1);
+        assert!(board.try_hold(seats[0], 3));
     }
 
     #[test]

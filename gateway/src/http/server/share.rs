@@ -13,7 +13,7 @@ use rustix::event::epoll::{self, EventData, EventFlags};
 
 use super::phase::ConnState;
 use super::{armed, Server, LISTENER_BIT};
-use crate::balance::{Board, Seat, START_TOGETHER_CAP};
+use crate::balance::{Board, Seat, Verdict, START_TOGETHER_CAP};
 
 /// This worker's seat on the board its supervisor passed.
 #[derive(Clone, Copy)]
@@ -93,6 +93,7 @@ impl Server {
     pub(super) fn leave_board(&self) {
         if let Some(share) = &self.share {
             share.seat.seat.set_live(false);
+            share.seat.board.release(share.seat.seat);
         }
     }
 
@@ -122,8 +123,19 @@ impl Server {
         }
         let closing = share.closing.load(Ordering::Acquire) as u64;
         let mine = (c.slots.open as u64).saturating_sub(closing);
-        let tally = share.seat.board.tally();
-        let v = tally.verdict(mine, closing, c.held);
+        let board = share.seat.board;
+        let tally = board.tally();
+        let mut v = tally.verdict(mine, closing, c.held);
+        if v.hold && !board.try_hold(share.seat.seat, tally.live) {
+            // Every other worker holds: this one takes what comes, and sends nobody away.
+            v = Verdict {
+                hold: false,
+                shed: 0,
+                room: u64::MAX,
+            };
+        } else if !v.hold {
+            board.release(share.seat.seat);
+        }
         let shed = usize::try_from(v.shed).unwrap_or(usize::MAX);
         if tick {
             share.budget.store(shed, Ordering::Release);
