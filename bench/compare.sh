@@ -13,7 +13,7 @@
 #                 commit's release build, run like wsgi-gateway: a before/after in one run),
 #        SCENARIOS ("hello echo big stream mixed close app idle"; also: slow),
 #        PROCS (1 = one process each, the default; 2 = two worker processes where the server
-#               supports it: granian, gunicorn, fastwsgi, bjoern, nginx),
+#               supports it: wsgi-gateway (--workers), granian, gunicorn, fastwsgi, bjoern, nginx),
 #        GW_THREADS (32, its default), GW_ARGS (extra wsgi-gateway serve arguments, ""),
 #        GRANIAN_THREADS (--blocking-threads, 16), GUNICORN_THREADS
 #        (1 = sync worker, N > 1 = gthread with N threads; 16), WAITRESS_THREADS (16): every
@@ -374,7 +374,6 @@ server_na() {
     fi
     if [ "$PROCS" != 1 ]; then
         case "$server" in
-            wsgi-gateway | wsgi-gateway-wheel | wsgi-gateway-baseline) NA_REASON="n/a: no --workers yet (issue 6)" ;;
             waitress) NA_REASON="n/a: waitress is single-process by design" ;;
         esac
     fi
@@ -401,11 +400,21 @@ server_port() {
     done
 }
 
+# wsgi-gateway's worker processes at PROCS > 1 (its supervisor is one more, idle process).
+GW_PROCS_ARGS=()
+GW_PROCS_ARGS_TEXT=""
+GW_PROCS_TEXT=" (one process)"
+if [ "$PROCS" != 1 ]; then
+    GW_PROCS_ARGS=(--workers "$PROCS")
+    GW_PROCS_ARGS_TEXT=" --workers $PROCS"
+    GW_PROCS_TEXT=" ($PROCS worker processes and their supervisor)"
+fi
+
 # How each server is run, for the report.
 declare -A SETTINGS=(
-    [wsgi-gateway]="\`wsgi-gateway serve bench_app:application --threads $GW_THREADS --venv $VENV_REL${GW_ARGS:+ $GW_ARGS}\` (one process)"
-    [wsgi-gateway-baseline]="\`${GW_BASELINE_BIN:-} serve bench_app:application --threads $GW_THREADS --venv $VENV_REL${GW_ARGS:+ $GW_ARGS}\` (one process)"
-    [wsgi-gateway-wheel]="\`$VENV_REL/bin/wsgi-gateway serve bench_app:application --threads $GW_THREADS${GW_ARGS:+ $GW_ARGS}\`: the release wheel's console script, in its venv (one process)"
+    [wsgi-gateway]="\`wsgi-gateway serve bench_app:application --threads $GW_THREADS --venv $VENV_REL${GW_ARGS:+ $GW_ARGS}$GW_PROCS_ARGS_TEXT\`$GW_PROCS_TEXT"
+    [wsgi-gateway-baseline]="\`${GW_BASELINE_BIN:-} serve bench_app:application --threads $GW_THREADS --venv $VENV_REL${GW_ARGS:+ $GW_ARGS}$GW_PROCS_ARGS_TEXT\`$GW_PROCS_TEXT"
+    [wsgi-gateway-wheel]="\`$VENV_REL/bin/wsgi-gateway serve bench_app:application --threads $GW_THREADS${GW_ARGS:+ $GW_ARGS}$GW_PROCS_ARGS_TEXT\`: the release wheel's console script, in its venv$GW_PROCS_TEXT"
     [granian]="\`granian --interface wsgi --workers $PROCS --blocking-threads $GRANIAN_THREADS${GRANIAN_ARGS:+ $GRANIAN_ARGS}\`"
     [gunicorn]="\`gunicorn -w $PROCS$([ "$GUNICORN_THREADS" -gt 1 ] && echo " -k gthread --threads $GUNICORN_THREADS" || echo ' (sync worker)')${GUNICORN_ARGS:+ $GUNICORN_ARGS}\`"
     [waitress]="\`waitress-serve --threads=$WAITRESS_THREADS${WAITRESS_ARGS:+ $WAITRESS_ARGS}\` (one process)"
@@ -446,13 +455,13 @@ server_cmd() {
     case "$1" in
         wsgi-gateway)
             CMD=("$GW_BIN" serve bench_app:application --bind "$HOST:$port" --threads "$GW_THREADS"
-                --chdir "$APPS" --venv "$VENV" $GW_ARGS) ;;
+                --chdir "$APPS" --venv "$VENV" "${GW_PROCS_ARGS[@]}" $GW_ARGS) ;;
         wsgi-gateway-baseline)
             CMD=("$GW_BASELINE_BIN" serve bench_app:application --bind "$HOST:$port" --threads "$GW_THREADS"
-                --chdir "$APPS" --venv "$VENV" $GW_ARGS) ;;
+                --chdir "$APPS" --venv "$VENV" "${GW_PROCS_ARGS[@]}" $GW_ARGS) ;;
         wsgi-gateway-wheel)
             CMD=("$VENV/bin/wsgi-gateway" serve bench_app:application --bind "$HOST:$port"
-                --threads "$GW_THREADS" --chdir "$APPS" $GW_ARGS) ;;
+                --threads "$GW_THREADS" --chdir "$APPS" "${GW_PROCS_ARGS[@]}" $GW_ARGS) ;;
         granian)
             CMD=("$VENV/bin/granian" --interface wsgi --host "$HOST" --port "$port" --workers "$PROCS"
                 --blocking-threads "$GRANIAN_THREADS" --log-level warning --working-dir "$APPS"

@@ -279,6 +279,20 @@ def test_virtual_env_variable(tmp_path, server_factory):
     assert str(pkg) in _get_text(s)
 
 
+def test_free_threaded_venv_refused_in_one_line(tmp_path):
+    # The layout a free-threaded venv of the same version has (lib/python3.Yt); its
+    # extension modules could not load into the GIL build the binary runs.
+    venv = tmp_path / "ftvenv"
+    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    (venv / "lib" / f"python{ver}t" / "site-packages").mkdir(parents=True)
+    (venv / "bin").mkdir()
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "pyvenv.cfg").write_text(f"home = /usr/bin\nversion = {sys.version.split()[0]}\n")
+    msg = startup_error(["serve", "echo_app", *BIND, "--venv", str(venv)])
+    assert f"made with free-threaded Python {ver}t" in msg, msg
+    assert "does not support" in msg, msg
+
+
 def test_without_venv_package_not_importable(tmp_path):
     _make_venv(tmp_path)
     msg = startup_error(["serve", "pkgapp:application", *BIND, "--chdir", str(tmp_path)])

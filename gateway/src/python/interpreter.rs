@@ -134,6 +134,19 @@ fn venv_python(venv: &Path) -> Result<PathBuf, LoadError> {
     let (site, bin, exe) = if cfg!(windows) {
         (venv.join("Lib").join("site-packages"), "Scripts", ".exe")
     } else {
+        // A free-threaded venv of the same version keeps its packages in `pythonX.Yt`: their
+        // extension modules are built for another ABI, so say why rather than "missing".
+        if venv
+            .join("lib")
+            .join(format!("python{BUILD_VERSION}t"))
+            .is_dir()
+        {
+            return Err(LoadError(format!(
+                "--venv {}: made with free-threaded Python {BUILD_VERSION}t, which wsgi-gateway \
+                 does not support; make the venv with the GIL build of Python {BUILD_VERSION}",
+                venv.display()
+            )));
+        }
         let lib = venv.join("lib").join(format!("python{BUILD_VERSION}"));
         (lib.join("site-packages"), "bin", "")
     };
