@@ -21,11 +21,16 @@
 #        needs more threads than its 10 sleeping calls),
 #        GRANIAN_ARGS ("--backpressure 20000"), GUNICORN_ARGS (""), WAITRESS_ARGS ("") (extra arguments),
 #        IDLE_CONNS (10000), IDLE_OPEN_TIMEOUT (seconds, 10), CONNECTIONS (override per-scenario),
-#        RESULTS_DIR (bench/results), BASE_PORT (18400), PIN (1 = server on CPU 0, wrk on CPU 1), KEEP_LOGS (1 = keep raw logs)
+#        RESULTS_DIR (bench/results), BASE_PORT (18400), PIN (1 = server on CPU 0, wrk on CPU 1), KEEP_LOGS (1 = keep raw logs),
+#        PYTHON (the interpreter the binary is built against and the peers' venv is made from,
+#                e.g. PYTHON=$(bench/tools/build-python.sh 3.13); given, the venv is
+#                bench/.venv-<X.Y>, the release build target/py<XY>/release and the result
+#                names end in -py<X.Y>, so each Python keeps its own; not given: PYO3_PYTHON,
+#                else python3 on PATH, with bench/.venv and target/release)
 # Output: tables on stdout; bench/results/<date>-<scenario>.md per scenario,
 #         <date>-summary.md (all scenarios, one table) and <date>-runs.tsv (the raw record:
 #         machine, versions, settings and every run; bench/tools/report.py re-tables it);
-#         with PROCS=2 the names end in -2proc.
+#         with PROCS=2 the names end in -2proc (then -py<X.Y> when PYTHON is given).
 # Exit:   0 when every run gave a number, 1 when some failed (they are in the tables).
 set -euo pipefail
 
@@ -75,8 +80,7 @@ APP_PINS=(flask==3.1.3 Werkzeug==3.1.9 Jinja2==3.1.6 MarkupSafe==3.0.4 itsdanger
 APPS="$REPO/bench/apps"
 TOOLS="$REPO/bench/tools"
 VENV="$REPO/bench/.venv"
-VPY="$VENV/bin/python"
-GW_BIN="$REPO/target/release/wsgi-gateway"
+GW_TARGET="$REPO/target" # CARGO_TARGET_DIR of the release build
 RESULTS="${RESULTS_DIR:-$REPO/bench/results}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/wsgi-bench.XXXXXX")"
 RUNS="$WORK/runs.tsv"
@@ -178,17 +182,29 @@ if has_word "$SCENARIOS" idle && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit 
 fi
 
 # ------------------------------------------------------------------ python: same as the build
-if [ -z "${PYO3_PYTHON:-}" ]; then
+if [ -n "${PYTHON:-}" ]; then
+    # Resolved (a pyenv shim, a symlink) so the build and the venv cannot drift apart.
+    PYO3_PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)') ||
+        die "PYTHON=$PYTHON does not run"
+    py_xy=$("$PYO3_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    # Per version: a 3.13 run neither rebuilds the 3.11 release binary nor replaces its venv.
+    VENV="$REPO/bench/.venv-$py_xy"
+    GW_TARGET="$REPO/target/py${py_xy//./}"
+    SUFFIX="$SUFFIX-py$py_xy"
+elif [ -z "${PYO3_PYTHON:-}" ]; then
     py_on_path=$(command -v python3) || die "python3 not found on PATH"
     PYO3_PYTHON=$("$py_on_path" -c 'import sys; print(sys.executable)')
 fi
 export PYO3_PYTHON
+VPY="$VENV/bin/python"
+VENV_REL=${VENV#"$REPO"/}
+GW_BIN="$GW_TARGET/release/wsgi-gateway"
 PY="$PYO3_PYTHON" # runs the harness's own helpers (bench/tools)
 
 # ------------------------------------------------------------------ wsgi-gateway release build
 if has_word "$SERVERS" wsgi-gateway; then
     section "cargo build --release -p wsgi-gateway"
-    cargo build --release -p wsgi-gateway || die "release build failed"
+    CARGO_TARGET_DIR="$GW_TARGET" cargo build --release -p wsgi-gateway || die "release build failed"
     [ -x "$GW_BIN" ] || die "no $GW_BIN after the build"
 fi
 
@@ -229,7 +245,8 @@ for server in $SERVERS; do
             # console script serves from that venv.
             note "gateway/build-wheels.sh --linux-only (the wsgi-gateway wheel)"
             rm -rf "$WORK/wheel"
-            bash "$REPO/gateway/build-wheels.sh" --linux-only -i "$VPY" -o "$WORK/wheel" >&2 ||
+            CARGO_TARGET_DIR="$GW_TARGET" bash "$REPO/gateway/build-wheels.sh" --linux-only -i "$VPY" \
+                -o "$WORK/wheel" >&2 ||
                 die "building the wheel failed"
             "$VPY" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
                 "$WORK"/wheel/*.whl || die "installing the wheel failed"
@@ -395,9 +412,9 @@ fi
 
 # How each server is run, for the report.
 declare -A SETTINGS=(
-    [wsgi-gateway]="\`wsgi-gateway serve bench_app:application --threads $GW_THREADS --venv bench/.venv${GW_ARGS:+ $GW_ARGS}$GW_PROCS_ARGS_TEXT\`$GW_PROCS_TEXT"
-    [wsgi-gateway-baseline]="\`${GW_BASELINE_BIN:-} serve bench_app:application --threads $GW_THREADS --venv bench/.venv${GW_ARGS:+ $GW_ARGS}$GW_PROCS_ARGS_TEXT\`$GW_PROCS_TEXT"
-    [wsgi-gateway-wheel]="\`bench/.venv/bin/wsgi-gateway serve bench_app:application --threads $GW_THREADS${GW_ARGS:+ $GW_ARGS}$GW_PROCS_ARGS_TEXT\`: the release wheel's console script, in its venv$GW_PROCS_TEXT"
+    [wsgi-gateway]="\`wsgi-gateway serve bench_app:application --threads $GW_THREADS --venv $VENV_REL${GW_ARGS:+ $GW_ARGS}$GW_PROCS_ARGS_TEXT\`$GW_PROCS_TEXT"
+    [wsgi-gateway-baseline]="\`${GW_BASELINE_BIN:-} serve bench_app:application --threads $GW_THREADS --venv $VENV_REL${GW_ARGS:+ $GW_ARGS}$GW_PROCS_ARGS_TEXT\`$GW_PROCS_TEXT"
+    [wsgi-gateway-wheel]="\`$VENV_REL/bin/wsgi-gateway serve bench_app:application --threads $GW_THREADS${GW_ARGS:+ $GW_ARGS}$GW_PROCS_ARGS_TEXT\`: the release wheel's console script, in its venv$GW_PROCS_TEXT"
     [granian]="\`granian --interface wsgi --workers $PROCS --blocking-threads $GRANIAN_THREADS${GRANIAN_ARGS:+ $GRANIAN_ARGS}\`"
     [gunicorn]="\`gunicorn -w $PROCS$([ "$GUNICORN_THREADS" -gt 1 ] && echo " -k gthread --threads $GUNICORN_THREADS" || echo ' (sync worker)')${GUNICORN_ARGS:+ $GUNICORN_ARGS}\`"
     [waitress]="\`waitress-serve --threads=$WAITRESS_THREADS${WAITRESS_ARGS:+ $WAITRESS_ARGS}\` (one process)"

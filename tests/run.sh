@@ -8,14 +8,18 @@
 # Python package: the Linux wheel and the sdist built once (gateway/build-wheels.sh), the
 # wheel pip-installed into a fresh venv (target/wheel-venv, no Rust involved), and pytest
 # again against that venv's console script (conformance HTTP+CGI, workers, CGI, and
-# tests/test_wheel.py, which also pip-installs the sdist). All stages run even if an earlier
+# tests/test_wheel.py, which also pip-installs the sdist). Then Python 3.13 beside it: CPython
+# 3.13 built from Debian's source package (bench/tools/build-python.sh, cached), the binary and
+# the ISAPI library built against it in target/py313, conformance + workers against that binary,
+# the cp313 wheel in a fresh 3.13 venv and conformance + workers + test_wheel.py against its
+# console script. All stages run even if an earlier
 # one fails (so one run shows every problem); the exit status is non-zero if any failed. The
 # output ends with both pytest summary lines.
 #
 # Env knobs: PYO3_PYTHON (interpreter to build against; default: python3 on PATH),
 # PYTEST_ARGS (extra pytest arguments, both pytest stages), SUITE_TIMEOUT (seconds, cap per
 # test stage), FUZZ_SECONDS (seconds per fuzz target, default 45; 0 skips the fuzz stage),
-# WHEEL_TESTS (0 skips the wheel stages).
+# WHEEL_TESTS (0 skips the wheel stages), PY313_TESTS (0 skips the Python 3.13 stages).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -260,9 +264,90 @@ else
     stage "pytest (console script of the wheel)" run_pytest_console_script
 fi
 
+# ---------------------------------------------------------------- Python 3.13
+# The same binary, ISAPI library and wheel built against CPython 3.13 (built here from Debian's
+# source package by bench/tools/build-python.sh, cached in ~/.cache/wsgi-gateway/python), in
+# their own target dir so the 3.11 builds above stay valid. pytest itself still runs from the
+# 3.11 venv: the server under test embeds 3.13 and the apps it loads are stdlib-only.
+PY313=""
+PY313_TARGET="$REPO/target/py313"
+PY313_WHEEL=""
+PY313_VENV="$PY313_TARGET/wheel-venv"
+build_python313() {
+    local py
+    py=$(bash bench/tools/build-python.sh 3.13) || return
+    PY313=$py
+    note "3.13 interpreter: $PY313 ($("$PY313" --version 2>&1))"
+}
+
+build_binary313() {
+    [ -n "$PY313" ] || { note "no 3.13 interpreter was built"; return 1; }
+    PYO3_PYTHON="$PY313" CARGO_TARGET_DIR="$PY313_TARGET" cargo build -p wsgi-gateway
+}
+
+run_pytest313_binary() {
+    local bin="$PY313_TARGET/debug/wsgi-gateway"
+    [ -x "$bin" ] || { note "no $bin (the 3.13 build failed), not running pytest"; return 1; }
+    # Built against 3.13 for real (not a stale 3.11 build): it links that libpython.
+    if ! objdump -p "$bin" | grep -q 'NEEDED *libpython3\.13\.so'; then
+        note "$bin does not link libpython3.13"
+        return 1
+    fi
+    # The ISAPI cases load the library beside WSGI_GATEWAY_BIN: the 3.13 one. (test_runtime.py
+    # compares the served Python with pytest's own 3.11: not for this stage.)
+    WSGI_GATEWAY_BIN="$bin" pytest_logged pytest-py313-binary.log \
+        tests/test_conformance.py tests/test_workers.py
+}
+
+build_wheel313() {
+    [ -n "$PY313" ] || { note "no 3.13 interpreter was built"; return 1; }
+    local out="$PY313_TARGET/wheels"
+    PYTHON="$VPY" CARGO_TARGET_DIR="$PY313_TARGET" timeout -k 30 1800 \
+        bash gateway/build-wheels.sh --linux-only -i "$PY313" -o "$out" || return
+    local wheels=("$out"/wsgi_gateway-*-cp313-cp313-manylinux*_x86_64.whl)
+    if [ ! -f "${wheels[0]}" ] || [ ${#wheels[@]} -ne 1 ]; then
+        note "not one cp313 wheel in $out: ${wheels[*]}"
+        return 1
+    fi
+    PY313_WHEEL=${wheels[0]}
+    rm -rf "$PY313_VENV" &&
+        "$PY313" -m venv "$PY313_VENV" &&
+        "$PY313_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-index \
+            --only-binary=:all: --no-deps "$PY313_WHEEL" &&
+        note "installed $(basename "$PY313_WHEEL") into $PY313_VENV" &&
+        "$PY313_VENV/bin/wsgi-gateway" --version
+}
+
+run_pytest313_console_script() {
+    local script="$PY313_VENV/bin/wsgi-gateway"
+    if [ -z "$PY313_WHEEL" ] || [ ! -x "$script" ]; then
+        note "no $script (the 3.13 wheel stage failed), not running pytest"
+        return 1
+    fi
+    # The sdist is the same file for every Python and the 3.11 stage builds and installs it;
+    # building it again here would rebuild pyo3 in the shared target/sdist-build twice a run.
+    WSGI_GATEWAY_BIN="$script" WSGI_GATEWAY_WHEEL_VENV="$PY313_VENV" \
+        WSGI_GATEWAY_WHEEL="$PY313_WHEEL" WSGI_GATEWAY_SDIST="${SDIST:-}" \
+        pytest_logged pytest-py313-console-script.log \
+        tests/test_conformance.py tests/test_workers.py tests/test_wheel.py \
+        --deselect tests/test_wheel.py::test_sdist_builds_installs_and_serves
+}
+
+if [ "${PY313_TESTS:-1}" = 0 ]; then
+    note "PY313_TESTS=0: Python 3.13 stages skipped"
+else
+    stage "python 3.13 (bench/tools/build-python.sh)" build_python313
+    stage "cargo build (3.13, target/py313)" build_binary313
+    stage "pytest (binary, 3.13)" run_pytest313_binary
+    if [ "${WHEEL_TESTS:-1}" != 0 ]; then
+        stage "wheel 3.13 + fresh venv" build_wheel313
+        stage "pytest (console script of the wheel, 3.13)" run_pytest313_console_script
+    fi
+fi
+
 section "pytest summaries"
 for log in "${PYTEST_LOGS[@]}"; do
-    printf '%-28s %s\n' "$log:" "$(tail -n 1 "$REPO/target/$log" 2>/dev/null)"
+    printf '%-36s %s\n' "$log:" "$(tail -n 1 "$REPO/target/$log" 2>/dev/null)"
 done
 
 if [ ${#FAILED[@]} -ne 0 ]; then
