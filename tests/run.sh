@@ -225,15 +225,21 @@ build_wheels() {
     SDIST=${sdists[0]}
 }
 
+# fresh_venv_with_wheel PYTHON VENV WHEEL: a new venv of PYTHON with only the wheel in it.
+fresh_venv_with_wheel() {
+    local python=$1 venv=$2 wheel=$3
+    # (stage() runs this in an `||` list, where set -e does not apply: hence the &&s)
+    rm -rf "$venv" &&
+        "$python" -m venv "$venv" &&
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-index \
+            --only-binary=:all: --no-deps "$wheel" &&
+        note "installed $(basename "$wheel") into $venv" &&
+        "$venv/bin/wsgi-gateway" --version
+}
+
 install_wheel() {
     [ -n "$WHEEL" ] || { note "no wheel was built"; return 1; }
-    # (stage() runs this in an `||` list, where set -e does not apply: hence the &&s)
-    rm -rf "$WHEEL_VENV" &&
-        "$PYO3_PYTHON" -m venv "$WHEEL_VENV" &&
-        "$WHEEL_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-index \
-            --only-binary=:all: --no-deps "$WHEEL" &&
-        note "installed $(basename "$WHEEL") into $WHEEL_VENV" &&
-        "$WHEEL_VENV/bin/wsgi-gateway" --version
+    fresh_venv_with_wheel "$PYO3_PYTHON" "$WHEEL_VENV" "$WHEEL"
 }
 
 run_pytest_console_script() {
@@ -310,12 +316,7 @@ build_wheel313() {
         return 1
     fi
     PY313_WHEEL=${wheels[0]}
-    rm -rf "$PY313_VENV" &&
-        "$PY313" -m venv "$PY313_VENV" &&
-        "$PY313_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-index \
-            --only-binary=:all: --no-deps "$PY313_WHEEL" &&
-        note "installed $(basename "$PY313_WHEEL") into $PY313_VENV" &&
-        "$PY313_VENV/bin/wsgi-gateway" --version
+    fresh_venv_with_wheel "$PY313" "$PY313_VENV" "$PY313_WHEEL"
 }
 
 run_pytest313_console_script() {
