@@ -133,8 +133,6 @@ impl Server {
                 shed: 0,
                 room: u64::MAX,
             };
-        } else if !v.hold {
-            board.release(share.seat.seat);
         }
         let shed = usize::try_from(v.shed).unwrap_or(usize::MAX);
         if tick {
@@ -144,6 +142,10 @@ impl Server {
         }
         if v.hold != c.held {
             c.held = v.hold;
+            if !v.hold {
+                // The board's hold is taken with `try_hold` above and given back only here.
+                board.release(share.seat.seat);
+            }
             tracing::debug!(
                 "{mine} connections of {} on {} workers: {}",
                 tally.total,
