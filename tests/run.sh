@@ -294,8 +294,12 @@ build_binary313() {
 run_pytest313_binary() {
     local bin="$PY313_TARGET/debug/wsgi-gateway"
     [ -x "$bin" ] || { note "no $bin (the 3.13 build failed), not running pytest"; return 1; }
-    # Built against 3.13 for real (not a stale 3.11 build): it links that libpython.
-    if ! objdump -p "$bin" | grep -q 'NEEDED *libpython3\.13\.so'; then
+    # Built against 3.13 for real (not a stale 3.11 build): it links that libpython. The
+    # headers are read whole first: `objdump | grep -q` under pipefail fails at random when
+    # grep exits at its match and objdump's next write gets SIGPIPE.
+    local headers
+    headers=$(objdump -p "$bin") || { note "objdump -p $bin failed"; return 1; }
+    if ! grep -q 'NEEDED *libpython3\.13\.so' <<<"$headers"; then
         note "$bin does not link libpython3.13"
         return 1
     fi
