@@ -567,9 +567,9 @@ start_rss() { # server-pid outfile
     RSS_PID=$!
     HELPERS+=("$RSS_PID")
 }
-read_rss() { # outfile -> "KIB NPROCS" (0 0 when nothing was sampled)
+read_rss() { # outfile -> "KIB NPROCS LARGEST_KIB" (0 0 0 when nothing was sampled)
     stop_helper "$RSS_PID"
-    cat "$1" 2>/dev/null || echo "0 0"
+    cat "$1" 2>/dev/null || echo "0 0 0"
 }
 
 record() { # key=value ... -> one tab-separated line of RUNS
@@ -582,7 +582,7 @@ record() { # key=value ... -> one tab-separated line of RUNS
 # Runs SERVER on scenario SC (already defined with scenario_def) for round ROUND: starts it,
 # checks its answer, loads it, records a line. Sets RUN_FATAL=1 when later rounds are pointless.
 run_one() {
-    local server=$1 sc=$2 round=$3 port url tag log rss nproc e
+    local server=$1 sc=$2 round=$3 port url tag log rss nproc rss_proc e
     port=$(server_port "$server")
     url="http://$HOST:$port$SC_PATH"
     tag="$sc-$server-r$round"
@@ -659,7 +659,7 @@ run_one() {
         wait "$hello_pid" || true
         [ -z "$slow_pid" ] || wait "$slow_pid" || true
     done
-    read -r rss nproc <<<"$(read_rss "$WORK/$tag.rss")"
+    read -r rss nproc rss_proc <<<"$(read_rss "$WORK/$tag.rss")"
 
     if [ -n "$idle_pid" ]; then
         stop_helper "$idle_pid"
@@ -693,7 +693,7 @@ run_one() {
             "note=server exited during the run; log: $(log_tail "$log")"
         return 1
     fi
-    record "${rec[@]}" status=ok "${res[@]}" "rss=$rss" "nproc=$nproc" "${idle[@]}"
+    record "${rec[@]}" status=ok "${res[@]}" "rss=$rss" "nproc=$nproc" "rss_proc=${rss_proc:-0}" "${idle[@]}"
     RUN_SUMMARY="$(printf '%9s req/s  p99 %6s us  errors %s  rss %s KiB' "${res[0]#rps=}" "${res[2]#p99=}" \
         "$((errs[connect] + errs[read] + errs[write] + errs[status] + errs[timeout]))" "$rss")"
     [ "$SC_MBPS" = 1 ] && RUN_SUMMARY+="  ${res[4]#mbps=} MB/s"

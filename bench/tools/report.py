@@ -136,7 +136,12 @@ class Cell:
                 best = r
         if best is None:
             return ""
-        return "%s (%s proc)" % (f_mib(num(best, "rss")), best.get("nproc", "?"))
+        text = "%s (%s proc" % (f_mib(num(best, "rss")), best.get("nproc", "?"))
+        largest = max([v for v in self.values("rss_proc") if v] or [0])
+        if best.get("nproc") not in (None, "1") and largest:
+            # With worker processes the tree's sum hides what one process costs.
+            text += ", largest %s" % f_mib(largest)
+        return text + ")"
 
 
 def cells(runs, sc):

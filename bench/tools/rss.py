@@ -5,7 +5,9 @@ usage: rss.py now PID
            prints "KIB NPROCS": VmRSS summed over PID and all its descendants, now.
        rss.py watch PID OUTFILE [INTERVAL=0.2]
            samples that sum every INTERVAL seconds until PID is gone or SIGTERM/SIGINT;
-           keeps "PEAK_KIB NPROCS_AT_PEAK" in OUTFILE, rewritten at each new peak.
+           keeps "PEAK_KIB NPROCS_AT_PEAK LARGEST_KIB" in OUTFILE, rewritten at each new peak,
+           where LARGEST_KIB is the highest VmRSS any one process of the tree reached (with
+           worker processes, the figure to set beside one process's own).
 
 The tree is found from each process's parent in /proc/*/stat (a process forked by a worker
 counts too); a server's workers are summed, shared pages counted once per process as RSS does.
@@ -59,18 +61,20 @@ def rss_kib(pid):
 
 
 def sample(root):
-    total = n = 0
+    """(sum of VmRSS over the tree, processes counted, the largest one's VmRSS)"""
+    total = n = largest = 0
     for pid in tree(root):
         v = rss_kib(pid)
         if v is not None:
             total += v
             n += 1
-    return total, n
+            largest = max(largest, v)
+    return total, n, largest
 
 
 def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "now":
-        print("%d %d" % sample(int(sys.argv[2])))
+        print("%d %d" % sample(int(sys.argv[2]))[:2])
         return
     if len(sys.argv) in (4, 5) and sys.argv[1] == "watch":
         root, out = int(sys.argv[2]), sys.argv[3]
@@ -78,13 +82,14 @@ def main():
         stop = []
         signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
         signal.signal(signal.SIGINT, lambda *a: stop.append(1))
-        peak = (0, 0)
+        peak, largest = (0, 0), 0
         while not stop and os.path.exists("/proc/%d" % root):
-            cur = sample(root)
-            if cur[0] > peak[0]:
-                peak = cur
+            total, n, big = sample(root)
+            if total > peak[0] or big > largest:
+                peak = max(peak, (total, n))
+                largest = max(largest, big)
                 with open(out + ".tmp", "w") as f:
-                    f.write("%d %d\n" % peak)
+                    f.write("%d %d %d\n" % (peak + (largest,)))
                 os.replace(out + ".tmp", out)
             time.sleep(interval)
         return
