@@ -27,7 +27,7 @@ cd "$REPO"
 
 # Pinned test tools; bump deliberately.
 PY_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 mercurial==7.2.4 dulwich==1.2.21
-         maturin==1.16.0 ziglang==0.17.1)
+         maturin==1.16.0 ziglang==0.17.1 prometheus_client==0.26.0)
 # Debian packages the suite needs, as "command:package". apache2-bin is httpd and its modules
 # alone: no site config, no service started on port 80 (the `apache2` package would).
 APT_NEEDS=(curl:curl timeout:coreutils lighttpd:lighttpd apache2:apache2-bin git:git

@@ -21,6 +21,8 @@ pub(crate) mod install_iis;
 pub mod internals;
 pub(crate) mod isapi;
 pub(crate) mod logging;
+#[cfg(unix)]
+pub(crate) mod metrics;
 pub(crate) mod pool;
 pub(crate) mod python;
 pub(crate) mod reject;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::balance::Board;
+use crate::metrics::{area::Aggregate, ExitReason};
 
 /// The variables a worker finds its inheritance in: how many listening sockets start at fd 3,
 /// and the fd it reports readiness on.
@@ -32,6 +33,8 @@ pub const READY_FD_VAR: &str = "WSGI_GATEWAY_READY_FD";
 /// `FD,SEAT,HOLD`: the board's fd (right after the ready pipe), the worker's seat on it, and
 /// `1` for a first-generation worker (it waits for the others before it accepts).
 pub const BOARD_VAR: &str = "WSGI_GATEWAY_BOARD";
+/// `FD,SEAT`: the metrics area's fd (the last one passed) and the worker's seat on it.
+pub const METRICS_VAR: &str = "WSGI_GATEWAY_METRICS";
 
 /// A worker that dies sooner than this after starting counts as a crash loop (back-off).
 const SHORT_LIFE: Duration = Duration::from_secs(1);
@@ -47,6 +50,8 @@ pub struct Plan {
     pub graceful_timeout: Duration,
     /// The listening sockets, and how each is shown in the log.
     pub sockets: Vec<(OwnedFd, String)>,
+    /// `--metrics-bind`: the area the workers count into (its fd is passed to each).
+    pub metrics: Option<(&'static Aggregate, OwnedFd)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -63,6 +68,22 @@ struct Worker {
     ready: Option<std::io::PipeReader>,
     /// Its seat on the board, freed when the worker (reaped by then) is dropped.
     _seat: Option<SeatLease>,
+    /// Its seat in the metrics area, folded into the totals when it is dropped.
+    metrics: Option<MetricsLease>,
+    /// Why the supervisor told it to leave (`worker_exits_total`), if it did.
+    exit_reason: Option<ExitReason>,
+}
+
+/// A worker's seat in the metrics area (dropped, like `SeatLease`, once it was reaped).
+struct MetricsLease {
+    area: &'static Aggregate,
+    seat: usize,
+}
+
+impl Drop for MetricsLease {
+    fn drop(&mut self) {
+        self.area.free_seat(self.seat);
+    }
 }
 
 /// A worker's seat on the board. A `Worker` is dropped only once its process was reaped (or
@@ -106,6 +127,18 @@ impl Worker {
         let status = self.child.try_wait().ok().flatten()?;
         // A worker may say "ready", serve and exit between two looks: its byte is still there.
         self.poll_ready();
+        if let Some(m) = &self.metrics {
+            // Told to leave, or what it said before it exited; else a clean exit is a stop
+            // (someone else's SIGTERM) and any other a crash.
+            let why = self
+                .exit_reason
+                .or_else(|| m.area.retire_reason(m.seat))
+                .unwrap_or(match status.success() {
+                    true => ExitReason::Stopped,
+                    false => ExitReason::Crash,
+                });
+            m.area.worker_exited(why);
+        }
         Some(status)
     }
 }
@@ -188,6 +221,7 @@ struct Supervisor {
     /// The board the workers balance their connections on (none if it could not be made:
     /// the workers then accept as they can).
     board: Option<(Board, OwnedFd)>,
+    metrics: Option<&'static Aggregate>,
 }
 
 /// Runs the supervisor until it is stopped. `Err` = the first generation could not start, or
@@ -211,6 +245,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         }
     };
     let mut sup = Supervisor {
+        metrics: plan.metrics.as_ref().map(|(a, _)| *a),
         board,
         slots: (0..plan.workers).map(|_| Slot::default()).collect(),
         plan,
@@ -292,6 +327,15 @@ impl Supervisor {
                 seat,
             })
         });
+        let metrics = self.plan.metrics.as_ref().and_then(|(area, fd)| {
+            let Some(seat) = area.take_seat() else {
+                tracing::warn!("no free metrics seat: the next worker is not counted");
+                return None;
+            };
+            let at = super::http::listener::FIRST_INHERITED_FD as usize + sources.len();
+            sources.push(fd.as_raw_fd());
+            Some((MetricsLease { area, seat }, at))
+        });
         // The child checks that its parent is still this process once it asked to die with it.
         let parent = rustix::process::getpid().as_raw_nonzero().get();
         let mut cmd = Command::new(&self.plan.program);
@@ -309,6 +353,9 @@ impl Supervisor {
                 format!("{fd},{},{}", lease.seat, u8::from(first)),
             );
         }
+        if let Some((lease, fd)) = &metrics {
+            cmd.env(METRICS_VAR, format!("{fd},{}", lease.seat));
+        }
         // SAFETY: only async-signal-safe calls (fcntl, dup2, prctl, getppid) between fork and
         // exec.
         unsafe {
@@ -324,12 +371,17 @@ impl Supervisor {
             )
         })?;
         drop(ready_w);
+        if let Some(m) = self.metrics {
+            m.worker_starts.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Worker {
             child,
             started: Instant::now(),
             state: State::Starting,
             ready: Some(ready_r),
             _seat: seat,
+            metrics: metrics.map(|(lease, _)| lease),
+            exit_reason: None,
         })
     }
 
@@ -446,6 +498,11 @@ impl Supervisor {
     /// Tells `w` to stop (SIGTERM: it finishes its in-flight requests) and waits for it.
     fn leave(&mut self, mut w: Worker) {
         w.ready = None;
+        // Unless the caller said why: a stop, or else a reload replacing it.
+        w.exit_reason.get_or_insert(match self.stop_deadline {
+            Some(_) => ExitReason::Stopped,
+            None => ExitReason::Reload,
+        });
         // Its connections no longer count in the others' share (it takes no new ones).
         if let Some(lease) = &w._seat {
             if let Some(seat) = lease.board.seat(lease.seat) {
@@ -648,11 +705,11 @@ fn describe(status: ExitStatus) -> String {
 pub const MAX_SOCKETS: usize = 64;
 
 /// In the child between fork and exec: the sockets go to fds 3, 4, … and the ready pipe right
-/// after them, then the board (without close-on-exec). No allocation here: only
+/// after them, then the board and the metrics area (without close-on-exec). No allocation here: only
 /// async-signal-safe calls are allowed after fork.
 fn place_fds(sources: &[RawFd]) -> std::io::Result<()> {
     // First move every source out of the way, so placing one cannot overwrite another.
-    let mut moved = [0 as RawFd; MAX_SOCKETS + 2];
+    let mut moved = [0 as RawFd; MAX_SOCKETS + 3];
     for (slot, &fd) in moved.iter_mut().zip(sources) {
         // SAFETY: fcntl on an fd this process owns.
         *slot = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 1000) };

@@ -49,6 +49,7 @@ pub(super) fn serve(
             None => bind_sockets(&args)?,
         };
         let _pid_file = PidFile::write(args.pid.as_deref())?;
+        let metrics = supervised_metrics(&args, workers)?;
         let (program, mut program_args) = shape.program().map_err(Fatal)?;
         program_args.extend(command_line.iter().cloned());
         let plan = supervisor::Plan {
@@ -66,6 +67,7 @@ pub(super) fn serve(
                     (fd, b.display)
                 })
                 .collect(),
+            metrics,
         };
         supervisor::run(plan).map_err(Fatal)?;
         return Ok(0);
@@ -98,6 +100,22 @@ pub(super) fn serve(
         ),
         None => None,
     };
+
+    // A worker counts into the seat its supervisor gave it (the supervisor serves the page).
+    match (&worker, &args.metrics_bind) {
+        (Some(w), _) => {
+            if let Some(c) = w.metrics {
+                crate::metrics::install(c);
+            }
+        }
+        (None, Some(addr)) => {
+            let bound = crate::metrics::endpoint::bind(addr).map_err(Fatal)?;
+            let own: &'static crate::metrics::Counters = Box::leak(Box::default());
+            crate::metrics::install(own);
+            crate::metrics::endpoint::start(bound, crate::metrics::endpoint::Source::Own(own))?;
+        }
+        (None, None) => {}
+    }
 
     let pid_file = match worker {
         Some(_) => None,
@@ -152,6 +170,8 @@ struct WorkerInheritance {
     ready: std::fs::File,
     /// Its seat on the supervisor's board (balancing connections), if it was given one.
     seat: Option<http::server::BoardSeat>,
+    /// Its seat in the supervisor's metrics area (`--metrics-bind`), if it was given one.
+    metrics: Option<&'static crate::metrics::Counters>,
 }
 
 impl WorkerInheritance {
@@ -173,6 +193,7 @@ fn worker_inheritance(shape: &Shape) -> Result<Option<WorkerInheritance>, Fatal>
         return Ok(None);
     };
     let board = std::env::var_os(supervisor::BOARD_VAR);
+    let metrics = std::env::var_os(supervisor::METRICS_VAR);
     // SAFETY: `serve` calls this among its first steps, on the only thread (the binary's main,
     // or the main thread of `python -m wsgi_gateway`); logging starts no thread, and Python,
     // the pool and the pusher start later.
@@ -180,6 +201,7 @@ fn worker_inheritance(shape: &Shape) -> Result<Option<WorkerInheritance>, Fatal>
         shape.forget_env(supervisor::WORKER_FDS_VAR);
         shape.forget_env(supervisor::READY_FD_VAR);
         shape.forget_env(supervisor::BOARD_VAR);
+        shape.forget_env(supervisor::METRICS_VAR);
     }
     let parse = |v: &std::ffi::OsStr| v.to_str().and_then(|t| t.parse::<i32>().ok());
     let (Some(sockets), Some(ready_fd)) = (parse(&fds), parse(&ready)) else {
@@ -202,11 +224,62 @@ fn worker_inheritance(shape: &Shape) -> Result<Option<WorkerInheritance>, Fatal>
         Some(spec) => Some(board_seat(&spec, ready_fd)?),
         None => None,
     };
+    let metrics = match metrics {
+        Some(spec) => Some(metrics_seat(&spec, ready_fd)?),
+        None => None,
+    };
     Ok(Some(WorkerInheritance {
         sockets: sockets as usize,
         ready,
         seat,
+        metrics,
     }))
+}
+
+/// The metrics area the supervisor passed (`FD,SEAT`, the last fd it placed: right after
+/// the ready pipe, or after the board).
+fn metrics_seat(
+    spec: &std::ffi::OsStr,
+    ready_fd: i32,
+) -> Result<&'static crate::metrics::Counters, Fatal> {
+    let malformed = || Fatal("malformed worker hand-over from the supervisor (metrics)".into());
+    let (fd, seat) = spec
+        .to_str()
+        .and_then(|s| s.split_once(','))
+        .ok_or_else(malformed)?;
+    let fd = fd.parse::<i32>().map_err(|_| malformed())?;
+    let seat = seat.parse::<usize>().map_err(|_| malformed())?;
+    if fd <= ready_fd || fd > ready_fd.saturating_add(2) {
+        return Err(malformed());
+    }
+    // SAFETY: the supervisor placed the metrics area's fd there for this process alone; it is
+    // mapped and closed here.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let seats = crate::metrics::area::Seats::open(&fd)
+        .map_err(|e| Fatal(format!("the supervisor's metrics area: {e}")))?;
+    drop(fd);
+    seats.counters(seat).ok_or_else(malformed)
+}
+
+/// `--metrics-bind` under a supervisor: its listener and the area its workers count into
+/// (seats for the workers, a reload's successors and leaving workers, as the board has). The
+/// page is served from now on.
+fn supervised_metrics(
+    args: &ServeArgs,
+    workers: usize,
+) -> Result<Option<(&'static crate::metrics::area::Aggregate, OwnedFd)>, Fatal> {
+    use crate::metrics::{area::Aggregate, endpoint};
+    let Some(addr) = &args.metrics_bind else {
+        return Ok(None);
+    };
+    let bound = endpoint::bind(addr).map_err(Fatal)?;
+    let (area, fd) = Aggregate::create(workers.saturating_mul(4)).map_err(|e| {
+        Fatal(format!(
+            "--metrics-bind: cannot create the metrics area: {e}"
+        ))
+    })?;
+    endpoint::start(bound, endpoint::Source::Workers(area))?;
+    Ok(Some((area, fd)))
 }
 
 /// The board the supervisor passed (`FD,SEAT,HOLD`, the fd right after the ready pipe).

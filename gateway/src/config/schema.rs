@@ -338,6 +338,9 @@ pub struct ServeArgs {
         env = "WSGI_GATEWAY_MAX_REQUESTS_JITTER"
     )]
     pub max_requests_jitter: u64,
+    /// Serve Prometheus metrics at /metrics on this address (HOST:PORT, [V6]:PORT or unix:PATH), a listener of its own; under --workers the supervisor serves them, summed over the workers. Off by default.
+    #[arg(long, value_name = "ADDR", env = "WSGI_GATEWAY_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
     /// Write the (supervisor's) pid to this file; removed at exit.
     #[arg(long, value_name = "FILE", env = "WSGI_GATEWAY_PID")]
     pub pid: Option<PathBuf>,

@@ -208,6 +208,7 @@ fn retire_now(shared: &Shared) -> bool {
         return false;
     }
     if !shared.retiring.swap(true, Ordering::AcqRel) {
+        crate::metrics::retiring(crate::metrics::ExitReason::MaxRequests);
         tracing::info!("max-requests reached ({served} requests); retiring");
     }
     true
@@ -237,13 +238,20 @@ pub fn serve(
     close: bool,
 ) -> Option<Served> {
     let settings = &shared.settings;
-    // When the request arrived, for the access log's duration (no clock read without one).
-    let clock = || shared.access_log.as_ref().map(|_| Instant::now());
+    // When the request arrived, for the access log's duration and the metrics' histogram
+    // (no clock read without either).
+    let timed = shared.access_log.is_some() || crate::metrics::on();
+    let clock = || timed.then(Instant::now);
     let (mut head, mut meter, mut rest, mut received) = (head, meter, rest, clock());
     let mut socket_read = false;
     loop {
         if let Err(e) = precheck(&head, settings, shared.app.environ.policy()) {
             reject(conn, &e);
+            crate::metrics::request_done(
+                &head.method,
+                e.status,
+                received.map(|t| t.elapsed()).unwrap_or_default(),
+            );
             return None;
         }
         conn.io.next_request();
@@ -260,9 +268,18 @@ pub fn serve(
             meter,
         );
         let responder = HttpResponder::new(conn.io.clone(), req.version, close_requested);
+        let metrics = crate::metrics::counters();
+        if let Some(m) = metrics {
+            m.in_flight(true);
+        }
         let outcome = shared
             .app
             .call(py, &req, Box::new(body), Box::new(responder));
+        if let Some(m) = metrics {
+            m.in_flight(false);
+            let elapsed = received.map(|t| t.elapsed()).unwrap_or_default();
+            crate::metrics::request_done(&req.method, outcome.status, elapsed);
+        }
 
         if let Some(log) = &shared.access_log {
             log.log(&Entry {
@@ -328,6 +345,7 @@ pub fn serve(
             Ok(None) => return Some(parked),
             Err(e) => {
                 reject(conn, &e);
+                crate::metrics::request_done(b"", e.status, Default::default());
                 return None;
             }
         }

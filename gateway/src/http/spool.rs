@@ -74,19 +74,28 @@ impl SpoolBudget {
 
     /// Takes `n` bytes of the budget if they fit.
     fn take(&self, n: u64) -> bool {
-        self.used
+        let taken = self
+            .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(n).filter(|&total| total <= self.cap)
             })
-            .is_ok()
+            .is_ok();
+        if let (Some(m), true) = (crate::metrics::counters(), taken) {
+            m.spooled(n, true);
+        }
+        taken
     }
 
     fn give_back(&self, n: u64) {
-        let _ = self
+        let before = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 Some(used.saturating_sub(n))
             });
+        if let (Some(m), Ok(used)) = (crate::metrics::counters(), before) {
+            // What actually left the budget, so the gauge stays equal to `used`.
+            m.spooled(used.min(n), false);
+        }
     }
 
     /// Bytes queued right now.
@@ -295,7 +304,7 @@ fn send_file(stream: &Stream, fd: BorrowedFd<'_>, at: &mut u64, end: u64) -> io:
     let mut off = *at;
     loop {
         let n = match rustix::fs::sendfile(stream, fd, Some(&mut off), count) {
-            Ok(n) => n,
+            Ok(n) => super::stream::sent(Ok(n))?,
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         };

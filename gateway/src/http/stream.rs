@@ -65,18 +65,30 @@ impl Stream {
     }
 
     pub fn read_nb(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.sock).read(buf)
+        let r = (&self.sock).read(buf);
+        if let (Some(m), Ok(n)) = (crate::metrics::counters(), &r) {
+            m.received(*n);
+        }
+        r
     }
 
     /// One non-blocking write; for short server-generated answers where a partial write is
     /// acceptable (the connection is closed right after).
     pub fn write_nb(&self, buf: &[u8]) -> io::Result<usize> {
-        self.sock.send_with_flags(buf, libc::MSG_NOSIGNAL)
+        sent(self.sock.send_with_flags(buf, libc::MSG_NOSIGNAL))
     }
 
     pub(super) fn write_vectored_nb(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.sock.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+        sent(self.sock.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL))
     }
+}
+
+/// Counts what a write sent (`bytes_sent_total`), when metrics are on.
+pub(super) fn sent(r: io::Result<usize>) -> io::Result<usize> {
+    if let (Some(m), Ok(n)) = (crate::metrics::counters(), &r) {
+        m.sent(*n);
+    }
+    r
 }
 
 impl AsFd for Stream {

@@ -98,11 +98,23 @@ impl Conns {
             state.out_armed = want_out;
         }
         self.deadlines.queue(idx, state.deadline);
+        let idle = state.phase == Phase::Idle;
         if let Some(slot) = self.slots.get_mut(idx) {
             *slot = Entry::Parked { gen, state };
+            if let (Some(m), true) = (crate::metrics::counters(), idle) {
+                m.idle(true);
+            }
         }
         if pending {
             self.ready.push_back(token(idx, gen));
+            self.published_waiting();
+        }
+    }
+
+    /// `requests_waiting`: the events fetched and not yet taken by a worker thread.
+    fn published_waiting(&self) {
+        if let Some(m) = crate::metrics::counters() {
+            m.set_waiting(self.ready.len());
         }
     }
 }

@@ -37,8 +37,12 @@ impl Server {
     /// The next ready event: one left from the last batch, else a new batch from the kernel
     /// (one system call for up to `EVENT_BATCH` requests under load).
     fn wait(&self, timeout: Option<&rustix::event::Timespec>) -> Next<u64> {
-        if let Some(tok) = self.conns.lock().ready.pop_front() {
-            return Next::Ready(tok);
+        {
+            let mut c = self.conns.lock();
+            if let Some(tok) = c.ready.pop_front() {
+                c.published_waiting();
+                return Next::Ready(tok);
+            }
         }
         let mut buf = [MaybeUninit::<Event>::uninit(); EVENT_BATCH];
         match epoll::wait(&self.epoll, &mut buf, timeout) {
@@ -46,7 +50,9 @@ impl Server {
                 let mut toks = ready.iter().map(|ev| ev.data.u64());
                 match toks.next() {
                     Some(first) => {
-                        self.conns.lock().ready.extend(toks);
+                        let mut c = self.conns.lock();
+                        c.ready.extend(toks);
+                        c.published_waiting();
                         Next::Ready(first)
                     }
                     None => Next::Empty,
@@ -176,7 +182,13 @@ impl Server {
 
     /// Takes a parked connection for this worker, if the event is still current.
     fn take(&self, tok: u64) -> Option<(u32, Box<ConnState>)> {
-        self.conns.lock().slots.take(tok)
+        let taken = self.conns.lock().slots.take(tok);
+        if let (Some(m), Some((_, state))) = (crate::metrics::counters(), &taken) {
+            if state.phase == Phase::Idle {
+                m.idle(false);
+            }
+        }
+        taken
     }
 
     /// Parks a connection again or closes it.

@@ -153,6 +153,8 @@ impl Server {
             }
             Err(e) => {
                 connection::reject(&state.conn, &e);
+                // Refused before its method was known: counted as `other`.
+                crate::metrics::request_done(b"", e.status, Default::default());
                 state.close();
                 return Step::Read;
             }

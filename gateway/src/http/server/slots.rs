@@ -69,6 +69,9 @@ impl<S> Slots<S> {
         if let Some(seat) = self.seat {
             seat.publish(self.open);
         }
+        if let Some(m) = crate::metrics::counters() {
+            m.set_open(self.open);
+        }
         Some((idx, grown))
     }
 
@@ -131,6 +134,9 @@ impl<S> Slots<S> {
         self.open -= 1;
         if let Some(seat) = self.seat {
             seat.publish(self.open);
+        }
+        if let Some(m) = crate::metrics::counters() {
+            m.set_open(self.open);
         }
         old
     }

@@ -137,6 +137,9 @@ impl Server {
         }
         for mut state in expired {
             let _ = epoll::delete(&self.epoll, state.conn.io.stream.as_fd());
+            if let (Some(m), Phase::Idle) = (crate::metrics::counters(), state.phase) {
+                m.idle(false);
+            }
             let slow = state.receive_meter().map(|m| m.limit().1);
             let why = match state.phase {
                 Phase::Reading if !state.buf.is_empty() => {
@@ -176,6 +179,8 @@ impl Server {
                     _ => peer_text(&state.conn.peer),
                 };
                 tracing::info!("408 for {what}: {why}");
+                let method = state.gathering.as_ref().map(|g| &g.head.method[..]);
+                crate::metrics::request_done(method.unwrap_or_default(), 408, Default::default());
                 let resp = error_response(408);
                 let _ = state.conn.io.stream.write_nb(&resp);
             }

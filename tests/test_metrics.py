@@ -1,0 +1,311 @@
+"""Prometheus metrics (`--metrics-bind`): the page is read with prometheus_client's own parser
+(`text_string_to_metric_families`, what a Python exporter's tests use), after a known request
+mix, with one process and under `--workers` (the supervisor sums its workers, and a worker
+that exits leaves its counts behind).
+
+Every request of a mix goes on its own connection with `Connection: close` and is read to
+EOF: the server closes only after it counted the request, so a scrape right after sees it.
+Gauges that change after a response (idle connections) are polled for with a deadline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import signal
+import socket
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gwclient import UnixHTTPConnection, get
+from gwprocess import Server, run_cli
+
+pytestmark = pytest.mark.timeout(90)
+
+METRICS_RE = r"metrics on (http://\S+|unix:\S+)/metrics"
+P = "wsgi_gateway_"
+METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "other"]
+STATUSES = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+
+
+@pytest.fixture
+def servers():
+    made = []
+
+    def make(args=(), env=None):
+        s = Server("metrics_app", args=args, env=env).start()
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.kill()
+
+
+def metrics_conn(s, timeout=15.0):
+    url = s.wait_log(METRICS_RE).group(1)
+    if url.startswith("unix:"):
+        return UnixHTTPConnection(url[len("unix:"):], timeout=timeout)
+    host, port = url[len("http://"):].rsplit(":", 1)
+    return http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+
+def fetch_page(s, path="/metrics", method="GET"):
+    c = metrics_conn(s)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r, r.read().decode()
+    finally:
+        c.close()
+
+
+def scrape(s):
+    """{(sample name, ((label, value), ...)): value} and the families, as parsed."""
+    r, text = fetch_page(s)
+    assert r.status == 200, (r.status, text)
+    assert r.getheader("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
+    families = list(text_string_to_metric_families(text))
+    samples = {}
+    for fam in families:
+        for smp in fam.samples:
+            samples[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
+    return samples, {f.name: f for f in families}
+
+
+def requests_total(samples):
+    """{(method class, status class): n} for every pair, zeros included."""
+    return {
+        (m, st): samples[(P + "requests_total", (("method_class", m), ("status_class", st)))]
+        for m in METHODS for st in STATUSES
+    }
+
+
+def value(samples, name, **labels):
+    return samples[(P + name, tuple(sorted(labels.items())))]
+
+
+def wait_metric(s, name, want, timeout=10.0, **labels):
+    deadline = time.monotonic() + timeout
+    while True:
+        samples, _ = scrape(s)
+        got = value(samples, name, **labels)
+        if got == want or time.monotonic() > deadline:
+            assert got == want, f"{name}{labels} is {got}, expected {want}"
+            return samples
+        time.sleep(0.02)
+
+
+def one(s, method="GET", path="/", body=b""):
+    """One request on a fresh connection, read to EOF: (bytes sent, bytes received, pid)."""
+    extra = "Connection: close\r\n"
+    if method == "POST":
+        extra += f"Content-Length: {len(body)}\r\n"
+    req = get(s.host_header, path, extra, method=method) + body
+    c = s.conn()
+    try:
+        c.send(req)
+        data = c.read_to_eof()
+    finally:
+        c.close()
+    assert data.startswith(b"HTTP/1.1 "), data[:200]
+    m = re.search(rb'"pid": (\d+)', data)
+    return len(req), len(data), int(m.group(1)) if m else None
+
+
+def send_mix(s, until_pids=1):
+    """7 GET, 3 POST (the app answers 404), 2 HEAD; then more GETs until `until_pids`
+    processes answered. Returns (expected requests_total, bytes sent, bytes received, pids)."""
+    plan = ["GET"] * 7 + ["POST"] * 3 + ["HEAD"] * 2
+    sent = received = 0
+    pids = set()
+    expected = {(m, st): 0 for m in METHODS for st in STATUSES}
+
+    def go(method):
+        nonlocal sent, received
+        n_sent, n_received, pid = one(s, method, "/", b"abc" if method == "POST" else b"")
+        sent += n_sent
+        received += n_received
+        if pid is not None:
+            pids.add(pid)
+        expected[(method, "4xx" if method == "POST" else "2xx")] += 1
+
+    for method in plan:
+        go(method)
+    deadline = time.monotonic() + 30
+    while len(pids) < until_pids:
+        assert time.monotonic() < deadline, f"only {pids} answered"
+        go("GET")
+    return expected, sent, received, pids
+
+
+def check_mix(samples, expected, sent, received):
+    assert requests_total(samples) == expected
+    count = sum(expected.values())
+    assert value(samples, "request_duration_seconds_count") == count
+    assert value(samples, "request_duration_seconds_bucket", le="+Inf") == count
+    assert value(samples, "request_duration_seconds_sum") > 0
+    buckets = sorted(
+        (float(dict(k[1])["le"]), v) for k, v in samples.items()
+        if k[0] == P + "request_duration_seconds_bucket")
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets), "buckets are cumulative"
+    assert value(samples, "bytes_received_total") == sent
+    assert value(samples, "bytes_sent_total") == received
+    assert value(samples, "requests_in_flight") == 0
+    assert value(samples, "hung_requests_total") == 0
+
+
+def test_one_process_counts_a_known_mix_exactly(servers):
+    s = servers(["--metrics-bind", "127.0.0.1:0"])
+    samples, families = scrape(s)
+    assert families["wsgi_gateway_requests"].type == "counter"
+    assert families["wsgi_gateway_request_duration_seconds"].type == "histogram"
+    assert families["wsgi_gateway_connections_idle"].type == "gauge"
+    assert families["wsgi_gateway_spooled_bytes"].type == "gauge"
+    assert all(families[n].documentation for n in families)
+    assert not any(n.startswith("wsgi_gateway_worker_") for n in families), "no workers here"
+    assert value(samples, "bytes_received_total") == 0
+
+    expected, sent, received, _ = send_mix(s)
+    samples, _ = scrape(s)
+    check_mix(samples, expected, sent, received)
+    # Every connection of the mix closed (the client closed after EOF: the linger ends).
+    wait_metric(s, "connections_open", 0)
+    assert value(samples, "spooled_bytes") == 0
+
+
+def test_gauges_follow_idle_and_busy_connections(servers, tmp_path):
+    s = servers(["--metrics-bind", f"unix:{tmp_path}/metrics.sock"])
+    keep = s.conn()
+    keep.send(get(s.host_header, "/"))
+    assert keep.read_response().status == 200
+    wait_metric(s, "connections_idle", 1)
+    samples = wait_metric(s, "connections_open", 1)
+    assert value(samples, "requests_in_flight") == 0
+
+    entered, release = tmp_path / "entered", tmp_path / "release"
+    busy = s.conn()
+    busy.send(get(s.host_header, f"/hold?entered={entered}&release={release}"))
+    deadline = time.monotonic() + 15
+    while not entered.exists():
+        assert time.monotonic() < deadline, "the held request never entered the app"
+        time.sleep(0.01)
+    samples, _ = scrape(s)
+    assert value(samples, "requests_in_flight") == 1
+    assert value(samples, "connections_open") == 2
+    assert value(samples, "connections_idle") == 1
+    release.touch()
+    assert busy.read_response().status == 200
+    wait_metric(s, "requests_in_flight", 0)
+    wait_metric(s, "connections_idle", 2)
+    # The idle keep-alive connection served again leaves the idle state while it is served.
+    keep.send(get(s.host_header, "/", "Connection: close\r\n"))
+    assert keep.read_response().status == 200
+    keep.read_to_eof()
+    keep.close()
+    busy.close()
+    wait_metric(s, "connections_open", 0)
+    samples = wait_metric(s, "connections_idle", 0)
+    assert value(samples, "requests_total", method_class="GET", status_class="2xx") == 3
+
+
+def test_the_metrics_listener_answers_only_metrics(servers):
+    s = servers(["--metrics-bind", "127.0.0.1:0"])
+    r, _ = fetch_page(s, "/")
+    assert r.status == 404
+    r, _ = fetch_page(s, "/metrics", method="POST")
+    assert r.status == 405
+    r, text = fetch_page(s, "/metrics", method="HEAD")
+    assert r.status == 200 and text == ""
+    # None of that reached the app or its counts; the app's port does not serve the page.
+    _, _, pid = one(s, "GET", "/metrics")
+    assert pid == s.proc.pid
+    samples, _ = scrape(s)
+    assert sum(requests_total(samples).values()) == 1
+
+
+def test_workers_are_summed_and_exits_counted_by_reason(servers, tmp_path):
+    sock = tmp_path / "metrics.sock"
+    s = servers(["--workers", "2"], env={"WSGI_GATEWAY_METRICS_BIND": f"unix:{sock}"})
+    s.wait_log(r"listening on")
+    samples, _ = scrape(s)
+    assert value(samples, "worker_starts_total") == 2
+    assert all(value(samples, "worker_exits_total", reason=r) == 0
+               for r in ["max_requests", "crash", "stopped", "reload", "max_rss", "hung"])
+
+    expected, sent, received, pids = send_mix(s, until_pids=2)
+    assert s.proc.pid not in pids
+    samples, _ = scrape(s)
+    check_mix(samples, expected, sent, received)
+
+    # A worker that crashes: its counts stay in the totals, its exit is counted.
+    mark = s.log_mark()
+    c = s.conn()
+    c.send(get(s.host_header, "/exit", "Connection: close\r\n"))
+    c.read_to_eof()
+    c.close()
+    s.wait_log(r"worker pid \d+ exited \(exit status 3\)", since=mark)
+    samples, _ = scrape(s)
+    check_mix(samples, expected, sent + len(get(s.host_header, "/exit",
+                                                 "Connection: close\r\n")), received)
+    assert value(samples, "worker_exits_total", reason="crash") == 1
+    # Its replacement may start after a back-off (it died young).
+    wait_metric(s, "worker_starts_total", 3, timeout=15)
+
+    # A reload replaces both: two exits for "reload", the totals do not move.
+    mark = s.log_mark()
+    s.proc.send_signal(signal.SIGHUP)
+    s.wait_log(r"reload: done", since=mark, timeout=30)
+    # The old workers drain and exit; each is counted when the supervisor reaps it.
+    deadline = time.monotonic() + 30
+    while True:
+        samples, _ = scrape(s)
+        if value(samples, "worker_exits_total", reason="reload") == 2:
+            break
+        assert time.monotonic() < deadline, samples
+        time.sleep(0.05)
+    assert value(samples, "worker_starts_total") == 5
+    assert requests_total(samples) == expected
+    assert s.stop(timeout=30) == 0
+
+
+def test_counters_never_go_down_when_workers_retire(servers):
+    s = servers(["--workers", "1", "--max-requests", "4", "--metrics-bind", "127.0.0.1:0"])
+    s.wait_log(r"listening on")
+    seen = []
+    for i in range(10):
+        one(s)
+        samples, _ = scrape(s)
+        n = value(samples, "requests_total", method_class="GET", status_class="2xx")
+        assert n == i + 1, (i, n, s.log()[-2000:])
+        seen.append((n, value(samples, "bytes_sent_total"),
+                     value(samples, "request_duration_seconds_count")))
+    assert seen == sorted(seen), f"a counter went down: {seen}"
+    # Two workers retired after 4 requests each; the third serves on.
+    deadline = time.monotonic() + 30
+    while True:
+        samples, _ = scrape(s)
+        if value(samples, "worker_exits_total", reason="max_requests") == 2:
+            break
+        assert time.monotonic() < deadline, s.log()[-3000:]
+        time.sleep(0.05)
+    assert value(samples, "worker_starts_total") == 3
+    assert value(samples, "worker_exits_total", reason="crash") == 0
+    assert value(samples, "requests_total", method_class="GET", status_class="2xx") == 10
+    assert value(samples, "request_duration_seconds_count") == 10
+
+
+def test_metrics_bind_in_use_is_refused_at_start():
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        rc, err = run_cli(["serve", "metrics_app", "--chdir", "tests/apps", "--bind",
+                           "127.0.0.1:0", "--metrics-bind", f"127.0.0.1:{port}"])
+    finally:
+        taken.close()
+    assert rc == 2, err
+    assert f"--metrics-bind 127.0.0.1:{port}" in err, err
