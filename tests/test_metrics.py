@@ -211,6 +211,28 @@ def test_gauges_follow_idle_and_busy_connections(servers, tmp_path):
     assert value(samples, "requests_total", method_class="GET", status_class="2xx") == 3
 
 
+def test_spooled_bytes_follow_a_slow_reader(servers):
+    s = servers(["--metrics-bind", "127.0.0.1:0"])
+    n = 8 << 20
+    sock = socket.socket(s.family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # most of it must queue
+    sock.settimeout(15)
+    sock.connect(s.address)
+    sock.sendall(get(s.host_header, f"/big?n={n}", "Connection: close\r\n"))
+    # Once the app's call is over, what the client has not taken waits in the queue.
+    samples = wait_metric(s, "requests_total", 1, method_class="GET", status_class="2xx")
+    assert value(samples, "requests_in_flight") == 0
+    queued = value(samples, "spooled_bytes")
+    assert 0 < queued <= n, queued
+    got = 0
+    while chunk := sock.recv(1 << 20):
+        got += len(chunk)
+    sock.close()
+    assert got > n
+    samples = wait_metric(s, "spooled_bytes", 0)
+    assert value(samples, "bytes_sent_total") == got
+
+
 def test_the_metrics_listener_answers_only_metrics(servers):
     s = servers(["--metrics-bind", "127.0.0.1:0"])
     r, _ = fetch_page(s, "/")

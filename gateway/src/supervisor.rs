@@ -68,13 +68,14 @@ struct Worker {
     ready: Option<std::io::PipeReader>,
     /// Its seat on the board, freed when the worker (reaped by then) is dropped.
     _seat: Option<SeatLease>,
-    /// Its seat in the metrics area, folded into the totals when it is dropped.
+    /// Its seat in the metrics area, folded into the totals once it was reaped.
     metrics: Option<MetricsLease>,
     /// Why the supervisor told it to leave (`worker_exits_total`), if it did.
     exit_reason: Option<ExitReason>,
 }
 
-/// A worker's seat in the metrics area (dropped, like `SeatLease`, once it was reaped).
+/// A worker's seat in the metrics area (dropped once the worker was reaped, by `exited`, or
+/// with the worker as the supervisor ends).
 struct MetricsLease {
     area: &'static Aggregate,
     seat: usize,
@@ -127,7 +128,9 @@ impl Worker {
         let status = self.child.try_wait().ok().flatten()?;
         // A worker may say "ready", serve and exit between two looks: its byte is still there.
         self.poll_ready();
-        if let Some(m) = &self.metrics {
+        // Its seat is folded into the totals now (dropping the lease), before the exit is
+        // logged: a scrape after the log line no longer sees its gauges.
+        if let Some(m) = self.metrics.take() {
             // Told to leave, or what it said before it exited; else a clean exit is a stop
             // (someone else's SIGTERM) and any other a crash.
             let why = self

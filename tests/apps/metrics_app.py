@@ -5,6 +5,7 @@ Routes (any method; HEAD gets the GET answer without its body, from the server):
   POST anything              -> reads the body, 404 {"pid": ...}
   /exit                      -> os._exit(3): the worker dies without answering
   /hold?entered=F&release=G  -> touches F, waits until G exists (at most 60 s), 200
+  /big?n=N                   -> N bytes of "x" (200)
   anything else              -> 200 {"pid": ...}
 """
 
@@ -26,6 +27,11 @@ def application(environ, start_response):
         deadline = time.monotonic() + 60  # bounds a test that never releases it
         while not os.path.exists(query["release"]) and time.monotonic() < deadline:
             time.sleep(0.01)
+    if path == "/big":
+        n = int(query["n"])
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(n))])
+        return [b"x" * n]
     status = "200 OK"
     if method == "POST":
         environ["wsgi.input"].read()
