@@ -211,6 +211,32 @@ def test_gauges_follow_idle_and_busy_connections(servers, tmp_path):
     assert value(samples, "requests_total", method_class="GET", status_class="2xx") == 3
 
 
+def test_requests_waiting_counts_connections_no_thread_took(servers, tmp_path):
+    # One thread, held inside the app: nothing accepts, new clients wait in the queue.
+    s = servers(["--metrics-bind", "127.0.0.1:0", "--threads", "1"])
+    samples, _ = scrape(s)
+    assert value(samples, "threads") == 1
+    entered, release = tmp_path / "entered", tmp_path / "release"
+    held = s.conn()
+    held.send(get(s.host_header, f"/hold?entered={entered}&release={release}"))
+    deadline = time.monotonic() + 15
+    while not entered.exists():
+        assert time.monotonic() < deadline, "the held request never entered the app"
+        time.sleep(0.01)
+    waiting = [s.conn() for _ in range(3)]
+    for c in waiting:
+        c.send(get(s.host_header, "/", "Connection: close\r\n"))
+    samples = wait_metric(s, "requests_waiting", 3)
+    assert value(samples, "requests_in_flight") == 1
+    release.touch()
+    assert held.read_response().status == 200
+    for c in waiting:
+        assert c.read_response().status == 200
+        c.close()
+    held.close()
+    wait_metric(s, "requests_waiting", 0)
+
+
 def test_spooled_bytes_follow_a_slow_reader(servers):
     s = servers(["--metrics-bind", "127.0.0.1:0"])
     n = 8 << 20
@@ -250,10 +276,12 @@ def test_the_metrics_listener_answers_only_metrics(servers):
 
 def test_workers_are_summed_and_exits_counted_by_reason(servers, tmp_path):
     sock = tmp_path / "metrics.sock"
-    s = servers(["--workers", "2"], env={"WSGI_GATEWAY_METRICS_BIND": f"unix:{sock}"})
+    s = servers(["--workers", "2", "--threads", "3"],
+                env={"WSGI_GATEWAY_METRICS_BIND": f"unix:{sock}"})
     s.wait_log(r"listening on")
     samples, _ = scrape(s)
     assert value(samples, "worker_starts_total") == 2
+    assert value(samples, "threads") == 6
     assert all(value(samples, "worker_exits_total", reason=r) == 0
                for r in ["max_requests", "crash", "stopped", "reload", "max_rss", "hung"])
 

@@ -49,7 +49,7 @@ pub(super) fn serve(
             None => bind_sockets(&args)?,
         };
         let _pid_file = PidFile::write(args.pid.as_deref())?;
-        let metrics = supervised_metrics(&args, workers)?;
+        let metrics = supervised_metrics(&args, workers, &listeners)?;
         let (program, mut program_args) = shape.program().map_err(Fatal)?;
         program_args.extend(command_line.iter().cloned());
         let plan = supervisor::Plan {
@@ -102,19 +102,24 @@ pub(super) fn serve(
     };
 
     // A worker counts into the seat its supervisor gave it (the supervisor serves the page).
-    match (&worker, &args.metrics_bind) {
-        (Some(w), _) => {
-            if let Some(c) = w.metrics {
-                crate::metrics::install(c);
-            }
-        }
+    let counters = match (&worker, &args.metrics_bind) {
+        (Some(w), _) => w.metrics,
         (None, Some(addr)) => {
-            let bound = crate::metrics::endpoint::bind(addr).map_err(Fatal)?;
+            use crate::metrics::endpoint::{self, Counts, Source};
+            let bound = endpoint::bind(addr).map_err(Fatal)?;
             let own: &'static crate::metrics::Counters = Box::leak(Box::default());
-            crate::metrics::install(own);
-            crate::metrics::endpoint::start(bound, crate::metrics::endpoint::Source::Own(own))?;
+            let source = Source {
+                counts: Counts::Own(own),
+                listeners: listener_copies(&listeners),
+            };
+            endpoint::start(bound, source)?;
+            Some(own)
         }
-        (None, None) => {}
+        (None, None) => None,
+    };
+    if let Some(c) = counters {
+        c.set_threads(settings.threads);
+        crate::metrics::install(c);
     }
 
     let pid_file = match worker {
@@ -267,8 +272,10 @@ fn metrics_seat(
 fn supervised_metrics(
     args: &ServeArgs,
     workers: usize,
+    listeners: &[listener::Bound],
 ) -> Result<Option<(&'static crate::metrics::area::Aggregate, OwnedFd)>, Fatal> {
-    use crate::metrics::{area::Aggregate, endpoint};
+    use crate::metrics::area::Aggregate;
+    use crate::metrics::endpoint::{self, Counts, Source};
     let Some(addr) = &args.metrics_bind else {
         return Ok(None);
     };
@@ -278,8 +285,24 @@ fn supervised_metrics(
             "--metrics-bind: cannot create the metrics area: {e}"
         ))
     })?;
-    endpoint::start(bound, endpoint::Source::Workers(area))?;
+    let source = Source {
+        counts: Counts::Workers(area),
+        listeners: listener_copies(listeners),
+    };
+    endpoint::start(bound, source)?;
     Ok(Some((area, fd)))
+}
+
+/// Copies (close-on-exec) of the TCP listening sockets, whose accept queues the metrics
+/// endpoint reads; one that cannot be copied is left out of that figure.
+fn listener_copies(listeners: &[listener::Bound]) -> Vec<OwnedFd> {
+    listeners
+        .iter()
+        .filter_map(|b| match &b.sock {
+            listener::Sock::Tcp(l) => l.as_fd().try_clone_to_owned().ok(),
+            listener::Sock::Unix(..) => None,
+        })
+        .collect()
 }
 
 /// The board the supervisor passed (`FD,SEAT,HOLD`, the fd right after the ready pipe).

@@ -4,6 +4,7 @@
 //! each answered and closed. It never touches Python.
 
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use super::area::Aggregate;
@@ -18,23 +19,33 @@ const MAX_HEAD: usize = 8 * 1024;
 
 /// Where the page's numbers come from.
 #[derive(Clone, Copy)]
-pub enum Source {
+pub enum Counts {
     /// This process serves and counts by itself.
     Own(&'static Counters),
     /// The supervisor: its workers' seats and its own counts.
     Workers(&'static Aggregate),
 }
 
+/// The counts and the listening sockets (copies) whose accept queues are read at a scrape.
+pub struct Source {
+    pub counts: Counts,
+    pub listeners: Vec<OwnedFd>,
+}
+
 impl Source {
-    fn page(self) -> String {
-        match self {
-            Source::Own(c) => {
+    fn page(&self) -> String {
+        let (mut t, workers) = match self.counts {
+            Counts::Own(c) => {
                 let mut t = Totals::default();
                 t.add(c, true);
-                render(&t, None)
+                (t, None)
             }
-            Source::Workers(a) => render(&a.totals(), Some(a)),
-        }
+            Counts::Workers(a) => (a.totals(), Some(a)),
+        };
+        t.waiting = t
+            .waiting
+            .saturating_add(super::backlog::queued(&self.listeners));
+        render(&t, workers)
     }
 }
 
@@ -53,6 +64,7 @@ pub fn start(bound: Bound, source: Source) -> io::Result<()> {
 }
 
 fn serve(bound: Bound, source: Source) {
+    let source = &source;
     match &bound.sock {
         Sock::Tcp(l) => {
             let _ = l.set_nonblocking(false);
@@ -89,7 +101,7 @@ fn pause(e: &io::Error) {
     std::thread::sleep(Duration::from_millis(100));
 }
 
-fn answer(mut s: impl Read + Write, source: Source) {
+fn answer(mut s: impl Read + Write, source: &Source) {
     let Some(head) = read_head(&mut s) else {
         return;
     };
@@ -171,7 +183,11 @@ mod tests {
             input: io::Cursor::new(request.as_bytes().to_vec()),
             output: Vec::new(),
         };
-        answer(&mut p, Source::Own(&C));
+        let source = Source {
+            counts: Counts::Own(&C),
+            listeners: Vec::new(),
+        };
+        answer(&mut p, &source);
         String::from_utf8(p.output).unwrap()
     }
 

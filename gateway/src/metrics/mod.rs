@@ -9,6 +9,7 @@
 //! counters never go backwards, and its gauges drop out. `render` writes the text format.
 
 pub(crate) mod area;
+pub(crate) mod backlog;
 pub(crate) mod endpoint;
 pub(crate) mod render;
 
@@ -99,6 +100,8 @@ pub struct Counters {
     idle: AtomicU64,
     waiting: AtomicU64,
     spooled: AtomicU64,
+    /// The process's worker threads (`--threads`): how many requests may be in the app.
+    threads: AtomicU64,
     /// Why the worker is about to exit of its own accord (an `ExitReason`, 0 = not said).
     retiring: AtomicU64,
 }
@@ -201,6 +204,10 @@ impl Counters {
         self.open.store(open as u64, Ordering::Relaxed);
     }
 
+    pub fn set_threads(&self, threads: usize) {
+        self.threads.store(threads as u64, Ordering::Relaxed);
+    }
+
     pub fn set_waiting(&self, waiting: usize) {
         self.waiting.store(waiting as u64, Ordering::Relaxed);
     }
@@ -234,6 +241,7 @@ impl Counters {
             &self.idle,
             &self.waiting,
             &self.spooled,
+            &self.threads,
             &self.retiring,
         ] {
             zero(a);
@@ -274,6 +282,7 @@ pub struct Totals {
     pub idle: u64,
     pub waiting: u64,
     pub spooled: u64,
+    pub threads: u64,
 }
 
 impl Totals {
@@ -308,6 +317,7 @@ impl Totals {
             self.idle = self.idle.saturating_add(gauge(&c.idle));
             self.waiting = self.waiting.saturating_add(gauge(&c.waiting));
             self.spooled = self.spooled.saturating_add(gauge(&c.spooled));
+            self.threads = self.threads.saturating_add(gauge(&c.threads));
         }
     }
 

@@ -66,8 +66,13 @@ pub fn render(t: &Totals, workers: Option<&Aggregate>) -> String {
         ),
         (
             "requests_waiting",
-            "Ready connections fetched from the kernel and not yet taken by a worker thread.",
+            "Connections with a request for a worker thread not yet taken: ready ones fetched from the kernel, and new ones in the TCP listeners' accept queues.",
             t.waiting,
+        ),
+        (
+            "threads",
+            "Worker threads (--threads, summed over the workers): how many requests may be inside the app at once.",
+            t.threads,
         ),
         (
             "spooled_bytes",
