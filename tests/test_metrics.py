@@ -11,16 +11,20 @@ Gauges that change after a response (idle connections) are polled for with a dea
 from __future__ import annotations
 
 import http.client
+import json
 import re
+import shutil
 import signal
 import socket
+import subprocess
 import time
+import urllib.parse
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gwclient import UnixHTTPConnection, get
-from gwprocess import Server, run_cli
+from gwprocess import Server, clean_env, run_cli
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -347,6 +351,16 @@ def test_counters_never_go_down_when_workers_retire(servers):
     assert value(samples, "request_duration_seconds_count") == 10
 
 
+def test_metrics_bind_from_the_config_file(servers, tmp_path):
+    config = tmp_path / "gw.toml"
+    config.write_text(f'metrics-bind = "unix:{tmp_path}/m.sock"\n')
+    s = servers(["--config", str(config)])
+    assert s.wait_log(METRICS_RE).group(1) == f"unix:{tmp_path}/m.sock"
+    one(s)
+    samples, _ = scrape(s)
+    assert value(samples, "requests_total", method_class="GET", status_class="2xx") == 1
+
+
 def test_metrics_bind_in_use_is_refused_at_start():
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -359,3 +373,79 @@ def test_metrics_bind_in_use_is_refused_at_start():
         taken.close()
     assert rc == 2, err
     assert f"--metrics-bind 127.0.0.1:{port}" in err, err
+
+
+# The scrape config given for the README, with the test's addresses (and a 1 s interval).
+SCRAPE_CONFIG = """\
+global:
+  scrape_interval: {interval}
+scrape_configs:
+  - job_name: wsgi-gateway
+    static_configs:
+      - targets: ["{target}"]
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prometheus_query(port, query):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/api/v1/query?" + urllib.parse.urlencode({"query": query}))
+        r = c.getresponse()
+        data = json.loads(r.read())
+    finally:
+        c.close()
+    assert data["status"] == "success", data
+    return {tuple(sorted(x["metric"].items())): float(x["value"][1])
+            for x in data["data"]["result"]}
+
+
+def test_prometheus_scrapes_the_workers_totals(servers, tmp_path):
+    """Debian's Prometheus scrapes the supervisor with the README's config; its queries see
+    the request mix summed over both workers."""
+    prom = shutil.which("prometheus")
+    if prom is None:
+        pytest.skip("prometheus is not installed (tests/run.sh installs it)")
+    s = servers(["--workers", "2", "--metrics-bind", "127.0.0.1:0"])
+    s.wait_log(r"listening on")
+    target = s.wait_log(METRICS_RE).group(1)[len("http://"):]
+    expected, _, _, _ = send_mix(s, until_pids=2)
+
+    config = tmp_path / "prometheus.yml"
+    config.write_text(SCRAPE_CONFIG.format(interval="1s", target=target))
+    port = free_port()
+    p = subprocess.Popen(
+        [prom, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "prometheus.log", "wb"), env=clean_env())
+    try:
+        want = {("GET", "2xx"): expected[("GET", "2xx")], ("POST", "4xx"): 3,
+                ("HEAD", "2xx"): 2}
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                up = prometheus_query(port, 'up{job="wsgi-gateway"}')
+                got = prometheus_query(port, "wsgi_gateway_requests_total > 0")
+            except (OSError, http.client.HTTPException, ValueError):
+                up, got = {}, {}  # not listening (or not ready) yet
+            seen = {(dict(k)["method_class"], dict(k)["status_class"]): v
+                    for k, v in got.items()}
+            if list(up.values()) == [1.0] and seen == want:
+                break
+            assert p.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (
+                up, seen, (tmp_path / "prometheus.log").read_text()[-3000:])
+            time.sleep(0.2)
+        count = prometheus_query(port, "wsgi_gateway_request_duration_seconds_count")
+        assert list(count.values()) == [float(sum(expected.values()))]
+        started = prometheus_query(port, "wsgi_gateway_worker_starts_total")
+        assert list(started.values()) == [2.0]
+    finally:
+        p.terminate()
+        p.wait(30)
