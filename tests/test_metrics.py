@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import shutil
 import signal
@@ -308,6 +309,17 @@ def test_workers_are_summed_and_exits_counted_by_reason(servers, tmp_path):
     # Its replacement may start after a back-off (it died young).
     wait_metric(s, "worker_starts_total", 3, timeout=15)
 
+    # A worker someone else sends SIGTERM to stops gracefully: "stopped", and replaced.
+    victim = one(s)[2]
+    mark = s.log_mark()
+    os.kill(victim, signal.SIGTERM)
+    s.wait_log(rf"worker pid {victim} exited \(exit status 0\)", since=mark)
+    samples, _ = scrape(s)
+    assert value(samples, "worker_exits_total", reason="stopped") == 1
+    expected[("GET", "2xx")] += 1
+    assert requests_total(samples) == expected
+    wait_metric(s, "worker_starts_total", 4, timeout=15)
+
     # A reload replaces both: two exits for "reload", the totals do not move.
     mark = s.log_mark()
     s.proc.send_signal(signal.SIGHUP)
@@ -320,7 +332,9 @@ def test_workers_are_summed_and_exits_counted_by_reason(servers, tmp_path):
             break
         assert time.monotonic() < deadline, samples
         time.sleep(0.05)
-    assert value(samples, "worker_starts_total") == 5
+    assert value(samples, "worker_starts_total") == 6
+    assert value(samples, "worker_exits_total", reason="crash") == 1
+    assert value(samples, "worker_exits_total", reason="stopped") == 1
     assert requests_total(samples) == expected
     assert s.stop(timeout=30) == 0
 
@@ -349,6 +363,26 @@ def test_counters_never_go_down_when_workers_retire(servers):
     assert value(samples, "worker_exits_total", reason="crash") == 0
     assert value(samples, "requests_total", method_class="GET", status_class="2xx") == 10
     assert value(samples, "request_duration_seconds_count") == 10
+
+
+def test_requests_the_server_refuses_are_counted(servers):
+    s = servers(["--metrics-bind", "127.0.0.1:0", "--max-body-size", "10"])
+    # A malformed head: 400 before any method is known.
+    c = s.conn()
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+    assert c.read_response().status == 400
+    c.read_to_eof()
+    c.close()
+    # A declared body over --max-body-size: 413 before the app runs.
+    c = s.conn()
+    c.send(get(s.host_header, "/", "Content-Length: 11\r\n", method="POST") + b"x" * 11)
+    assert c.read_response().status == 413
+    c.read_to_eof()
+    c.close()
+    samples, _ = scrape(s)
+    counted = {k: v for k, v in requests_total(samples).items() if v}
+    assert counted == {("other", "4xx"): 1, ("POST", "4xx"): 1}
+    assert value(samples, "request_duration_seconds_count") == 2
 
 
 def test_metrics_bind_from_the_config_file(servers, tmp_path):
