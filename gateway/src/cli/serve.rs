@@ -38,6 +38,8 @@ pub(super) fn serve(
     command_line: &[std::ffi::OsString],
 ) -> Result<u8, Fatal> {
     init_logging(&args.app)?;
+    // Compiled here, before any worker starts: a bad format is one start-up error.
+    let access_format = http::access_log::Format::parse(&args.access_log_format).map_err(Fatal)?;
     raise_fd_limit();
     let worker = worker_inheritance(shape)?;
     // Taken (and made close-on-exec) before the app is imported: a process it starts there
@@ -78,7 +80,7 @@ pub(super) fn serve(
     // SIGUSR1 (logrotate's postrotate) reopens the log files. Caught from here on (a signal
     // that comes while the app loads waits in `reopen`), before the pid file names us.
     let reopen = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
-    let app = load(
+    let mut app = load(
         &args.app,
         shape,
         FrontEndKind {
@@ -95,10 +97,14 @@ pub(super) fn serve(
         None => bind_sockets(&args)?,
     };
     let access_log = match &args.access_log {
-        Some(path) => Some(
-            http::access_log::AccessLog::open(path)
-                .map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
-        ),
+        Some(path) => {
+            // The call keeps what the format reads (nothing for the presets).
+            app.capture = access_format.capture().clone();
+            Some(
+                http::access_log::AccessLog::open(path, access_format)
+                    .map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
+            )
+        }
         None => None,
     };
 
