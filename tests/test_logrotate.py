@@ -171,3 +171,40 @@ def test_logrotate_under_load_loses_no_line(tmp_path, workers):
         assert not bad, f"{f}: lines not whole: {bad[:5]}"
     assert sum(REOPENED in line for line in read_lines(error)) == processes
     assert any("stopped" in line for line in read_lines(error))
+
+
+def test_sigusr1_during_a_reload_reaches_starting_workers_once_ready(tmp_path):
+    """A worker still starting has no SIGUSR1 handler yet (the default action kills it): the
+    supervisor passes the signal on once it is ready. SIGHUP then SIGUSR1 at once: the old
+    workers reopen at once, the new ones once ready, and no worker dies of it."""
+    error, access = tmp_path / "error.log", tmp_path / "access.log"
+    cmd = [binary(), "serve", "logs_app:app", "--bind", "127.0.0.1:0", "--chdir", str(APPS_DIR),
+           "--access-log", str(access), "--error-log", str(error), "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=clean_env(), stdin=subprocess.DEVNULL)
+    try:
+        url = poll("the listening line in the error log",
+                   lambda: next((m.group(1) for line in read_lines(error)
+                                 if (m := LISTEN_RE.search(line))), None), START_TIMEOUT)
+        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGUSR1)
+        poll("the reload's end", lambda: any("reload: done" in ln for ln in read_lines(error)))
+        # The supervisor, the two old workers and the two new ones.
+        poll("five reopen lines",
+             lambda: sum(REOPENED in ln for ln in read_lines(error)) >= 5)
+        conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=10)
+        conn.request("GET", "/req/1")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    log = "\n".join(read_lines(error))
+    assert proc.returncode == 0, log
+    assert "signal 10" not in log and "SIGUSR1)" not in log, log
+    exits = [ln for ln in read_lines(error) if "exited" in ln]
+    # The old two retired by the reload, the new two at the stop: all cleanly.
+    assert len(exits) == 4 and all("(exit status 0)" in ln for ln in exits), log
