@@ -46,6 +46,7 @@ pub fn init(error_log: &str, level: LogLevel) -> Result<(), String> {
 /// Reopens the error log file by its path (logrotate moved the old one away): the next line
 /// goes to the new file. If the file will not open, the old one is kept and the cause logged.
 /// Nothing to do for stderr.
+#[cfg_attr(not(unix), expect(dead_code, reason = "SIGUSR1 is a Unix signal"))]
 pub fn reopen_error_log() {
     let Some((path, file)) = FILE_LOG.get() else {
         return;
