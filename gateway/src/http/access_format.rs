@@ -468,6 +468,89 @@ mod tests {
         assert_eq!(f.capture().response_headers(), [b"x-out".to_vec()]);
     }
 
+    fn request(headers: &[(&'static str, &'static [u8])]) -> Request {
+        use bytes::Bytes;
+        Request {
+            method: Bytes::from_static(b"GET"),
+            target: Bytes::from_static(b"/a%20b?x=1"),
+            path: Bytes::from_static(b"/a b"),
+            query: Bytes::from_static(b"x=1"),
+            version: crate::request::Version::Http11,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (Bytes::from_static(n.as_bytes()), Bytes::from_static(v)))
+                .collect(),
+            peer: Peer::Tcp(crate::request::TcpPeer::new(
+                "192.0.2.1:4321".parse().unwrap(),
+            )),
+            server_name: "srv".into(),
+            server_port: "8000".into(),
+            scheme: crate::request::Scheme::Http,
+            remote_user: None,
+            auth_type: None,
+            script_name: Bytes::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    fn line(spec: &str, req: &Request, policy: &TrustPolicy, bytes: u64) -> String {
+        let e = Entry {
+            req,
+            policy,
+            status: 200,
+            bytes,
+            duration: Duration::from_micros(1_234_567),
+            captured: None,
+        };
+        let now = UNIX_EPOCH + Duration::from_millis(784_111_777_042);
+        Format::parse(spec).unwrap().line(&e, now)
+    }
+
+    #[test]
+    fn the_default_line_is_combined_plus_microseconds() {
+        let policy = TrustPolicy::default();
+        let req = request(&[
+            ("User-Agent", b"ua \"q\" \t\xe9"),
+            ("x-remote-user", b"mallory"),
+        ]);
+        let want = "192.0.2.1 - - [06/Nov/1994:08:49:37 +0000] \"GET /a%20b?x=1 HTTP/1.1\" 200 \
+                    12 \"-\" \"ua \\\"q\\\" \\x09\\xe9\" 1234567\n";
+        assert_eq!(line("combined", &req, &policy, 12), want);
+        assert_eq!(line(COMBINED, &req, &policy, 12), want);
+        assert!(line("combined", &req, &policy, 0).contains("\" 200 - \""));
+        assert_eq!(
+            line("common", &req, &policy, 0),
+            "192.0.2.1 - - [06/Nov/1994:08:49:37 +0000] \"GET /a%20b?x=1 HTTP/1.1\" 200 -\n"
+        );
+    }
+
+    #[test]
+    fn user_only_from_a_trusted_peer() {
+        let req = request(&[("X-Remote-User", b"alice")]);
+        let untrusted = TrustPolicy::default();
+        assert_eq!(line("%u", &req, &untrusted, 0), "-\n");
+        let trusted = TrustPolicy {
+            trusted: vec![crate::trust::IpRange::parse("192.0.2.0/24").unwrap()],
+            ..TrustPolicy::default()
+        };
+        assert_eq!(line("%u", &req, &trusted, 0), "alice\n");
+    }
+
+    #[test]
+    fn json_line() {
+        let policy = TrustPolicy::default();
+        let req = request(&[("Referer", b"r\"\n")]);
+        assert_eq!(
+            line("json", &req, &policy, 0),
+            concat!(
+                r#"{"remote_addr":"192.0.2.1","remote_user":null,"time":"1994-11-06T08:49:37.042Z","#,
+                r#""method":"GET","path":"/a b","query":"x=1","protocol":"HTTP/1.1","status":200,"#,
+                r#""bytes":0,"referer":"r\"\u000a","user_agent":null,"duration_us":1234567}"#,
+                "\n"
+            )
+        );
+    }
+
     #[test]
     fn literal_percent_and_text() {
         let f = Format::parse("a%%b %m").unwrap();
