@@ -214,6 +214,8 @@ def test_gauges_follow_idle_and_busy_connections(servers, tmp_path):
     wait_metric(s, "connections_open", 0)
     samples = wait_metric(s, "connections_idle", 0)
     assert value(samples, "requests_total", method_class="GET", status_class="2xx") == 3
+    assert s.stop() == 0
+    assert not (tmp_path / "metrics.sock").exists(), "the metrics socket was left behind"
 
 
 def test_requests_waiting_counts_connections_no_thread_took(servers, tmp_path):
@@ -337,6 +339,7 @@ def test_workers_are_summed_and_exits_counted_by_reason(servers, tmp_path):
     assert value(samples, "worker_exits_total", reason="stopped") == 1
     assert requests_total(samples) == expected
     assert s.stop(timeout=30) == 0
+    assert not sock.exists(), "the metrics socket was left behind"
 
 
 def test_counters_never_go_down_when_workers_retire(servers):

@@ -51,7 +51,7 @@ pub(super) fn serve(
             None => bind_sockets(&args)?,
         };
         let _pid_file = PidFile::write(args.pid.as_deref())?;
-        let metrics = supervised_metrics(&args, workers, &listeners)?;
+        let (metrics, _endpoint) = supervised_metrics(&args, workers, &listeners)?;
         let (program, mut program_args) = shape.program().map_err(Fatal)?;
         program_args.extend(command_line.iter().cloned());
         let plan = supervisor::Plan {
@@ -116,6 +116,7 @@ pub(super) fn serve(
         .spawn(move || reopen_logs(reopen, access_reopener))?;
 
     // A worker counts into the seat its supervisor gave it (the supervisor serves the page).
+    let mut endpoint = None;
     let counters = match (&worker, &args.metrics_bind) {
         (Some(w), _) => w.metrics,
         (None, Some(addr)) => {
@@ -126,7 +127,7 @@ pub(super) fn serve(
                 counts: Counts::Own(own),
                 listeners: listener_copies(&listeners),
             };
-            endpoint::start(bound, source)?;
+            endpoint = Some(endpoint::start(bound, source)?);
             Some(own)
         }
         (None, None) => None,
@@ -178,6 +179,7 @@ pub(super) fn serve(
     }
     server.keep_time(signal_rx)?;
     drop(pid_file);
+    drop(endpoint);
     // Workers still inside a stuck app must not hold the exit hostage (graceful timeout passed).
     std::process::exit(0);
 }
@@ -301,11 +303,11 @@ fn supervised_metrics(
     args: &ServeArgs,
     workers: usize,
     listeners: &[listener::Bound],
-) -> Result<Option<(&'static crate::metrics::area::Aggregate, OwnedFd)>, Fatal> {
+) -> Result<SupervisedMetrics, Fatal> {
     use crate::metrics::area::Aggregate;
     use crate::metrics::endpoint::{self, Counts, Source};
     let Some(addr) = &args.metrics_bind else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let bound = endpoint::bind(addr).map_err(Fatal)?;
     let (area, fd) = Aggregate::create(workers.saturating_mul(4)).map_err(|e| {
@@ -317,9 +319,15 @@ fn supervised_metrics(
         counts: Counts::Workers(area),
         listeners: listener_copies(listeners),
     };
-    endpoint::start(bound, source)?;
-    Ok(Some((area, fd)))
+    let running = endpoint::start(bound, source)?;
+    Ok((Some((area, fd)), Some(running)))
 }
+
+/// The area for the supervisor's plan, and its endpoint (kept while the supervisor runs).
+type SupervisedMetrics = (
+    Option<(&'static crate::metrics::area::Aggregate, OwnedFd)>,
+    Option<crate::metrics::endpoint::Running>,
+);
 
 /// Copies (close-on-exec) of the TCP listening sockets, whose accept queues the metrics
 /// endpoint reads; one that cannot be copied is left out of that figure.

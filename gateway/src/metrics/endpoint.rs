@@ -5,6 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::area::Aggregate;
@@ -54,13 +55,29 @@ pub fn bind(addr: &str) -> Result<Bound, String> {
     listener::bind(addr, 64).map_err(|e| e.replacen("--bind", "--metrics-bind", 1))
 }
 
+/// The endpoint while it serves: dropped as the process ends, it removes a `unix:` socket's
+/// file (the next start would remove a stale one anyway, as `--bind` does).
+pub struct Running(Option<PathBuf>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Serves `/metrics` from `bound` on a new thread, for as long as the process runs.
-pub fn start(bound: Bound, source: Source) -> io::Result<()> {
+pub fn start(bound: Bound, source: Source) -> io::Result<Running> {
     tracing::info!("metrics on {}/metrics", bound.display);
+    let path = match &bound.sock {
+        Sock::Unix(_, path) => Some(path.clone()),
+        Sock::Tcp(_) => None,
+    };
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || serve(bound, source))?;
-    Ok(())
+    Ok(Running(path))
 }
 
 fn serve(bound: Bound, source: Source) {
