@@ -50,9 +50,17 @@ impl Target {
             }
             (None, None) => return Ok(None),
         };
-        let group_shown = match &group {
-            Some((gid, Some(name))) => format!("group {} ({gid})", name.to_string_lossy()),
-            _ => format!("group {gid}"),
+        // The user's own group is named in the log too, if it has a name.
+        let group_name = match &group {
+            Some((_, name)) => name.clone(),
+            None => lookup(Kind::Group, Key::Id(gid))
+                .ok()
+                .flatten()
+                .map(|e| e.name),
+        };
+        let group_shown = match group_name {
+            Some(name) => format!("group {} ({gid})", name.to_string_lossy()),
+            None => format!("group {gid}"),
         };
         let shown = match &user {
             Some((uid, Some(e))) => {
