@@ -14,6 +14,7 @@ test user may traverse differs. Without `unshare`, those tests skip and say why.
 from __future__ import annotations
 
 import grp
+import http.client
 import json
 import os
 import pwd
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from gwprocess import Server, run_cli
+from gwfiles import wait_for_file
+from gwprocess import Server, binary, clean_env, run_cli
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -284,3 +286,42 @@ def test_modes_must_be_octal(option):
     rc, err = run_cli(["serve", option, "0x1f"])
     assert rc == 2 and option in err, err
     assert re.search(r"expected an octal mode", err), err
+
+
+def test_log_files_opened_as_root_are_handed_to_the_user(account, app_dir, wrapper):
+    """The error log is opened (created) by the supervisor while still root; its workers, which
+    run as the user, open it again, as does any process after a rotation: the file is given
+    to the user at the switch (as gunicorn does), or no worker could start. So is an existing
+    access log."""
+    user, _ = account
+    log = app_dir / "error.log"
+    # An access log root made beforehand (the directory is root's: the user could not).
+    (app_dir / "access.log").write_text("")
+    cmd = [*wrapper, binary(), "serve", "who_app", "--chdir", str(app_dir),
+           "--bind", "127.0.0.1:0", "--workers", "1", "--user", USER,
+           "--error-log", str(log), "--access-log", str(app_dir / "access.log")]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=clean_env())
+    try:
+        # Until it serves, or has exited (what stopped it is on its stderr).
+        text = wait_for_file(log, timeout=DEADLINE,
+                             predicate=lambda t: "listening on" in t or proc.poll() is not None)
+        if "listening on" not in text:
+            proc.wait(DEADLINE)
+            raise AssertionError(f"{text}\nstderr: {proc.stderr.read().decode()}")
+        assert (log.stat().st_uid, log.stat().st_gid) == (user.pw_uid, user.pw_gid)
+        port = int(re.search(r"listening on http://127\.0\.0\.1:(\d+)", text).group(1))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/")
+        assert json.loads(conn.getresponse().read())["uid"] == user.pw_uid
+        conn.close()
+        access = app_dir / "access.log"
+        wait_for_file(access, timeout=DEADLINE, predicate=lambda t: "GET / " in t)
+        assert access.stat().st_uid == user.pw_uid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
