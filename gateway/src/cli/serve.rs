@@ -44,12 +44,6 @@ pub(super) fn serve(
     init_logging(&args.app)?;
     raise_fd_limit();
     let worker = worker_inheritance(shape)?;
-    // Looked up before anything is bound: a bad name stops the start with nothing held.
-    let target = Target::resolve(
-        args.privileges.user.as_deref(),
-        args.privileges.group.as_deref(),
-    )
-    .map_err(Fatal)?;
     // systemd's socket: only the process it started (this one, unless it is a worker) talks
     // to it; either way the variable goes, so no worker or child of the app sees it.
     // SAFETY: as in `worker_inheritance`: one of `serve`'s first steps, on the only thread.
@@ -64,6 +58,13 @@ pub(super) fn serve(
     // Taken (and made close-on-exec) before the app is imported: a process it starts there
     // must not keep them.
     let inherited = inherited_sockets(&args, shape, worker.as_ref())?;
+    // Looked up before anything is bound (after the environment is settled: a name service
+    // may start threads): a bad name stops the start with nothing held.
+    let target = Target::resolve(
+        args.privileges.user.as_deref(),
+        args.privileges.group.as_deref(),
+    )
+    .map_err(Fatal)?;
     if let (None, Some(workers)) = (&worker, args.supervisor_workers()) {
         let listeners = match inherited {
             Some(listeners) => listeners,
