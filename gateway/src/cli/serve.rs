@@ -316,6 +316,11 @@ fn inherited_sockets(
             "--bind and LISTEN_FDS (systemd socket activation) both name sockets; give one".into(),
         ));
     }
+    if inherited.is_some() && args.privileges.socket_mode.is_some() {
+        tracing::warn!(
+            "--socket-mode applies to sockets bound here, not to systemd's (set SocketMode= in the .socket unit)"
+        );
+    }
     Ok(inherited)
 }
 
