@@ -325,3 +325,36 @@ def test_log_files_opened_as_root_are_handed_to_the_user(account, app_dir, wrapp
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_group_alone_changes_only_the_group(account, app_dir):
+    """--group without --user: the group (and no supplementary group of root's), the user
+    stays root, so the warning is given."""
+    _, extra_gid = account
+    server = Server("who_app", chdir=app_dir, args=["--group", EXTRA_GROUP])
+    try:
+        server.start()
+        seen = who(server)
+        assert (seen["uid"], seen["gid"], seen["groups"]) == (0, extra_gid, [extra_gid]), seen
+        server.wait_log(ROOT_WARNING)
+        assert server.stop() == 0
+    finally:
+        server.kill()
+
+
+def test_a_switch_that_fails_stops_the_start(account, app_dir, wrapper):
+    """Started as the (unprivileged) test user, --user root cannot be honoured: the start
+    stops with the reason, before the app is imported."""
+    user, _ = account
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is not installed")
+    as_user = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"]
+    cmd = [*wrapper, *as_user, binary(), "serve", "who_app", "--chdir", str(app_dir),
+           "--bind", "127.0.0.1:0", "--user", "root"]
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=clean_env(),
+                       timeout=DEADLINE)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 2, err
+    assert re.search(r"wsgi-gateway: error: cannot switch to user root \(0\), group root \(0\): "
+                     rf"only root can \(this process is uid {user.pw_uid}\)", err), err
+    assert "listening on" not in err
