@@ -365,12 +365,12 @@ fn bind_sockets(args: &ServeArgs, target: Option<&Target>) -> Result<Vec<listene
     }
     binds
         .iter()
-        .map(|b| {
-            let file = listener::UnixFile {
-                mode: args.privileges.socket_mode,
-                owner: target.map(Target::owner),
-            };
-            listener::bind(b, args.backlog, file)
+        .map(|b| match (args.privileges.socket_mode, target) {
+            (None, None) => listener::bind(b, args.backlog),
+            (mode, target) => {
+                let owner = target.map(Target::owner);
+                listener::bind_with(b, args.backlog, listener::UnixFile { mode, owner })
+            }
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(Fatal)

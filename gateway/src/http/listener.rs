@@ -34,9 +34,13 @@ pub struct UnixFile {
     pub owner: Option<(Option<u32>, u32)>,
 }
 
-/// Binds `HOST:PORT`, `[V6]:PORT` or `unix:PATH` (`file`: the socket file's mode and owner
-/// for a `unix:` address; `UnixFile::default()` leaves them as the umask and user make them).
-pub fn bind(addr: &str, backlog: u32, file: UnixFile) -> Result<Bound, String> {
+/// Binds `HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
+pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
+    bind_with(addr, backlog, UnixFile::default())
+}
+
+/// `bind`, with the socket file's mode and owner for a `unix:` address.
+pub fn bind_with(addr: &str, backlog: u32, file: UnixFile) -> Result<Bound, String> {
     let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
     if let Some(path) = addr.strip_prefix("unix:") {
         let path = PathBuf::from(path);
