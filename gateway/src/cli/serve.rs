@@ -42,6 +42,8 @@ pub(super) fn serve(
     // First: the error log, the sockets and the app's files are all created under it.
     privileges::apply_umask(args.privileges.umask);
     init_logging(&args.app)?;
+    // Compiled here, before any worker starts: a bad format is one start-up error.
+    let access_format = http::access_log::Format::parse(&args.access_log_format).map_err(Fatal)?;
     raise_fd_limit();
     let worker = worker_inheritance(shape)?;
     // systemd's socket: only the process it started (this one, unless it is a worker) talks
@@ -103,6 +105,9 @@ pub(super) fn serve(
         _ => 0,
     };
     let settings = args.http_settings(max_requests)?;
+    // SIGUSR1 (logrotate's postrotate) reopens the log files. Caught from here on (a signal
+    // that comes while the app loads waits in `reopen`), before the pid file names us.
+    let reopen = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
     let mut inherited = inherited;
     let mut pid_file = None;
     if target.is_some() {
@@ -117,7 +122,7 @@ pub(super) fn serve(
     }
     // A worker's supervisor switched already and gave the warning.
     switch_user(&args, target.as_ref(), worker.is_none())?;
-    let app = load(
+    let mut app = load(
         &args.app,
         shape,
         FrontEndKind {
@@ -135,12 +140,21 @@ pub(super) fn serve(
         None => bind_sockets(&args, None)?,
     };
     let access_log = match &args.access_log {
-        Some(path) => Some(
-            http::access_log::AccessLog::open(path)
-                .map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
-        ),
+        Some(path) => {
+            // The call keeps what the format reads (nothing for the presets).
+            app.capture = access_format.capture().clone();
+            Some(
+                http::access_log::AccessLog::open(path, access_format)
+                    .map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
+            )
+        }
         None => None,
     };
+
+    let access_reopener = access_log.as_ref().map(|l| l.reopener());
+    std::thread::Builder::new()
+        .name("log-reopen".into())
+        .spawn(move || reopen_logs(reopen, access_reopener))?;
 
     let pid_file = match (worker.is_some(), pid_file) {
         (false, None) => PidFile::write(args.pid.as_deref())?,
@@ -204,6 +218,20 @@ pub(super) fn serve(
     drop(pid_file);
     // Workers still inside a stuck app must not hold the exit hostage (graceful timeout passed).
     std::process::exit(0);
+}
+
+/// Reopens the error log and the access log on every SIGUSR1, for the life of the process.
+fn reopen_logs(
+    mut signals: signal_hook::iterator::Signals,
+    access: Option<http::access_log::Reopener>,
+) {
+    for _ in signals.forever() {
+        crate::logging::reopen_error_log();
+        if let Some(a) = &access {
+            a.reopen(std::time::Duration::from_secs(2));
+        }
+        tracing::info!("SIGUSR1: log files reopened");
+    }
 }
 
 /// What a worker process got from its supervisor: its sockets (fds 3..) and a pipe to say
