@@ -358,3 +358,39 @@ def test_a_switch_that_fails_stops_the_start(account, app_dir, wrapper):
     assert re.search(r"wsgi-gateway: error: cannot switch to user root \(0\), group root \(0\): "
                      rf"only root can \(this process is uid {user.pw_uid}\)", err), err
     assert "listening on" not in err
+
+
+def test_switched_supervisor_reopens_logs_on_sigusr1(account, app_dir, wrapper):
+    """After the switch the supervisor still passes SIGUSR1 on and every process reopens the
+    error log as the user: a rotation as logrotate's `create` does it (the old file renamed,
+    a new one made for the user) loses nothing and needs no root."""
+    user, _ = account
+    log = app_dir / "error.log"
+    cmd = [*wrapper, binary(), "serve", "who_app", "--chdir", str(app_dir),
+           "--bind", "127.0.0.1:0", "--workers", "2", "--user", USER, "--error-log", str(log)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=clean_env())
+    try:
+        text = wait_for_file(log, timeout=DEADLINE,
+                             predicate=lambda t: "listening on" in t or proc.poll() is not None)
+        if "listening on" not in text:
+            proc.wait(DEADLINE)
+            raise AssertionError(f"{text}\nstderr: {proc.stderr.read().decode()}")
+        workers = set(re.findall(r"worker pid (\d+) ready", text))
+        assert len(workers) == 2, text
+        log.rename(app_dir / "error.log.1")
+        log.write_text("")
+        os.chown(log, user.pw_uid, user.pw_gid)
+        proc.send_signal(signal.SIGUSR1)
+        # Three processes reopened: the supervisor and both workers, each into the new file.
+        new = wait_for_file(log, timeout=DEADLINE,
+                            predicate=lambda t: t.count("log files reopened") >= 3)
+        assert "passing it on to the workers" in new, new
+        assert "Permission denied" not in new
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
