@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gwclient import UnixHTTPConnection, get
 from gwprocess import Server, clean_env, run_cli
+from test_privileges import account, app_dir, wrapper  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -486,3 +487,64 @@ def test_prometheus_scrapes_the_workers_totals(servers, tmp_path):
     finally:
         p.terminate()
         p.wait(30)
+
+
+# ---- --user: the listener is bound while root, the page served once switched -------------
+
+def free_low_port():
+    """A free port below 1024 (only root may bind it), or None."""
+    for port in range(990, 900, -1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return None
+
+
+def thread_uids(pid):
+    """The real uid of every thread of `pid`."""
+    uids = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    uids.add(int(line.split()[1]))
+    return uids
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs as root)")
+@pytest.mark.parametrize("workers", [None, 2])
+def test_metrics_under_user_are_bound_as_root_and_served_as_the_user(
+        workers, account, app_dir, wrapper):
+    from test_privileges import USER, WrappedServer
+    user, _ = account
+    port = free_low_port()
+    assert port is not None, "no free port below 1024"
+    sock = app_dir / "metrics.sock"
+    extra = ["--workers", str(workers)] if workers else []
+    servers = []
+    for bind in (f"127.0.0.1:{port}", f"unix:{sock}"):
+        s = WrappedServer(wrapper, "who_app", chdir=app_dir,
+                          args=["--user", USER, "--metrics-bind", bind, *extra])
+        servers.append(s)
+        try:
+            s.start()
+            s.wait_log(r"listening on")
+            if bind.startswith("unix:"):
+                st = os.stat(sock)
+                assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)
+            c = s.http()
+            c.request("GET", "/", headers={"Connection": "close"})
+            assert c.getresponse().status == 200
+            c.close()
+            # Counted once the call returned, which the client may not wait for: polled.
+            wait_metric(s, "requests_total", 1, method_class="GET", status_class="2xx")
+            # Every thread of the serving process, the metrics one included, is the user's.
+            assert thread_uids(s.proc.pid) == {user.pw_uid}
+            # (The socket file stays: the user may not remove it from root's directory, as
+            # with --bind's; the next start replaces it.)
+            assert s.stop() == 0
+        finally:
+            s.kill()

@@ -24,10 +24,14 @@ pub(crate) mod logging;
 #[cfg(unix)]
 pub(crate) mod metrics;
 pub(crate) mod pool;
+#[cfg(unix)]
+pub(crate) mod privileges;
 pub(crate) mod python;
 pub(crate) mod reject;
 pub(crate) mod request;
 pub(crate) mod responder;
+#[cfg(unix)]
+pub(crate) mod sd_notify;
 #[cfg(unix)]
 pub(crate) mod supervisor;
 pub(crate) mod trust;

@@ -50,6 +50,8 @@ pub struct Plan {
     pub graceful_timeout: Duration,
     /// The listening sockets, and how each is shown in the log.
     pub sockets: Vec<(OwnedFd, String)>,
+    /// systemd's `NOTIFY_SOCKET`, when it started this supervisor (`Type=notify`).
+    pub notify: Option<crate::sd_notify::Notifier>,
     /// `--metrics-bind`: the area the workers count into (its fd is passed to each).
     pub metrics: Option<(&'static Aggregate, OwnedFd)>,
 }
@@ -275,6 +277,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         sup.wait(&mut signals);
         if signals.quit.swap(false, Ordering::AcqRel) {
             tracing::info!("SIGQUIT: stopping at once");
+            sup.notify(|n| n.stopping());
             sup.kill_all();
             sup.reap_all();
             return Ok(());
@@ -284,6 +287,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
                 tracing::warn!("second stop signal: killing the workers");
                 sup.kill_all();
             } else {
+                sup.notify(|n| n.stopping());
                 tracing::info!("stopping: workers finish their in-flight requests");
                 sup.stop_deadline = Some(Instant::now() + sup.plan.graceful_timeout + SHORT_LIFE);
                 sup.stop_all();
@@ -314,6 +318,23 @@ pub fn run(plan: Plan) -> Result<(), String> {
 }
 
 impl Supervisor {
+    /// Tells systemd (`NOTIFY_SOCKET`), if it is listening.
+    fn notify(&self, f: impl FnOnce(&crate::sd_notify::Notifier)) {
+        if let Some(n) = &self.plan.notify {
+            f(n);
+        }
+    }
+
+    /// `serving on ADDR, ADDR (N workers)` for systemd's STATUS.
+    fn serving(&self) -> String {
+        let on: Vec<&str> = self.plan.sockets.iter().map(|(_, s)| s.as_str()).collect();
+        format!(
+            "serving on {} ({} workers)",
+            on.join(", "),
+            self.plan.workers
+        )
+    }
+
     /// Starts one worker.
     fn spawn(&self) -> Result<Worker, String> {
         self.spawn_worker(false)
@@ -478,6 +499,7 @@ impl Supervisor {
                     self.plan.workers
                 );
             }
+            self.notify(|n| n.ready(&self.serving()));
         }
         if self.reloading() && self.slots.iter().all(|s| ready(&s.successor)) {
             for i in 0..self.slots.len() {
@@ -489,6 +511,7 @@ impl Supervisor {
                 }
             }
             tracing::info!("reload: done");
+            self.notify(|n| n.ready(&format!("{}; reloaded", self.serving())));
         }
         if self.up && self.reload_wanted {
             self.reload_wanted = false;
@@ -514,6 +537,12 @@ impl Supervisor {
             self.drop_successors();
         }
         tracing::info!("reload: starting {} new worker(s)", self.plan.workers);
+        self.notify(|n| {
+            n.reloading(&format!(
+                "reloading: starting {} new workers",
+                self.plan.workers
+            ))
+        });
         for i in 0..self.slots.len() {
             self.slots[i].successor = Some(self.spawn()?);
         }
@@ -625,6 +654,8 @@ impl Supervisor {
             "reload failed: worker pid {pid} exited ({how}) {when}; keeping the running workers"
         );
         self.drop_successors();
+        // The running generation serves on: the reload systemd waits for has ended.
+        self.notify(|n| n.ready(&format!("{}; the reload failed", self.serving())));
         Ok(())
     }
 

@@ -50,9 +50,11 @@ impl Source {
     }
 }
 
-/// Binds `addr` (as `--bind` does: HOST:PORT, [V6]:PORT or unix:PATH); `Err` is the message.
-pub fn bind(addr: &str) -> Result<Bound, String> {
-    listener::bind(addr, 64).map_err(|e| e.replacen("--bind", "--metrics-bind", 1))
+/// Binds `addr` (as `--bind` does: HOST:PORT, [V6]:PORT or unix:PATH; a socket file is
+/// `owner`'s, `--user`'s); `Err` is the message.
+pub fn bind(addr: &str, owner: Option<(Option<u32>, u32)>) -> Result<Bound, String> {
+    let file = listener::UnixFile { mode: None, owner };
+    listener::bind_with(addr, 64, file).map_err(|e| e.replacen("--bind", "--metrics-bind", 1))
 }
 
 /// The endpoint while it serves: dropped as the process ends, it removes a `unix:` socket's
