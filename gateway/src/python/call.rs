@@ -18,6 +18,9 @@ pub struct WsgiApp {
     pub environ: EnvironBuilder,
     /// `--debug`: tracebacks in 500 bodies.
     pub debug: bool,
+    /// `--timeout`: the calls inside the app, for the watchdog (`None`: off, nothing tracked).
+    #[cfg(unix)]
+    pub watch: Option<std::sync::Arc<crate::watchdog::Calls>>,
 }
 
 /// What the front end needs to know after the call.
@@ -54,6 +57,15 @@ impl WsgiApp {
         body: Box<dyn BodyReader>,
         responder: Box<dyn Responder>,
     ) -> CallOutcome {
+        #[cfg(unix)]
+        let _in_app = self.watch.as_ref().map(|w| {
+            w.enter(format!(
+                "{} {} {}",
+                String::from_utf8_lossy(&req.method),
+                String::from_utf8_lossy(&req.target),
+                req.version.as_str()
+            ))
+        });
         let is_head = req.method.as_ref() == b"HEAD";
         let where_ = || {
             format!(
