@@ -106,7 +106,7 @@ def test_hung_request_under_a_supervisor_replaces_the_worker(gw):
     mark = s.log_mark()
     hung = send_hang(s)
     assert_stack(s, mark)
-    assert "this worker retires" in s.log(mark)
+    assert f"worker pid {old} retires" in s.log(mark)
     # the replacement started on the worker's word, not on its exit
     m = s.wait_log(rf"worker pid {old} retiring \(a request passed --timeout\); started (\d+)",
                    since=mark)
@@ -143,8 +143,8 @@ def test_max_rss_replaces_a_leaking_worker_without_failing_requests(gw):
 
     wait_until(leak_until_replaced, 60, "a worker other than the leaking one answering")
     assert all("error" not in a for a in answers), answers
-    m = s.wait_log(r"resident memory (\d+) MiB is over --max-rss 150 MiB; this worker retires",
-                   since=mark)
+    m = s.wait_log(rf"resident memory (\d+) MiB is over --max-rss 150 MiB; worker pid {first} "
+                   r"retires", since=mark)
     assert int(m.group(1)) > 150
     s.wait_log(rf"worker pid {first} retiring \(its memory passed --max-rss\); started \d+",
                since=mark)

@@ -181,10 +181,11 @@ fn watch(limits: &Limits, calls: Option<&Calls>, retire: &dyn Fn(Reason) -> bool
                     memory_done = true;
                     if retire(Reason::MaxRss) {
                         tracing::warn!(
-                            "resident memory {} MiB is over --max-rss {} MiB; this worker retires \
-                             (a replacement starts; in-flight requests finish)",
+                            "resident memory {} MiB is over --max-rss {} MiB; worker pid {} \
+                             retires (a replacement starts; in-flight requests finish)",
                             rss >> 20,
-                            limit >> 20
+                            limit >> 20,
+                            std::process::id()
                         );
                     }
                 }
@@ -204,9 +205,13 @@ fn report(hung: &[Hung], timeout: Duration, retires: bool) {
             Err(e) => format!("  (no stack: {e})\n"),
         };
         let action = if retires {
-            "; this worker retires (a replacement starts; the call gets --graceful-timeout)"
+            format!(
+                "; worker pid {} retires (a replacement starts; the call gets \
+                 --graceful-timeout)",
+                std::process::id()
+            )
         } else {
-            ""
+            String::new()
         };
         tracing::warn!(
             "hung request: {} has been in the app for {:.1} s (--timeout {} s){action}; \
