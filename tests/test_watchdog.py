@@ -9,7 +9,9 @@ starts carries a token, and teardown kills whatever still carries it.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import uuid
 
@@ -150,4 +152,24 @@ def test_max_rss_replaces_a_leaking_worker_without_failing_requests(gw):
                since=mark)
     # the old one has nothing in flight: it exits once it has drained
     wait_until(lambda: not pid_alive(first), 40, f"worker {first} gone")
+    assert s.stop(timeout=20) == 0
+
+
+def test_a_let_go_worker_that_does_not_exit_is_killed_by_the_supervisor(gw):
+    """The retiring worker ends itself after --graceful-timeout; should it not (here it is
+    stopped with SIGSTOP, as a process wedged beyond its own timers would be), the supervisor
+    kills it shortly after that time."""
+    s = gw(args=["--workers", "1", "--timeout", "1", "--graceful-timeout", "2"])
+    (old,) = s.ready_pids()
+    mark = s.log_mark()
+    hung = send_hang(s)
+    s.wait_log(rf"worker pid {old} retiring \(a request passed --timeout\); started \d+",
+               since=mark, timeout=20)
+    os.kill(old, signal.SIGSTOP)
+    s.wait_log(rf"worker pid {old} still running --graceful-timeout after it was let go; "
+               r"killing it", since=mark, timeout=20)
+    s.wait_log(rf"worker pid {old} exited \(signal (?:SIG)?KILL\)", since=mark)
+    assert not pid_alive(old)
+    hung.close()
+    assert try_fetch(s).get("pid") not in (None, old)
     assert s.stop(timeout=20) == 0
