@@ -1,9 +1,9 @@
 //! `serve --workers N`: the supervisor. It holds the listening sockets, starts N worker
 //! processes (this binary again, with the same arguments) that inherit them, replaces a worker
 //! that dies or retires (`--max-requests`, `--timeout`, `--max-rss`: the worker says so on its
-//! pipe and its replacement starts at once, beside it), reloads on SIGHUP (a new generation starts and is
-//! ready before the old one is told to stop), and stops them all on SIGTERM/SIGINT (graceful)
-//! or SIGQUIT (at once). It never starts Python.
+//! pipe, and its replacement starts at once, beside it while it drains), reloads on SIGHUP (a
+//! new generation starts and is ready before the old one is told to stop), and stops them all
+//! on SIGTERM/SIGINT (graceful) or SIGQUIT (at once). It never starts Python.
 //!
 //! The bookkeeping is N places ("slots"). Each has the worker serving it (`current`) and,
 //! while a reload is under way, the new-code worker that will take it over (`successor`).
@@ -549,7 +549,8 @@ impl Supervisor {
         for w in &mut self.leaving {
             if w.kill_at.is_some_and(|at| at <= now) {
                 tracing::warn!(
-                    "worker pid {} still running --graceful-timeout after it was let go; killing it",
+                    "worker pid {} still running --graceful-timeout after it was let go; \
+                     killing it",
                     w.pid()
                 );
                 let _ = w.child.kill();
