@@ -21,8 +21,8 @@ use crate::retire::Reason;
 /// call once). Read by the metrics.
 pub(crate) static HUNG_REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-/// The longest look interval: `--max-rss` is read once a second; a `--timeout` of a few
-/// seconds is looked at four times per timeout.
+/// The longest look interval, and how often `--max-rss` is read: once a second. A `--timeout`
+/// of a few seconds is looked at four times per timeout.
 const TICK_MAX: Duration = Duration::from_secs(1);
 const TICK_MIN: Duration = Duration::from_millis(50);
 
@@ -162,6 +162,7 @@ pub fn start(
 fn watch(limits: &Limits, calls: Option<&Calls>, retire: &dyn Fn(Reason) -> bool) {
     let tick = limits.tick();
     let mut memory_done = false;
+    let mut memory_read: Option<Instant> = None;
     loop {
         // A coarse periodic look, not a synchronisation: a call is reported within a tick of
         // passing the timeout.
@@ -175,7 +176,9 @@ fn watch(limits: &Limits, calls: Option<&Calls>, retire: &dyn Fn(Reason) -> bool
                 report(&hung, timeout, retires);
             }
         }
-        if let (Some(limit), false) = (limits.max_rss, memory_done) {
+        let memory_due = memory_read.is_none_or(|at| at.elapsed() >= TICK_MAX);
+        if let (Some(limit), false, true) = (limits.max_rss, memory_done, memory_due) {
+            memory_read = Some(Instant::now());
             if let Some(rss) = resident_bytes() {
                 if rss > limit && limits.supervised {
                     memory_done = true;
