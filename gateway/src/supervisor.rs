@@ -830,6 +830,44 @@ mod tests {
     }
 
     #[test]
+    fn the_pipe_says_ready_then_why_the_worker_retires_then_closes() {
+        use std::io::Write;
+        // Started before the pipe exists: a child being started holds every fd of this
+        // process until its exec, the write end included.
+        let child = Command::new("true").spawn().expect("spawn true");
+        let (r, mut w) = std::io::pipe().expect("pipe");
+        let mut worker = Worker {
+            child,
+            started: Instant::now(),
+            state: State::Starting,
+            ready: Some(r),
+            retiring: None,
+            kill_at: None,
+            _seat: None,
+        };
+        worker.poll_ready();
+        assert_eq!((worker.state, worker.retiring), (State::Starting, None));
+        w.write_all(&[retire::READY]).expect("write");
+        worker.poll_ready();
+        assert_eq!((worker.state, worker.retiring), (State::Ready, None));
+        assert!(worker.ready.is_some(), "the pipe was closed after ready");
+        // The first reason given is the one kept.
+        w.write_all(&[Reason::Timeout.byte(), Reason::MaxRss.byte()])
+            .expect("write");
+        worker.poll_ready();
+        assert_eq!(worker.retiring, Some(Reason::Timeout));
+        drop(w);
+        // Another test's child may hold a copy of the write end until its exec: poll for EOF.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while worker.ready.is_some() && Instant::now() < deadline {
+            worker.poll_ready();
+            std::thread::yield_now();
+        }
+        assert!(worker.ready.is_none(), "EOF did not close the pipe");
+        let _ = worker.child.wait();
+    }
+
+    #[test]
     fn a_child_whose_parent_is_gone_does_not_start() {
         // The child's parent is this process; any other pid stands for "the supervisor that
         // forked me has died and I was re-parented".
