@@ -57,6 +57,7 @@ fn wsgi_app(py: Python<'_>, module: &Bound<'_, PyModule>, name: &str) -> WsgiApp
         environ: http_environ_builder(py),
         debug: false,
         watch: None,
+        capture: Default::default(),
     }
 }
 

@@ -68,6 +68,9 @@ struct Worker {
     retiring: Option<Reason>,
     /// Leaving: when it is killed if it has not exited (`--graceful-timeout` and a margin).
     kill_at: Option<Instant>,
+    /// A SIGUSR1 came while it was starting (its own handler may not be in place yet, and
+    /// SIGUSR1 would kill it): it is passed on once the worker is ready.
+    reopen_due: bool,
     /// Its seat on the board, freed when the worker (reaped by then) is dropped.
     _seat: Option<SeatLease>,
 }
@@ -113,6 +116,9 @@ impl Worker {
         for &b in &said[..n] {
             if b == retire::READY {
                 self.state = State::Ready;
+                if std::mem::take(&mut self.reopen_due) {
+                    signal(&self.child, rustix::process::Signal::USR1);
+                }
             } else if let Some(reason) = Reason::from_byte(b) {
                 self.retiring.get_or_insert(reason);
             }
@@ -157,25 +163,28 @@ struct Signals {
     term: Arc<AtomicBool>,
     quit: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
 }
 
 impl Signals {
     fn install() -> std::io::Result<Signals> {
-        use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+        use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         let term = Arc::new(AtomicBool::new(false));
         let quit = Arc::new(AtomicBool::new(false));
         let hup = Arc::new(AtomicBool::new(false));
+        let usr1 = Arc::new(AtomicBool::new(false));
         for (sig, flag) in [
             (SIGTERM, &term),
             (SIGINT, &term),
             (SIGQUIT, &quit),
             (SIGHUP, &hup),
+            (SIGUSR1, &usr1),
         ] {
             signal_hook::flag::register(sig, flag.clone())?;
         }
-        for sig in [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD] {
+        for sig in [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGCHLD] {
             signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?;
         }
         Ok(Signals {
@@ -183,6 +192,7 @@ impl Signals {
             term,
             quit,
             hup,
+            usr1,
         })
     }
 
@@ -264,6 +274,9 @@ pub fn run(plan: Plan) -> Result<(), String> {
         }
         if signals.hup.swap(false, Ordering::AcqRel) {
             sup.reload();
+        }
+        if signals.usr1.swap(false, Ordering::AcqRel) {
+            sup.reopen_logs();
         }
         sup.note_ready();
         sup.retirements();
@@ -354,6 +367,7 @@ impl Supervisor {
             ready: Some(ready_r),
             retiring: None,
             kill_at: None,
+            reopen_due: false,
             _seat: seat,
         })
     }
@@ -394,6 +408,23 @@ impl Supervisor {
         let _ = poll(&mut fds, Some(&ts));
         drop(fds);
         signals.drain();
+    }
+
+    /// SIGUSR1: the supervisor's own error log is reopened, and every worker reopens its logs
+    /// (a starting one once it is ready).
+    fn reopen_logs(&mut self) {
+        crate::logging::reopen_error_log();
+        tracing::info!("SIGUSR1: log files reopened; passing it on to the workers");
+        let workers = self
+            .slots
+            .iter_mut()
+            .flat_map(|s| s.current.iter_mut().chain(s.successor.iter_mut()));
+        for w in workers.chain(self.leaving.iter_mut()) {
+            match w.state {
+                State::Ready => signal(&w.child, rustix::process::Signal::USR1),
+                State::Starting => w.reopen_due = true,
+            }
+        }
     }
 
     /// Workers whose ready pipe spoke are ready.
@@ -843,6 +874,7 @@ mod tests {
             ready: Some(r),
             retiring: None,
             kill_at: None,
+            reopen_due: false,
             _seat: None,
         };
         worker.poll_ready();

@@ -38,6 +38,8 @@ pub(super) fn serve(
     command_line: &[std::ffi::OsString],
 ) -> Result<u8, Fatal> {
     init_logging(&args.app)?;
+    // Compiled here, before any worker starts: a bad format is one start-up error.
+    let access_format = http::access_log::Format::parse(&args.access_log_format).map_err(Fatal)?;
     raise_fd_limit();
     let worker = worker_inheritance(shape)?;
     // Taken (and made close-on-exec) before the app is imported: a process it starts there
@@ -75,6 +77,9 @@ pub(super) fn serve(
         _ => 0,
     };
     let settings = args.http_settings(max_requests)?;
+    // SIGUSR1 (logrotate's postrotate) reopens the log files. Caught from here on (a signal
+    // that comes while the app loads waits in `reopen`), before the pid file names us.
+    let reopen = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
     let mut app = load(
         &args.app,
         shape,
@@ -92,12 +97,21 @@ pub(super) fn serve(
         None => bind_sockets(&args)?,
     };
     let access_log = match &args.access_log {
-        Some(path) => Some(
-            http::access_log::AccessLog::open(path)
-                .map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
-        ),
+        Some(path) => {
+            // The call keeps what the format reads (nothing for the presets).
+            app.capture = access_format.capture().clone();
+            Some(
+                http::access_log::AccessLog::open(path, access_format)
+                    .map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
+            )
+        }
         None => None,
     };
+
+    let access_reopener = access_log.as_ref().map(|l| l.reopener());
+    std::thread::Builder::new()
+        .name("log-reopen".into())
+        .spawn(move || reopen_logs(reopen, access_reopener))?;
 
     let pid_file = match worker {
         Some(_) => None,
@@ -158,6 +172,20 @@ pub(super) fn serve(
     drop(pid_file);
     // Workers still inside a stuck app must not hold the exit hostage (graceful timeout passed).
     std::process::exit(0);
+}
+
+/// Reopens the error log and the access log on every SIGUSR1, for the life of the process.
+fn reopen_logs(
+    mut signals: signal_hook::iterator::Signals,
+    access: Option<http::access_log::Reopener>,
+) {
+    for _ in signals.forever() {
+        crate::logging::reopen_error_log();
+        if let Some(a) = &access {
+            a.reopen(std::time::Duration::from_secs(2));
+        }
+        tracing::info!("SIGUSR1: log files reopened");
+    }
 }
 
 /// What a worker process got from its supervisor: its sockets (fds 3..) and a pipe to say

@@ -261,6 +261,14 @@ pub struct ServeArgs {
     /// Access log (Apache combined + duration in µs): a file path or `-` for stdout.
     #[arg(long, value_name = "PATH", env = "WSGI_GATEWAY_ACCESS_LOG")]
     pub access_log: Option<String>,
+    /// The access log's line: `combined` (Apache combined + duration in µs), `common`, `json` (one object per line), or Apache `LogFormat` atoms (`%h %l %u %t "%r" %>s %b %D %{VAR}e %{Header}i %{Header}o` …).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "combined",
+        env = "WSGI_GATEWAY_ACCESS_LOG_FORMAT"
+    )]
+    pub access_log_format: String,
     /// Longest request line (414 beyond).
     #[arg(long, default_value_t = defaults::LIMIT_REQUEST_LINE as u64, value_parser = clap::value_parser!(u64).range(64..), env = "WSGI_GATEWAY_LIMIT_REQUEST_LINE")]
     pub limit_request_line: u64,

@@ -216,6 +216,7 @@ pub fn load_wsgi_app(
             debug,
             #[cfg(unix)]
             watch: None,
+            capture: Default::default(),
         })
     })
 }
