@@ -556,6 +556,10 @@ impl Supervisor {
             if retiring(&self.slots[i].current) {
                 if let Some(w) = self.slots[i].current.take() {
                     let (pid, why) = (w.pid(), w.retiring.map_or("", Reason::describe));
+                    // It served: as for a worker that exits after a while, no crash loop.
+                    if w.started.elapsed() >= SHORT_LIFE {
+                        self.backoff = BACKOFF_FIRST;
+                    }
                     self.let_go(w);
                     if let Some(next) = &self.slots[i].successor {
                         tracing::info!(
