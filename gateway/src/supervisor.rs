@@ -49,6 +49,8 @@ pub struct Plan {
     pub graceful_timeout: Duration,
     /// The listening sockets, and how each is shown in the log.
     pub sockets: Vec<(OwnedFd, String)>,
+    /// systemd's `NOTIFY_SOCKET`, when it started this supervisor (`Type=notify`).
+    pub notify: Option<crate::sd_notify::Notifier>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -258,6 +260,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         sup.wait(&mut signals);
         if signals.quit.swap(false, Ordering::AcqRel) {
             tracing::info!("SIGQUIT: stopping at once");
+            sup.notify(|n| n.stopping());
             sup.kill_all();
             sup.reap_all();
             return Ok(());
@@ -267,6 +270,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
                 tracing::warn!("second stop signal: killing the workers");
                 sup.kill_all();
             } else {
+                sup.notify(|n| n.stopping());
                 tracing::info!("stopping: workers finish their in-flight requests");
                 sup.stop_deadline = Some(Instant::now() + sup.plan.graceful_timeout + SHORT_LIFE);
                 sup.stop_all();
@@ -299,6 +303,23 @@ pub fn run(plan: Plan) -> Result<(), String> {
 }
 
 impl Supervisor {
+    /// Tells systemd (`NOTIFY_SOCKET`), if it is listening.
+    fn notify(&self, f: impl FnOnce(&crate::sd_notify::Notifier)) {
+        if let Some(n) = &self.plan.notify {
+            f(n);
+        }
+    }
+
+    /// `serving on ADDR, ADDR (N workers)` for systemd's STATUS.
+    fn serving(&self) -> String {
+        let on: Vec<&str> = self.plan.sockets.iter().map(|(_, s)| s.as_str()).collect();
+        format!(
+            "serving on {} ({} workers)",
+            on.join(", "),
+            self.plan.workers
+        )
+    }
+
     /// Starts one worker.
     fn spawn(&self) -> Result<Worker, String> {
         self.spawn_worker(false)
@@ -449,6 +470,7 @@ impl Supervisor {
                     self.plan.workers
                 );
             }
+            self.notify(|n| n.ready(&self.serving()));
         }
         if self.reloading() && self.slots.iter().all(|s| ready(&s.successor)) {
             for i in 0..self.slots.len() {
@@ -460,6 +482,7 @@ impl Supervisor {
                 }
             }
             tracing::info!("reload: done");
+            self.notify(|n| n.ready(&format!("{}; reloaded", self.serving())));
         }
         if self.up && self.reload_wanted {
             self.reload_wanted = false;
@@ -484,16 +507,30 @@ impl Supervisor {
             self.drop_successors();
         }
         tracing::info!("reload: starting {} new worker(s)", self.plan.workers);
+        self.notify(|n| {
+            n.reloading(&format!(
+                "reloading: starting {} new workers",
+                self.plan.workers
+            ))
+        });
         for i in 0..self.slots.len() {
             match self.spawn() {
                 Ok(w) => self.slots[i].successor = Some(w),
                 Err(e) => {
                     tracing::error!("reload failed: {e}; keeping the running workers");
-                    self.drop_successors();
+                    self.reload_failed();
                     return;
                 }
             }
         }
+    }
+
+    /// Gives a reload up (its new code fails, or its workers cannot be started): its workers
+    /// stop, and the running generation serves on.
+    fn reload_failed(&mut self) {
+        self.drop_successors();
+        // The reload systemd waits for has ended.
+        self.notify(|n| n.ready(&format!("{}; the reload failed", self.serving())));
     }
 
     /// Ends a reload without taking it: every successor is told to stop.
@@ -548,7 +585,7 @@ impl Supervisor {
                                 "worker pid {pid} retiring ({why}); reload failed: {e}; \
                                  keeping the running workers"
                             );
-                            self.drop_successors();
+                            self.reload_failed();
                         }
                     }
                 }
@@ -670,7 +707,7 @@ impl Supervisor {
                         "worker pid {pid} exited ({how}); reload failed: {e}; keeping the \
                          running workers"
                     );
-                    self.drop_successors();
+                    self.reload_failed();
                 }
             }
             return;
@@ -682,7 +719,7 @@ impl Supervisor {
         tracing::error!(
             "reload failed: worker pid {pid} exited ({how}) {when}; keeping the running workers"
         );
-        self.drop_successors();
+        self.reload_failed();
     }
 
     /// A serving (or starting) worker exited. Its replacement starts at once, or after a
