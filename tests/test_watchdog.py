@@ -81,7 +81,8 @@ def assert_stack(s, mark):
 
 
 def test_hung_request_is_logged_once_with_its_stack_in_one_process(gw):
-    s = gw(args=["--timeout", "1", "--graceful-timeout", "2"])
+    # set through the environment (the supervised tests use the flag)
+    s = gw(args=["--graceful-timeout", "2"], env={"WSGI_GATEWAY_TIMEOUT": "1"})
     mark = s.log_mark()
     me = fetch_json(s, "/pid")["pid"]
     hung = [send_hang(s)]
@@ -129,9 +130,12 @@ def test_hung_request_under_a_supervisor_replaces_the_worker(gw):
     assert s.stop(timeout=20) == 0
 
 
-def test_max_rss_replaces_a_leaking_worker_without_failing_requests(gw):
-    # --max-rss alone runs a supervisor with one worker (as --max-requests does)
-    s = gw(args=["--max-rss", "150"], env={"WATCHDOG_LEAK_CAP_MIB": "400"})
+def test_max_rss_replaces_a_leaking_worker_without_failing_requests(gw, tmp_path):
+    # --max-rss alone runs a supervisor with one worker (as --max-requests does); here it is
+    # set in the TOML file
+    config = tmp_path / "gw.toml"
+    config.write_text("max-rss = 150\n")
+    s = gw(args=["--config", config], env={"WATCHDOG_LEAK_CAP_MIB": "400"})
     s.wait_log(rf"supervisor pid {s.pid} starting 1 worker\(s\)")
     (first,) = s.ready_pids()
     mark = s.log_mark()
