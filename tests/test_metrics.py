@@ -548,3 +548,51 @@ def test_metrics_under_user_are_bound_as_root_and_served_as_the_user(
             assert s.stop() == 0
         finally:
             s.kill()
+
+
+# ---- --timeout and --max-rss (the watchdog): hung requests and retirements -----------------
+
+def test_a_hung_request_is_counted_and_its_workers_exit_is_hung(servers, tmp_path):
+    s = servers(["--workers", "1", "--timeout", "1", "--graceful-timeout", "1",
+                 "--metrics-bind", "127.0.0.1:0"])
+    s.wait_log(r"listening on")
+    entered, release = tmp_path / "entered", tmp_path / "release"  # never released
+    stuck = s.conn()
+    stuck.send(get(s.host_header, f"/hold?entered={entered}&release={release}"))
+    samples = wait_metric(s, "hung_requests_total", 1, timeout=20)
+    assert value(samples, "requests_in_flight") == 1
+    # The worker retires; once it has exited (killed with its call after --graceful-timeout),
+    # its count stays and its exit is a hung one.
+    samples = wait_metric(s, "worker_exits_total", 1, timeout=30, reason="hung")
+    assert value(samples, "hung_requests_total") == 1
+    assert value(samples, "requests_in_flight") == 0
+    assert value(samples, "worker_exits_total", reason="crash") == 0
+    assert value(samples, "worker_starts_total") == 2
+    stuck.close()
+
+
+def test_one_process_counts_a_hung_request(servers, tmp_path):
+    s = servers(["--timeout", "1", "--metrics-bind", "127.0.0.1:0"])
+    entered, release = tmp_path / "entered", tmp_path / "release"
+    stuck = s.conn()
+    stuck.send(get(s.host_header, f"/hold?entered={entered}&release={release}"))
+    wait_metric(s, "hung_requests_total", 1, timeout=20)
+    release.touch()
+    assert stuck.read_response().status == 200
+    stuck.close()
+    samples = wait_metric(s, "requests_in_flight", 0)
+    assert value(samples, "hung_requests_total") == 1
+
+
+def test_a_worker_past_max_rss_exits_as_max_rss(servers):
+    # 1 MiB: any Python process is past it, so the worker retires at its first look.
+    s = servers(["--workers", "1", "--max-rss", "1", "--metrics-bind", "127.0.0.1:0"])
+    deadline = time.monotonic() + 30
+    while True:
+        samples, _ = scrape(s)
+        if value(samples, "worker_exits_total", reason="max_rss") >= 1:
+            break
+        assert time.monotonic() < deadline, s.log()[-3000:]
+        time.sleep(0.05)
+    assert value(samples, "worker_exits_total", reason="crash") == 0
+    assert value(samples, "worker_starts_total") >= 2

@@ -74,11 +74,6 @@ impl Aggregate {
         seat.taken.store(0, Ordering::Release);
     }
 
-    /// What the worker on seat `i` said it exits for, if anything.
-    pub fn retire_reason(&self, i: usize) -> Option<ExitReason> {
-        self.seats.0.get(i)?.counters.retire_reason()
-    }
-
     pub fn worker_exited(&self, why: ExitReason) {
         self.exits[why.index()].fetch_add(1, Ordering::Relaxed);
     }
@@ -170,15 +165,18 @@ mod tests {
         cb.set_open(3);
         let t = sup.totals();
         assert_eq!((t.requests[0][1], t.in_flight, t.open), (2, 1, 3));
-        ca.set_retiring(ExitReason::MaxRequests);
-        assert_eq!(sup.retire_reason(a), Some(ExitReason::MaxRequests));
         sup.free_seat(a);
         let t = sup.totals();
         assert_eq!((t.requests[0][1], t.in_flight, t.open), (2, 0, 3));
         // The seat's next worker starts from zero; the total keeps the first one's count.
         assert_eq!(sup.take_seat(), Some(a));
-        assert_eq!(sup.retire_reason(a), None);
         assert_eq!(sup.totals().requests[0][1], 2);
+        assert_eq!(
+            worker
+                .counters(a)
+                .map(|c| c.in_flight.load(Ordering::Relaxed)),
+            Some(0)
+        );
     }
 
     #[test]

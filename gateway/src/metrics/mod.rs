@@ -36,7 +36,6 @@ const BUCKETS_US: [u64; 13] = [
 
 /// Why a worker exited, the `reason` label of `worker_exits_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
 pub enum ExitReason {
     /// Retired after `--max-requests`.
     MaxRequests = 1,
@@ -76,9 +75,16 @@ impl ExitReason {
     fn index(self) -> usize {
         self as usize - 1
     }
+}
 
-    fn from_code(code: u64) -> Option<ExitReason> {
-        ExitReason::ALL.into_iter().find(|r| *r as u64 == code)
+/// The retirement a worker announced on its pipe (`crate::retire`).
+impl From<crate::retire::Reason> for ExitReason {
+    fn from(r: crate::retire::Reason) -> ExitReason {
+        match r {
+            crate::retire::Reason::MaxRequests => ExitReason::MaxRequests,
+            crate::retire::Reason::Timeout => ExitReason::Hung,
+            crate::retire::Reason::MaxRss => ExitReason::MaxRss,
+        }
     }
 }
 
@@ -102,8 +108,6 @@ pub struct Counters {
     spooled: AtomicU64,
     /// The process's worker threads (`--threads`): how many requests may be in the app.
     threads: AtomicU64,
-    /// Why the worker is about to exit of its own accord (an `ExitReason`, 0 = not said).
-    retiring: AtomicU64,
 }
 
 /// This process's counters: set once at start when metrics are on, before any connection.
@@ -134,20 +138,10 @@ pub fn request_done(method: &[u8], status: u16, elapsed: Duration) {
     }
 }
 
-/// A request hung in the app past `--timeout` (the watchdog calls this once per request).
-// Until `--timeout`'s watchdog (issue 19, item 1) is merged, nothing calls it.
-#[allow(dead_code)]
-pub fn hung_request() {
+/// `n` more requests hung in the app past `--timeout` (the watchdog counts each once).
+pub fn hung_requests(n: usize) {
     if let Some(c) = counters() {
-        c.hung.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// This worker exits of its own accord next (`--max-requests`, `--max-rss`, a hung
-/// request): the supervisor's `worker_exits_total` counts it under `why`.
-pub fn retiring(why: ExitReason) {
-    if let Some(c) = counters() {
-        c.set_retiring(why);
+        c.hung.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -221,10 +215,6 @@ impl Counters {
         }
     }
 
-    pub fn set_retiring(&self, why: ExitReason) {
-        self.retiring.store(why as u64, Ordering::Release);
-    }
-
     /// Zeroes every count (a seat given to a new worker).
     fn clear(&self) {
         for row in &self.requests {
@@ -242,15 +232,9 @@ impl Counters {
             &self.waiting,
             &self.spooled,
             &self.threads,
-            &self.retiring,
         ] {
             zero(a);
         }
-    }
-
-    /// What the worker said it exits for (`retiring`), if it said.
-    fn retire_reason(&self) -> Option<ExitReason> {
-        ExitReason::from_code(self.retiring.load(Ordering::Acquire))
     }
 }
 
