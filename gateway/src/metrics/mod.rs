@@ -38,17 +38,17 @@ const BUCKETS_US: [u64; 13] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitReason {
     /// Retired after `--max-requests`.
-    MaxRequests = 1,
+    MaxRequests = 0,
     /// Exited on its own with a failure status, or killed by a signal it was not sent.
-    Crash = 2,
+    Crash = 1,
     /// Told to stop (SIGTERM/SIGINT/SIGQUIT to the supervisor).
-    Stopped = 3,
+    Stopped = 2,
     /// Replaced by a reload (SIGHUP), or a reload's worker given up.
-    Reload = 4,
+    Reload = 3,
     /// Retired for its memory (`--max-rss`).
-    MaxRss = 5,
+    MaxRss = 4,
     /// Retired because a request hung (`--timeout`).
-    Hung = 6,
+    Hung = 5,
 }
 
 impl ExitReason {
@@ -72,8 +72,9 @@ impl ExitReason {
         }
     }
 
+    /// Its place in the supervisor's exit counts (the discriminant).
     fn index(self) -> usize {
-        self as usize - 1
+        self as usize
     }
 }
 
