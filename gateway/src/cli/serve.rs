@@ -44,6 +44,9 @@ pub(super) fn serve(
     // must not keep them.
     let inherited = inherited_sockets(&args, shape, worker.as_ref())?;
     if let (None, Some(workers)) = (&worker, args.supervisor_workers()) {
+        // The workers' settings, checked before binding: a bad one stops the supervisor here
+        // rather than each worker in turn.
+        args.http_settings(0)?;
         let listeners = match inherited {
             Some(listeners) => listeners,
             None => bind_sockets(&args)?,

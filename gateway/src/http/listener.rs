@@ -76,6 +76,7 @@ fn unix_bound(sock: Socket, path: PathBuf) -> Bound {
             server_name: "localhost".into(),
             server_port: "0".into(),
             scheme: Scheme::Http,
+            server_addr: None,
         }),
         display,
     }
@@ -92,6 +93,7 @@ fn tcp_bound(listener: TcpListener, local: SocketAddr) -> Bound {
             server_name: host.as_str().into(),
             server_port: local.port().to_string().into(),
             scheme: Scheme::Http,
+            server_addr: None,
         }),
         display: format!("http://{host}:{}", local.port()),
     }

@@ -1,0 +1,92 @@
+//! `--proxy-protocol` on a new connection: its peer must be a trusted proxy (checked at
+//! accept), and its first bytes a PROXY header, which then names the client in the peer's
+//! place (REMOTE_ADDR, REMOTE_PORT, the access log's `%h`, the header trust rules) and the
+//! address it connected to (SERVER_ADDR, SERVER_PORT).
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+
+use super::phase::{ConnState, Phase};
+use super::Server;
+use crate::http::proxy_protocol::{self, Origin};
+use crate::http::{Conn, ListenerInfo};
+use crate::request::{Peer, TcpPeer};
+
+/// What became of the PROXY header after a read.
+pub(super) enum Taken {
+    /// Not all here yet: read again (the header timeout bounds the wait).
+    More,
+    /// Taken off the buffer; what follows it (maybe nothing yet) is the first request.
+    Done,
+    /// Malformed (logged): close the connection, unanswered.
+    Refused,
+}
+
+impl Server {
+    /// Whether a connection from `peer` may be served under --proxy-protocol: only a
+    /// --forwarded-allow-ips peer may say whom it speaks for. Logs the refusal.
+    pub(super) fn proxy_peer_trusted(&self, peer: &Peer) -> bool {
+        let trusted = self.shared.app.environ.policy().peer_trusted(peer);
+        if !trusted {
+            tracing::warn!(
+                "{}: connection refused: --proxy-protocol is on and the peer is not in --forwarded-allow-ips",
+                real_peer(peer)
+            );
+        }
+        trusted
+    }
+
+    /// Takes the PROXY header off the start of the connection's buffer, if it is all there.
+    pub(super) fn take_proxy_header(&self, state: &mut ConnState) -> Taken {
+        match proxy_protocol::parse(&state.buf) {
+            Ok(None) => Taken::More,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: connection refused: {e} (--proxy-protocol)",
+                    real_peer(&state.conn.peer)
+                );
+                Taken::Refused
+            }
+            Ok(Some(header)) => {
+                apply(&mut state.conn, header.origin);
+                state.buf.advance(header.len);
+                // The deadline stays: the header timeout, counted from the accept, covers the
+                // PROXY header and the first request's head together.
+                state.phase = Phase::Reading;
+                Taken::Done
+            }
+        }
+    }
+}
+
+/// The connection as the proxy describes it. LOCAL (the proxy's own health check) and
+/// UNKNOWN keep the real peer, as the spec says.
+fn apply(conn: &mut Conn, origin: Origin) {
+    match origin {
+        Origin::Tcp {
+            source,
+            destination,
+        } => {
+            conn.peer = Peer::Tcp(TcpPeer::new(source));
+            let listener = &conn.listener;
+            conn.listener = Arc::new(ListenerInfo {
+                server_name: listener.server_name.clone(),
+                server_port: destination.port().to_string().into(),
+                scheme: listener.scheme,
+                server_addr: Some(Bytes::from(destination.ip().to_string())),
+            });
+        }
+        Origin::Unix => conn.peer = Peer::Unix,
+        Origin::Local => {}
+    }
+}
+
+/// The address of the connection's real peer (with its port), for a log line.
+pub(super) fn real_peer(peer: &Peer) -> String {
+    match peer {
+        Peer::Tcp(p) => p.addr.to_string(),
+        Peer::Unix => "unix".to_string(),
+        Peer::Named { addr, .. } => addr.clone(),
+    }
+}
