@@ -189,6 +189,7 @@ MALFORMED = [
     (V2_SIG + b"\x21\x41\x00\x0c" + bytes(12) + REQUEST, "unknown address family"),
     (V2_SIG + b"\x21\x21\x00\x0c" + bytes(12) + REQUEST, "shorter"),
     (v2(1, 0x11, bytes(12) + b"\x01\x00\x09ab") + REQUEST, "TLV"),
+    (v2(1, 0x11, bytes(12) + b"\x03\x00\x04\x00\x00\x00\x00") + REQUEST, "CRC32C"),
     (b"\r\n\r\n\x00\r\nQUIX\n" + REQUEST, "no PROXY header"),
 ]
 
@@ -274,13 +275,32 @@ def free_port(host="127.0.0.1", family=socket.AF_INET) -> int:
         return s.getsockname()[1]
 
 
+OPENSSL = shutil.which("openssl")
+
+
 class HAProxy:
-    """haproxy -db with a generated config; `ports[name]` are its frontends' ports."""
+    """haproxy -db with a generated config; `ports[name]` are its frontends' ports (`tls`
+    only with openssl, which makes its certificate)."""
 
     def __init__(self, tmp_path, gw_port, gw_unix):
         self.ports = {"v1": free_port("127.0.0.3"), "v2": free_port("127.0.0.3"),
                       "v2_6": free_port("::1", socket.AF_INET6), "unix": free_port("127.0.0.3")}
         p = self.ports
+        tls = ""
+        if OPENSSL:
+            key, crt, pem = tmp_path / "key.pem", tmp_path / "crt.pem", tmp_path / "haproxy.pem"
+            subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                            "-subj", "/CN=127.0.0.3", "-keyout", str(key), "-out", str(crt)],
+                           check=True, capture_output=True)
+            pem.write_bytes(crt.read_bytes() + key.read_bytes())
+            p["tls"] = free_port("127.0.0.3")
+            tls = f"""
+frontend tls
+    bind 127.0.0.3:{p['tls']} ssl crt {pem}
+    default_backend gw_v2_ssl
+backend gw_v2_ssl
+    server gw 127.0.0.1:{gw_port} send-proxy-v2-ssl proxy-v2-options crc32c
+"""
         self.cfg = tmp_path / "haproxy.cfg"
         self.cfg.write_text(f"""
 global
@@ -299,7 +319,7 @@ frontend v2
     default_backend gw_v2
 frontend v2_6
     bind [::1]:{p['v2_6']}
-    default_backend gw_v2
+    default_backend gw_v2_crc
 frontend unix
     bind 127.0.0.3:{p['unix']}
     default_backend gw_unix
@@ -307,6 +327,8 @@ backend gw_v1
     server gw 127.0.0.1:{gw_port} send-proxy
 backend gw_v2
     server gw 127.0.0.1:{gw_port} send-proxy-v2
+backend gw_v2_crc
+    server gw 127.0.0.1:{gw_port} send-proxy-v2 proxy-v2-options crc32c
 backend gw_unix
     server gw {gw_unix} send-proxy-v2
 backend check_v1
@@ -315,15 +337,15 @@ backend check_v1
 backend check_v2
     option httpchk GET /health-v2
     server gw 127.0.0.1:{gw_port} send-proxy-v2 check check-send-proxy inter 200ms
-""")
+{tls}""")
         self.out = tmp_path / "haproxy.log"
         check = subprocess.run([HAPROXY, "-c", "-f", str(self.cfg)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
         self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.cfg)],
                                      stdout=open(self.out, "wb"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
-        for host, port in [("127.0.0.3", p["v1"]), ("127.0.0.3", p["v2"]), ("::1", p["v2_6"]),
-                           ("127.0.0.3", p["unix"])]:
+        for name, port in p.items():
+            host = "::1" if name == "v2_6" else "127.0.0.3"
             while True:
                 assert self.proc.poll() is None, self.out.read_text()
                 try:
@@ -395,6 +417,7 @@ def test_haproxy_send_proxy(behind_haproxy, frontend):
 
 @needs_haproxy
 def test_haproxy_send_proxy_v2_ipv6(behind_haproxy):
+    """Over IPv6, through a backend that adds a CRC32C checksum (verified)."""
     gw, proxy = behind_haproxy
     port = proxy.ports["v2_6"]
     env, (addr, cport, *_) = through("::1", port, source="::1")
@@ -426,3 +449,33 @@ def test_haproxy_health_checks(behind_haproxy):
     for path in ("/health-v1", "/health-v2"):
         line = wait_access(gw.access_log, path)
         assert line.startswith("127.0.0.1 ") and '" 200 ' in line, line
+
+
+@needs_haproxy
+@pytest.mark.skipif(OPENSSL is None or shutil.which("curl") is None, reason="needs openssl and curl")
+def test_haproxy_tls_send_proxy_v2_ssl(behind_haproxy):
+    """HAProxy terminates TLS and says so in the PROXY v2 header (`send-proxy-v2-ssl`, with a
+    CRC32C checksum): the app sees https."""
+    gw, proxy = behind_haproxy
+    port = proxy.ports["tls"]
+    out = subprocess.run(["curl", "-sS", "-k", "--interface", "127.0.0.2", "-w", "\n%{local_port}",
+                          f"https://127.0.0.3:{port}/tls"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    body, local_port = out.stdout.rsplit("\n", 1)
+    env = json.loads(body)
+    assert seen(env) == {"REMOTE_ADDR": "127.0.0.2", "REMOTE_PORT": local_port,
+                         "SERVER_ADDR": "127.0.0.3", "SERVER_PORT": str(port)}
+    assert (env["wsgi.url_scheme"], env.get("HTTPS")) == ("https", "on")
+    # Plain HTTP through the same HAProxy stays http.
+    env, _ = through("127.0.0.3", proxy.ports["v2"])
+    assert env["wsgi.url_scheme"] == "http" and "HTTPS" not in env
+
+
+def test_v2_ssl_tlv_gives_https(pp_server):
+    ssl = b"\x20\x00\x0f\x01\x00\x00\x00\x00" + b"\x21\x00\x07TLSv1.3"
+    env = ask(pp_server, v2_inet("192.0.2.50", "198.51.100.5", 5555, 443, ssl))
+    assert (env["wsgi.url_scheme"], env.get("HTTPS")) == ("https", "on")
+    assert seen(env)["SERVER_PORT"] == "443"
+    # The next connection without it is http again.
+    env = ask(pp_server, v2_inet("192.0.2.50", "198.51.100.5", 5555, 443))
+    assert env["wsgi.url_scheme"] == "http"

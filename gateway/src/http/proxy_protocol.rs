@@ -14,6 +14,11 @@ const V1_PREFIX: &[u8] = b"PROXY ";
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Signature, version/command, family/transport, and the length of what follows.
 const V2_FIXED: usize = 16;
+/// The v2 TLVs read (the others are skipped): a checksum of the header, and TLS facts.
+const PP2_TYPE_CRC32C: u8 = 0x03;
+const PP2_TYPE_SSL: u8 = 0x20;
+/// `PP2_TYPE_SSL`'s first byte: the client connected over TLS.
+const PP2_CLIENT_SSL: u8 = 0x01;
 /// Addresses of each v2 family: two IPv4 + two ports, two IPv6 + two ports, two Unix paths.
 const V2_INET: usize = 12;
 const V2_INET6: usize = 36;
@@ -39,6 +44,9 @@ pub enum Origin {
 pub struct Header {
     pub origin: Origin,
     pub len: usize,
+    /// The client reached the proxy over TLS (v2 `PP2_TYPE_SSL` with `PP2_CLIENT_SSL`, what
+    /// HAProxy's `send-proxy-v2-ssl` sends): the request's scheme is https.
+    pub tls: bool,
 }
 
 /// Why the bytes are not a PROXY header (for the log line of the connection refused).
@@ -103,6 +111,7 @@ fn parse_v1(buf: &[u8]) -> Result<Option<Header>, Malformed> {
         return Ok(Some(Header {
             origin: Origin::Local,
             len,
+            tls: false,
         }));
     }
     let v6 = match proto {
@@ -140,6 +149,7 @@ fn parse_v1(buf: &[u8]) -> Result<Option<Header>, Malformed> {
             destination,
         },
         len,
+        tls: false,
     }))
 }
 
@@ -189,10 +199,12 @@ fn parse_v2(buf: &[u8]) -> Result<Option<Header>, Malformed> {
         return Ok(Some(Header {
             origin: Origin::Local,
             len,
+            tls: false,
         }));
     }
-    let (addrs, tlvs) = body.split_at_checked(need).ok_or(Malformed("v2: length"))?;
-    check_tlvs(tlvs)?;
+    let addrs = body.get(..need).ok_or(Malformed("v2: length"))?;
+    let header = buf.get(..len).ok_or(Malformed("v2: length"))?;
+    let tlvs = read_tlvs(header, V2_FIXED.saturating_add(need))?;
     let origin = match (family, addrs) {
         (Family::Unspec, _) => Origin::Local,
         (Family::Unix, _) => Origin::Unix,
@@ -230,7 +242,11 @@ fn parse_v2(buf: &[u8]) -> Result<Option<Header>, Malformed> {
         // Cannot happen: `need` is the family's address length.
         (Family::Inet, _) => return Err(Malformed("v2: length")),
     };
-    Ok(Some(Header { origin, len }))
+    Ok(Some(Header {
+        origin,
+        len,
+        tls: tlvs.tls,
+    }))
 }
 
 /// Version 2 and its command: `true` for LOCAL, `false` for PROXY.
@@ -266,19 +282,67 @@ fn v2_family(fam: u8) -> Result<(Family, usize), Malformed> {
     }
 }
 
-/// TLVs (type, 16-bit length, value) must tile what follows the addresses exactly.
-fn check_tlvs(mut tlvs: &[u8]) -> Result<(), Malformed> {
+/// What the TLVs say that is used here.
+#[derive(Default)]
+struct Tlvs {
+    tls: bool,
+}
+
+/// The TLVs of `header` (the whole v2 header) from `at`: type, 16-bit length, value, tiling
+/// the rest exactly. A CRC32C checksum is verified (the spec: a receiver that supports it
+/// must refuse a mismatch); `PP2_TYPE_SSL` says whether the client used TLS; the others are
+/// skipped.
+fn read_tlvs(header: &[u8], mut at: usize) -> Result<Tlvs, Malformed> {
     let bad = Malformed("v2: a TLV runs past the header's length");
-    while !tlvs.is_empty() {
-        let &[_, hi, lo, ..] = tlvs else {
+    let mut out = Tlvs::default();
+    while at < header.len() {
+        let value_at = at.checked_add(3).ok_or(bad)?;
+        let Some(&[kind, hi, lo]) = header.get(at..value_at) else {
             return Err(bad);
         };
-        let end = usize::from(u16::from_be_bytes([hi, lo]))
-            .checked_add(3)
+        let end = value_at
+            .checked_add(usize::from(u16::from_be_bytes([hi, lo])))
             .ok_or(bad)?;
-        tlvs = tlvs.get(end..).ok_or(bad)?;
+        let value = header.get(value_at..end).ok_or(bad)?;
+        match kind {
+            PP2_TYPE_CRC32C => {
+                let &[a, b, c, d] = value else {
+                    return Err(Malformed("v2: a CRC32C TLV that is not 4 bytes"));
+                };
+                if crc32c_with_zeroed(header, value_at) != u32::from_be_bytes([a, b, c, d]) {
+                    return Err(Malformed("v2: the CRC32C checksum does not match"));
+                }
+            }
+            PP2_TYPE_SSL => {
+                // client flags (1 byte), verify (4 bytes), then sub-TLVs.
+                if value.len() < 5 {
+                    return Err(Malformed("v2: an SSL TLV shorter than 5 bytes"));
+                }
+                out.tls = value.first().is_some_and(|c| c & PP2_CLIENT_SSL != 0);
+            }
+            _ => {}
+        }
+        at = end;
     }
-    Ok(())
+    Ok(out)
+}
+
+/// CRC32C (Castagnoli, RFC 4960 appendix B) of `header` with the 4 bytes at `zeroed` taken as
+/// zeros, as the sender computed it. Bitwise: headers are short, and checksums rare.
+fn crc32c_with_zeroed(header: &[u8], zeroed: usize) -> u32 {
+    let mut crc = !0u32;
+    for (i, &byte) in header.iter().enumerate() {
+        let byte = if (zeroed..zeroed.saturating_add(4)).contains(&i) {
+            0
+        } else {
+            byte
+        };
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0x82f6_3b78 & 0u32.wrapping_sub(crc & 1));
+        }
+    }
+    !crc
 }
 
 #[cfg(test)]
@@ -301,6 +365,7 @@ mod tests {
         let header = Header {
             origin: want,
             len: bytes.len(),
+            tls: false,
         };
         assert_eq!(parse(bytes), Ok(Some(header.clone())));
         let mut more = bytes.to_vec();
@@ -484,6 +549,64 @@ mod tests {
             parse(&h).map(|h| h.map(|h| h.len)),
             Ok(Some(V2_FIXED + 65535))
         );
+    }
+
+    #[test]
+    fn v2_ssl_tlv_says_tls() {
+        let tls = |tlv: &[u8]| {
+            let mut body = inet_body();
+            body.extend_from_slice(tlv);
+            parse(&v2(0x21, 0x11, &body)).map(|h| h.map(|h| h.tls))
+        };
+        // PP2_CLIENT_SSL, verify 0, a PP2_SUBTYPE_SSL_VERSION sub-TLV "TLSv1.3".
+        let ssl = [
+            0x20, 0, 15, 0x01, 0, 0, 0, 0, 0x21, 0, 7, b'T', b'L', b'S', b'v', b'1', b'.', b'3',
+        ];
+        assert_eq!(tls(&ssl), Ok(Some(true)));
+        // Flags without PP2_CLIENT_SSL (a certificate flag alone), and no SSL TLV at all.
+        assert_eq!(tls(&[0x20, 0, 5, 0x02, 0, 0, 0, 1]), Ok(Some(false)));
+        assert_eq!(tls(&[]), Ok(Some(false)));
+        assert_eq!(
+            tls(&[0x20, 0, 4, 0x01, 0, 0, 0]),
+            Err(Malformed("v2: an SSL TLV shorter than 5 bytes"))
+        );
+        // LOCAL ignores it (and everything else after the length).
+        let local = parse(&v2(0x20, 0x11, &[&inet_body()[..], &ssl].concat()));
+        assert_eq!(local.map(|h| h.map(|h| h.tls)), Ok(Some(false)));
+    }
+
+    #[test]
+    fn crc32c_is_castagnoli() {
+        // RFC 3720's check value for "123456789", and the same with 4 bytes zeroed.
+        assert_eq!(crc32c_with_zeroed(b"123456789", 100), 0xe306_9283);
+        assert_eq!(
+            crc32c_with_zeroed(b"12345678", 2),
+            crc32c_with_zeroed(b"12\x00\x00\x00\x0078", 100)
+        );
+    }
+
+    #[test]
+    fn v2_crc32c_is_verified() {
+        let with_crc = |flip: bool| {
+            let mut body = inet_body();
+            body.extend_from_slice(&[0x03, 0, 4, 0, 0, 0, 0]);
+            let mut h = v2(0x21, 0x11, &body);
+            let at = h.len() - 4;
+            let sum = crc32c_with_zeroed(&h, at);
+            h[at..].copy_from_slice(&sum.to_be_bytes());
+            if flip {
+                h[V2_FIXED] ^= 1;
+            }
+            h
+        };
+        complete(
+            &with_crc(false),
+            tcp("192.0.2.10:56324", "198.51.100.1:443"),
+        );
+        malformed(&with_crc(true), "CRC32C checksum does not match");
+        let mut body = inet_body();
+        body.extend_from_slice(&[0x03, 0, 3, 0, 0, 0]);
+        malformed(&v2(0x21, 0x11, &body), "not 4 bytes");
     }
 
     #[test]

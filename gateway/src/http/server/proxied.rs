@@ -1,7 +1,8 @@
 //! `--proxy-protocol` on a new connection: its peer must be a trusted proxy (checked at
 //! accept), and its first bytes a PROXY header, which then names the client in the peer's
-//! place (REMOTE_ADDR, REMOTE_PORT, the access log's `%h`, the header trust rules) and the
-//! address it connected to (SERVER_ADDR, SERVER_PORT).
+//! place (REMOTE_ADDR, REMOTE_PORT, the access log's `%h`, the header trust rules), the
+//! address it connected to (SERVER_ADDR, SERVER_PORT), and whether it used TLS (a v2 SSL TLV:
+//! `wsgi.url_scheme` https).
 
 use std::sync::Arc;
 
@@ -9,9 +10,9 @@ use bytes::{Buf, Bytes};
 
 use super::phase::{ConnState, Phase};
 use super::Server;
-use crate::http::proxy_protocol::{self, Origin};
+use crate::http::proxy_protocol::{self, Header, Origin};
 use crate::http::{Conn, ListenerInfo};
-use crate::request::{Peer, TcpPeer};
+use crate::request::{Peer, Scheme, TcpPeer};
 
 /// What became of the PROXY header after a read.
 pub(super) enum Taken {
@@ -49,8 +50,9 @@ impl Server {
                 Taken::Refused
             }
             Ok(Some(header)) => {
-                apply(&mut state.conn, header.origin);
-                state.buf.advance(header.len);
+                let len = header.len;
+                apply(&mut state.conn, header);
+                state.buf.advance(len);
                 // The deadline stays: the header timeout, counted from the accept, covers the
                 // PROXY header and the first request's head together.
                 state.phase = Phase::Reading;
@@ -62,23 +64,36 @@ impl Server {
 
 /// The connection as the proxy describes it. LOCAL (the proxy's own health check) and
 /// UNKNOWN keep the real peer, as the spec says.
-fn apply(conn: &mut Conn, origin: Origin) {
-    match origin {
+fn apply(conn: &mut Conn, header: Header) {
+    let listener = &conn.listener;
+    let scheme = match header.tls {
+        true => Scheme::Https,
+        false => listener.scheme,
+    };
+    match header.origin {
         Origin::Tcp {
             source,
             destination,
         } => {
             conn.peer = Peer::Tcp(TcpPeer::new(source));
-            let listener = &conn.listener;
             conn.listener = Arc::new(ListenerInfo {
                 server_name: listener.server_name.clone(),
                 server_port: destination.port().to_string().into(),
-                scheme: listener.scheme,
+                scheme,
                 server_addr: Some(Bytes::from(destination.ip().to_string())),
             });
+            return;
         }
         Origin::Unix => conn.peer = Peer::Unix,
         Origin::Local => {}
+    }
+    if scheme != listener.scheme {
+        conn.listener = Arc::new(ListenerInfo {
+            server_name: listener.server_name.clone(),
+            server_port: listener.server_port.clone(),
+            scheme,
+            server_addr: listener.server_addr.clone(),
+        });
     }
 }
 
