@@ -122,6 +122,12 @@ def test_v1_tcp6(pp_server):
                          "SERVER_ADDR": "2001:db8::2", "SERVER_PORT": "8443"}
 
 
+def test_v4_mapped_ipv6_is_shown_as_ipv4(pp_server):
+    env = ask(pp_server, b"PROXY TCP6 ::ffff:192.0.2.60 ::ffff:198.51.100.6 6000 80\r\n")
+    assert seen(env) == {"REMOTE_ADDR": "192.0.2.60", "REMOTE_PORT": "6000",
+                         "SERVER_ADDR": "198.51.100.6", "SERVER_PORT": "80"}
+
+
 def test_v1_unknown_keeps_the_real_peer(pp_server):
     with pp_server.conn() as c:
         c.send(b"PROXY UNKNOWN\r\n" + REQUEST)

@@ -4,6 +4,7 @@
 //! address it connected to (SERVER_ADDR, SERVER_PORT), and whether it used TLS (a v2 SSL TLV:
 //! `wsgi.url_scheme` https).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
@@ -75,6 +76,7 @@ fn apply(conn: &mut Conn, header: Header) {
             source,
             destination,
         } => {
+            let (source, destination) = (unmapped(source), unmapped(destination));
             conn.peer = Peer::Tcp(TcpPeer::new(source));
             conn.listener = Arc::new(ListenerInfo {
                 server_name: listener.server_name.clone(),
@@ -97,11 +99,37 @@ fn apply(conn: &mut Conn, header: Header) {
     }
 }
 
+/// An IPv4 client a proxy names as IPv6 (`::ffff:192.0.2.1`, from a dual-stack socket) is
+/// shown as IPv4, as the server's own IPv6 listeners (IPv6 only) never show one.
+fn unmapped(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    }
+}
+
 /// The address of the connection's real peer (with its port), for a log line.
 pub(super) fn real_peer(peer: &Peer) -> String {
     match peer {
         Peer::Tcp(p) => p.addr.to_string(),
         Peer::Unix => "unix".to_string(),
         Peer::Named { addr, .. } => addr.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_ipv4_is_shown_as_ipv4() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(unmapped(a("[::ffff:192.0.2.1]:80")), a("192.0.2.1:80"));
+        assert_eq!(unmapped(a("[2001:db8::1]:80")), a("[2001:db8::1]:80"));
+        assert_eq!(unmapped(a("[::1]:1")), a("[::1]:1"));
+        assert_eq!(unmapped(a("192.0.2.1:80")), a("192.0.2.1:80"));
     }
 }
