@@ -219,6 +219,20 @@ def test_incomplete_header_times_out(pp_server):
             shutdown=True)
 
 
+def test_stop_closes_a_silent_connection_quietly(server_factory):
+    """A connection that has sent nothing yet when the server stops is closed like any silent
+    one (after the stop's grace), not logged as a proxy that failed to send its header."""
+    s = server_factory("echo_app", args=["--proxy-protocol", "--forwarded-allow-ips", "127.0.0.1"])
+    silent = s.conn()
+    # Accepted: the accept queue is served in order, so once a later connection is answered
+    # the silent one has been taken.
+    assert ask(s, b"PROXY UNKNOWN\r\n")["REMOTE_ADDR"] == "127.0.0.1"
+    assert s.stop() == 0
+    silent.assert_closed()
+    silent.close()
+    assert "PROXY header" not in s.log(), s.log()
+
+
 def test_proxy_headers_are_judged_as_the_named_clients(pp_server):
     """The client the PROXY header names is the peer the header trust rules judge: its own
     X-Forwarded-For is not believed (a TCP proxy passes the client's bytes as they are)…"""
