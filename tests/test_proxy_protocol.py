@@ -263,6 +263,18 @@ def test_needs_forwarded_allow_ips():
         assert "listening" not in err
 
 
+@pytest.mark.parametrize("how", ["toml", "env"])
+def test_set_from_config_file_or_environment(server_factory, tmp_path, how):
+    if how == "toml":
+        cfg = tmp_path / "gw.toml"
+        cfg.write_text('proxy-protocol = true\nforwarded-allow-ips = "127.0.0.1"\n')
+        s = server_factory("echo_app", args=["--config", str(cfg)])
+    else:
+        s = server_factory("echo_app", env={"WSGI_GATEWAY_PROXY_PROTOCOL": "true",
+                                            "WSGI_GATEWAY_FORWARDED_ALLOW_IPS": "127.0.0.1"})
+    assert ask(s, b"PROXY TCP4 192.0.2.70 192.0.2.1 7000 80\r\n")["REMOTE_ADDR"] == "192.0.2.70"
+
+
 def test_off_by_default_headers_are_requests(echo_server):
     """Without the option a PROXY line is an HTTP request line like any other: a 400."""
     with echo_server.conn() as c:
