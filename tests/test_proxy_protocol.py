@@ -369,6 +369,10 @@ backend check_v1
 backend check_v2
     option httpchk GET /health-v2
     server gw 127.0.0.1:{gw_port} send-proxy-v2 check check-send-proxy inter 200ms
+# The README's snippet: checks send PROXY too without check-send-proxy.
+backend check_readme
+    option httpchk GET /health-readme
+    server gw 127.0.0.1:{gw_port} send-proxy-v2-ssl check inter 200ms
 {tls}""")
         self.out = tmp_path / "haproxy.log"
         check = subprocess.run([HAPROXY, "-c", "-f", str(self.cfg)], capture_output=True, text=True)
@@ -478,7 +482,7 @@ def test_haproxy_health_checks(behind_haproxy):
     """HAProxy's own checks (`check-send-proxy`): v2 sends LOCAL, served as the real peer
     (127.0.0.1, HAProxy itself); v1 (HAProxy 2.6) names its own connection, 127.0.0.1 too."""
     gw, _ = behind_haproxy
-    for path in ("/health-v1", "/health-v2"):
+    for path in ("/health-v1", "/health-v2", "/health-readme"):
         line = wait_access(gw.access_log, path)
         assert line.startswith("127.0.0.1 ") and '" 200 ' in line, line
 
