@@ -310,14 +310,34 @@ def free_port(host="127.0.0.1", family=socket.AF_INET) -> int:
 OPENSSL = shutil.which("openssl")
 
 
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as t:
+            t.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+HAS_IPV6 = socket.has_ipv6 and _has_ipv6_loopback()
+
+
 class HAProxy:
     """haproxy -db with a generated config; `ports[name]` are its frontends' ports (`tls`
     only with openssl, which makes its certificate)."""
 
     def __init__(self, tmp_path, gw_port, gw_unix):
         self.ports = {"v1": free_port("127.0.0.3"), "v2": free_port("127.0.0.3"),
-                      "v2_6": free_port("::1", socket.AF_INET6), "unix": free_port("127.0.0.3")}
+                      "unix": free_port("127.0.0.3")}
         p = self.ports
+        v6 = ""
+        if HAS_IPV6:
+            p["v2_6"] = free_port("::1", socket.AF_INET6)
+            v6 = f"""
+frontend v2_6
+    bind [::1]:{p['v2_6']}
+    default_backend gw_v2_crc
+"""
         tls = ""
         if OPENSSL:
             key, crt, pem = tmp_path / "key.pem", tmp_path / "crt.pem", tmp_path / "haproxy.pem"
@@ -349,9 +369,6 @@ frontend v1
 frontend v2
     bind 127.0.0.3:{p['v2']}
     default_backend gw_v2
-frontend v2_6
-    bind [::1]:{p['v2_6']}
-    default_backend gw_v2_crc
 frontend unix
     bind 127.0.0.3:{p['unix']}
     default_backend gw_unix
@@ -373,7 +390,7 @@ backend check_v2
 backend check_readme
     option httpchk GET /health-readme
     server gw 127.0.0.1:{gw_port} send-proxy-v2-ssl check inter 200ms
-{tls}""")
+{v6}{tls}""")
         self.out = tmp_path / "haproxy.log"
         check = subprocess.run([HAPROXY, "-c", "-f", str(self.cfg)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
@@ -452,6 +469,7 @@ def test_haproxy_send_proxy(behind_haproxy, frontend):
 
 
 @needs_haproxy
+@pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback on this machine")
 def test_haproxy_send_proxy_v2_ipv6(behind_haproxy):
     """Over IPv6, through a backend that adds a CRC32C checksum (verified)."""
     gw, proxy = behind_haproxy
