@@ -1,17 +1,19 @@
 """`--proxy-protocol`: every connection starts with a PROXY protocol header (v1 text, v2
 binary), accepted only from `--forwarded-allow-ips` peers.
 
-Raw sockets send hand-made headers (v1 TCP4/TCP6/UNKNOWN, v2 IPv4/IPv6/LOCAL/TLVs, split in
-pieces, malformed, missing, incomplete until `--header-timeout`, from an untrusted peer), one
+Raw sockets send hand-made headers (v1 TCP4/TCP6/UNKNOWN, v2 IPv4/IPv6/LOCAL/TLVs/SSL, split
+in pieces, malformed, missing, incomplete until `--header-timeout`, from an untrusted peer), one
 process and under `--workers`. Then a real HAProxy (Debian's `haproxy`) in front, with
-`server … send-proxy` and `send-proxy-v2` in a generated config on free ports: curl and
-http.client requests through it, from a source address of their own (127.0.0.2) to a frontend
-address of its own (127.0.0.3), and HAProxy's own health checks (`check-send-proxy`: v2 sends
-LOCAL; HAProxy 2.6's v1 names its own connection, TCP4 127.0.0.1).
+`server … send-proxy`, `send-proxy-v2` (to TCP and to a Unix-socket bind, with and without
+`proxy-v2-options crc32c`) and `send-proxy-v2-ssl` behind a TLS frontend, in a generated config
+on free ports: curl and http.client requests through it, from a source address of their own
+(127.0.0.2) to a frontend address of its own (127.0.0.3), and HAProxy's own health checks (v2
+sends LOCAL; HAProxy 2.6's v1 names its own connection, TCP4 127.0.0.1).
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import shutil
@@ -437,7 +439,6 @@ def behind_haproxy(tmp_path_factory):
 
 def through(proxy_host, port, path="/", source="127.0.0.2"):
     """http.client through HAProxy from `source`; returns (environ, our address)."""
-    import http.client
     h = http.client.HTTPConnection(proxy_host, port, timeout=20,
                                    source_address=(source, 0))
     try:
