@@ -24,6 +24,8 @@ pub(crate) mod logging;
 pub(crate) mod pool;
 pub(crate) mod python;
 pub(crate) mod reject;
+#[cfg(unix)]
+pub(crate) mod reload;
 pub(crate) mod request;
 pub(crate) mod responder;
 #[cfg(unix)]

@@ -47,6 +47,8 @@ pub struct Plan {
     pub graceful_timeout: Duration,
     /// The listening sockets, and how each is shown in the log.
     pub sockets: Vec<(OwnedFd, String)>,
+    /// `--reload`: the extra files to watch besides the app's (absolute).
+    pub reload: Option<Vec<std::path::PathBuf>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -188,6 +190,8 @@ struct Supervisor {
     /// The board the workers balance their connections on (none if it could not be made:
     /// the workers then accept as they can).
     board: Option<(Board, OwnedFd)>,
+    /// `--reload`: watches the app's files; a change is a SIGHUP.
+    watcher: Option<crate::reload::Watcher>,
 }
 
 /// Runs the supervisor until it is stopped. `Err` = the first generation could not start, or
@@ -210,8 +214,19 @@ pub fn run(plan: Plan) -> Result<(), String> {
             None
         }
     };
+    // Started once SIGHUP is handled: what it does is raise one.
+    let watcher = match &plan.reload {
+        Some(extra) => Some(crate::reload::Watcher::start(
+            extra,
+            Box::new(|| {
+                let _ = signal_hook::low_level::raise(signal_hook::consts::SIGHUP);
+            }),
+        )?),
+        None => None,
+    };
     let mut sup = Supervisor {
         board,
+        watcher,
         slots: (0..plan.workers).map(|_| Slot::default()).collect(),
         plan,
         leaving: Vec::new(),
@@ -302,6 +317,9 @@ impl Supervisor {
                 (super::http::listener::FIRST_INHERITED_FD as usize + count).to_string(),
             )
             .stdin(Stdio::null());
+        if let Some(watcher) = &self.watcher {
+            cmd.env(crate::reload::REPORTS_VAR, watcher.reports());
+        }
         if let Some(lease) = &seat {
             let fd = super::http::listener::FIRST_INHERITED_FD as usize + count + 1;
             cmd.env(

@@ -38,8 +38,16 @@ pub(super) fn serve(
     command_line: &[std::ffi::OsString],
 ) -> Result<u8, Fatal> {
     init_logging(&args.app)?;
+    if !args.reload && !args.reload_extra_file.is_empty() {
+        return Err(Fatal("--reload-extra-file needs --reload".into()));
+    }
     raise_fd_limit();
     let worker = worker_inheritance(shape)?;
+    // SAFETY: as in `worker_inheritance`: still the only thread.
+    let reload_report = match &worker {
+        Some(_) => unsafe { crate::reload::Report::from_env(shape) },
+        None => None,
+    };
     // Taken (and made close-on-exec) before the app is imported: a process it starts there
     // must not keep them.
     let inherited = inherited_sockets(&args, shape, worker.as_ref())?;
@@ -56,6 +64,7 @@ pub(super) fn serve(
             program,
             args: program_args,
             graceful_timeout: args.graceful_timeout,
+            reload: reload_files(&args)?,
             sockets: listeners
                 .into_iter()
                 .map(|b| {
@@ -86,6 +95,9 @@ pub(super) fn serve(
         args.service.header_underscores == Underscores::Refuse,
         Some(args.service.switch_interval),
     )?;
+    if let Some(report) = reload_report {
+        report.send();
+    }
     // Bound after the app: a server that cannot start never holds a port, even briefly.
     let listeners = match inherited {
         Some(listeners) => listeners,
@@ -234,6 +246,37 @@ fn board_seat(spec: &std::ffi::OsStr, ready_fd: i32) -> Result<http::server::Boa
         .map_err(|e| Fatal(format!("the supervisor's board: {e}")))?;
     drop(fd);
     http::server::BoardSeat::new(board, seat, hold == 1).ok_or_else(malformed)
+}
+
+/// `--reload`: the extra files to watch, absolute (relative ones are in `--chdir`, where the
+/// worker imports the app). Says how the server runs.
+fn reload_files(args: &ServeArgs) -> Result<Option<Vec<std::path::PathBuf>>, Fatal> {
+    if !args.reload {
+        return Ok(None);
+    }
+    tracing::warn!(
+        "--reload: workers restart when the app's source files change (development only: \
+         never use it in production)"
+    );
+    if args.workers.is_none() {
+        tracing::info!("--reload: one worker process under a supervisor (give --workers for more)");
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| Fatal(format!("cannot read the current directory: {e}")))?;
+    let base = match &args.app.chdir {
+        Some(dir) => cwd.join(dir),
+        None => cwd,
+    };
+    Ok(Some(
+        args.reload_extra_file
+            .iter()
+            .map(|f| {
+                let path = base.join(f);
+                // Its real place: an edit of a symlink's target happens there.
+                std::fs::canonicalize(&path).unwrap_or(path)
+            })
+            .collect(),
+    ))
 }
 
 /// The listening sockets another process passed: the supervisor, or systemd (`LISTEN_FDS`).

@@ -1,0 +1,425 @@
+//! `--reload` (development): the supervisor restarts its workers when a source file of the
+//! app changes, through its SIGHUP reload: the new workers must be ready before the old ones
+//! stop, so a file that no longer imports (a syntax error) keeps the old code serving, its
+//! traceback in the log, and the next save that fixes it reloads again.
+//!
+//! Which files: a worker, once the app is imported and before it says ready, lists the files
+//! of the modules it imported (`python/source_files.rs`) into a file in a private directory
+//! the watcher watches too ([`Report`]). Every generation reports, so modules imported lazily
+//! (during requests) are watched from the next reload on. The watches are on the files'
+//! directories, where a change to any `.py` file counts, not only to a listed one: a module
+//! imported later beside one imported at start (a Django app's views) is covered from the
+//! start, and editors that save by renaming a new file over the old one are seen alike.
+//!
+//! The watcher is one thread of the supervisor: inotify (through rustix, the crate this
+//! project already makes its system calls with) on those directories; a burst of events (an
+//! editor's several writes, a `git checkout`) ends in one reload once it has been quiet for
+//! [`QUIET`]. Without `--reload` none of this exists: no thread, no directory, no variable.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+
+/// The variable a worker finds the report directory in.
+pub const REPORTS_VAR: &str = "WSGI_GATEWAY_RELOAD_REPORTS";
+/// How long the files must stay unchanged before the reload starts.
+pub const QUIET: Duration = Duration::from_millis(200);
+/// A report's file name ends so once complete (it is renamed into place).
+const REPORT_SUFFIX: &str = ".list";
+
+/// What a change is: a file written and closed, renamed into place or away, or removed.
+fn dir_mask() -> WatchFlags {
+    WatchFlags::CLOSE_WRITE
+        | WatchFlags::MOVED_TO
+        | WatchFlags::MOVED_FROM
+        | WatchFlags::DELETE
+        | WatchFlags::ONLYDIR
+}
+
+/// The supervisor's side: the report directory (removed when dropped) and the thread.
+pub struct Watcher {
+    reports: tempfile::TempDir,
+}
+
+impl Watcher {
+    /// Watches `extra` (`--reload-extra-file`, absolute) at once, the workers' files as they
+    /// report them; calls `trigger` when a reload is due.
+    pub fn start(extra: &[PathBuf], trigger: Box<dyn Fn() + Send>) -> Result<Watcher, String> {
+        let reports = tempfile::Builder::new()
+            .prefix("wsgi-gateway-reload-")
+            .tempdir()
+            .map_err(|e| {
+                format!("--reload: cannot make a directory for the workers' reports: {e}")
+            })?;
+        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
+            .map_err(|e| format!("--reload: inotify: {e}"))?;
+        let reports_wd = inotify::add_watch(&fd, reports.path(), WatchFlags::MOVED_TO)
+            .map_err(|e| format!("--reload: inotify on {}: {e}", reports.path().display()))?;
+        let mut watch = Watch {
+            fd,
+            dirs: HashMap::new(),
+            reports_wd,
+            reports: reports.path().to_path_buf(),
+            warned: false,
+            trigger,
+        };
+        for file in extra {
+            watch.add(file, false);
+        }
+        std::thread::Builder::new()
+            .name("reload-watcher".into())
+            .spawn(move || watch.run())
+            .map_err(|e| format!("--reload: cannot start the watcher thread: {e}"))?;
+        Ok(Watcher { reports })
+    }
+
+    /// Where workers write their reports ([`REPORTS_VAR`]).
+    pub fn reports(&self) -> &Path {
+        self.reports.path()
+    }
+}
+
+/// One watched directory.
+struct Dir {
+    path: PathBuf,
+    /// A module's directory: a change to any `.py` file in it counts.
+    modules: bool,
+    /// The files in it that count whatever their name (listed modules, extra files).
+    names: HashSet<OsString>,
+}
+
+impl Dir {
+    /// Whether a change to `name` here calls for a reload. Hidden names are editors' swap
+    /// and lock files (`.x.py.swp`, Emacs's `.#x.py`).
+    fn counts(&self, name: &OsStr) -> bool {
+        if self.names.contains(name) {
+            return true;
+        }
+        let bytes = name.as_bytes();
+        self.modules && bytes.ends_with(b".py") && !bytes.starts_with(b".")
+    }
+}
+
+struct Watch {
+    fd: OwnedFd,
+    dirs: HashMap<i32, Dir>,
+    reports_wd: i32,
+    reports: PathBuf,
+    /// The watch limit was reached once (said once).
+    warned: bool,
+    trigger: Box<dyn Fn() + Send>,
+}
+
+/// An event as read, owned (so handling it may add watches).
+struct Event {
+    wd: i32,
+    flags: ReadFlags,
+    name: Option<OsString>,
+}
+
+impl Watch {
+    fn run(mut self) {
+        // The first change of a burst, and when the last one came.
+        let mut pending: Option<(PathBuf, Instant)> = None;
+        loop {
+            let timeout = pending
+                .as_ref()
+                .map(|(_, last)| (*last + QUIET).saturating_duration_since(Instant::now()));
+            let ts = timeout.map(|t| rustix::event::Timespec {
+                tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(t.subsec_nanos()),
+            });
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            match poll(&mut fds, ts.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    tracing::error!("--reload: the watcher stops (poll: {e})");
+                    return;
+                }
+            }
+            let events = match self.read() {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::error!("--reload: the watcher stops (inotify: {e})");
+                    return;
+                }
+            };
+            for event in events {
+                if let Some(changed) = self.handle(event) {
+                    let first = pending.map_or(changed, |(first, _)| first);
+                    pending = Some((first, Instant::now()));
+                }
+            }
+            if let Some((changed, last)) = &pending {
+                if last.elapsed() >= QUIET {
+                    tracing::info!("--reload: {} changed: reloading", changed.display());
+                    (self.trigger)();
+                    pending = None;
+                }
+            }
+        }
+    }
+
+    /// Every event queued now.
+    fn read(&self) -> rustix::io::Result<Vec<Event>> {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 16384];
+        let mut reader = inotify::Reader::new(self.fd.as_fd(), &mut buf);
+        let mut events = Vec::new();
+        loop {
+            match reader.next() {
+                Ok(e) => events.push(Event {
+                    wd: e.wd(),
+                    flags: e.events(),
+                    name: e
+                        .file_name()
+                        .map(|n| OsString::from_vec(n.to_bytes().to_vec())),
+                }),
+                Err(rustix::io::Errno::AGAIN) => return Ok(events),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A change that calls for a reload: the file it is about.
+    fn handle(&mut self, event: Event) -> Option<PathBuf> {
+        if event.flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+            // Events were lost: one of them may have been a change.
+            return Some(PathBuf::from("(inotify queue overflow)"));
+        }
+        if event.flags.contains(ReadFlags::IGNORED) {
+            // The directory went away (its watch with it).
+            self.dirs.remove(&event.wd);
+            return None;
+        }
+        let name = event.name?;
+        if event.wd == self.reports_wd {
+            if name.as_bytes().ends_with(REPORT_SUFFIX.as_bytes()) {
+                return self.take_report(&self.reports.join(&name));
+            }
+            return None;
+        }
+        let dir = self.dirs.get(&event.wd)?;
+        dir.counts(&name).then(|| dir.path.join(&name))
+    }
+
+    /// Watches `file` (its directory). `module`: a module's file, so its directory's other
+    /// `.py` files count too. Whether the file is new to the watch.
+    fn add(&mut self, file: &Path, module: bool) -> bool {
+        let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
+            return false;
+        };
+        let wd = match inotify::add_watch(&self.fd, parent, dir_mask()) {
+            Ok(wd) => wd,
+            Err(e) => {
+                self.cannot_watch(parent, e);
+                return false;
+            }
+        };
+        // The same directory (or the same one by another path: a bind mount, a hard link)
+        // gives the same watch.
+        let dir = self.dirs.entry(wd).or_insert_with(|| {
+            tracing::debug!("--reload: watching {}", parent.display());
+            Dir {
+                path: parent.to_path_buf(),
+                modules: false,
+                names: HashSet::new(),
+            }
+        });
+        dir.modules |= module;
+        dir.names.insert(name.to_os_string())
+    }
+
+    fn cannot_watch(&mut self, dir: &Path, e: rustix::io::Errno) {
+        if e == rustix::io::Errno::NOSPC {
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    "--reload: cannot watch {}: the inotify watch limit is reached \
+                     (raise fs.inotify.max_user_watches); changes there go unseen",
+                    dir.display()
+                );
+            }
+            return;
+        }
+        tracing::warn!("--reload: cannot watch {}: {e}", dir.display());
+    }
+
+    /// A worker's report: watches its files. A file new to the watch that changed after
+    /// that worker began importing (before its watch existed) calls for a reload.
+    fn take_report(&mut self, path: &Path) -> Option<PathBuf> {
+        let text = std::fs::read(path);
+        let _ = std::fs::remove_file(path);
+        let report = match text.map(|t| parse_report(&t)) {
+            Ok(Some(report)) => report,
+            Ok(None) => {
+                tracing::warn!("--reload: malformed report {}", path.display());
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!("--reload: cannot read {}: {e}", path.display());
+                return None;
+            }
+        };
+        let (mut added, mut changed) = (0usize, None);
+        for file in &report.files {
+            if !self.add(file, true) {
+                continue;
+            }
+            added = added.saturating_add(1);
+            let modified = std::fs::metadata(file).and_then(|m| m.modified());
+            if changed.is_none() && modified.is_ok_and(|m| m > report.began) {
+                changed = Some(file.clone());
+            }
+        }
+        if added > 0 {
+            tracing::info!(
+                "--reload: watching {added} more source file(s) ({} directories in all)",
+                self.dirs.len()
+            );
+        }
+        changed
+    }
+}
+
+/// What a worker reports: when it began importing, and the files of its modules.
+#[derive(Debug, PartialEq)]
+struct ReportData {
+    began: SystemTime,
+    files: Vec<PathBuf>,
+}
+
+/// `NANOS\0PATH\0PATH\0…`: nanoseconds since the epoch, then absolute paths (any bytes but
+/// NUL, as file names are).
+fn encode_report(report: &ReportData) -> Vec<u8> {
+    let nanos = report
+        .began
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut out = format!("{nanos}\0").into_bytes();
+    for f in &report.files {
+        out.extend_from_slice(f.as_os_str().as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+fn parse_report(bytes: &[u8]) -> Option<ReportData> {
+    let mut records = bytes.strip_suffix(b"\0")?.split(|&b| b == 0);
+    let nanos: u64 = std::str::from_utf8(records.next()?).ok()?.parse().ok()?;
+    let began = SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(nanos))?;
+    let files = records
+        .map(|r| PathBuf::from(OsStr::from_bytes(r)))
+        .filter(|p| p.is_absolute())
+        .collect();
+    Some(ReportData { began, files })
+}
+
+/// A worker's side: where to report its files, and when it began importing the app.
+pub struct Report {
+    dir: PathBuf,
+    began: SystemTime,
+}
+
+impl Report {
+    /// The supervisor's report directory, if it runs `--reload`; the variable is removed so
+    /// the app's own processes do not inherit it.
+    ///
+    /// # Safety
+    /// As [`Shape::forget_env`](crate::python::host::Shape::forget_env): no other thread.
+    pub unsafe fn from_env(shape: &crate::python::host::Shape) -> Option<Report> {
+        let dir = std::env::var_os(REPORTS_VAR)?;
+        // SAFETY: the caller's promise: this is the only thread.
+        unsafe { shape.forget_env(REPORTS_VAR) };
+        Some(Report {
+            dir: PathBuf::from(dir),
+            began: SystemTime::now(),
+        })
+    }
+
+    /// Lists the app's source files (the app is loaded) for the supervisor. A failure only
+    /// means fewer files are watched: logged, never fatal.
+    pub fn send(self) {
+        let files = match crate::python::source_files::imported() {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!("--reload: cannot list the app's source files: {e}");
+                return;
+            }
+        };
+        let data = encode_report(&ReportData {
+            began: self.began,
+            files,
+        });
+        let pid = std::process::id();
+        let partial = self.dir.join(format!("{pid}.part"));
+        let done = self.dir.join(format!("{pid}{REPORT_SUFFIX}"));
+        // Renamed into place once whole: the watcher reads only complete reports.
+        let written = std::fs::File::create(&partial)
+            .and_then(|mut f| f.write_all(&data))
+            .and_then(|()| std::fs::rename(&partial, &done));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&partial);
+            tracing::warn!("--reload: cannot report the app's source files: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_round_trips_with_any_file_name() {
+        let report = ReportData {
+            began: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_765_000_000_123_456_789),
+            files: vec![
+                PathBuf::from("/srv/app/app.py"),
+                PathBuf::from(OsStr::from_bytes(b"/srv/app/\xff\n.py")),
+            ],
+        };
+        assert_eq!(parse_report(&encode_report(&report)), Some(report));
+    }
+
+    #[test]
+    fn a_malformed_report_is_refused_and_relative_paths_dropped() {
+        assert_eq!(parse_report(b""), None);
+        assert_eq!(parse_report(b"12"), None, "unterminated");
+        assert_eq!(parse_report(b"x\0/a.py\0"), None, "no time");
+        let parsed = parse_report(b"5\0rel.py\0/abs.py\0").expect("well formed");
+        assert_eq!(parsed.files, vec![PathBuf::from("/abs.py")]);
+    }
+
+    #[test]
+    fn what_counts_in_a_directory() {
+        let dir = |modules| Dir {
+            path: PathBuf::from("/srv/app"),
+            modules,
+            names: HashSet::from([OsString::from("settings.toml"), OsString::from("_c.so")]),
+        };
+        let counts = |d: &Dir, n: &str| d.counts(OsStr::new(n));
+        let modules = dir(true);
+        for name in ["views.py", "settings.toml", "_c.so"] {
+            assert!(counts(&modules, name), "{name}");
+        }
+        for name in [
+            ".views.py.swp",
+            ".#views.py",
+            "views.py~",
+            "4913",
+            "notes.txt",
+        ] {
+            assert!(!counts(&modules, name), "{name}");
+        }
+        let extra = dir(false);
+        assert!(counts(&extra, "settings.toml"));
+        assert!(!counts(&extra, "views.py"), "not a module directory");
+    }
+}

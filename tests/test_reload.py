@@ -1,0 +1,203 @@
+"""`--reload` (development): editing a source file the app imported, or a
+`--reload-extra-file`, restarts the workers through the supervisor's reload (new workers
+first); a file that no longer imports keeps the old code serving and logs its traceback.
+
+The app files live in tmp_path and are edited the way an editor saves them (written in place,
+or a new file renamed over the old one). Waiting is on a condition (a response body, a log
+line) with a deadline that only bounds a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from gwprocess import run_cli
+
+pytestmark = pytest.mark.timeout(120)
+
+DEADLINE = 30.0
+
+
+def app_source(version: str, extra: str = "EXTRA = ''") -> str:
+    """An app answering `version`, plus what `helper.py` says and what `extra` computes."""
+    return f"""
+import os
+import helper
+{extra}
+VERSION = {version!r}
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/late":
+        import late
+        body = late.WORD
+    elif environ["PATH_INFO"] == "/pid":
+        body = str(os.getpid())
+    else:
+        body = VERSION + " " + helper.WORD + " " + EXTRA
+    data = body.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(data)))])
+    return [data]
+"""
+
+
+def write_app(path, version, extra="EXTRA = ''"):
+    path.write_text(app_source(version, extra))
+
+
+def save_by_rename(path, text):
+    """How vim (backupcopy=no) and many tools save: a new file renamed over the old one."""
+    tmp = path.with_name(path.name + ".new~")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def body(s, path="/"):
+    c = s.http(timeout=10)
+    try:
+        c.request("GET", path, headers={"Connection": "close"})
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
+
+
+def wait_body(s, expected, path="/", timeout=DEADLINE):
+    """Requests until one answers `expected` (each must be a 200: no request fails)."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while True:
+        status, text = body(s, path)
+        assert status == 200, (status, text, s.log())
+        if text == expected:
+            return
+        seen.append(text)
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"not {expected!r} within {timeout}s (last {seen[-3:]})\nlog:\n{s.log()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def app_dir(tmp_path):
+    d = tmp_path / "app"
+    d.mkdir()
+    (d / "helper.py").write_text("WORD = 'h1'\n")
+    (d / "late.py").write_text("WORD = 'late1'\n")
+    write_app(d / "reload_app.py", "v1")
+    return d
+
+
+def reload_env(tmp_path):
+    """The server's TMPDIR, to see its report directory come and go."""
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    return tmpdir, {"TMPDIR": str(tmpdir)}
+
+
+def test_edit_reloads_and_a_syntax_error_keeps_the_old_code(server_factory, app_dir, tmp_path):
+    tmpdir, env = reload_env(tmp_path)
+    s = server_factory("reload_app", args=["--reload"], chdir=app_dir, env=env)
+    assert "development only" in s.log(), s.log()
+    assert "one worker process under a supervisor" in s.log(), s.log()
+    assert body(s) == (200, "v1 h1 "), s.log()
+    reports = list(tmpdir.iterdir())
+    assert len(reports) == 1 and reports[0].name.startswith("wsgi-gateway-reload-"), reports
+
+    # The app's own file, written in place.
+    write_app(app_dir / "reload_app.py", "v2")
+    wait_body(s, "v2 h1 ")
+
+    # A syntax error: the new worker cannot import it, the old one keeps serving.
+    mark = s.log_mark()
+    (app_dir / "reload_app.py").write_text(app_source("v3") + "\ndef broken(:\n")
+    s.wait_log(r"reload failed: .*keeping the running workers", since=mark, timeout=DEADLINE)
+    log = s.log(mark)
+    # Python's report of it: the file, the line, the caret, the error.
+    assert 'reload_app.py", line 20' in log and "def broken(:" in log, log
+    assert "SyntaxError: invalid syntax" in log, log
+    for _ in range(5):
+        assert body(s) == (200, "v2 h1 "), s.log()
+
+    # Fixed (saved by renaming a new file over it): the next reload succeeds.
+    save_by_rename(app_dir / "reload_app.py", app_source("v4"))
+    wait_body(s, "v4 h1 ")
+
+    # Another module the app imported.
+    save_by_rename(app_dir / "helper.py", "WORD = 'h2'\n")
+    wait_body(s, "v4 h2 ")
+
+    # A module first imported during a request, beside the app's modules.
+    assert body(s, "/late") == (200, "late1"), s.log()
+    (app_dir / "late.py").write_text("WORD = 'late2'\n")
+    wait_body(s, "late2", path="/late")
+
+    assert s.stop() == 0, s.log()
+    assert list(tmpdir.iterdir()) == [], "the report directory is removed at exit"
+
+
+def test_extra_file_change_reloads_every_worker(server_factory, app_dir, tmp_path):
+    _, env = reload_env(tmp_path)
+    settings = tmp_path / "conf" / "settings.txt"
+    settings.parent.mkdir()
+    settings.write_text("s1")
+    extra = f"EXTRA = open({str(settings)!r}).read()"
+    write_app(app_dir / "reload_app.py", "v1", extra)
+    s = server_factory("reload_app", chdir=app_dir, env=env,
+                       args=["--reload", "--workers", "2", "--reload-extra-file", settings])
+    assert "one worker process under a supervisor" not in s.log(), s.log()
+    assert body(s) == (200, "v1 h1 s1"), s.log()
+    mark = s.log_mark()
+    settings.write_text("s2")
+    s.wait_log(r"--reload: .*settings\.txt changed: reloading", since=mark, timeout=DEADLINE)
+    s.wait_log(r"reload: starting 2 new worker\(s\)", since=mark, timeout=DEADLINE)
+    s.wait_log(r"reload: done", since=mark, timeout=DEADLINE)
+    # Once the reload is done, every worker serving has the new settings.
+    for _ in range(10):
+        assert body(s) == (200, "v1 h1 s2"), s.log()
+    assert s.stop() == 0, s.log()
+
+
+def test_a_relative_extra_file_is_in_chdir(server_factory, app_dir, tmp_path):
+    _, env = reload_env(tmp_path)
+    (app_dir / "settings.txt").write_text("s1")
+    write_app(app_dir / "reload_app.py", "v1", "EXTRA = open('settings.txt').read()")
+    s = server_factory("reload_app", chdir=app_dir, env=env,
+                       args=["--reload", "--reload-extra-file", "settings.txt"])
+    assert body(s) == (200, "v1 h1 s1"), s.log()
+    (app_dir / "settings.txt").write_text("s2")
+    wait_body(s, "v1 h1 s2")
+    assert s.stop() == 0, s.log()
+
+
+def test_options_from_the_environment_and_toml(server_factory, app_dir, tmp_path):
+    _, env = reload_env(tmp_path)
+    conf = tmp_path / "gw.toml"
+    conf.write_text('reload-extra-file = ["settings.txt"]\n')
+    (app_dir / "settings.txt").write_text("s1")
+    write_app(app_dir / "reload_app.py", "v1", "EXTRA = open('settings.txt').read()")
+    s = server_factory("reload_app", chdir=app_dir, args=["--config", conf],
+                       env={**env, "WSGI_GATEWAY_RELOAD": "true"})
+    assert "development only" in s.log(), s.log()
+    assert body(s) == (200, "v1 h1 s1"), s.log()
+    (app_dir / "settings.txt").write_text("s2")
+    wait_body(s, "v1 h1 s2")
+    assert s.stop() == 0, s.log()
+
+
+def test_extra_file_needs_reload(tmp_path):
+    rc, err = run_cli(["serve", "--reload-extra-file", str(tmp_path / "x")])
+    assert rc == 2, (rc, err)
+    assert "--reload-extra-file needs --reload" in err, err
+
+
+def test_without_reload_no_report_directory(server_factory, app_dir, tmp_path):
+    tmpdir, env = reload_env(tmp_path)
+    s = server_factory("reload_app", chdir=app_dir, env=env, args=["--workers", "1"])
+    assert body(s) == (200, "v1 h1 "), s.log()
+    assert list(tmpdir.iterdir()) == []
+    assert "--reload" not in s.log(), s.log()
+    assert s.stop() == 0, s.log()
