@@ -10,11 +10,13 @@ line) with a deadline that only bounds a failure.
 from __future__ import annotations
 
 import os
+import re
+import threading
 import time
 
 import pytest
 
-from gwprocess import run_cli
+from gwprocess import Server, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,6 +83,15 @@ def wait_body(s, expected, path="/", timeout=DEADLINE):
         time.sleep(0.05)
 
 
+def wait_exits(s, since, n):
+    """Until `n` workers exited since the log mark `since` (the old generation is gone once
+    it finished what it was serving)."""
+    deadline = time.monotonic() + DEADLINE
+    while len(re.findall(r"worker pid \d+ exited", s.log(since))) < n:
+        assert time.monotonic() < deadline, s.log()
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def app_dir(tmp_path):
     d = tmp_path / "app"
@@ -108,8 +119,10 @@ def test_edit_reloads_and_a_syntax_error_keeps_the_old_code(server_factory, app_
     assert len(reports) == 1 and reports[0].name.startswith("wsgi-gateway-reload-"), reports
 
     # The app's own file, written in place.
+    mark = s.log_mark()
     write_app(app_dir / "reload_app.py", "v2")
     wait_body(s, "v2 h1 ")
+    wait_exits(s, mark, 1)
 
     # A syntax error: the new worker cannot import it, the old one keeps serving.
     mark = s.log_mark()
@@ -155,7 +168,9 @@ def test_extra_file_change_reloads_every_worker(server_factory, app_dir, tmp_pat
     s.wait_log(r"--reload: .*settings\.txt changed: reloading", since=mark, timeout=DEADLINE)
     s.wait_log(r"reload: starting 2 new worker\(s\)", since=mark, timeout=DEADLINE)
     s.wait_log(r"reload: done", since=mark, timeout=DEADLINE)
-    # Once the reload is done, every worker serving has the new settings.
+    # Once the old workers are gone (told to stop when the reload is done), every worker
+    # serving has the new settings.
+    wait_exits(s, mark, 2)
     for _ in range(10):
         assert body(s) == (200, "v1 h1 s2"), s.log()
     assert s.stop() == 0, s.log()
@@ -201,3 +216,29 @@ def test_without_reload_no_report_directory(server_factory, app_dir, tmp_path):
     assert list(tmpdir.iterdir()) == []
     assert "--reload" not in s.log(), s.log()
     assert s.stop() == 0, s.log()
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one", "two"])
+def test_an_app_that_does_not_import_at_start_waits_for_the_fix(app_dir, tmp_path, workers):
+    """No old code to keep serving: the supervisor keeps the socket and waits for a change
+    (the file that failed is not in `sys.modules`: its directory, `--chdir`, is watched)."""
+    _, env = reload_env(tmp_path)
+    (app_dir / "reload_app.py").write_text(app_source("v1") + "\ndef broken(:\n")
+    s = Server("reload_app", args=["--reload", *workers], chdir=app_dir, env=env)
+    started = []
+    t = threading.Thread(target=lambda: started.append(s.start()), daemon=True)
+    t.start()
+    try:
+        s.wait_log(r"--reload: waiting for a change to start again", timeout=DEADLINE)
+        assert "SyntaxError: invalid syntax" in s.log(), s.log()
+        assert s.alive(), s.log()
+        save_by_rename(app_dir / "reload_app.py", app_source("v2"))
+        t.join(DEADLINE)
+        assert started, s.log()
+        assert body(s) == (200, "v2 h1 "), s.log()
+        # And from then on as usual.
+        write_app(app_dir / "reload_app.py", "v3")
+        wait_body(s, "v3 h1 ")
+        assert s.stop() == 0, s.log()
+    finally:
+        s.kill()

@@ -237,6 +237,26 @@ impl Watch {
         dir.names.insert(name.to_os_string())
     }
 
+    /// Watches a directory of the app's modules (any `.py` file in it counts).
+    fn add_dir(&mut self, dir: &Path) {
+        match inotify::add_watch(&self.fd, dir, dir_mask()) {
+            Ok(wd) => {
+                self.dirs
+                    .entry(wd)
+                    .or_insert_with(|| {
+                        tracing::debug!("--reload: watching {}", dir.display());
+                        Dir {
+                            path: dir.to_path_buf(),
+                            modules: true,
+                            names: HashSet::new(),
+                        }
+                    })
+                    .modules = true;
+            }
+            Err(e) => self.cannot_watch(dir, e),
+        }
+    }
+
     fn cannot_watch(&mut self, dir: &Path, e: rustix::io::Errno) {
         if e == rustix::io::Errno::NOSPC {
             if !self.warned {
@@ -270,6 +290,10 @@ impl Watch {
         };
         let (mut added, mut changed) = (0usize, None);
         for file in &report.files {
+            if file.as_os_str().as_bytes().ends_with(b"/") {
+                self.add_dir(file);
+                continue;
+            }
             if !self.add(file, true) {
                 continue;
             }
@@ -344,16 +368,21 @@ impl Report {
         })
     }
 
-    /// Lists the app's source files (the app is loaded) for the supervisor. A failure only
-    /// means fewer files are watched: logged, never fatal.
-    pub fn send(self) {
-        let files = match crate::python::source_files::imported() {
+    /// Lists the app's source files for the supervisor, once the app is loaded or failed to
+    /// load (the files of a failed import are what gets fixed). `dirs`: the app's own
+    /// directories (`--chdir`, `--pythonpath`), watched whatever was imported from them: a
+    /// module that failed to import is not in `sys.modules`. A failure only means fewer
+    /// files are watched: logged, never fatal.
+    pub fn send(self, dirs: &[PathBuf]) {
+        let mut files = match crate::python::source_files::imported() {
             Ok(files) => files,
             Err(e) => {
                 tracing::warn!("--reload: cannot list the app's source files: {e}");
-                return;
+                Vec::new()
             }
         };
+        // A directory is sent as its path with a trailing `/`.
+        files.extend(dirs.iter().map(|d| d.join("")));
         let data = encode_report(&ReportData {
             began: self.began,
             files,

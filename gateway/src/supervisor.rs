@@ -436,6 +436,22 @@ impl Supervisor {
             tracing::warn!("SIGHUP ignored: stopping");
             return Ok(());
         }
+        if !self.up && self.watcher.is_some() {
+            // --reload: the first generation (failed, or still importing older code) starts
+            // anew.
+            tracing::info!(
+                "reload: starting the first {} worker(s) again",
+                self.plan.workers
+            );
+            for i in 0..self.slots.len() {
+                if let Some(w) = self.slots[i].current.take() {
+                    self.leave(w);
+                }
+                self.slots[i].restart_at = None;
+                self.slots[i].current = Some(self.spawn_first()?);
+            }
+            return Ok(());
+        }
         if !self.up {
             tracing::info!("SIGHUP: the reload starts once every worker has started");
             self.reload_wanted = true;
@@ -561,6 +577,14 @@ impl Supervisor {
     /// reload fail, `restart_at` still fills it.
     fn current_exited(&mut self, i: usize, w: Worker, status: ExitStatus) -> Result<(), String> {
         let (pid, how) = (w.pid(), describe(status));
+        if !self.up && w.state == State::Starting && self.watcher.is_some() {
+            // --reload: the app is being written; the next change starts it again.
+            tracing::error!(
+                "worker pid {pid} exited ({how}) before it was ready; --reload: waiting for a \
+                 change to start again"
+            );
+            return Ok(());
+        }
         if !self.up && w.state == State::Starting {
             // The first generation cannot start (the worker said why): give up.
             self.kill_all();

@@ -94,10 +94,12 @@ pub(super) fn serve(
         },
         args.service.header_underscores == Underscores::Refuse,
         Some(args.service.switch_interval),
-    )?;
+    );
     if let Some(report) = reload_report {
-        report.send();
+        // Also when the app failed to import: its files are the ones to watch for the fix.
+        report.send(&app_dirs(&args));
     }
+    let app = app?;
     // Bound after the app: a server that cannot start never holds a port, even briefly.
     let listeners = match inherited {
         Some(listeners) => listeners,
@@ -277,6 +279,17 @@ fn reload_files(args: &ServeArgs) -> Result<Option<Vec<std::path::PathBuf>>, Fat
             })
             .collect(),
     ))
+}
+
+/// The app's own directories (`--chdir`, else the current directory; `--pythonpath`), as
+/// the app was imported from them (`load` changed to `--chdir`).
+fn app_dirs(args: &ServeArgs) -> Vec<std::path::PathBuf> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<_> = args.app.pythonpath.iter().map(|d| cwd.join(d)).collect();
+    dirs.insert(0, cwd);
+    dirs
 }
 
 /// The listening sockets another process passed: the supervisor, or systemd (`LISTEN_FDS`).

@@ -44,8 +44,13 @@ for _module in list(sys.modules.values()):
 files = sorted(files)
 ";
 
-/// The files of the modules imported so far (the interpreter is running: the app is loaded).
+/// The files of the modules imported so far; none if the interpreter never started (the app
+/// could not be loaded).
 pub fn imported() -> Result<Vec<PathBuf>, String> {
+    // SAFETY: Py_IsInitialized may be called at any time.
+    if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
+        return Ok(Vec::new());
+    }
     Python::attach(|py| {
         let globals = PyDict::new(py);
         let listed = py.run(LIST, Some(&globals), None).and_then(|()| {
