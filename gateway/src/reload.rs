@@ -65,6 +65,7 @@ impl Watcher {
         let mut watch = Watch {
             fd,
             dirs: HashMap::new(),
+            by_path: HashMap::new(),
             reports_wd,
             reports: reports.path().to_path_buf(),
             warned: false,
@@ -110,6 +111,8 @@ impl Dir {
 struct Watch {
     fd: OwnedFd,
     dirs: HashMap<i32, Dir>,
+    /// Each path a watch was made for (several may name one directory).
+    by_path: HashMap<PathBuf, i32>,
     reports_wd: i32,
     reports: PathBuf,
     /// The watch limit was reached once (said once).
@@ -196,7 +199,9 @@ impl Watch {
         }
         if event.flags.contains(ReadFlags::IGNORED) {
             // The directory went away (its watch with it).
-            self.dirs.remove(&event.wd);
+            if self.dirs.remove(&event.wd).is_some() {
+                self.by_path.retain(|_, wd| *wd != event.wd);
+            }
             return None;
         }
         let name = event.name?;
@@ -216,45 +221,45 @@ impl Watch {
         let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
             return false;
         };
-        let wd = match inotify::add_watch(&self.fd, parent, dir_mask()) {
-            Ok(wd) => wd,
-            Err(e) => {
-                self.cannot_watch(parent, e);
-                return false;
-            }
+        let Some(dir) = self.watch_dir(parent) else {
+            return false;
         };
-        // The same directory (or the same one by another path: a bind mount, a hard link)
-        // gives the same watch.
-        let dir = self.dirs.entry(wd).or_insert_with(|| {
-            tracing::debug!("--reload: watching {}", parent.display());
-            Dir {
-                path: parent.to_path_buf(),
-                modules: false,
-                names: HashSet::new(),
-            }
-        });
         dir.modules |= module;
         dir.names.insert(name.to_os_string())
     }
 
     /// Watches a directory of the app's modules (any `.py` file in it counts).
-    fn add_dir(&mut self, dir: &Path) {
-        match inotify::add_watch(&self.fd, dir, dir_mask()) {
-            Ok(wd) => {
-                self.dirs
-                    .entry(wd)
-                    .or_insert_with(|| {
-                        tracing::debug!("--reload: watching {}", dir.display());
-                        Dir {
-                            path: dir.to_path_buf(),
-                            modules: true,
-                            names: HashSet::new(),
-                        }
-                    })
-                    .modules = true;
-            }
-            Err(e) => self.cannot_watch(dir, e),
+    fn add_dir(&mut self, path: &Path) {
+        if let Some(dir) = self.watch_dir(path) {
+            dir.modules = true;
         }
+    }
+
+    /// The watch on `path`, made if there is none. Every worker reports the same files: the
+    /// directories already watched take no system call.
+    fn watch_dir(&mut self, path: &Path) -> Option<&mut Dir> {
+        let wd = match self.by_path.get(path) {
+            Some(&wd) => wd,
+            None => match inotify::add_watch(&self.fd, path, dir_mask()) {
+                Ok(wd) => {
+                    self.by_path.insert(path.to_path_buf(), wd);
+                    wd
+                }
+                Err(e) => {
+                    self.cannot_watch(path, e);
+                    return None;
+                }
+            },
+        };
+        // The same directory by another path (a bind mount, a symlink) gives the same watch.
+        Some(self.dirs.entry(wd).or_insert_with(|| {
+            tracing::debug!("--reload: watching {}", path.display());
+            Dir {
+                path: path.to_path_buf(),
+                modules: false,
+                names: HashSet::new(),
+            }
+        }))
     }
 
     fn cannot_watch(&mut self, dir: &Path, e: rustix::io::Errno) {
@@ -424,6 +429,49 @@ mod tests {
         assert_eq!(parse_report(b"x\0/a.py\0"), None, "no time");
         let parsed = parse_report(b"5\0rel.py\0/abs.py\0").expect("well formed");
         assert_eq!(parsed.files, vec![PathBuf::from("/abs.py")]);
+    }
+
+    #[test]
+    fn extra_files_reported_files_and_their_neighbours_trigger_a_reload() {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let (extra, app) = (tmp.path().join("settings.toml"), tmp.path().join("app"));
+        std::fs::write(&extra, "a").expect("write");
+        std::fs::create_dir(&app).expect("mkdir");
+        std::fs::write(app.join("app.py"), "a").expect("write");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let watcher = Watcher::start(
+            std::slice::from_ref(&extra),
+            Box::new(move || {
+                let _ = tx.send(());
+            }),
+        )
+        .expect("the watcher starts");
+        let reloaded = || rx.recv_timeout(Duration::from_secs(20)).is_ok();
+
+        std::fs::write(&extra, "b").expect("write");
+        assert!(reloaded(), "the extra file");
+
+        // A report from a worker that began importing before app.py was last written: its
+        // change may have come before the watch, so it counts at once.
+        let report = encode_report(&ReportData {
+            began: SystemTime::UNIX_EPOCH,
+            files: vec![app.join("app.py")],
+        });
+        std::fs::write(watcher.reports().join("7.part"), report).expect("write");
+        std::fs::rename(
+            watcher.reports().join("7.part"),
+            watcher.reports().join("7.list"),
+        )
+        .expect("rename");
+        assert!(reloaded(), "a file changed while it was imported");
+        assert!(!watcher.reports().join("7.list").exists(), "taken");
+
+        // Watched now: the file and another module beside it, saved by a rename.
+        std::fs::write(app.join("app.py"), "b").expect("write");
+        assert!(reloaded(), "the reported file");
+        std::fs::write(app.join("views.py.tmp"), "a").expect("write");
+        std::fs::rename(app.join("views.py.tmp"), app.join("views.py")).expect("rename");
+        assert!(reloaded(), "a module beside it");
     }
 
     #[test]
