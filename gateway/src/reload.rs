@@ -85,6 +85,19 @@ impl Watcher {
     pub fn reports(&self) -> &Path {
         self.reports.path()
     }
+
+    /// What a worker's environment gets: the report directory, and no bytecode written.
+    /// Python trusts a `.pyc` whose source has the size and modification second it recorded,
+    /// so a file saved twice within a second, its length kept (`v1` → `v2`), after the reload
+    /// between the saves wrote its `.pyc`, would bring the old code back (here: every time
+    /// in a test of six such saves). Without writes, only `.pyc` files older than the
+    /// session are read, and an edit is a later second than theirs.
+    pub fn worker_env(&self) -> [(&str, &OsStr); 2] {
+        [
+            (REPORTS_VAR, self.reports().as_os_str()),
+            ("PYTHONDONTWRITEBYTECODE", OsStr::new("1")),
+        ]
+    }
 }
 
 /// One watched directory.
@@ -229,10 +242,12 @@ impl Watch {
     }
 
     /// Watches a directory of the app's modules (any `.py` file in it counts).
-    fn add_dir(&mut self, path: &Path) {
-        if let Some(dir) = self.watch_dir(path) {
-            dir.modules = true;
-        }
+    /// Whether it is new to the watch as a module directory.
+    fn add_dir(&mut self, path: &Path) -> bool {
+        let Some(dir) = self.watch_dir(path) else {
+            return false;
+        };
+        !std::mem::replace(&mut dir.modules, true)
     }
 
     /// The watch on `path`, made if there is none. Every worker reports the same files: the
@@ -296,7 +311,9 @@ impl Watch {
         let (mut added, mut changed) = (0usize, None);
         for file in &report.files {
             if file.as_os_str().as_bytes().ends_with(b"/") {
-                self.add_dir(file);
+                if self.add_dir(file) && changed.is_none() {
+                    changed = changed_since(file, report.began);
+                }
                 continue;
             }
             if !self.add(file, true) {
@@ -316,6 +333,17 @@ impl Watch {
         }
         changed
     }
+}
+
+/// A `.py` file in `dir` changed after `began` (before the directory was watched).
+fn changed_since(dir: &Path, began: SystemTime) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let name = entry.file_name();
+        let bytes = name.as_bytes();
+        let module = bytes.ends_with(b".py") && !bytes.starts_with(b".");
+        let modified = entry.metadata().and_then(|m| m.modified());
+        (module && modified.is_ok_and(|m| m > began)).then(|| entry.path())
+    })
 }
 
 /// What a worker reports: when it began importing, and the files of its modules.

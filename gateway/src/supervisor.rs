@@ -318,7 +318,7 @@ impl Supervisor {
             )
             .stdin(Stdio::null());
         if let Some(watcher) = &self.watcher {
-            cmd.env(crate::reload::REPORTS_VAR, watcher.reports());
+            cmd.envs(watcher.worker_env());
         }
         if let Some(lease) = &seat {
             let fd = super::http::listener::FIRST_INHERITED_FD as usize + count + 1;
