@@ -22,12 +22,16 @@ pub mod internals;
 pub(crate) mod isapi;
 pub(crate) mod logging;
 pub(crate) mod pool;
+#[cfg(unix)]
+pub(crate) mod privileges;
 pub(crate) mod python;
 pub(crate) mod reject;
 #[cfg(unix)]
 pub(crate) mod reload;
 pub(crate) mod request;
 pub(crate) mod responder;
+#[cfg(unix)]
+pub(crate) mod sd_notify;
 #[cfg(unix)]
 pub(crate) mod supervisor;
 pub(crate) mod trust;

@@ -49,6 +49,8 @@ pub struct Plan {
     pub sockets: Vec<(OwnedFd, String)>,
     /// `--reload`: the extra files to watch besides the app's (absolute).
     pub reload: Option<Vec<std::path::PathBuf>>,
+    /// systemd's `NOTIFY_SOCKET`, when it started this supervisor (`Type=notify`).
+    pub notify: Option<crate::sd_notify::Notifier>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -63,6 +65,9 @@ struct Worker {
     started: Instant,
     state: State,
     ready: Option<std::io::PipeReader>,
+    /// A SIGUSR1 came while it was starting (its own handler may not be in place yet, and
+    /// SIGUSR1 would kill it): it is passed on once the worker is ready.
+    reopen_due: bool,
     /// Its seat on the board, freed when the worker (reaped by then) is dropped.
     _seat: Option<SeatLease>,
 }
@@ -99,6 +104,9 @@ impl Worker {
         let mut byte = [0u8; 1];
         if matches!(r.read(&mut byte), Ok(1)) {
             self.state = State::Ready;
+            if std::mem::take(&mut self.reopen_due) {
+                signal(&self.child, rustix::process::Signal::USR1);
+            }
         }
         self.ready = None;
     }
@@ -141,25 +149,28 @@ struct Signals {
     term: Arc<AtomicBool>,
     quit: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
 }
 
 impl Signals {
     fn install() -> std::io::Result<Signals> {
-        use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+        use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         let term = Arc::new(AtomicBool::new(false));
         let quit = Arc::new(AtomicBool::new(false));
         let hup = Arc::new(AtomicBool::new(false));
+        let usr1 = Arc::new(AtomicBool::new(false));
         for (sig, flag) in [
             (SIGTERM, &term),
             (SIGINT, &term),
             (SIGQUIT, &quit),
             (SIGHUP, &hup),
+            (SIGUSR1, &usr1),
         ] {
             signal_hook::flag::register(sig, flag.clone())?;
         }
-        for sig in [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD] {
+        for sig in [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGCHLD] {
             signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?;
         }
         Ok(Signals {
@@ -167,6 +178,7 @@ impl Signals {
             term,
             quit,
             hup,
+            usr1,
         })
     }
 
@@ -242,6 +254,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         sup.wait(&mut signals);
         if signals.quit.swap(false, Ordering::AcqRel) {
             tracing::info!("SIGQUIT: stopping at once");
+            sup.notify(|n| n.stopping());
             sup.kill_all();
             sup.reap_all();
             return Ok(());
@@ -251,6 +264,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
                 tracing::warn!("second stop signal: killing the workers");
                 sup.kill_all();
             } else {
+                sup.notify(|n| n.stopping());
                 tracing::info!("stopping: workers finish their in-flight requests");
                 sup.stop_deadline = Some(Instant::now() + sup.plan.graceful_timeout + SHORT_LIFE);
                 sup.stop_all();
@@ -258,6 +272,9 @@ pub fn run(plan: Plan) -> Result<(), String> {
         }
         if signals.hup.swap(false, Ordering::AcqRel) {
             sup.reload()?;
+        }
+        if signals.usr1.swap(false, Ordering::AcqRel) {
+            sup.reopen_logs();
         }
         sup.note_ready();
         sup.reap()?;
@@ -278,6 +295,23 @@ pub fn run(plan: Plan) -> Result<(), String> {
 }
 
 impl Supervisor {
+    /// Tells systemd (`NOTIFY_SOCKET`), if it is listening.
+    fn notify(&self, f: impl FnOnce(&crate::sd_notify::Notifier)) {
+        if let Some(n) = &self.plan.notify {
+            f(n);
+        }
+    }
+
+    /// `serving on ADDR, ADDR (N workers)` for systemd's STATUS.
+    fn serving(&self) -> String {
+        let on: Vec<&str> = self.plan.sockets.iter().map(|(_, s)| s.as_str()).collect();
+        format!(
+            "serving on {} ({} workers)",
+            on.join(", "),
+            self.plan.workers
+        )
+    }
+
     /// Starts one worker.
     fn spawn(&self) -> Result<Worker, String> {
         self.spawn_worker(false)
@@ -347,6 +381,7 @@ impl Supervisor {
             started: Instant::now(),
             state: State::Starting,
             ready: Some(ready_r),
+            reopen_due: false,
             _seat: seat,
         })
     }
@@ -388,6 +423,23 @@ impl Supervisor {
         signals.drain();
     }
 
+    /// SIGUSR1: the supervisor's own error log is reopened, and every worker reopens its logs
+    /// (a starting one once it is ready).
+    fn reopen_logs(&mut self) {
+        crate::logging::reopen_error_log();
+        tracing::info!("SIGUSR1: log files reopened; passing it on to the workers");
+        let workers = self
+            .slots
+            .iter_mut()
+            .flat_map(|s| s.current.iter_mut().chain(s.successor.iter_mut()));
+        for w in workers.chain(self.leaving.iter_mut()) {
+            match w.state {
+                State::Ready => signal(&w.child, rustix::process::Signal::USR1),
+                State::Starting => w.reopen_due = true,
+            }
+        }
+    }
+
     /// Workers whose ready pipe spoke are ready.
     fn note_ready(&mut self) {
         for slot in &mut self.slots {
@@ -410,6 +462,7 @@ impl Supervisor {
                     self.plan.workers
                 );
             }
+            self.notify(|n| n.ready(&self.serving()));
         }
         if self.reloading() && self.slots.iter().all(|s| ready(&s.successor)) {
             for i in 0..self.slots.len() {
@@ -421,6 +474,7 @@ impl Supervisor {
                 }
             }
             tracing::info!("reload: done");
+            self.notify(|n| n.ready(&format!("{}; reloaded", self.serving())));
         }
         if self.up && self.reload_wanted {
             self.reload_wanted = false;
@@ -462,6 +516,12 @@ impl Supervisor {
             self.drop_successors();
         }
         tracing::info!("reload: starting {} new worker(s)", self.plan.workers);
+        self.notify(|n| {
+            n.reloading(&format!(
+                "reloading: starting {} new workers",
+                self.plan.workers
+            ))
+        });
         for i in 0..self.slots.len() {
             self.slots[i].successor = Some(self.spawn()?);
         }
@@ -568,6 +628,8 @@ impl Supervisor {
             "reload failed: worker pid {pid} exited ({how}) {when}; keeping the running workers"
         );
         self.drop_successors();
+        // The running generation serves on: the reload systemd waits for has ended.
+        self.notify(|n| n.ready(&format!("{}; the reload failed", self.serving())));
         Ok(())
     }
 

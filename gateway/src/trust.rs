@@ -159,6 +159,26 @@ impl TrustPolicy {
         HeaderFate::Http
     }
 
+    /// The user a trusted proxy named in an identity header (the first one the request has),
+    /// for the access log's `%u`. Never a header from an untrusted peer.
+    pub fn proxy_identity<'a>(
+        &self,
+        peer: &Peer,
+        headers: &'a [(bytes::Bytes, bytes::Bytes)],
+    ) -> Option<&'a [u8]> {
+        if self.trusted.is_empty() || !self.peer_trusted(peer) {
+            return None;
+        }
+        headers.iter().find_map(|(n, v)| {
+            let identity = IDENTITY_HEADERS
+                .iter()
+                .map(|h| h.as_bytes())
+                .chain(self.identity_headers.iter().map(|h| h.as_bytes()))
+                .any(|h| n.eq_ignore_ascii_case(h));
+            identity.then_some(v.as_ref())
+        })
+    }
+
     fn is_guarded(&self, name: &[u8]) -> bool {
         // Every built-in guarded name starts with `x`, `r` or `f` (a test checks): most headers
         // are ruled out by their first byte.

@@ -10,8 +10,10 @@ use crate::config::{ServeArgs, Underscores};
 use crate::http::server::Server;
 use crate::http::{self, listener, Shared};
 use crate::pool;
+use crate::privileges::{self, Target};
 use crate::python::environ::FrontEndKind;
 use crate::python::host::Shape;
+use crate::sd_notify::{self, Notifier};
 use crate::supervisor;
 
 /// Lets the server hold as many connections as the system allows (the soft limit is often
@@ -37,13 +39,28 @@ pub(super) fn serve(
     shape: &Shape,
     command_line: &[std::ffi::OsString],
 ) -> Result<u8, Fatal> {
+    // First: the error log, the sockets and the app's files are all created under it.
+    privileges::apply_umask(args.privileges.umask);
     init_logging(&args.app)?;
     if !args.reload && !args.reload_extra_file.is_empty() {
         return Err(Fatal("--reload-extra-file needs --reload".into()));
     }
+    // Compiled here, before any worker starts: a bad format is one start-up error.
+    let access_format = http::access_log::Format::parse(&args.access_log_format).map_err(Fatal)?;
     raise_fd_limit();
     let worker = worker_inheritance(shape)?;
-    // SAFETY: as in `worker_inheritance`: still the only thread.
+    // systemd's socket: only the process it started (this one, unless it is a worker) talks
+    // to it; either way the variable goes, so no worker or child of the app sees it.
+    // SAFETY: as in `worker_inheritance`: one of `serve`'s first steps, on the only thread.
+    let forget = |var: &str| unsafe { shape.forget_env(var) };
+    let notifier = match worker {
+        None => Notifier::from_env(forget),
+        Some(_) => {
+            forget(sd_notify::NOTIFY_SOCKET_VAR);
+            None
+        }
+    };
+    // SAFETY: as above: still the only thread.
     let reload_report = match &worker {
         Some(_) => unsafe { crate::reload::Report::from_env(shape) },
         None => None,
@@ -51,12 +68,24 @@ pub(super) fn serve(
     // Taken (and made close-on-exec) before the app is imported: a process it starts there
     // must not keep them.
     let inherited = inherited_sockets(&args, shape, worker.as_ref())?;
+    // Looked up before anything is bound (after the environment is settled: a name service
+    // may start threads): a bad name stops the start with nothing held.
+    let target = Target::resolve(
+        args.privileges.user.as_deref(),
+        args.privileges.group.as_deref(),
+    )
+    .map_err(Fatal)?;
     if let (None, Some(workers)) = (&worker, args.supervisor_workers()) {
         let listeners = match inherited {
             Some(listeners) => listeners,
-            None => bind_sockets(&args)?,
+            None => bind_sockets(&args, target.as_ref())?,
         };
+        // Written while still privileged (`/run` is root's).
         let _pid_file = PidFile::write(args.pid.as_deref())?;
+        // The supervisor switches, before any worker exists: it needs root for nothing once
+        // the sockets are bound (its workers are its own user's to signal and reap), and no
+        // worker, which runs the app, ever starts as root.
+        switch_user(&args, target.as_ref(), true)?;
         let (program, mut program_args) = shape.program().map_err(Fatal)?;
         program_args.extend(command_line.iter().cloned());
         let plan = supervisor::Plan {
@@ -75,6 +104,7 @@ pub(super) fn serve(
                     (fd, b.display)
                 })
                 .collect(),
+            notify: notifier,
         };
         supervisor::run(plan).map_err(Fatal)?;
         return Ok(0);
@@ -84,6 +114,23 @@ pub(super) fn serve(
         _ => 0,
     };
     let settings = args.http_settings(max_requests)?;
+    // SIGUSR1 (logrotate's postrotate) reopens the log files. Caught from here on (a signal
+    // that comes while the app loads waits in `reopen`), before the pid file names us.
+    let reopen = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
+    let mut inherited = inherited;
+    let mut pid_file = None;
+    if target.is_some() {
+        // --user/--group: the sockets are bound (ports below 1024 need root) and the pid file
+        // written before the switch; the app is imported after it.
+        if inherited.is_none() {
+            inherited = Some(bind_sockets(&args, target.as_ref())?);
+        }
+        if worker.is_none() {
+            pid_file = PidFile::write(args.pid.as_deref())?;
+        }
+    }
+    // A worker's supervisor switched already and gave the warning.
+    switch_user(&args, target.as_ref(), worker.is_none())?;
     let app = load(
         &args.app,
         shape,
@@ -99,27 +146,45 @@ pub(super) fn serve(
         // Also when the app failed to import: its files are the ones to watch for the fix.
         report.send(&app_dirs(&args));
     }
-    let app = app?;
-    // Bound after the app: a server that cannot start never holds a port, even briefly.
+    let mut app = app?;
+    // Bound after the app (unless --user needed them first): a server that cannot start
+    // never holds a port, even briefly.
     let listeners = match inherited {
         Some(listeners) => listeners,
-        None => bind_sockets(&args)?,
+        None => bind_sockets(&args, None)?,
     };
     let access_log = match &args.access_log {
-        Some(path) => Some(
-            http::access_log::AccessLog::open(path)
-                .map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
-        ),
+        Some(path) => {
+            // The call keeps what the format reads (nothing for the presets).
+            app.capture = access_format.capture().clone();
+            Some(
+                http::access_log::AccessLog::open(path, access_format)
+                    .map_err(|e| Fatal(format!("--access-log {path}: {e}")))?,
+            )
+        }
         None => None,
     };
 
-    let pid_file = match worker {
-        Some(_) => None,
-        None => PidFile::write(args.pid.as_deref())?,
+    let access_reopener = access_log.as_ref().map(|l| l.reopener());
+    std::thread::Builder::new()
+        .name("log-reopen".into())
+        .spawn(move || reopen_logs(reopen, access_reopener))?;
+
+    let pid_file = match (worker.is_some(), pid_file) {
+        (false, None) => PidFile::write(args.pid.as_deref())?,
+        (_, written) => written,
     };
     let (signal_rx, signal_tx) = std::os::unix::net::UnixStream::pair()?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::low_level::pipe::register(sig, signal_tx.try_clone()?)?;
+    }
+    let notifier = notifier.map(Arc::new);
+    if let Some(n) = &notifier {
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            let n = n.clone();
+            // SAFETY: `stopping` is one sendto on data made beforehand (async-signal-safe).
+            unsafe { signal_hook::low_level::register(sig, move || n.stopping())? };
+        }
     }
     // SIGHUP reloads a supervised server (the supervisor handles it); here it must not kill.
     let hup = Arc::new(AtomicBool::new(false));
@@ -151,12 +216,36 @@ pub(super) fn serve(
                     threads
                 );
             }
+            // The app is imported and the pool accepts on live listeners: systemd may now
+            // start what depends on this service.
+            if let Some(n) = &notifier {
+                let on: Vec<&str> = server
+                    .listeners()
+                    .iter()
+                    .map(|l| l.display.as_str())
+                    .collect();
+                n.ready(&format!("serving on {} ({threads} threads)", on.join(", ")));
+            }
         }
     }
     server.keep_time(signal_rx)?;
     drop(pid_file);
     // Workers still inside a stuck app must not hold the exit hostage (graceful timeout passed).
     std::process::exit(0);
+}
+
+/// Reopens the error log and the access log on every SIGUSR1, for the life of the process.
+fn reopen_logs(
+    mut signals: signal_hook::iterator::Signals,
+    access: Option<http::access_log::Reopener>,
+) {
+    for _ in signals.forever() {
+        crate::logging::reopen_error_log();
+        if let Some(a) = &access {
+            a.reopen(std::time::Duration::from_secs(2));
+        }
+        tracing::info!("SIGUSR1: log files reopened");
+    }
 }
 
 /// What a worker process got from its supervisor: its sockets (fds 3..) and a pipe to say
@@ -311,11 +400,42 @@ fn inherited_sockets(
             "--bind and LISTEN_FDS (systemd socket activation) both name sockets; give one".into(),
         ));
     }
+    if inherited.is_some() && args.privileges.socket_mode.is_some() {
+        tracing::warn!(
+            "--socket-mode applies to sockets bound here, not to systemd's (set SocketMode= in the .socket unit)"
+        );
+    }
     Ok(inherited)
 }
 
-/// The listening sockets bound here (`--bind`, or the default address).
-fn bind_sockets(args: &ServeArgs) -> Result<Vec<listener::Bound>, Fatal> {
+/// `--user`/`--group` (once the sockets are bound, before the app is imported), or the
+/// warning when the app is about to run as root without them. Log files the server opened as
+/// root are handed to the user first, so it can open them again after a rotation.
+fn switch_user(args: &ServeArgs, target: Option<&Target>, warn: bool) -> Result<(), Fatal> {
+    let Some(target) = target else {
+        if warn {
+            privileges::warn_if_root(false);
+        }
+        return Ok(());
+    };
+    if rustix::process::geteuid().is_root() {
+        privileges::hand_over(&args.app.error_log, target);
+        if let Some(path) = &args.access_log {
+            privileges::hand_over(path, target);
+        }
+    }
+    if target.switch().map_err(Fatal)? {
+        tracing::info!("running as {}", target.shown);
+    }
+    if warn {
+        privileges::warn_if_root(target.changes_user());
+    }
+    Ok(())
+}
+
+/// The listening sockets bound here (`--bind`, or the default address); `unix:` socket files
+/// get `--socket-mode` and belong to `target`.
+fn bind_sockets(args: &ServeArgs, target: Option<&Target>) -> Result<Vec<listener::Bound>, Fatal> {
     let binds = if args.bind.is_empty() {
         vec![crate::config::defaults::BIND.to_string()]
     } else {
@@ -329,7 +449,13 @@ fn bind_sockets(args: &ServeArgs) -> Result<Vec<listener::Bound>, Fatal> {
     }
     binds
         .iter()
-        .map(|b| listener::bind(b, args.backlog))
+        .map(|b| match (args.privileges.socket_mode, target) {
+            (None, None) => listener::bind(b, args.backlog),
+            (mode, target) => {
+                let owner = target.map(Target::owner);
+                listener::bind_with(b, args.backlog, listener::UnixFile { mode, owner })
+            }
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(Fatal)
 }

@@ -261,6 +261,14 @@ pub struct ServeArgs {
     /// Access log (Apache combined + duration in µs): a file path or `-` for stdout.
     #[arg(long, value_name = "PATH", env = "WSGI_GATEWAY_ACCESS_LOG")]
     pub access_log: Option<String>,
+    /// The access log's line: `combined` (Apache combined + duration in µs), `common`, `json` (one object per line), or Apache `LogFormat` atoms (`%h %l %u %t "%r" %>s %b %D %{VAR}e %{Header}i %{Header}o` …).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "combined",
+        env = "WSGI_GATEWAY_ACCESS_LOG_FORMAT"
+    )]
+    pub access_log_format: String,
     /// Longest request line (414 beyond).
     #[arg(long, default_value_t = defaults::LIMIT_REQUEST_LINE as u64, value_parser = clap::value_parser!(u64).range(64..), env = "WSGI_GATEWAY_LIMIT_REQUEST_LINE")]
     pub limit_request_line: u64,
@@ -355,6 +363,41 @@ pub struct ServeArgs {
         value_delimiter = ':'
     )]
     pub reload_extra_file: Vec<PathBuf>,
+    #[command(flatten)]
+    pub privileges: PrivilegeArgs,
+}
+
+/// Who the server runs as, and the modes of what it creates (`privileges.rs`).
+#[derive(Args, Debug, Clone)]
+pub struct PrivilegeArgs {
+    /// Run as this user (name or UID) once the sockets are bound, before the app is imported (needs root; a supervisor switches before it starts the workers). The group is the user's, its supplementary groups too.
+    #[arg(long, value_name = "NAME|UID", env = "WSGI_GATEWAY_USER")]
+    pub user: Option<String>,
+    /// Run as this group (name or GID) instead of the user's own.
+    #[arg(long, value_name = "NAME|GID", env = "WSGI_GATEWAY_GROUP")]
+    pub group: Option<String>,
+    /// The file mode creation mask (octal, e.g. 027), set first thing at start: for sockets, logs and the app's files.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode, env = "WSGI_GATEWAY_UMASK")]
+    pub umask: Option<u32>,
+    /// Mode (octal, e.g. 660) of the socket file of each `unix:` --bind, set before it listens.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode, env = "WSGI_GATEWAY_SOCKET_MODE")]
+    pub socket_mode: Option<u32>,
+}
+
+/// An octal permission mode, `0` to `777` (`0o` or a leading `0` allowed). A value parser.
+pub(crate) fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim();
+    let digits = digits.strip_prefix("0o").unwrap_or(digits);
+    let bad = || format!("{text:?}: expected an octal mode such as 022 or 660");
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Err(bad());
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| bad())?;
+    if mode > 0o777 {
+        return Err(bad());
+    }
+    Ok(mode)
 }
 
 /// A `--…-timeout`'s seconds (a value parser: `Err` is the text clap prints).
@@ -452,6 +495,21 @@ pub(super) mod tests {
             Ok(Command::Serve(args)) => *args,
             other => panic!("{words:?} is not a serve command line: {other:?}"),
         }
+    }
+
+    #[test]
+    fn modes_are_octal() {
+        use super::parse_mode;
+        assert_eq!(parse_mode("022"), Ok(0o22));
+        assert_eq!(parse_mode("0660"), Ok(0o660));
+        assert_eq!(parse_mode("0o777"), Ok(0o777));
+        assert_eq!(parse_mode("7"), Ok(0o7));
+        for bad in ["", "8", "1000", "0x1f", "-1", "rw-", "07777"] {
+            assert!(parse_mode(bad).is_err(), "{bad:?}");
+        }
+        let args = serve(&["--umask=027", "--socket-mode=660", "--user=root"]);
+        assert_eq!(args.privileges.umask, Some(0o27));
+        assert_eq!(args.privileges.socket_mode, Some(0o660));
     }
 
     #[test]

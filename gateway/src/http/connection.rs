@@ -189,13 +189,6 @@ pub fn peer_text(peer: &Peer) -> String {
     }
 }
 
-fn header<'a>(req: &'a Request, name: &[u8]) -> Option<&'a [u8]> {
-    req.headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_ref())
-}
-
 /// Counts a served request; true when this one reached `max_requests` (the connection then
 /// closes and the process stops gracefully).
 fn retire_now(shared: &Shared) -> bool {
@@ -266,15 +259,12 @@ pub fn serve(
 
         if let Some(log) = &shared.access_log {
             log.log(&Entry {
-                remote: &peer_text(&req.peer),
-                method: &req.method,
-                target: &req.target,
-                version: req.version.as_str(),
+                req: &req,
+                policy: shared.app.environ.policy(),
                 status: outcome.status,
                 bytes: outcome.body_bytes,
-                referer: header(&req, b"referer"),
-                user_agent: header(&req, b"user-agent"),
                 duration: received.map(|t| t.elapsed()).unwrap_or_default(),
+                captured: outcome.captured.as_deref(),
             });
         }
 

@@ -25,8 +25,22 @@ pub struct Bound {
     pub display: String,
 }
 
+/// What a `unix:` socket file gets between `bind` and `listen` (before anyone can connect):
+/// `--socket-mode`, and the owner `--user`/`--group` will run as (as gunicorn does), so
+/// the server's user owns its socket.
+#[derive(Default, Clone, Copy)]
+pub struct UnixFile {
+    pub mode: Option<u32>,
+    pub owner: Option<(Option<u32>, u32)>,
+}
+
 /// Binds `HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
 pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
+    bind_with(addr, backlog, UnixFile::default())
+}
+
+/// `bind`, with the socket file's mode and owner for a `unix:` address.
+pub fn bind_with(addr: &str, backlog: u32, file: UnixFile) -> Result<Bound, String> {
     let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
     if let Some(path) = addr.strip_prefix("unix:") {
         let path = PathBuf::from(path);
@@ -46,8 +60,10 @@ pub fn bind(addr: &str, backlog: u32) -> Result<Bound, String> {
             }
         }
         let sock = socket2::SockAddr::unix(&path)
-            .and_then(|sa| listen(Domain::UNIX, &sa, backlog))
+            .and_then(|sa| bind_only(Domain::UNIX, &sa))
             .map_err(|e| format!("--bind {addr}: {e}"))?;
+        set_file(&path, file).map_err(|e| format!("--bind {addr}: {e}"))?;
+        listen_on(&sock, backlog).map_err(|e| format!("--bind {addr}: {e}"))?;
         return Ok(unix_bound(sock, path));
     }
     let sa: SocketAddr = match addr.parse() {
@@ -97,9 +113,16 @@ fn tcp_bound(listener: TcpListener, local: SocketAddr) -> Bound {
     }
 }
 
-/// A non-blocking listening socket bound to `sa` (TCP sockets reuse the address; an IPv6
-/// one does not also take IPv4).
+/// A non-blocking listening socket bound to `sa`.
 fn listen(domain: Domain, sa: &socket2::SockAddr, backlog: i32) -> std::io::Result<Socket> {
+    let sock = bind_only(domain, sa)?;
+    listen_on(&sock, backlog)?;
+    Ok(sock)
+}
+
+/// A socket bound to `sa`, not yet listening (TCP sockets reuse the address; an IPv6 one
+/// does not also take IPv4).
+fn bind_only(domain: Domain, sa: &socket2::SockAddr) -> std::io::Result<Socket> {
     let sock = Socket::new(domain, Type::STREAM, None)?;
     if domain != Domain::UNIX {
         sock.set_reuse_address(true)?;
@@ -108,9 +131,27 @@ fn listen(domain: Domain, sa: &socket2::SockAddr, backlog: i32) -> std::io::Resu
         let _ = sock.set_only_v6(true);
     }
     sock.bind(sa)?;
-    sock.listen(backlog)?;
-    sock.set_nonblocking(true)?;
     Ok(sock)
+}
+
+fn listen_on(sock: &Socket, backlog: i32) -> std::io::Result<()> {
+    sock.listen(backlog)?;
+    sock.set_nonblocking(true)
+}
+
+/// `--socket-mode` and the owner, on a bound socket's file: nobody can connect yet (it does
+/// not listen), so no client ever sees the mode the umask gave it.
+fn set_file(path: &std::path::Path, file: UnixFile) -> Result<(), String> {
+    use rustix::fs::{Gid, Mode, Uid};
+    if let Some((uid, gid)) = file.owner {
+        rustix::fs::chown(path, uid.map(Uid::from_raw), Some(Gid::from_raw(gid)))
+            .map_err(|e| format!("cannot give the socket file to --user/--group: {e}"))?;
+    }
+    if let Some(mode) = file.mode {
+        rustix::fs::chmod(path, Mode::from_bits_truncate(mode))
+            .map_err(|e| format!("--socket-mode {mode:o}: {e}"))?;
+    }
+    Ok(())
 }
 
 impl Bound {

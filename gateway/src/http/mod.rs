@@ -3,6 +3,7 @@
 //! app (`connection`, `body`), and response framing (`response`,
 //! `merge`).
 
+pub(crate) mod access_format;
 pub(crate) mod access_log;
 pub(crate) mod body;
 pub(crate) mod chunked;

@@ -18,6 +18,62 @@ pub struct WsgiApp {
     pub environ: EnvironBuilder,
     /// `--debug`: tracebacks in 500 bodies.
     pub debug: bool,
+    /// What the access log's format reads from the call (empty: nothing is kept).
+    pub capture: Capture,
+}
+
+/// What `--access-log-format` reads that only the call sees: environ values (`%{VAR}e`,
+/// `%a`, `%V`: as the app receives them, read before it runs) and response headers
+/// (`%{Header}o`: as the app gave them). Named once at start.
+#[derive(Clone, Debug, Default)]
+pub struct Capture {
+    environ: Vec<String>,
+    /// Lower case.
+    response_headers: Vec<Vec<u8>>,
+}
+
+impl Capture {
+    pub fn is_empty(&self) -> bool {
+        self.environ.is_empty() && self.response_headers.is_empty()
+    }
+
+    /// The index of environ key `key` among the captured values (added once).
+    pub fn environ_key(&mut self, key: &str) -> usize {
+        index_of(&mut self.environ, key.to_string())
+    }
+
+    /// The index of response header `name` (any case) among the captured values.
+    pub fn response_header(&mut self, name: &str) -> usize {
+        index_of(
+            &mut self.response_headers,
+            name.to_ascii_lowercase().into_bytes(),
+        )
+    }
+
+    pub fn environ_keys(&self) -> &[String] {
+        &self.environ
+    }
+
+    pub fn response_headers(&self) -> &[Vec<u8>] {
+        &self.response_headers
+    }
+}
+
+fn index_of<T: PartialEq>(list: &mut Vec<T>, item: T) -> usize {
+    match list.iter().position(|x| *x == item) {
+        Some(i) => i,
+        None => {
+            list.push(item);
+            list.len() - 1
+        }
+    }
+}
+
+/// The values a `Capture` named, in its order (`None`: not there), as latin-1 bytes.
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub environ: Vec<Option<Vec<u8>>>,
+    pub response_headers: Vec<Option<Vec<u8>>>,
 }
 
 /// What the front end needs to know after the call.
@@ -30,6 +86,8 @@ pub struct CallOutcome {
     pub reader: Option<Box<dyn BodyReader>>,
     /// The app failed (its traceback is in the error log), as opposed to the client.
     pub app_error: bool,
+    /// What `WsgiApp::capture` named (`None` when it names nothing).
+    pub captured: Option<Box<Captured>>,
 }
 
 impl CallOutcome {
@@ -41,6 +99,7 @@ impl CallOutcome {
             reusable: false,
             reader: None,
             app_error: false,
+            captured: None,
         }
     }
 }
@@ -67,7 +126,7 @@ impl WsgiApp {
             Err(e) => {
                 let mut state = ResponseState::new(responder, is_head);
                 self.report(py, &mut state, &e, &where_());
-                return finish_outcome(state, None);
+                return finish_outcome(state, None, None);
             }
         };
         let sr = match Bound::new(
@@ -82,10 +141,16 @@ impl WsgiApp {
                 return CallOutcome::given_up(500);
             }
         };
+        let mut kept_environ = None;
         let result = self
             .environ
             .build(py, req, input.as_any())
-            .and_then(|environ| self.app.bind(py).call1((environ, &sr)));
+            .and_then(|environ| {
+                if !self.capture.is_empty() {
+                    kept_environ = Some(self.capture_environ(&environ));
+                }
+                self.app.bind(py).call1((environ, &sr))
+            });
         match result {
             Err(e) => self.report_sr(py, &sr, &input, &e, &where_()),
             Ok(iterable) => {
@@ -126,7 +191,39 @@ impl WsgiApp {
             &mut this.state,
             ResponseState::new(Box::new(NoResponder), false),
         );
-        finish_outcome(state, reader)
+        let captured = (!self.capture.is_empty()).then(|| {
+            Box::new(Captured {
+                environ: kept_environ.unwrap_or_default(),
+                response_headers: self
+                    .capture
+                    .response_headers
+                    .iter()
+                    .map(|name| state.header_value(name).map(<[u8]>::to_vec))
+                    .collect(),
+            })
+        });
+        finish_outcome(state, reader, captured)
+    }
+
+    /// The environ values the access log's format names, before the app can change them.
+    fn capture_environ(&self, environ: &Bound<'_, pyo3::types::PyDict>) -> Vec<Option<Vec<u8>>> {
+        use pyo3::types::PyDictMethods;
+        self.capture
+            .environ
+            .iter()
+            .map(|key| {
+                let v = environ.get_item(key.as_str()).ok().flatten()?;
+                let text = v.str().ok()?;
+                let text = text.to_cow().ok()?;
+                // PEP 3333 values are latin-1; anything wider is kept as UTF-8.
+                Some(
+                    text.chars()
+                        .map(|c| u8::try_from(u32::from(c)).ok())
+                        .collect::<Option<Vec<u8>>>()
+                        .unwrap_or_else(|| text.as_bytes().to_vec()),
+                )
+            })
+            .collect()
     }
 
     /// Iterates the app's response into the responder until it ends, fails, or the client goes.
@@ -327,13 +424,18 @@ fn busy_outcome(input: &Bound<'_, WsgiInput>, where_: &str) -> CallOutcome {
     CallOutcome::given_up(0)
 }
 
-fn finish_outcome(state: ResponseState, reader: Option<Box<dyn BodyReader>>) -> CallOutcome {
+fn finish_outcome(
+    state: ResponseState,
+    reader: Option<Box<dyn BodyReader>>,
+    captured: Option<Box<Captured>>,
+) -> CallOutcome {
     CallOutcome {
         status: state.code(),
         body_bytes: state.body_bytes_sent(),
         reusable: !state.must_close() && state.outcome.headers_sent,
         reader,
         app_error: state.outcome.app_error,
+        captured,
     }
 }
 

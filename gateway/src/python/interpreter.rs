@@ -214,6 +214,7 @@ pub fn load_wsgi_app(
             app,
             environ,
             debug,
+            capture: Default::default(),
         })
     })
 }

@@ -45,6 +45,20 @@ pub enum SendError {
 }
 
 impl ResponseState {
+    /// The first value of response header `lower_name` (lower case) the app gave, if any.
+    pub fn header_value(&self, lower_name: &[u8]) -> Option<&[u8]> {
+        self.headers
+            .lines()
+            .split(|&b| b == b'\n')
+            .find_map(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let colon = line.iter().position(|&b| b == b':')?;
+                let (name, value) = line.split_at(colon);
+                name.eq_ignore_ascii_case(lower_name)
+                    .then(|| value.get(1..).unwrap_or_default().trim_ascii())
+            })
+    }
+
     pub fn new(responder: Box<dyn Responder>, is_head: bool) -> ResponseState {
         ResponseState {
             responder,
