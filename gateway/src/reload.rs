@@ -3,13 +3,17 @@
 //! stop, so a file that no longer imports (a syntax error) keeps the old code serving, its
 //! traceback in the log, and the next save that fixes it reloads again.
 //!
-//! Which files: a worker, once the app is imported and before it says ready, lists the files
-//! of the modules it imported (`python/source_files.rs`) into a file in a private directory
-//! the watcher watches too ([`Report`]). Every generation reports, so modules imported lazily
-//! (during requests) are watched from the next reload on. The watches are on the files'
-//! directories, where a change to any `.py` file counts, not only to a listed one: a module
-//! imported later beside one imported at start (a Django app's views) is covered from the
-//! start, and editors that save by renaming a new file over the old one are seen alike.
+//! Which files: a worker, once the app is imported (or failed to import) and before it says
+//! ready, lists the files of the modules it imported (`python/source_files.rs`) and the app's
+//! own directories (`--chdir`, `--pythonpath`) into a file in a private directory the watcher
+//! watches too ([`Report`]). Every generation reports, so modules imported lazily (during
+//! requests) are watched from the next reload on. The watches are on directories, where a
+//! change to any `.py` file counts, not only to a listed one: a module imported later beside
+//! one imported at start (a Django app's views) is covered from the start, and editors that
+//! save by renaming a new file over the old one are seen alike.
+//!
+//! An app that does not import when the server starts has no old code to keep serving: the
+//! supervisor waits for a change and starts its first workers again (`supervisor.rs`).
 //!
 //! The watcher is one thread of the supervisor: inotify (through rustix, the crate this
 //! project already makes its system calls with) on those directories; a burst of events (an
