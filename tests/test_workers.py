@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +24,7 @@ import pytest
 
 from gwclient import get, q
 from gwfiles import wait_for_file
-from gwprocess import APPS_DIR, Server, binary, clean_env, run_cli
+from gwprocess import APPS_DIR, Server, binary, clean_env, program_is_script, run_cli
 from gwresponse import ConnClosed
 
 pytestmark = pytest.mark.timeout(60)  # each test; the longer ones say so
@@ -565,8 +566,11 @@ def test_max_requests_retires_workers_without_failing_requests(gw):
     # its log line reports that count
     for pid, n in runs[:-1]:
         s.wait_log(rf"max-requests reached \({n} requests\); retiring")
-    retired = s.wait_log(r"worker pid (\d+) exited \(exit status 0\); started (\d+)")
+    # the retiring worker tells the supervisor, which starts the replacement at once; the old
+    # one exits once it has drained
+    retired = s.wait_log(r"worker pid (\d+) retiring \(--max-requests reached\); started (\d+)")
     assert int(retired.group(1)) == runs[0][0] and int(retired.group(2)) == runs[1][0], s.log()
+    s.wait_log(rf"worker pid {runs[0][0]} exited \(exit status 0\)")
     assert s.stop(timeout=20) == 0
 
 
@@ -1225,3 +1229,41 @@ def test_app_subprocess_inherits_no_server_fd(gw, tmp_path, how, when):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+# ---- 14. a worker that cannot be started after the server is up ---------------------------
+
+@pytest.mark.timeout(90)
+def test_a_worker_that_cannot_be_started_is_retried_while_the_others_serve(gw, tmp_path):
+    """The supervisor starts workers as its own program path again. With that file gone
+    (a package upgrade that removed it, a full process table), a replacement cannot start:
+    the supervisor logs it and retries with the back-off, the other worker goes on serving,
+    and once the program is back the place is filled."""
+    if program_is_script():
+        pytest.skip("the console script's workers are the venv's python, which the test "
+                    "cannot take away")
+    exe = tmp_path / "wsgi-gateway-copy"
+    shutil.copy2(binary(), exe)
+    s = gw(args=["--workers", "2"], start=False)
+    command = s.command
+    s.command = lambda: [str(exe), *command()[1:]]
+    s.start()
+    victim, survivor = s.ready_pids()
+    hidden = tmp_path / "hidden"
+    exe.rename(hidden)
+    mark = s.log_mark()
+    os.kill(victim, signal.SIGKILL)
+    s.wait_log(rf"worker pid {victim} exited \(signal (?:SIG)?KILL\)", since=mark)
+    # the first try and a retry both fail, and the supervisor carries on
+    retried = r"cannot start a worker .*; retrying in \d+ ms"
+    wait_until(lambda: not s.alive() or len(re.findall(retried, s.log(mark))) >= 2,
+               30, "two failed starts, each retried")
+    assert s.alive(), f"the supervisor ended; log:\n{s.log(mark)}"
+    for _ in range(10):
+        pid, info = try_pid(s)
+        assert pid == survivor, info
+    hidden.rename(exe)
+    new = int(s.wait_log(r"started worker pid (\d+)", since=mark, timeout=30).group(1))
+    assert new not in (victim, survivor)
+    wait_until(lambda: try_pid(s)[0] == new, 30, f"replacement {new} answering")
+    assert s.stop(timeout=20) == 0

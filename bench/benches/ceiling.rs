@@ -56,6 +56,7 @@ fn wsgi_app(py: Python<'_>, module: &Bound<'_, PyModule>, name: &str) -> WsgiApp
         app: module.getattr(name).unwrap().unbind(),
         environ: http_environ_builder(py),
         debug: false,
+        watch: None,
         capture: Default::default(),
     }
 }

@@ -31,10 +31,14 @@ pub(crate) mod reload;
 pub(crate) mod request;
 pub(crate) mod responder;
 #[cfg(unix)]
+pub(crate) mod retire;
+#[cfg(unix)]
 pub(crate) mod sd_notify;
 #[cfg(unix)]
 pub(crate) mod supervisor;
 pub(crate) mod trust;
+#[cfg(unix)]
+pub(crate) mod watchdog;
 
 pub use cli::main;
 pub use python::host::Shape;

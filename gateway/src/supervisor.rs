@@ -1,8 +1,9 @@
 //! `serve --workers N`: the supervisor. It holds the listening sockets, starts N worker
 //! processes (this binary again, with the same arguments) that inherit them, replaces a worker
-//! that dies or retires (`--max-requests`), reloads on SIGHUP (a new generation starts and is
-//! ready before the old one is told to stop), and stops them all on SIGTERM/SIGINT (graceful)
-//! or SIGQUIT (at once). It never starts Python.
+//! that dies or retires (`--max-requests`, `--timeout`, `--max-rss`: the worker says so on its
+//! pipe, and its replacement starts at once, beside it while it drains), reloads on SIGHUP (a
+//! new generation starts and is ready before the old one is told to stop), and stops them all
+//! on SIGTERM/SIGINT (graceful) or SIGQUIT (at once). It never starts Python.
 //!
 //! The bookkeeping is N places ("slots"). Each has the worker serving it (`current`) and,
 //! while a reload is under way, the new-code worker that will take it over (`successor`).
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags};
 
 use crate::balance::Board;
+use crate::retire::{self, Reason};
 
 /// The variables a worker finds its inheritance in: how many listening sockets start at fd 3,
 /// and the fd it reports readiness on.
@@ -64,7 +66,12 @@ struct Worker {
     child: Child,
     started: Instant,
     state: State,
+    /// The pipe the worker reports on: "ready", then a retirement; closed when it exits.
     ready: Option<std::io::PipeReader>,
+    /// It said it retires (it stops accepting and drains): its replacement starts now.
+    retiring: Option<Reason>,
+    /// Leaving: when it is killed if it has not exited (`--graceful-timeout` and a margin).
+    kill_at: Option<Instant>,
     /// A SIGUSR1 came while it was starting (its own handler may not be in place yet, and
     /// SIGUSR1 would kill it): it is passed on once the worker is ready.
     reopen_due: bool,
@@ -90,7 +97,8 @@ impl Worker {
         self.child.id()
     }
 
-    /// Reads the ready pipe if it spoke (the worker is serving) or closed (it is exiting).
+    /// Reads what the worker said on its pipe: ready (it is serving), retiring, or nothing
+    /// more (closed: it is exiting).
     fn poll_ready(&mut self) {
         let Some(r) = self.ready.as_mut() else { return };
         let mut fds = [PollFd::new(&*r, PollFlags::IN)];
@@ -101,14 +109,24 @@ impl Worker {
         if !matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0) {
             return;
         }
-        let mut byte = [0u8; 1];
-        if matches!(r.read(&mut byte), Ok(1)) {
-            self.state = State::Ready;
-            if std::mem::take(&mut self.reopen_due) {
-                signal(&self.child, rustix::process::Signal::USR1);
+        let mut said = [0u8; 8];
+        let n = match r.read(&mut said) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                self.ready = None;
+                return;
+            }
+        };
+        for &b in &said[..n] {
+            if b == retire::READY {
+                self.state = State::Ready;
+                if std::mem::take(&mut self.reopen_due) {
+                    signal(&self.child, rustix::process::Signal::USR1);
+                }
+            } else if let Some(reason) = Reason::from_byte(b) {
+                self.retiring.get_or_insert(reason);
             }
         }
-        self.ready = None;
     }
 
     /// The exit status, once the process has exited (it is reaped then).
@@ -206,9 +224,12 @@ struct Supervisor {
     watcher: Option<crate::reload::Watcher>,
 }
 
-/// Runs the supervisor until it is stopped. `Err` = the first generation could not start, or
-/// a worker process could not be started (`fork`/`exec` failed): the message `serve` reports
-/// before it exits with status 2, whatever the cause, so a `String`.
+/// Runs the supervisor until it is stopped. `Err` = the first generation could not start
+/// (a worker failed before it was ready, or could not be started at all): the message `serve`
+/// reports before it exits with status 2, whatever the cause, so a `String`. Once the server
+/// is up, a worker that cannot be started (`fork`/`exec` failed: the program was removed, the
+/// system is out of processes) is logged and retried with the back-off, and the other workers
+/// keep serving.
 pub fn run(plan: Plan) -> Result<(), String> {
     let mut signals = Signals::install().map_err(|e| format!("signals: {e}"))?;
     tracing::info!(
@@ -271,15 +292,17 @@ pub fn run(plan: Plan) -> Result<(), String> {
             }
         }
         if signals.hup.swap(false, Ordering::AcqRel) {
-            sup.reload()?;
+            sup.reload();
         }
         if signals.usr1.swap(false, Ordering::AcqRel) {
             sup.reopen_logs();
         }
         sup.note_ready();
+        sup.retirements();
+        sup.kill_overdue();
         sup.reap()?;
-        sup.settle()?;
-        sup.due_restarts()?;
+        sup.settle();
+        sup.due_restarts();
         if let Some(deadline) = sup.stop_deadline {
             if sup.leaving.is_empty() {
                 tracing::info!("stopped");
@@ -381,6 +404,8 @@ impl Supervisor {
             started: Instant::now(),
             state: State::Starting,
             ready: Some(ready_r),
+            retiring: None,
+            kill_at: None,
             reopen_due: false,
             _seat: seat,
         })
@@ -402,7 +427,8 @@ impl Supervisor {
         let now = Instant::now();
         let mut timeout = Duration::from_millis(500);
         let restarts = self.slots.iter().filter_map(Slot::pending_restart);
-        for at in restarts.chain(self.stop_deadline.iter()) {
+        let kills = self.leaving.iter().filter_map(|w| w.kill_at.as_ref());
+        for at in restarts.chain(self.stop_deadline.iter()).chain(kills) {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         let readers: Vec<BorrowedFd<'_>> = self
@@ -451,7 +477,7 @@ impl Supervisor {
 
     /// What readiness completes: the start (every first worker ready), a reload (every
     /// successor ready), and a SIGHUP that waited for the start.
-    fn settle(&mut self) -> Result<(), String> {
+    fn settle(&mut self) {
         let ready = |w: &Option<Worker>| w.as_ref().is_some_and(|w| w.state == State::Ready);
         if !self.up && self.slots.iter().all(|s| ready(&s.current)) {
             self.up = true;
@@ -478,17 +504,16 @@ impl Supervisor {
         }
         if self.up && self.reload_wanted {
             self.reload_wanted = false;
-            self.reload()?;
+            self.reload();
         }
-        Ok(())
     }
 
     /// SIGHUP: a new generation (fresh processes import the app's code anew). A reload under
     /// way is replaced: its workers may have imported older code than what is on disk now.
-    fn reload(&mut self) -> Result<(), String> {
+    fn reload(&mut self) {
         if self.stop_deadline.is_some() {
             tracing::warn!("SIGHUP ignored: stopping");
-            return Ok(());
+            return;
         }
         if !self.up && self.watcher.is_some() {
             // --reload: the first generation (failed, or still importing older code) starts
@@ -501,15 +526,24 @@ impl Supervisor {
                 if let Some(w) = self.slots[i].current.take() {
                     self.leave(w);
                 }
-                self.slots[i].restart_at = None;
-                self.slots[i].current = Some(self.spawn_first()?);
+                match self.spawn_first() {
+                    Ok(w) => {
+                        self.slots[i].restart_at = None;
+                        self.slots[i].current = Some(w);
+                    }
+                    // As any worker that cannot be started: `due_restarts` tries again.
+                    Err(e) => {
+                        tracing::error!("{e}; retrying in {} ms", self.backoff.as_millis());
+                        self.slots[i].restart_at = Some(Instant::now() + self.backoff);
+                    }
+                }
             }
-            return Ok(());
+            return;
         }
         if !self.up {
             tracing::info!("SIGHUP: the reload starts once every worker has started");
             self.reload_wanted = true;
-            return Ok(());
+            return;
         }
         if self.reloading() {
             tracing::info!("reload: a newer SIGHUP replaces the reload under way");
@@ -523,9 +557,23 @@ impl Supervisor {
             ))
         });
         for i in 0..self.slots.len() {
-            self.slots[i].successor = Some(self.spawn()?);
+            match self.spawn() {
+                Ok(w) => self.slots[i].successor = Some(w),
+                Err(e) => {
+                    tracing::error!("reload failed: {e}; keeping the running workers");
+                    self.reload_failed();
+                    return;
+                }
+            }
         }
-        Ok(())
+    }
+
+    /// Gives a reload up (its new code fails, or its workers cannot be started): its workers
+    /// stop, and the running generation serves on.
+    fn reload_failed(&mut self) {
+        self.drop_successors();
+        // The reload systemd waits for has ended.
+        self.notify(|n| n.ready(&format!("{}; the reload failed", self.serving())));
     }
 
     /// Ends a reload without taking it: every successor is told to stop.
@@ -538,16 +586,92 @@ impl Supervisor {
     }
 
     /// Tells `w` to stop (SIGTERM: it finishes its in-flight requests) and waits for it.
-    fn leave(&mut self, mut w: Worker) {
+    fn leave(&mut self, w: Worker) {
+        signal(&w.child, rustix::process::Signal::TERM);
+        self.let_go(w);
+    }
+
+    /// `w` stops (told to, or retiring by itself): it is waited for, and killed should it
+    /// outlive `--graceful-timeout` (its own stop ends there; this is for one that cannot).
+    fn let_go(&mut self, mut w: Worker) {
         w.ready = None;
+        w.kill_at = Some(Instant::now() + self.plan.graceful_timeout + SHORT_LIFE);
         // Its connections no longer count in the others' share (it takes no new ones).
         if let Some(lease) = &w._seat {
             if let Some(seat) = lease.board.seat(lease.seat) {
                 seat.set_live(false);
             }
         }
-        signal(&w.child, rustix::process::Signal::TERM);
         self.leaving.push(w);
+    }
+
+    /// Workers that said they retire leave their place, and their replacements start now:
+    /// they are draining, and may take up to `--graceful-timeout` to exit. Not sent SIGTERM:
+    /// a worker already stopping takes a stop signal for "exit now".
+    fn retirements(&mut self) {
+        let retiring = |w: &Option<Worker>| w.as_ref().is_some_and(|w| w.retiring.is_some());
+        for i in 0..self.slots.len() {
+            if retiring(&self.slots[i].successor) {
+                if let Some(w) = self.slots[i].successor.take() {
+                    let (pid, why) = (w.pid(), w.retiring.map_or("", Reason::describe));
+                    self.let_go(w);
+                    match self.spawn() {
+                        Ok(next) => {
+                            tracing::info!(
+                                "worker pid {pid} retiring ({why}); started {}",
+                                next.pid()
+                            );
+                            self.slots[i].successor = Some(next);
+                        }
+                        Err(e) => {
+                            tracing::error!(
+                                "worker pid {pid} retiring ({why}); reload failed: {e}; \
+                                 keeping the running workers"
+                            );
+                            self.reload_failed();
+                        }
+                    }
+                }
+            }
+            if retiring(&self.slots[i].current) {
+                if let Some(w) = self.slots[i].current.take() {
+                    let (pid, why) = (w.pid(), w.retiring.map_or("", Reason::describe));
+                    // It served: as for a worker that exits after a while, no crash loop.
+                    if w.started.elapsed() >= SHORT_LIFE {
+                        self.backoff = BACKOFF_FIRST;
+                    }
+                    self.let_go(w);
+                    if let Some(next) = &self.slots[i].successor {
+                        tracing::info!(
+                            "worker pid {pid} retiring ({why}); the reload's worker {} takes \
+                             its place",
+                            next.pid()
+                        );
+                        self.slots[i].restart_at = Some(Instant::now());
+                    } else if let Some(new_pid) = self.start_in(i) {
+                        tracing::info!("worker pid {pid} retiring ({why}); started {new_pid}");
+                    } else {
+                        tracing::warn!("worker pid {pid} retiring ({why})");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leaving workers past their time are killed.
+    fn kill_overdue(&mut self) {
+        let now = Instant::now();
+        for w in &mut self.leaving {
+            if w.kill_at.is_some_and(|at| at <= now) {
+                tracing::warn!(
+                    "worker pid {} still running --graceful-timeout after it was let go; \
+                     killing it",
+                    w.pid()
+                );
+                let _ = w.child.kill();
+                w.kill_at = None;
+            }
+        }
     }
 
     /// SIGTERM/SIGINT: every worker stops; none is replaced.
@@ -584,6 +708,7 @@ impl Supervisor {
     }
 
     /// Collects exited workers and decides what takes their place.
+    /// `Err`: the first generation cannot start (see `run`).
     fn reap(&mut self) -> Result<(), String> {
         self.leaving.retain_mut(|w| match w.exited() {
             Some(status) => {
@@ -596,7 +721,7 @@ impl Supervisor {
             let successor = &mut self.slots[i].successor;
             if let Some(status) = successor.as_mut().and_then(Worker::exited) {
                 if let Some(w) = successor.take() {
-                    self.successor_exited(i, w, status)?;
+                    self.successor_exited(i, w, status);
                 }
             }
             let current = &mut self.slots[i].current;
@@ -612,13 +737,23 @@ impl Supervisor {
     /// A new-code worker exited before its reload was done. Retired after serving
     /// (`--max-requests`): another takes its place. Otherwise the new code fails (at import,
     /// or crashing): the reload is given up and the running workers stay.
-    fn successor_exited(&mut self, i: usize, w: Worker, status: ExitStatus) -> Result<(), String> {
+    fn successor_exited(&mut self, i: usize, w: Worker, status: ExitStatus) {
         let (pid, how) = (w.pid(), describe(status));
         if w.state == State::Ready && status.success() {
-            let next = self.spawn()?;
-            tracing::info!("worker pid {pid} exited ({how}); started {}", next.pid());
-            self.slots[i].successor = Some(next);
-            return Ok(());
+            match self.spawn() {
+                Ok(next) => {
+                    tracing::info!("worker pid {pid} exited ({how}); started {}", next.pid());
+                    self.slots[i].successor = Some(next);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "worker pid {pid} exited ({how}); reload failed: {e}; keeping the \
+                         running workers"
+                    );
+                    self.reload_failed();
+                }
+            }
+            return;
         }
         let when = match w.state {
             State::Starting => "before it was ready",
@@ -627,10 +762,7 @@ impl Supervisor {
         tracing::error!(
             "reload failed: worker pid {pid} exited ({how}) {when}; keeping the running workers"
         );
-        self.drop_successors();
-        // The running generation serves on: the reload systemd waits for has ended.
-        self.notify(|n| n.ready(&format!("{}; the reload failed", self.serving())));
-        Ok(())
+        self.reload_failed();
     }
 
     /// A serving (or starting) worker exited. Its replacement starts at once, or after a
@@ -673,15 +805,37 @@ impl Supervisor {
             self.slots[i].restart_at = Some(now + delay);
             return Ok(());
         }
-        let next = self.spawn()?;
-        let new_pid = next.pid();
-        self.slots[i].current = Some(next);
+        let Some(new_pid) = self.start_in(i) else {
+            tracing::warn!("worker pid {pid} exited ({how})");
+            return Ok(());
+        };
         if status.success() {
             tracing::info!("worker pid {pid} exited ({how}); started {new_pid}");
         } else {
             tracing::warn!("worker pid {pid} exited ({how}); started {new_pid}");
         }
         Ok(())
+    }
+
+    /// Starts a worker for slot `i`'s empty `current`. One that cannot be started is logged
+    /// and retried after the back-off (doubling, as for a crash loop): the server goes on
+    /// with the others meanwhile. Returns the new worker's pid.
+    fn start_in(&mut self, i: usize) -> Option<u32> {
+        match self.spawn() {
+            Ok(next) => {
+                let pid = next.pid();
+                self.slots[i].restart_at = None;
+                self.slots[i].current = Some(next);
+                Some(pid)
+            }
+            Err(e) => {
+                let wait = self.backoff;
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                tracing::error!("{e}; retrying in {} ms", wait.as_millis());
+                self.slots[i].restart_at = Some(Instant::now() + wait);
+                None
+            }
+        }
     }
 
     /// How long to wait before replacing `w`. Exit 0 while serving is a retirement
@@ -701,19 +855,16 @@ impl Supervisor {
     }
 
     /// Starts the replacements whose time has come (not in a slot a reload will fill).
-    fn due_restarts(&mut self) -> Result<(), String> {
+    fn due_restarts(&mut self) {
         let now = Instant::now();
         for i in 0..self.slots.len() {
             let due = self.slots[i].pending_restart().is_some_and(|&at| at <= now);
-            if !due {
-                continue;
+            if due {
+                if let Some(pid) = self.start_in(i) {
+                    tracing::info!("started worker pid {pid}");
+                }
             }
-            let next = self.spawn()?;
-            tracing::info!("started worker pid {}", next.pid());
-            self.slots[i].restart_at = None;
-            self.slots[i].current = Some(next);
         }
-        Ok(())
     }
 }
 
@@ -799,6 +950,45 @@ mod tests {
             cmd.pre_exec(move || die_with_parent(parent));
         }
         cmd.status()
+    }
+
+    #[test]
+    fn the_pipe_says_ready_then_why_the_worker_retires_then_closes() {
+        use std::io::Write;
+        // Started before the pipe exists: a child being started holds every fd of this
+        // process until its exec, the write end included.
+        let child = Command::new("true").spawn().expect("spawn true");
+        let (r, mut w) = std::io::pipe().expect("pipe");
+        let mut worker = Worker {
+            child,
+            started: Instant::now(),
+            state: State::Starting,
+            ready: Some(r),
+            retiring: None,
+            kill_at: None,
+            reopen_due: false,
+            _seat: None,
+        };
+        worker.poll_ready();
+        assert_eq!((worker.state, worker.retiring), (State::Starting, None));
+        w.write_all(&[retire::READY]).expect("write");
+        worker.poll_ready();
+        assert_eq!((worker.state, worker.retiring), (State::Ready, None));
+        assert!(worker.ready.is_some(), "the pipe was closed after ready");
+        // The first reason given is the one kept.
+        w.write_all(&[Reason::Timeout.byte(), Reason::MaxRss.byte()])
+            .expect("write");
+        worker.poll_ready();
+        assert_eq!(worker.retiring, Some(Reason::Timeout));
+        drop(w);
+        // Another test's child may hold a copy of the write end until its exec: poll for EOF.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while worker.ready.is_some() && Instant::now() < deadline {
+            worker.poll_ready();
+            std::thread::yield_now();
+        }
+        assert!(worker.ready.is_none(), "EOF did not close the pipe");
+        let _ = worker.child.wait();
     }
 
     #[test]

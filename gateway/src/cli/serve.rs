@@ -190,6 +190,10 @@ pub(super) fn serve(
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup)?;
 
+    // --timeout: the calls inside the app are tracked only when it is on.
+    let timeout = (!args.timeout.is_zero()).then_some(args.timeout);
+    let calls = timeout.map(|_| Arc::new(crate::watchdog::Calls::default()));
+    app.watch = calls.clone();
     let threads = settings.threads;
     let shared = Arc::new(Shared {
         app,
@@ -199,6 +203,17 @@ pub(super) fn serve(
         served: AtomicU64::new(0),
         retiring: AtomicBool::new(false),
     });
+    let limits = crate::watchdog::Limits {
+        timeout,
+        max_rss: (args.max_rss > 0).then(|| args.max_rss.saturating_mul(1 << 20)),
+        supervised: worker.is_some(),
+    };
+    let for_watchdog = shared.clone();
+    crate::watchdog::start(
+        limits,
+        calls,
+        Box::new(move |why| crate::retire::retire(&for_watchdog.retiring, why)),
+    )?;
     let seat = worker.as_ref().and_then(|w| w.seat);
     let server = Arc::new(Server::new(listeners, shared, seat)?);
     let _pool = pool::start(threads, "wsgi-worker", server.clone())?;
@@ -262,7 +277,9 @@ impl WorkerInheritance {
         use std::io::Write;
         tracing::info!("worker pid {} ready", std::process::id());
         let mut ready = self.ready;
-        let _ = ready.write_all(b"1");
+        let _ = ready.write_all(&[crate::retire::READY]);
+        // Kept open: a retirement is announced on it.
+        crate::retire::keep_pipe(ready);
     }
 }
 

@@ -327,7 +327,7 @@ pub struct ServeArgs {
     /// Most open client connections (an idle one costs ~0.2 KiB here; the fd limit is raised to its maximum at start).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_MAX_CONNECTIONS")]
     pub max_connections: u64,
-    /// Worker processes under a supervisor that restarts them and reloads on SIGHUP (0 = one per CPU). Without it (and without --max-requests or --reload), one process serves.
+    /// Worker processes under a supervisor that restarts them and reloads on SIGHUP (0 = one per CPU). Without it (and without --max-requests, --max-rss or --reload), one process serves.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1024), env = "WSGI_GATEWAY_WORKERS")]
     pub workers: Option<u32>,
     /// Replace a worker gracefully after this many requests (0 = never); implies a supervisor.
@@ -346,6 +346,17 @@ pub struct ServeArgs {
         env = "WSGI_GATEWAY_MAX_REQUESTS_JITTER"
     )]
     pub max_requests_jitter: u64,
+    /// Seconds a request may spend inside the app (its response included) before it is logged as hung, once, with its Python stack, and counted; a supervised worker then retires gracefully (a replacement starts at once, the call gets --graceful-timeout). 0 = off.
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_seconds_or_off, env = "WSGI_GATEWAY_TIMEOUT")]
+    pub timeout: Duration,
+    /// Replace a worker gracefully once its resident memory passes this many MiB (read once a second; 0 = never); implies a supervisor.
+    #[arg(
+        long,
+        value_name = "MiB",
+        default_value_t = 0,
+        env = "WSGI_GATEWAY_MAX_RSS"
+    )]
+    pub max_rss: u64,
     /// Write the (supervisor's) pid to this file; removed at exit.
     #[arg(long, value_name = "FILE", env = "WSGI_GATEWAY_PID")]
     pub pid: Option<PathBuf>,
@@ -412,6 +423,14 @@ pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// `--timeout`'s seconds, where 0 means off (`Duration::ZERO`).
+pub(crate) fn parse_seconds_or_off(text: &str) -> Result<Duration, String> {
+    if text.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(Duration::ZERO);
+    }
+    parse_seconds(text)
+}
+
 impl AppArgs {
     pub fn app_spec(&self) -> AppSpec {
         AppSpec {
@@ -470,13 +489,14 @@ impl ServeArgs {
     }
 
     /// How many worker processes a supervisor runs: `--workers` (0 = one per CPU), or one when
-    /// only `--max-requests` or `--reload` asks for a supervisor; `None`: this process serves by itself.
+    /// only `--max-requests`, `--max-rss` (they replace workers) or `--reload` asks for a
+    /// supervisor; `None`: this process serves by itself.
     #[cfg(unix)]
     pub fn supervisor_workers(&self) -> Option<usize> {
         match self.workers {
             Some(0) => Some(std::thread::available_parallelism().map_or(1, |n| n.get())),
             Some(n) => Some(n as usize),
-            None if self.max_requests > 0 || self.reload => Some(1),
+            None if self.max_requests > 0 || self.max_rss > 0 || self.reload => Some(1),
             None => None,
         }
     }
@@ -527,5 +547,21 @@ pub(super) mod tests {
             serve(&["--reload", "--workers=2"]).supervisor_workers(),
             Some(2)
         );
+        assert_eq!(serve(&["--max-rss=512"]).supervisor_workers(), Some(1));
+        assert_eq!(serve(&["--timeout=30"]).supervisor_workers(), None);
+    }
+
+    #[test]
+    fn timeout_is_off_by_default_and_takes_seconds() {
+        use std::time::Duration;
+        assert_eq!(serve(&[]).timeout, Duration::ZERO);
+        assert_eq!(serve(&["--timeout=0"]).timeout, Duration::ZERO);
+        assert_eq!(
+            serve(&["--timeout=2.5"]).timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(serve(&[]).max_rss, 0);
+        let argv = ["wsgi-gateway", "serve", "--timeout=-1"];
+        assert!(super::Cli::try_parse_from(argv).is_err());
     }
 }

@@ -200,7 +200,7 @@ fn retire_now(shared: &Shared) -> bool {
     if served < limit {
         return false;
     }
-    if !shared.retiring.swap(true, Ordering::AcqRel) {
+    if crate::retire::retire(&shared.retiring, crate::retire::Reason::MaxRequests) {
         tracing::info!("max-requests reached ({served} requests); retiring");
     }
     true

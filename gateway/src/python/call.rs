@@ -20,6 +20,9 @@ pub struct WsgiApp {
     pub debug: bool,
     /// What the access log's format reads from the call (empty: nothing is kept).
     pub capture: Capture,
+    /// `--timeout`: the calls inside the app, for the watchdog (`None`: off, nothing tracked).
+    #[cfg(unix)]
+    pub watch: Option<std::sync::Arc<crate::watchdog::Calls>>,
 }
 
 /// What `--access-log-format` reads that only the call sees: environ values (`%{VAR}e`,
@@ -113,6 +116,15 @@ impl WsgiApp {
         body: Box<dyn BodyReader>,
         responder: Box<dyn Responder>,
     ) -> CallOutcome {
+        #[cfg(unix)]
+        let _in_app = self.watch.as_ref().map(|w| {
+            w.enter(format!(
+                "{} {} {}",
+                String::from_utf8_lossy(&req.method),
+                String::from_utf8_lossy(&req.target),
+                req.version.as_str()
+            ))
+        });
         let is_head = req.method.as_ref() == b"HEAD";
         let where_ = || {
             format!(

@@ -214,6 +214,8 @@ pub fn load_wsgi_app(
             app,
             environ,
             debug,
+            #[cfg(unix)]
+            watch: None,
             capture: Default::default(),
         })
     })
