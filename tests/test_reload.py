@@ -126,12 +126,14 @@ def test_edit_reloads_and_a_syntax_error_keeps_the_old_code(server_factory, app_
 
     # A syntax error: the new worker cannot import it, the old one keeps serving.
     mark = s.log_mark()
-    (app_dir / "reload_app.py").write_text(app_source("v3") + "\ndef broken(:\n")
+    broken = app_source("v3") + "\ndef broken(:\n"
+    line = broken.splitlines().index("def broken(:") + 1
+    (app_dir / "reload_app.py").write_text(broken)
     s.wait_log(r"reload failed: .*keeping the running workers", since=mark, timeout=DEADLINE)
     log = s.log(mark)
-    # Python's report of it: the file, the line, the caret, the error.
-    assert 'reload_app.py", line 20' in log and "def broken(:" in log, log
-    assert "SyntaxError: invalid syntax" in log, log
+    # Python's report of it: the file, the line, the code, the error.
+    assert f'reload_app.py", line {line}' in log and "def broken(:" in log, log
+    assert "SyntaxError: " in log, log
     for _ in range(5):
         assert body(s) == (200, "v2 h1 "), s.log()
 
@@ -230,7 +232,7 @@ def test_an_app_that_does_not_import_at_start_waits_for_the_fix(app_dir, tmp_pat
     t.start()
     try:
         s.wait_log(r"--reload: waiting for a change to start again", timeout=DEADLINE)
-        assert "SyntaxError: invalid syntax" in s.log(), s.log()
+        assert "SyntaxError: " in s.log(), s.log()
         assert s.alive(), s.log()
         save_by_rename(app_dir / "reload_app.py", app_source("v2"))
         t.join(DEADLINE)
