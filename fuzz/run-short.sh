@@ -13,7 +13,7 @@
 set -euo pipefail
 
 SECONDS_EACH="${1:-${FUZZ_SECONDS:-45}}"
-TARGETS=(head chunked cgi_meta isapi_ecb head_differential connection head_incremental)
+TARGETS=(head chunked cgi_meta isapi_ecb head_differential connection head_incremental proxy_protocol)
 FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$FUZZ_DIR"
 

@@ -32,6 +32,7 @@ PY_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 mercurial==7.2.4 dulwich==1.2.21
 # alone: no site config, no service started on port 80 (the `apache2` package would).
 APT_NEEDS=(curl:curl timeout:coreutils lighttpd:lighttpd apache2:apache2-bin git:git
            gcc:gcc nm:binutils logrotate:logrotate useradd:passwd unshare:util-linux
+           haproxy:haproxy openssl:openssl
            x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64-win32
            i686-w64-mingw32-gcc:gcc-mingw-w64-i686-win32)
 # Windows targets for the ISAPI DLL's cross-build check (tests/test_isapi_windows.py).

@@ -189,7 +189,9 @@ fn file_args(
         }
         let flag = format!("--{}", arg.get_long().unwrap_or(&id));
         let positional = arg.get_long().is_none();
-        let takes_value = arg.get_num_args().is_none_or(|n| n.takes_values());
+        // From the action: `num_args` is unset until the command is built, which made every
+        // flag look like an option taking a value (and `true` in the file an error).
+        let takes_value = arg.get_action().takes_values();
         let scalar = |v: &toml::Value| -> Result<String, ConfigError> {
             match v {
                 toml::Value::String(s) => Ok(s.clone()),
@@ -240,6 +242,45 @@ mod tests {
 
     fn cmd(words: &[&str], under_cgi: bool) -> Vec<OsString> {
         with_command(argv(words), under_cgi)
+    }
+
+    /// `serve --config FILE` with `text` as the file.
+    fn serve_with_file(text: &str) -> Result<Box<crate::config::ServeArgs>, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("wsgi-gateway-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| ConfigError(e.to_string()))?;
+        let file = dir.join(format!("{:x}.toml", text.len() ^ text.as_ptr() as usize));
+        std::fs::write(&file, text).map_err(|e| ConfigError(e.to_string()))?;
+        let parsed = parse(argv(&["gw", "serve", "--config", &file.to_string_lossy()]));
+        let _ = std::fs::remove_file(&file);
+        match parsed? {
+            Parsed::Run(cli) => match cli.command {
+                Command::Serve(args) => Ok(args),
+                other => Err(ConfigError(format!("not serve: {other:?}"))),
+            },
+            Parsed::Print(text) => Err(ConfigError(text)),
+        }
+    }
+
+    #[test]
+    fn flags_are_true_or_false_in_the_file() {
+        let args = serve_with_file(
+            "proxy-protocol = true\ndebug = true\nstream-nodelay = false\nforwarded-allow-ips = \"10.0.0.1\"\n",
+        )
+        .expect("booleans for flags");
+        assert!(args.proxy_protocol && args.app.debug && !args.stream_nodelay);
+        assert_eq!(args.app.forwarded_allow_ips, "10.0.0.1");
+        let e = serve_with_file("proxy-protocol = \"yes\"\n").expect_err("a string for a flag");
+        assert!(
+            e.0.ends_with("key \"proxy-protocol\" must be true or false"),
+            "{}",
+            e.0
+        );
+        let e = serve_with_file("threads = true\n").expect_err("a boolean for a value");
+        assert!(
+            e.0.contains("key \"threads\" must be a string or number"),
+            "{}",
+            e.0
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub use crate::http::{
     connection::precheck,
     head::{parse_head, parse_head_incremental, Head, HeadLimits, HeadScan},
     io::{ConnIo, SendLimits},
+    proxy_protocol::{parse as parse_proxy_header, Header as ProxyHeader, Origin as ProxyOrigin},
     rate::{MinRate, RateMeter},
     response::HttpResponder,
     stream::Stream,

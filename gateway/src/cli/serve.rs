@@ -76,6 +76,9 @@ pub(super) fn serve(
     )
     .map_err(Fatal)?;
     if let (None, Some(workers)) = (&worker, args.supervisor_workers()) {
+        // The workers' settings, checked before binding: a bad one stops the supervisor here
+        // rather than each worker in turn.
+        args.http_settings(0)?;
         let listeners = match inherited {
             Some(listeners) => listeners,
             None => bind_sockets(&args, target.as_ref())?,

@@ -9,6 +9,18 @@ impl ServeArgs {
     /// retires (a supervised worker's `--max-requests` plus its jitter), 0 for no limit.
     pub fn http_settings(&self, max_requests: u64) -> Result<Settings, ConfigError> {
         let script_name = self.script_name()?;
+        if self.proxy_protocol
+            && self
+                .app
+                .forwarded_allow_ips
+                .trim_matches([',', ' '])
+                .is_empty()
+        {
+            // Every connection would be refused: say so now, not once per connection.
+            return Err(ConfigError(
+                "--proxy-protocol needs --forwarded-allow-ips: the proxies whose PROXY headers are accepted".into(),
+            ));
+        }
         Ok(Settings {
             limits: HeadLimits {
                 max_request_line: to_usize(self.limit_request_line),
@@ -18,6 +30,7 @@ impl ServeArgs {
             },
             max_body: self.service.max_body_size,
             header_timeout: self.header_timeout,
+            proxy_protocol: self.proxy_protocol,
             keepalive_timeout: self.keepalive_timeout,
             body_timeout: self.body_timeout,
             write_timeout: self.write_timeout,
@@ -114,6 +127,27 @@ mod tests {
         // The mount point loses its trailing `/`.
         assert_eq!(s.script_name, "/app");
         assert_eq!(s.max_requests, 17);
+    }
+
+    #[test]
+    fn proxy_protocol_needs_trusted_proxies() {
+        assert!(
+            !serve(&[])
+                .http_settings(0)
+                .expect("defaults")
+                .proxy_protocol
+        );
+        for words in [
+            &["--proxy-protocol"][..],
+            &["--proxy-protocol", "--forwarded-allow-ips= , "],
+        ] {
+            let Err(e) = serve(words).http_settings(0) else {
+                panic!("{words:?} was accepted");
+            };
+            assert!(e.0.contains("--forwarded-allow-ips"), "{}", e.0);
+        }
+        let s = serve(&["--proxy-protocol", "--forwarded-allow-ips=10.0.0.0/8"]);
+        assert!(s.http_settings(0).expect("valid").proxy_protocol);
     }
 
     #[test]

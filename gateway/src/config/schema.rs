@@ -258,6 +258,9 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub bind: Vec<String>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, HAProxy's `send-proxy`/`send-proxy-v2`): the client's address and port, and the address and port it connected to, come from it. Accepted only from --forwarded-allow-ips peers; others, and a missing or malformed header, are closed and logged.
+    #[arg(long, env = "WSGI_GATEWAY_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
     /// Access log (Apache combined + duration in µs): a file path or `-` for stdout.
     #[arg(long, value_name = "PATH", env = "WSGI_GATEWAY_ACCESS_LOG")]
     pub access_log: Option<String>,

@@ -169,7 +169,10 @@ fn to_request(head: Head, conn: &Conn, settings: &Settings) -> Request {
         remote_user: None,
         auth_type: None,
         script_name,
-        extra: Vec::new(),
+        extra: match &conn.listener.server_addr {
+            None => Vec::new(),
+            Some(addr) => vec![(Bytes::from_static(b"SERVER_ADDR"), addr.clone())],
+        },
     }
 }
 

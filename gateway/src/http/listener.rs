@@ -92,6 +92,7 @@ fn unix_bound(sock: Socket, path: PathBuf) -> Bound {
             server_name: "localhost".into(),
             server_port: "0".into(),
             scheme: Scheme::Http,
+            server_addr: None,
         }),
         display,
     }
@@ -108,6 +109,7 @@ fn tcp_bound(listener: TcpListener, local: SocketAddr) -> Bound {
             server_name: host.as_str().into(),
             server_port: local.port().to_string().into(),
             scheme: Scheme::Http,
+            server_addr: None,
         }),
         display: format!("http://{host}:{}", local.port()),
     }

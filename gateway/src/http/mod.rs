@@ -14,6 +14,7 @@ pub(crate) mod head;
 pub(crate) mod io;
 pub(crate) mod listener;
 mod merge;
+pub(crate) mod proxy_protocol;
 pub(crate) mod rate;
 pub(crate) mod response;
 pub(crate) mod server;
@@ -37,6 +38,8 @@ pub struct Settings {
     /// 0 = unlimited.
     pub max_body: u64,
     pub header_timeout: Duration,
+    /// --proxy-protocol: every connection starts with a PROXY header (see `proxy_protocol`).
+    pub proxy_protocol: bool,
     pub keepalive_timeout: Duration,
     pub body_timeout: Duration,
     pub write_timeout: Duration,
@@ -65,6 +68,8 @@ pub struct ListenerInfo {
     pub server_name: Arc<str>,
     pub server_port: Arc<str>,
     pub scheme: Scheme,
+    /// `SERVER_ADDR`: only from a PROXY header (the address the client connected to).
+    pub server_addr: Option<bytes::Bytes>,
 }
 
 /// A client connection, owned by the reactor or by one worker at a time.

@@ -12,9 +12,11 @@
 //! generation tokens), `phase` (a connection's state between requests), `reactor` (epoll wait,
 //! accept, take and put back: the `WorkSource`), `serve` (one worker's turn on a connection),
 //! `timers` (deadlines and expiry), `stop` (the graceful stop and the main thread's loop),
+//! `proxied` (`--proxy-protocol`: the trusted peer check and the PROXY header),
 //! `share` (a supervised worker keeping within its share of the connections).
 
 mod phase;
+mod proxied;
 mod reactor;
 mod serve;
 mod share;

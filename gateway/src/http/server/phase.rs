@@ -16,6 +16,9 @@ const LINGER: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
+    /// `--proxy-protocol`: a new connection's PROXY header is awaited (header timeout, from
+    /// the accept; it goes on to bound the first request's head).
+    Proxy,
     /// Waiting for the first byte of the next request (keep-alive timeout).
     Idle,
     /// Part of a head has arrived (header timeout, counted from its first byte).

@@ -120,6 +120,9 @@ impl Server {
                 }
             };
             let s = &self.shared.settings;
+            if s.proxy_protocol && !self.proxy_peer_trusted(&peer) {
+                continue;
+            }
             if self.conns.lock().slots.open >= s.max_connections {
                 tracing::warn!(
                     "--max-connections ({}) reached; refusing a connection",
@@ -147,6 +150,9 @@ impl Server {
                 shed: None,
             });
             state.reading(s);
+            if s.proxy_protocol {
+                state.phase = Phase::Proxy;
+            }
             self.insert(state);
         }
         // Not while holding (`share`): whoever resumes arms it. A single process never holds.

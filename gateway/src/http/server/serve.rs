@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use pyo3::prelude::*;
 
 use super::phase::{gathered_line, ConnState, Phase};
+use super::proxied::{self, Taken};
 use super::Server;
 use crate::http::body::{Drained, CONTINUE};
 use crate::http::connection::{self, peer_text, Served, Start};
@@ -81,6 +82,12 @@ impl Server {
             let drained = match got {
                 // The client closed: a half-sent head gets no answer anyone could read.
                 Ok(0) => {
+                    if state.phase == Phase::Proxy && !state.buf.is_empty() {
+                        tracing::warn!(
+                            "{}: the proxy closed the connection inside its PROXY header",
+                            proxied::real_peer(&state.conn.peer)
+                        );
+                    }
                     if state.phase == Phase::Body {
                         tracing::info!(
                             "{}: request body: the client went away before sending it; connection closed",
@@ -102,6 +109,11 @@ impl Server {
             };
             match state.phase {
                 Phase::Linger => continue,
+                Phase::Proxy => match self.take_proxy_header(&mut state) {
+                    Taken::More => continue,
+                    Taken::Refused => return After::Close(state),
+                    Taken::Done => {}
+                },
                 Phase::Idle => state.reading(settings),
                 Phase::Reading | Phase::Sending { .. } => {}
                 Phase::Body | Phase::Drain => {

@@ -41,7 +41,7 @@ impl Server {
                 if let Entry::Parked { state, .. } = e {
                     match state.phase {
                         Phase::Idle => silent.push(i),
-                        Phase::Reading if state.buf.is_empty() => silent.push(i),
+                        Phase::Reading | Phase::Proxy if state.buf.is_empty() => silent.push(i),
                         _ => {}
                     }
                 }

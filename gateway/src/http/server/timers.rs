@@ -139,6 +139,23 @@ impl Server {
             let _ = epoll::delete(&self.epoll, state.conn.io.stream.as_fd());
             let slow = state.receive_meter().map(|m| m.limit().1);
             let why = match state.phase {
+                // A silent one closed by a graceful stop (`STOP_GRACE`) is not the proxy's fault.
+                Phase::Proxy
+                    if state.buf.is_empty() && self.shared.stopping.load(Ordering::Acquire) =>
+                {
+                    None
+                }
+                Phase::Proxy => {
+                    let what = match state.buf.is_empty() {
+                        true => "sent no PROXY header",
+                        false => "sent an incomplete PROXY header",
+                    };
+                    tracing::warn!(
+                        "{}: {what} within --header-timeout; connection closed",
+                        super::proxied::real_peer(&state.conn.peer)
+                    );
+                    None
+                }
                 Phase::Reading if !state.buf.is_empty() => {
                     Some("request head not received within --header-timeout")
                 }
