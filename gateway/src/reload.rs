@@ -137,6 +137,36 @@ struct Watch {
     trigger: Box<dyn Fn() + Send>,
 }
 
+/// Changes coming in a burst (an editor's several writes, a `git checkout`): one reload once
+/// none came for [`QUIET`].
+#[derive(Default)]
+struct Burst {
+    /// The first change of the burst (what the log names), and when the last one came.
+    pending: Option<(PathBuf, Instant)>,
+}
+
+impl Burst {
+    fn change(&mut self, file: PathBuf, now: Instant) {
+        let first = self.pending.take().map_or(file, |(first, _)| first);
+        self.pending = Some((first, now));
+    }
+
+    /// How long to wait for more (`None`: no burst, wait for the next change).
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        let (_, last) = self.pending.as_ref()?;
+        Some((*last + QUIET).saturating_duration_since(now))
+    }
+
+    /// The burst is over: its first file, once.
+    fn due(&mut self, now: Instant) -> Option<PathBuf> {
+        let (_, last) = self.pending.as_ref()?;
+        if now.saturating_duration_since(*last) < QUIET {
+            return None;
+        }
+        self.pending.take().map(|(first, _)| first)
+    }
+}
+
 /// An event as read, owned (so handling it may add watches).
 struct Event {
     wd: i32,
@@ -146,13 +176,9 @@ struct Event {
 
 impl Watch {
     fn run(mut self) {
-        // The first change of a burst, and when the last one came.
-        let mut pending: Option<(PathBuf, Instant)> = None;
+        let mut burst = Burst::default();
         loop {
-            let timeout = pending
-                .as_ref()
-                .map(|(_, last)| (*last + QUIET).saturating_duration_since(Instant::now()));
-            let ts = timeout.map(|t| rustix::event::Timespec {
+            let ts = burst.wait(Instant::now()).map(|t| rustix::event::Timespec {
                 tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
                 tv_nsec: i64::from(t.subsec_nanos()),
             });
@@ -173,16 +199,12 @@ impl Watch {
             };
             for event in events {
                 if let Some(changed) = self.handle(event) {
-                    let first = pending.map_or(changed, |(first, _)| first);
-                    pending = Some((first, Instant::now()));
+                    burst.change(changed, Instant::now());
                 }
             }
-            if let Some((changed, last)) = &pending {
-                if last.elapsed() >= QUIET {
-                    tracing::info!("--reload: {} changed: reloading", changed.display());
-                    (self.trigger)();
-                    pending = None;
-                }
+            if let Some(changed) = burst.due(Instant::now()) {
+                tracing::info!("--reload: {} changed: reloading", changed.display());
+                (self.trigger)();
             }
         }
     }
@@ -504,6 +526,31 @@ mod tests {
         std::fs::write(app.join("views.py.tmp"), "a").expect("write");
         std::fs::rename(app.join("views.py.tmp"), app.join("views.py")).expect("rename");
         assert!(reloaded(), "a module beside it");
+    }
+
+    #[test]
+    fn a_burst_of_changes_is_one_reload_once_quiet() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut burst = Burst::default();
+        assert_eq!(burst.wait(t0), None, "nothing pending: wait for a change");
+        assert_eq!(burst.due(t0), None);
+        // An editor's writes, 50 ms apart: each one starts the quiet period again.
+        for (i, at) in [0, 50, 100, 150].into_iter().enumerate() {
+            burst.change(PathBuf::from(format!("/app/{i}.py")), ms(at));
+            assert_eq!(burst.due(ms(at + 199)), None, "not yet quiet after {at} ms");
+        }
+        assert_eq!(burst.wait(ms(150)), Some(QUIET));
+        assert_eq!(burst.wait(ms(300)), Some(Duration::from_millis(50)));
+        assert_eq!(
+            burst.due(ms(350)),
+            Some(PathBuf::from("/app/0.py")),
+            "the first named"
+        );
+        assert_eq!(burst.due(ms(400)), None, "once");
+        assert_eq!(burst.wait(ms(400)), None);
+        burst.change(PathBuf::from("/app/x.py"), ms(1000));
+        assert_eq!(burst.due(ms(1200)), Some(PathBuf::from("/app/x.py")));
     }
 
     #[test]
