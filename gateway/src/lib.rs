@@ -28,6 +28,8 @@ pub(crate) mod pool;
 pub(crate) mod privileges;
 pub(crate) mod python;
 pub(crate) mod reject;
+#[cfg(unix)]
+pub(crate) mod reload;
 pub(crate) mod request;
 pub(crate) mod responder;
 #[cfg(unix)]

@@ -52,6 +52,8 @@ pub struct Plan {
     pub graceful_timeout: Duration,
     /// The listening sockets, and how each is shown in the log.
     pub sockets: Vec<(OwnedFd, String)>,
+    /// `--reload`: the extra files to watch besides the app's (absolute).
+    pub reload: Option<Vec<std::path::PathBuf>>,
     /// systemd's `NOTIFY_SOCKET`, when it started this supervisor (`Type=notify`).
     pub notify: Option<crate::sd_notify::Notifier>,
     /// `--metrics-bind`: the area the workers count into (its fd is passed to each).
@@ -256,6 +258,8 @@ struct Supervisor {
     /// the workers then accept as they can).
     board: Option<(Board, OwnedFd)>,
     metrics: Option<&'static Aggregate>,
+    /// `--reload`: watches the app's files; a change is a SIGHUP.
+    watcher: Option<crate::reload::Watcher>,
 }
 
 /// Runs the supervisor until it is stopped. `Err` = the first generation could not start
@@ -281,9 +285,20 @@ pub fn run(plan: Plan) -> Result<(), String> {
             None
         }
     };
+    // Started once SIGHUP is handled: what it does is raise one.
+    let watcher = match &plan.reload {
+        Some(extra) => Some(crate::reload::Watcher::start(
+            extra,
+            Box::new(|| {
+                let _ = signal_hook::low_level::raise(signal_hook::consts::SIGHUP);
+            }),
+        )?),
+        None => None,
+    };
     let mut sup = Supervisor {
         metrics: plan.metrics.as_ref().map(|(a, _)| *a),
         board,
+        watcher,
         slots: (0..plan.workers).map(|_| Slot::default()).collect(),
         plan,
         leaving: Vec::new(),
@@ -407,6 +422,9 @@ impl Supervisor {
                 (super::http::listener::FIRST_INHERITED_FD as usize + count).to_string(),
             )
             .stdin(Stdio::null());
+        if let Some(watcher) = &self.watcher {
+            cmd.envs(watcher.worker_env());
+        }
         if let Some(lease) = &seat {
             let fd = super::http::listener::FIRST_INHERITED_FD as usize + count + 1;
             cmd.env(
@@ -551,6 +569,31 @@ impl Supervisor {
     fn reload(&mut self) {
         if self.stop_deadline.is_some() {
             tracing::warn!("SIGHUP ignored: stopping");
+            return;
+        }
+        if !self.up && self.watcher.is_some() {
+            // --reload: the first generation (failed, or still importing older code) starts
+            // anew.
+            tracing::info!(
+                "reload: starting the first {} worker(s) again",
+                self.plan.workers
+            );
+            for i in 0..self.slots.len() {
+                if let Some(w) = self.slots[i].current.take() {
+                    self.leave(w);
+                }
+                match self.spawn_first() {
+                    Ok(w) => {
+                        self.slots[i].restart_at = None;
+                        self.slots[i].current = Some(w);
+                    }
+                    // As any worker that cannot be started: `due_restarts` tries again.
+                    Err(e) => {
+                        tracing::error!("{e}; retrying in {} ms", self.backoff.as_millis());
+                        self.slots[i].restart_at = Some(Instant::now() + self.backoff);
+                    }
+                }
+            }
             return;
         }
         if !self.up {
@@ -789,6 +832,14 @@ impl Supervisor {
     /// reload fail, `restart_at` still fills it.
     fn current_exited(&mut self, i: usize, w: Worker, status: ExitStatus) -> Result<(), String> {
         let (pid, how) = (w.pid(), describe(status));
+        if !self.up && w.state == State::Starting && self.watcher.is_some() {
+            // --reload: the app is being written; the next change starts it again.
+            tracing::error!(
+                "worker pid {pid} exited ({how}) before it was ready; --reload: waiting for a \
+                 change to start again"
+            );
+            return Ok(());
+        }
         if !self.up && w.state == State::Starting {
             // The first generation cannot start (the worker said why): give up.
             self.kill_all();

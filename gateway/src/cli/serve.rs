@@ -42,6 +42,9 @@ pub(super) fn serve(
     // First: the error log, the sockets and the app's files are all created under it.
     privileges::apply_umask(args.privileges.umask);
     init_logging(&args.app)?;
+    if !args.reload && !args.reload_extra_file.is_empty() {
+        return Err(Fatal("--reload-extra-file needs --reload".into()));
+    }
     // Compiled here, before any worker starts: a bad format is one start-up error.
     let access_format = http::access_log::Format::parse(&args.access_log_format).map_err(Fatal)?;
     raise_fd_limit();
@@ -56,6 +59,11 @@ pub(super) fn serve(
             forget(sd_notify::NOTIFY_SOCKET_VAR);
             None
         }
+    };
+    // SAFETY: as above: still the only thread.
+    let reload_report = match &worker {
+        Some(_) => unsafe { crate::reload::Report::from_env(shape) },
+        None => None,
     };
     // Taken (and made close-on-exec) before the app is imported: a process it starts there
     // must not keep them.
@@ -91,6 +99,7 @@ pub(super) fn serve(
             program,
             args: program_args,
             graceful_timeout: args.graceful_timeout,
+            reload: reload_files(&args)?,
             sockets: listeners
                 .into_iter()
                 .map(|b| {
@@ -131,7 +140,7 @@ pub(super) fn serve(
     }
     // A worker's supervisor switched already and gave the warning.
     switch_user(&args, target.as_ref(), worker.is_none())?;
-    let mut app = load(
+    let app = load(
         &args.app,
         shape,
         FrontEndKind {
@@ -141,7 +150,12 @@ pub(super) fn serve(
         },
         args.service.header_underscores == Underscores::Refuse,
         Some(args.service.switch_interval),
-    )?;
+    );
+    if let Some(report) = reload_report {
+        // Also when the app failed to import: its files are the ones to watch for the fix.
+        report.send(&app_dirs(&args));
+    }
+    let mut app = app?;
     // Bound after the app (unless --user needed them first): a server that cannot start
     // never holds a port, even briefly.
     let listeners = match inherited {
@@ -468,6 +482,48 @@ fn board_seat(spec: &std::ffi::OsStr, ready_fd: i32) -> Result<http::server::Boa
         .map_err(|e| Fatal(format!("the supervisor's board: {e}")))?;
     drop(fd);
     http::server::BoardSeat::new(board, seat, hold == 1).ok_or_else(malformed)
+}
+
+/// `--reload`: the extra files to watch, absolute (relative ones are in `--chdir`, where the
+/// worker imports the app). Says how the server runs.
+fn reload_files(args: &ServeArgs) -> Result<Option<Vec<std::path::PathBuf>>, Fatal> {
+    if !args.reload {
+        return Ok(None);
+    }
+    tracing::warn!(
+        "--reload: workers restart when the app's source files change (development only: \
+         never use it in production)"
+    );
+    if args.workers.is_none() {
+        tracing::info!("--reload: one worker process under a supervisor (give --workers for more)");
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| Fatal(format!("cannot read the current directory: {e}")))?;
+    let base = match &args.app.chdir {
+        Some(dir) => cwd.join(dir),
+        None => cwd,
+    };
+    Ok(Some(
+        args.reload_extra_file
+            .iter()
+            .map(|f| {
+                let path = base.join(f);
+                // Its real place: an edit of a symlink's target happens there.
+                std::fs::canonicalize(&path).unwrap_or(path)
+            })
+            .collect(),
+    ))
+}
+
+/// The app's own directories (`--chdir`, else the current directory; `--pythonpath`), as
+/// the app was imported from them (`load` changed to `--chdir`).
+fn app_dirs(args: &ServeArgs) -> Vec<std::path::PathBuf> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<_> = args.app.pythonpath.iter().map(|d| cwd.join(d)).collect();
+    dirs.insert(0, cwd);
+    dirs
 }
 
 /// The listening sockets another process passed: the supervisor, or systemd (`LISTEN_FDS`).

@@ -330,7 +330,7 @@ pub struct ServeArgs {
     /// Most open client connections (an idle one costs ~0.2 KiB here; the fd limit is raised to its maximum at start).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), env = "WSGI_GATEWAY_MAX_CONNECTIONS")]
     pub max_connections: u64,
-    /// Worker processes under a supervisor that restarts them and reloads on SIGHUP (0 = one per CPU). Without it (and without --max-requests), one process serves.
+    /// Worker processes under a supervisor that restarts them and reloads on SIGHUP (0 = one per CPU). Without it (and without --max-requests, --max-rss or --reload), one process serves.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1024), env = "WSGI_GATEWAY_WORKERS")]
     pub workers: Option<u32>,
     /// Replace a worker gracefully after this many requests (0 = never); implies a supervisor.
@@ -369,6 +369,17 @@ pub struct ServeArgs {
     /// Listen backlog.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), env = "WSGI_GATEWAY_BACKLOG")]
     pub backlog: u32,
+    /// Development only: restart the workers when a source file the app imported changes (implies a supervisor, one worker without --workers).
+    #[arg(long, env = "WSGI_GATEWAY_RELOAD")]
+    pub reload: bool,
+    /// Another file whose change restarts the workers under --reload (repeatable; relative to --chdir).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "WSGI_GATEWAY_RELOAD_EXTRA_FILE",
+        value_delimiter = ':'
+    )]
+    pub reload_extra_file: Vec<PathBuf>,
     #[command(flatten)]
     pub privileges: PrivilegeArgs,
 }
@@ -484,14 +495,14 @@ impl ServeArgs {
     }
 
     /// How many worker processes a supervisor runs: `--workers` (0 = one per CPU), or one when
-    /// only `--max-requests` or `--max-rss` asks for a supervisor (they replace workers);
-    /// `None`: this process serves by itself.
+    /// only `--max-requests`, `--max-rss` (they replace workers) or `--reload` asks for a
+    /// supervisor; `None`: this process serves by itself.
     #[cfg(unix)]
     pub fn supervisor_workers(&self) -> Option<usize> {
         match self.workers {
             Some(0) => Some(std::thread::available_parallelism().map_or(1, |n| n.get())),
             Some(n) => Some(n as usize),
-            None if self.max_requests > 0 || self.max_rss > 0 => Some(1),
+            None if self.max_requests > 0 || self.max_rss > 0 || self.reload => Some(1),
             None => None,
         }
     }
@@ -537,6 +548,11 @@ pub(super) mod tests {
         assert_eq!(serve(&["--workers=0"]).supervisor_workers(), Some(per_cpu));
         let both = serve(&["--workers=2", "--max-requests=5"]);
         assert_eq!(both.supervisor_workers(), Some(2));
+        assert_eq!(serve(&["--reload"]).supervisor_workers(), Some(1));
+        assert_eq!(
+            serve(&["--reload", "--workers=2"]).supervisor_workers(),
+            Some(2)
+        );
         assert_eq!(serve(&["--max-rss=512"]).supervisor_workers(), Some(1));
         assert_eq!(serve(&["--timeout=30"]).supervisor_workers(), None);
     }

@@ -9,6 +9,8 @@ pub(crate) mod host;
 pub(crate) mod input;
 pub(crate) mod interpreter;
 mod module;
+#[cfg(unix)]
+pub(crate) mod source_files;
 mod start_response;
 
 use pyo3::prelude::*;
