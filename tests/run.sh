@@ -253,6 +253,8 @@ run_pytest_console_script() {
     WSGI_GATEWAY_BIN="$script" WSGI_GATEWAY_WHEEL_VENV="$WHEEL_VENV" WSGI_GATEWAY_WHEEL="$WHEEL" \
         WSGI_GATEWAY_SDIST="$SDIST" pytest_logged pytest-console-script.log \
         tests/test_conformance.py tests/test_workers.py tests/test_cgi.py tests/test_wheel.py \
+        tests/test_watchdog.py tests/test_reload.py tests/test_systemd.py tests/test_privileges.py \
+        tests/test_metrics.py tests/test_logrotate.py \
         || rc=$?
     if [ "$rc" -eq 5 ] && [ -n "${PYTEST_ARGS:-}" ]; then
         note "PYTEST_ARGS selected none of the console-script tests"
