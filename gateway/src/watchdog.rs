@@ -1,13 +1,12 @@
 //! `--timeout` and `--max-rss`: one thread that looks, once a tick, at the calls inside the
 //! app and at the process's resident memory. A call inside the app (its response included)
 //! for longer than `--timeout` is a hung request: logged once, with its request line, its age
-//! and the Python stack of the thread running it, and counted (`HUNG_REQUESTS`). A worker
+//! and the Python stack of the thread running it, and counted (`metrics::hung_requests`). A worker
 //! under a supervisor then retires (`retire`): the supervisor starts its replacement at once,
 //! and this process finishes its other requests and exits after `--graceful-timeout`. A
 //! worker whose memory passes `--max-rss` retires too. With both options off the thread is
 //! not started and calls are not tracked (`WsgiApp::watch` is `None`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,10 +15,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use crate::retire::Reason;
-
-/// Calls found inside the app for longer than `--timeout`, since the process started (each
-/// call once). Read by the metrics.
-pub(crate) static HUNG_REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 /// The longest look interval, and how often `--max-rss` is read: once a second. A `--timeout`
 /// of a few seconds is looked at four times per timeout.
@@ -170,7 +165,6 @@ fn watch(limits: &Limits, calls: Option<&Calls>, retire: &dyn Fn(Reason) -> bool
         if let (Some(timeout), Some(calls)) = (limits.timeout, calls) {
             let hung = calls.newly_hung(timeout, Instant::now());
             if !hung.is_empty() {
-                HUNG_REQUESTS.fetch_add(hung.len() as u64, Ordering::Relaxed);
                 crate::metrics::hung_requests(hung.len());
                 // First the retirement, which needs no GIL: the stacks below wait for it.
                 let retires = limits.supervised && retire(Reason::Timeout);
