@@ -10,9 +10,11 @@
 //! after a response until it is back at its share (`Tally::target`).
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::shared_mem;
 
 /// How far over its share a worker may be in absolute connections before it counts as over
 /// (so that 3 connections on 2 workers do not move back and forth).
@@ -126,9 +128,8 @@ impl Board {
     /// The supervisor's board: `seats` free seats, `starting` first-generation workers to
     /// wait for. Returns the fd the workers inherit.
     pub fn create(seats: usize, starting: usize) -> io::Result<(Board, OwnedFd)> {
-        let fd = anonymous_file()?;
         let len = board_len(seats)?;
-        rustix::fs::ftruncate(&fd, len as u64)?;
+        let fd = shared_mem::create("wsgi-gateway-board", len)?;
         let board = Board::map(&fd, len)?;
         board
             .header
@@ -139,8 +140,7 @@ impl Board {
 
     /// A worker's mapping of the board its supervisor passed (`fd` may be closed after).
     pub fn open(fd: &OwnedFd) -> io::Result<Board> {
-        let len = rustix::fs::fstat(fd)?.st_size;
-        let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidData)?;
+        let len = shared_mem::len(fd)?;
         if len < size_of::<Header>() || len % size_of::<Seat>() != 0 {
             return Err(io::ErrorKind::InvalidData.into());
         }
@@ -148,26 +148,14 @@ impl Board {
     }
 
     fn map(fd: &OwnedFd, len: usize) -> io::Result<Board> {
-        use rustix::mm::{mmap, MapFlags, ProtFlags};
         let seats = (len - size_of::<Header>()) / size_of::<Seat>();
-        // SAFETY: a new shared read/write mapping of `len` bytes of the board file (sized to
-        // `len` by `create`, or measured by `open`), so no existing memory is touched.
-        let base = unsafe {
-            mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd.as_fd(),
-                0,
-            )?
-        };
+        let base = shared_mem::map(fd, len)?;
         // SAFETY: the mapping is page-aligned (so 64-aligned), `len` bytes long (the header
         // then `seats` seats fit), zero-filled or written only through these atomics (every
         // bit pattern is a valid `AtomicU64`), and never unmapped: 'static is true.
         let (header, seats) = unsafe {
             let header = &*(base as *const Header);
-            let first = (base as *const u8).add(size_of::<Header>()) as *const Seat;
+            let first = base.add(size_of::<Header>()) as *const Seat;
             (header, std::slice::from_raw_parts(first, seats))
         };
         Ok(Board { header, seats })
@@ -277,19 +265,6 @@ fn board_len(seats: usize) -> io::Result<usize> {
         .checked_mul(size_of::<Seat>())
         .and_then(|n| n.checked_add(size_of::<Header>()))
         .ok_or_else(|| io::ErrorKind::InvalidInput.into())
-}
-
-/// A file in memory only, for the board.
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-fn anonymous_file() -> io::Result<OwnedFd> {
-    use rustix::fs::{memfd_create, MemfdFlags};
-    Ok(memfd_create("wsgi-gateway-board", MemfdFlags::CLOEXEC)?)
-}
-
-/// Elsewhere: an unlinked temporary file.
-#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-fn anonymous_file() -> io::Result<OwnedFd> {
-    Ok(OwnedFd::from(tempfile::tempfile()?))
 }
 
 #[cfg(test)]
@@ -436,8 +411,7 @@ mod tests {
 
     #[test]
     fn a_file_of_the_wrong_size_is_refused() {
-        let fd = anonymous_file().unwrap();
-        rustix::fs::ftruncate(&fd, 10).unwrap();
+        let fd = shared_mem::create("test", 10).unwrap();
         assert!(Board::open(&fd).is_err());
     }
 }

@@ -37,6 +37,8 @@ pub(crate) mod retire;
 #[cfg(unix)]
 pub(crate) mod sd_notify;
 #[cfg(unix)]
+pub(crate) mod shared_mem;
+#[cfg(unix)]
 pub(crate) mod supervisor;
 pub(crate) mod trust;
 #[cfg(unix)]

@@ -5,12 +5,13 @@
 //! sum, so a scrape never sees a worker's counts twice or not at all.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
 use super::{Counters, ExitReason, Totals};
+use crate::shared_mem;
 
 #[repr(C, align(64))]
 struct Seat {
@@ -35,11 +36,10 @@ impl Aggregate {
     /// `seats` free seats; returns the fd the workers inherit. Leaked: the supervisor's
     /// endpoint thread reads it until the process ends.
     pub fn create(seats: usize) -> io::Result<(&'static Aggregate, OwnedFd)> {
-        let fd = anonymous_file()?;
         let len = seats
             .checked_mul(size_of::<Seat>())
             .ok_or(io::ErrorKind::InvalidInput)?;
-        rustix::fs::ftruncate(&fd, len as u64)?;
+        let fd = shared_mem::create("wsgi-gateway-metrics", len)?;
         let seats = Seats::map(&fd, len)?;
         let aggregate = Box::leak(Box::new(Aggregate {
             seats,
@@ -98,8 +98,7 @@ impl Aggregate {
 impl Seats {
     /// A worker's mapping of the area its supervisor passed (`fd` may be closed after).
     pub fn open(fd: &OwnedFd) -> io::Result<Seats> {
-        let len = rustix::fs::fstat(fd)?.st_size;
-        let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidData)?;
+        let len = shared_mem::len(fd)?;
         if len == 0 || len % size_of::<Seat>() != 0 {
             return Err(io::ErrorKind::InvalidData.into());
         }
@@ -107,19 +106,7 @@ impl Seats {
     }
 
     fn map(fd: &OwnedFd, len: usize) -> io::Result<Seats> {
-        use rustix::mm::{mmap, MapFlags, ProtFlags};
-        // SAFETY: a new shared read/write mapping of `len` bytes of the area's file (sized by
-        // `create`, or measured by `open`), so no existing memory is touched.
-        let base = unsafe {
-            mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd.as_fd(),
-                0,
-            )?
-        };
+        let base = shared_mem::map(fd, len)?;
         // SAFETY: the mapping is page-aligned (so 64-aligned), a whole number of seats long,
         // zero-filled or written only through these atomics (every bit pattern is a valid
         // `AtomicU64`), and never unmapped: 'static is true.
@@ -132,17 +119,6 @@ impl Seats {
     pub fn counters(&self, i: usize) -> Option<&'static Counters> {
         self.0.get(i).map(|s| &s.counters)
     }
-}
-
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-fn anonymous_file() -> io::Result<OwnedFd> {
-    use rustix::fs::{memfd_create, MemfdFlags};
-    Ok(memfd_create("wsgi-gateway-metrics", MemfdFlags::CLOEXEC)?)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-fn anonymous_file() -> io::Result<OwnedFd> {
-    Ok(OwnedFd::from(tempfile::tempfile()?))
 }
 
 #[cfg(test)]
@@ -181,8 +157,7 @@ mod tests {
 
     #[test]
     fn a_file_of_the_wrong_size_is_refused() {
-        let fd = anonymous_file().unwrap();
-        rustix::fs::ftruncate(&fd, 10).unwrap();
+        let fd = shared_mem::create("test", 10).unwrap();
         assert!(Seats::open(&fd).is_err());
     }
 }
