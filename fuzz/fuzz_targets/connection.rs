@@ -137,6 +137,7 @@ fuzz_target!(|data: &[u8]| {
             limits,
             max_body: if knobs & 0b11_0000 == 0 { 48 } else { 0 },
             header_timeout: Duration::from_secs(5),
+            proxy_protocol: false,
             keepalive_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),

@@ -90,7 +90,8 @@ pub(super) fn serve(
         // The supervisor switches, before any worker exists: it needs root for nothing once
         // the sockets are bound (its workers are its own user's to signal and reap), and no
         // worker, which runs the app, ever starts as root.
-        switch_user(&args, target.as_ref(), true)?;
+        switch_user(&args, target.as_ref())?;
+        warn_if_root(target.as_ref());
         let (metrics, _endpoint) = supervised_metrics(metrics_bound, workers, &listeners)?;
         let (program, mut program_args) = shape.program().map_err(Fatal)?;
         program_args.extend(command_line.iter().cloned());
@@ -138,8 +139,7 @@ pub(super) fn serve(
             metrics_bound = bind_metrics(&args, target.as_ref())?;
         }
     }
-    // A worker's supervisor switched already and gave the warning.
-    switch_user(&args, target.as_ref(), worker.is_none())?;
+    switch_user(&args, target.as_ref())?;
     let app = load(
         &args.app,
         shape,
@@ -156,6 +156,11 @@ pub(super) fn serve(
         report.send(&app_dirs(&args));
     }
     let mut app = app?;
+    // After the app loaded: a start refused before then says one line, its error. A worker's
+    // supervisor gave the warning.
+    if worker.is_none() {
+        warn_if_root(target.as_ref());
+    }
     // Bound after the app (unless --user needed them first): a server that cannot start
     // never holds a port, even briefly.
     let listeners = match inherited {
@@ -556,11 +561,8 @@ fn inherited_sockets(
 /// `--user`/`--group` (once the sockets are bound, before the app is imported), or the
 /// warning when the app is about to run as root without them. Log files the server opened as
 /// root are handed to the user first, so it can open them again after a rotation.
-fn switch_user(args: &ServeArgs, target: Option<&Target>, warn: bool) -> Result<(), Fatal> {
+fn switch_user(args: &ServeArgs, target: Option<&Target>) -> Result<(), Fatal> {
     let Some(target) = target else {
-        if warn {
-            privileges::warn_if_root(false);
-        }
         return Ok(());
     };
     if rustix::process::geteuid().is_root() {
@@ -572,10 +574,13 @@ fn switch_user(args: &ServeArgs, target: Option<&Target>, warn: bool) -> Result<
     if target.switch().map_err(Fatal)? {
         tracing::info!("running as {}", target.shown);
     }
-    if warn {
-        privileges::warn_if_root(target.changes_user());
-    }
     Ok(())
+}
+
+/// uWSGI's warning when the app is to run as root with no `--user`, given once by the process
+/// that decides (one process, or the supervisor), when the start got that far.
+fn warn_if_root(target: Option<&Target>) {
+    privileges::warn_if_root(target.is_some_and(Target::changes_user));
 }
 
 /// The listening sockets bound here (`--bind`, or the default address); `unix:` socket files
