@@ -1267,3 +1267,37 @@ def test_a_worker_that_cannot_be_started_is_retried_while_the_others_serve(gw, t
     assert new not in (victim, survivor)
     wait_until(lambda: try_pid(s)[0] == new, 30, f"replacement {new} answering")
     assert s.stop(timeout=20) == 0
+
+
+# ---- 15. a signal sent by the pid file as soon as it exists --------------------------------
+
+@pytest.mark.timeout(120)
+def test_a_signal_sent_as_soon_as_the_pid_file_exists_does_not_end_the_supervisor(tmp_path):
+    """logrotate's `kill -USR1 $(cat pidfile)` (or a SIGHUP reload) may come the moment the pid
+    file is written. The supervisor used to install its handlers later, after binding metrics,
+    switching user and finding its program: every such signal met the default action and
+    ended it (30 of 30 starts here). Each start below signals the instant the file appears;
+    the supervisor must live on and serve."""
+    for i in range(8):
+        pid_file = tmp_path / f"gw-{i}.pid"
+        proc = subprocess.Popen(
+            [binary(), "serve", "echo_app", "--chdir", str(APPS_DIR), "--workers", "1",
+             "--bind", "127.0.0.1:0", "--pid", str(pid_file)],
+            env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            # A busy poll, not a sleep: the signal must land as early as it can.
+            deadline = time.monotonic() + 30
+            while not pid_file.exists():
+                assert proc.poll() is None, f"the server exited at start: {proc.stderr.read()}"
+                assert time.monotonic() < deadline, "no pid file within 30 s"
+            os.kill(int(pid_file.read_text().strip() or proc.pid), signal.SIGUSR1
+                    if i % 2 == 0 else signal.SIGHUP)
+            # Still there once it serves (its "listening" line) and after.
+            for line in proc.stderr:
+                if "listening on" in line or "serving" in line:
+                    break
+            assert proc.poll() is None, f"start {i}: the supervisor ended (status {proc.poll()})"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        assert proc.returncode == 0, f"start {i}: exit status {proc.returncode}"

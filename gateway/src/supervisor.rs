@@ -198,8 +198,10 @@ impl Slot {
     }
 }
 
-/// Signals, as flags set by the handlers plus a pipe that wakes the loop.
-struct Signals {
+/// Signals, as flags set by the handlers plus a pipe that wakes the loop. Installed by `serve`
+/// before the pid file names this process, so a signal sent by its pid (logrotate's SIGUSR1,
+/// a reload's SIGHUP) never meets a default action that ends it.
+pub struct Signals {
     wake: UnixStream,
     term: Arc<AtomicBool>,
     quit: Arc<AtomicBool>,
@@ -208,7 +210,7 @@ struct Signals {
 }
 
 impl Signals {
-    fn install() -> std::io::Result<Signals> {
+    pub fn install() -> std::io::Result<Signals> {
         use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
@@ -268,8 +270,7 @@ struct Supervisor {
 /// is up, a worker that cannot be started (`fork`/`exec` failed: the program was removed, the
 /// system is out of processes) is logged and retried with the back-off, and the other workers
 /// keep serving.
-pub fn run(plan: Plan) -> Result<(), String> {
-    let mut signals = Signals::install().map_err(|e| format!("signals: {e}"))?;
+pub fn run(plan: Plan, mut signals: Signals) -> Result<(), String> {
     tracing::info!(
         "supervisor pid {} starting {} worker(s)",
         std::process::id(),

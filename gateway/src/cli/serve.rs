@@ -83,6 +83,8 @@ pub(super) fn serve(
             Some(listeners) => listeners,
             None => bind_sockets(&args, target.as_ref())?,
         };
+        // Before the pid file: a signal sent by it must find the supervisor's handlers.
+        let signals = supervisor::Signals::install().map_err(|e| Fatal(format!("signals: {e}")))?;
         // Written while still privileged (`/run` is root's).
         let _pid_file = PidFile::write(args.pid.as_deref())?;
         // Bound while still privileged, like the sockets; served once switched.
@@ -114,7 +116,7 @@ pub(super) fn serve(
             notify: notifier,
             metrics,
         };
-        supervisor::run(plan).map_err(Fatal)?;
+        supervisor::run(plan, signals).map_err(Fatal)?;
         return Ok(0);
     }
     let max_requests = match (&worker, args.max_requests) {
