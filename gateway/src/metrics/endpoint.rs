@@ -83,33 +83,21 @@ pub fn start(bound: Bound, source: Source) -> io::Result<Running> {
 }
 
 fn serve(bound: Bound, source: Source) {
-    let source = &source;
-    match &bound.sock {
-        Sock::Tcp(l) => {
-            let _ = l.set_nonblocking(false);
-            for conn in l.incoming() {
-                match conn {
-                    Ok(s) => {
-                        let _ = s.set_read_timeout(Some(CLIENT_TIMEOUT));
-                        let _ = s.set_write_timeout(Some(CLIENT_TIMEOUT));
-                        answer(s, source);
-                    }
-                    Err(e) => pause(&e),
-                }
+    // TCP or Unix, the page is served the same way: through one socket type.
+    let sock = socket2::Socket::from(match bound.sock {
+        Sock::Tcp(l) => OwnedFd::from(l),
+        Sock::Unix(l, _) => OwnedFd::from(l),
+    });
+    let _ = sock.set_nonblocking(false);
+    loop {
+        match sock.accept() {
+            Ok((s, _)) => {
+                let _ = s.set_read_timeout(Some(CLIENT_TIMEOUT));
+                let _ = s.set_write_timeout(Some(CLIENT_TIMEOUT));
+                answer(s, &source);
             }
-        }
-        Sock::Unix(l, _) => {
-            let _ = l.set_nonblocking(false);
-            for conn in l.incoming() {
-                match conn {
-                    Ok(s) => {
-                        let _ = s.set_read_timeout(Some(CLIENT_TIMEOUT));
-                        let _ = s.set_write_timeout(Some(CLIENT_TIMEOUT));
-                        answer(s, source);
-                    }
-                    Err(e) => pause(&e),
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => pause(&e),
         }
     }
 }
