@@ -345,11 +345,20 @@ fn per_unit(d: Duration, unit: Duration) -> u64 {
 
 /// Quotes and control bytes escaped so a client cannot forge log lines.
 fn escape_into(s: &mut String, b: &[u8]) {
+    escape_bytes(s, b, false);
+}
+
+/// Quotes and backslashes escaped, and every byte outside printable ASCII as `\xXX`
+/// (text lines) or `\u00XX` (JSON): the line stays ASCII.
+fn escape_bytes(s: &mut String, b: &[u8], json: bool) {
     for &c in b {
         match c {
             b'"' => s.push_str("\\\""),
             b'\\' => s.push_str("\\\\"),
             0x20..=0x7e => s.push(c as char),
+            _ if json => {
+                let _ = write!(s, "\\u{c:04x}");
+            }
             _ => {
                 let _ = write!(s, "\\x{c:02x}");
             }
@@ -369,16 +378,7 @@ fn escape(b: &[u8]) -> String {
 /// ASCII as `\u00XX`, so the line is ASCII and a client cannot break the object.
 fn json_string(s: &mut String, b: &[u8]) {
     s.push('"');
-    for &c in b {
-        match c {
-            b'"' => s.push_str("\\\""),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(c as char),
-            _ => {
-                let _ = write!(s, "\\u{c:04x}");
-            }
-        }
-    }
+    escape_bytes(s, b, true);
     s.push('"');
 }
 
